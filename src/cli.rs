@@ -1,0 +1,367 @@
+//! Command line: parsing (clap), logging, and the mapping of outcomes to exit codes.
+//! This is the binary's edge: errors are `anyhow` here and typed everywhere below.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use clap::{Args, Parser, Subcommand};
+
+use coincast::config::{is_valid_coin_id, Settings};
+use coincast::ingest::batch::{self, BatchState};
+use coincast::ingest::coingecko::CoinGeckoClient;
+use coincast::pipeline::{self, Extract, RunReport, RunState};
+use coincast::quality::RuleSet;
+use coincast::store::{Store, StoreError};
+use coincast::{features, progress, status};
+
+/// Exit codes, documented in README.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Exit {
+    Ok = 0,
+    /// An unexpected failure (a bug, a disk error).
+    Internal = 1,
+    /// Bad command line or configuration.
+    Usage = 2,
+    /// The run finished, but a batch was quarantined or failed, or a coin could not be fetched.
+    DataRejected = 3,
+    /// The database is locked by another process or was written by a newer coincast.
+    DatabaseBusy = 4,
+    /// The source (CoinGecko) could not be reached for any coin.
+    SourceUnavailable = 5,
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "coincast",
+    version,
+    about = "Crypto price forecasting appliance: ingest, quality gate, features, model and serving in one binary and one DuckDB file"
+)]
+struct Cli {
+    /// Folder of the DuckDB file (overrides `data_dir` from the config).
+    #[arg(long, global = true, env = "COINCAST_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// A TOML file whose keys override config/default.toml.
+    #[arg(long, global = true, env = "COINCAST_CONFIG")]
+    config: Option<PathBuf>,
+    /// More log output (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// One pipeline run: fetch every configured coin from CoinGecko, gate, merge, build features.
+    Run(FetchArgs),
+    /// Like `run`, for chosen coins and backfill depth.
+    Ingest(FetchArgs),
+    /// Load recorded CoinGecko market_chart files (<coin_id>.json) through the same gate and merge.
+    Replay {
+        /// Folder of <coin_id>.json files.
+        dir: PathBuf,
+        /// Only these coins (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        coins: Option<Vec<String>>,
+        /// Fetch time to judge freshness against (RFC 3339); default: each file's modification time.
+        #[arg(long)]
+        fetched_at: Option<DateTime<Utc>>,
+    },
+    /// Show the rules and recent failures, or check batches again after the rules changed.
+    Quality {
+        /// Check this batch again (parsed anew from its stored body); repeatable.
+        #[arg(long = "batch")]
+        batches: Vec<i64>,
+        /// Check every quarantined batch again.
+        #[arg(long)]
+        quarantined: bool,
+    },
+    /// Build the features of every hour that changed since the last build.
+    Features {
+        /// Rebuild every hour of every coin.
+        #[arg(long)]
+        full: bool,
+    },
+    /// What the database holds: coins, hours, gaps, batches, the last run.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+struct FetchArgs {
+    /// Coins to fetch (comma-separated CoinGecko ids); default: `coins` from the config.
+    #[arg(long, value_delimiter = ',')]
+    coins: Option<Vec<String>>,
+    /// Days of history for coins with no data yet; default: coingecko.backfill_days.
+    #[arg(long)]
+    backfill_days: Option<u32>,
+    /// Fetch up to this time (RFC 3339) instead of now, e.g. to backfill a past stretch.
+    #[arg(long)]
+    until: Option<DateTime<Utc>>,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let exit = match execute(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            let code = classify(&err);
+            eprintln!("error: {err:#}");
+            code
+        }
+    };
+    ExitCode::from(exit as u8)
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info,coincast=info",
+        _ => "debug,hyper=info,reqwest=info",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+/// Which exit code an error deserves.
+fn classify(err: &anyhow::Error) -> Exit {
+    for cause in err.chain() {
+        if let Some(store) = cause.downcast_ref::<StoreError>() {
+            if matches!(
+                store,
+                StoreError::Locked { .. } | StoreError::NewerSchema { .. }
+            ) {
+                return Exit::DatabaseBusy;
+            }
+        }
+        if cause.downcast_ref::<coincast::config::ConfigError>().is_some()
+            || cause
+                .downcast_ref::<coincast::quality::QualityError>()
+                .is_some_and(|q| {
+                    matches!(
+                        q,
+                        coincast::quality::QualityError::UnknownRule { .. }
+                            | coincast::quality::QualityError::Config { .. }
+                            | coincast::quality::QualityError::RuleFile { .. }
+                    )
+                })
+        {
+            return Exit::Usage;
+        }
+    }
+    Exit::Internal
+}
+
+fn execute(cli: Cli) -> anyhow::Result<Exit> {
+    let mut settings = Settings::load(cli.config.as_deref())?;
+    if let Some(dir) = cli.data_dir {
+        settings.data_dir = dir;
+    }
+    match cli.command {
+        Command::Status { json } => {
+            let store = open(&settings)?;
+            let report = status::report(store.conn(), &store.path().display().to_string())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{report}");
+            }
+            Ok(Exit::Ok)
+        }
+        Command::Features { full } => {
+            let store = open(&settings)?;
+            let bar = progress::spinner("features");
+            let stats = if full {
+                features::rebuild_all(store.conn())
+            } else {
+                features::build_backlog(store.conn())
+            };
+            bar.finish_and_clear();
+            let stats = stats?;
+            store.checkpoint()?;
+            println!(
+                "features: {} rows written for {} coin(s)",
+                stats.rows_written, stats.coins
+            );
+            Ok(Exit::Ok)
+        }
+        Command::Quality {
+            batches,
+            quarantined,
+        } => {
+            let rules = RuleSet::load(&settings.quality)?;
+            let store = open(&settings)?;
+            let mut ids = batches;
+            if quarantined {
+                ids.extend(batch::batches_in_state(
+                    store.conn(),
+                    BatchState::Quarantined,
+                )?);
+            }
+            if ids.is_empty() {
+                print_rules(&rules);
+                return Ok(Exit::Ok);
+            }
+            for &id in &ids {
+                if !batch_exists(&store, id)? {
+                    anyhow::bail!("batch {id} does not exist (see `coincast status`)");
+                }
+            }
+            let report = runtime()?.block_on(pipeline::run(
+                &store,
+                &settings,
+                &rules,
+                "quality",
+                Extract::Recheck { batch_ids: ids },
+            ))?;
+            Ok(print_run(&report))
+        }
+        Command::Replay {
+            dir,
+            coins,
+            fetched_at,
+        } => {
+            check_coins(coins.as_deref())?;
+            let rules = RuleSet::load(&settings.quality)?;
+            let store = open(&settings)?;
+            let report = runtime()?.block_on(pipeline::run(
+                &store,
+                &settings,
+                &rules,
+                "replay",
+                Extract::Replay {
+                    dir,
+                    coins,
+                    fetched_at,
+                },
+            ))?;
+            Ok(print_run(&report))
+        }
+        Command::Run(args) => fetch(settings, args, "run"),
+        Command::Ingest(args) => fetch(settings, args, "ingest"),
+    }
+}
+
+fn fetch(settings: Settings, args: FetchArgs, trigger: &str) -> anyhow::Result<Exit> {
+    check_coins(args.coins.as_deref())?;
+    let rules = RuleSet::load(&settings.quality)?;
+    let store = open(&settings)?;
+    let client = CoinGeckoClient::new(&settings.coingecko)?;
+    let coins = args.coins.unwrap_or_else(|| settings.coins.clone());
+    let backfill_days = args
+        .backfill_days
+        .unwrap_or(settings.coingecko.backfill_days)
+        .max(1);
+    let until = args.until.unwrap_or_else(Utc::now);
+    let report = runtime()?.block_on(pipeline::run(
+        &store,
+        &settings,
+        &rules,
+        trigger,
+        Extract::Live {
+            client: &client,
+            coins,
+            until,
+            backfill_days,
+        },
+    ))?;
+    Ok(print_run(&report))
+}
+
+fn open(settings: &Settings) -> anyhow::Result<Store> {
+    let path = settings.database_path();
+    Store::open(&settings.data_dir).with_context(|| format!("opening {}", path.display()))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn check_coins(coins: Option<&[String]>) -> anyhow::Result<()> {
+    for coin in coins.unwrap_or_default() {
+        if !is_valid_coin_id(coin) {
+            return Err(coincast::config::ConfigError::Invalid {
+                key: "--coins".into(),
+                message: format!("`{coin}` is not a CoinGecko coin id"),
+            }
+            .into());
+        }
+    }
+    Ok(())
+}
+
+fn batch_exists(store: &Store, id: i64) -> anyhow::Result<bool> {
+    Ok(store.conn().query_row(
+        "SELECT count(*) > 0 FROM raw_batches WHERE batch_id = ?",
+        [id],
+        |r| r.get(0),
+    )?)
+}
+
+fn print_rules(rules: &RuleSet) {
+    println!("{:<16} {:<8} {:>9}  description", "rule", "severity", "threshold");
+    for r in &rules.rules {
+        println!(
+            "{:<16} {:<8} {:>9}  {}",
+            r.name, r.severity, r.threshold, r.description
+        );
+    }
+    println!("\nrecheck: coincast quality --batch ID | --quarantined");
+}
+
+/// Prints what a run did and picks the exit code.
+fn print_run(report: &RunReport) -> Exit {
+    let s = &report.summary;
+    for g in &s.gated {
+        let verdict = if g.merged {
+            format!("merged ({} hours new or changed)", g.changed_hours)
+        } else {
+            "QUARANTINED, nothing merged".to_string()
+        };
+        println!("batch {:>5} {:<12} {verdict}", g.batch_id, g.coin_id);
+        for p in &g.problems {
+            println!("    {p}");
+        }
+    }
+    for f in &s.failed_batches {
+        println!("failed: {f}");
+    }
+    for e in &s.fetch_errors {
+        println!("fetch error: {e}");
+    }
+    println!(
+        "run #{} {}: {} request(s), {} staged, {} merged, {} quarantined, {} failed, {} feature rows",
+        report.run_id,
+        report.state.name(),
+        s.requests,
+        s.staged,
+        s.merged,
+        s.quarantined,
+        s.failed_batches.len(),
+        s.feature_rows
+    );
+    if let Some(err) = &report.error {
+        eprintln!("error: {err}");
+    }
+    match report.state {
+        RunState::Success => Exit::Ok,
+        _ if s.source_unavailable => Exit::SourceUnavailable,
+        RunState::Partial => Exit::DataRejected,
+        RunState::Failed => Exit::Internal,
+    }
+}
+

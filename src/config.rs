@@ -1,0 +1,354 @@
+//! Layered settings: `config/default.toml` (built in) < `--config FILE` < `COINCAST__SECTION__KEY`.
+//!
+//! Every struct denies unknown fields, and deserialization goes through `serde_path_to_error`, so a
+//! typo or a wrong type is reported with the full key (`coingecko.calls_per_minute`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use config::{Config, Environment, File, FileFormat};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// The built-in defaults; the same text users read in `config/default.toml`.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// Environment prefix: `COINCAST__COINGECKO__API_KEY` sets `coingecko.api_key`.
+pub const ENV_PREFIX: &str = "COINCAST";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("invalid setting `{key}`: {message}")]
+    Invalid { key: String, message: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub coins: Vec<String>,
+    pub vs_currency: String,
+    pub coingecko: CoinGeckoSettings,
+    pub quality: QualitySettings,
+    pub pipeline: PipelineSettings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Plan {
+    Public,
+    Demo,
+    Pro,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoinGeckoSettings {
+    pub plan: Plan,
+    pub base_url: String,
+    pub api_key: SecretString,
+    pub calls_per_minute: u32,
+    pub timeout_secs: u64,
+    pub max_retries: u32,
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    pub max_retry_after_secs: u64,
+    pub backfill_days: u32,
+    pub max_chunk_days: u32,
+}
+
+impl CoinGeckoSettings {
+    /// The API root: the configured one, else the plan's official host.
+    pub fn effective_base_url(&self) -> String {
+        if !self.base_url.trim().is_empty() {
+            return self.base_url.trim().trim_end_matches('/').to_string();
+        }
+        match self.plan {
+            Plan::Pro => "https://pro-api.coingecko.com/api/v3".into(),
+            Plan::Public | Plan::Demo => "https://api.coingecko.com/api/v3".into(),
+        }
+    }
+
+    /// The key, if one is set (an empty string means none).
+    pub fn api_key(&self) -> Option<&str> {
+        let key = self.api_key.expose_secret().trim();
+        (!key.is_empty()).then_some(key)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QualitySettings {
+    pub extra_rules_dir: PathBuf,
+    pub max_failing_rows: u32,
+    #[serde(default)]
+    pub rules: BTreeMap<String, RuleOverride>,
+}
+
+/// A user's change to one rule; unset fields keep the rule header's value.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleOverride {
+    pub threshold: Option<f64>,
+    pub severity: Option<String>,
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSettings {
+    pub task_attempts: u32,
+    pub retry_delay_secs: u64,
+}
+
+impl Settings {
+    /// Loads defaults, then `file` if given, then the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with_env(file, std::env::vars())
+    }
+
+    /// As [`Settings::load`], with the environment given explicitly (tests).
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut builder =
+            Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+            // Parse it on its own first so that a syntax error names this file.
+            Config::builder()
+                .add_source(File::from_str(&text, FileFormat::Toml))
+                .build()
+                .map_err(|e| ConfigError::File {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                })?;
+            builder = builder.add_source(File::from_str(&text, FileFormat::Toml));
+        }
+        let env: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
+            .collect();
+        builder = builder.add_source(
+            Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("__")
+                .separator("__")
+                .list_separator(",")
+                .with_list_parse_key("coins")
+                .try_parsing(true)
+                .source(Some(env)),
+        );
+        let merged = builder
+            .build()
+            .map_err(|e| ConfigError::Other(e.to_string()))?;
+        let settings: Settings = serde_path_to_error::deserialize(merged).map_err(|e| {
+            ConfigError::Invalid {
+                key: e.path().to_string(),
+                message: e.inner().to_string(),
+            }
+        })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            key: key.to_string(),
+            message,
+        };
+        if self.coins.is_empty() {
+            return Err(invalid("coins", "at least one coin id is needed".into()));
+        }
+        for coin in &self.coins {
+            if !is_valid_coin_id(coin) {
+                return Err(invalid(
+                    "coins",
+                    format!("`{coin}` is not a CoinGecko id (lowercase letters, digits, '-', '_', '.')"),
+                ));
+            }
+        }
+        if !is_valid_coin_id(&self.vs_currency) {
+            return Err(invalid(
+                "vs_currency",
+                format!("`{}` is not a currency code", self.vs_currency),
+            ));
+        }
+        let cg = &self.coingecko;
+        if cg.calls_per_minute == 0 {
+            return Err(invalid("coingecko.calls_per_minute", "must be at least 1".into()));
+        }
+        if cg.timeout_secs == 0 {
+            return Err(invalid("coingecko.timeout_secs", "must be at least 1".into()));
+        }
+        if !(4..=90).contains(&cg.max_chunk_days) {
+            return Err(invalid(
+                "coingecko.max_chunk_days",
+                "must be 4..=90: CoinGecko answers ranges over 90 days with daily points".into(),
+            ));
+        }
+        if cg.backfill_days == 0 {
+            return Err(invalid("coingecko.backfill_days", "must be at least 1".into()));
+        }
+        if cg.backoff_base_ms > cg.backoff_max_ms {
+            return Err(invalid(
+                "coingecko.backoff_base_ms",
+                "must not exceed coingecko.backoff_max_ms".into(),
+            ));
+        }
+        if !cg.base_url.trim().is_empty() {
+            let parsed = url::Url::parse(cg.base_url.trim())
+                .map_err(|e| invalid("coingecko.base_url", e.to_string()))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(invalid("coingecko.base_url", "must be an http(s) URL".into()));
+            }
+        }
+        if cg.plan != Plan::Public && cg.api_key().is_none() {
+            return Err(invalid(
+                "coingecko.api_key",
+                format!("plan `{:?}` needs a key", cg.plan).to_lowercase(),
+            ));
+        }
+        if self.pipeline.task_attempts == 0 {
+            return Err(invalid("pipeline.task_attempts", "must be at least 1".into()));
+        }
+        for (name, rule) in &self.quality.rules {
+            if let Some(sev) = &rule.severity {
+                if sev != "error" && sev != "warn" {
+                    return Err(invalid(
+                        &format!("quality.rules.{name}.severity"),
+                        format!("`{sev}` is neither `error` nor `warn`"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The DuckDB file inside the data folder.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join(crate::store::DATABASE_FILE)
+    }
+}
+
+/// CoinGecko ids are lowercase slugs; this also keeps them safe in URLs and file names.
+pub fn is_valid_coin_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 100
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
+        && !id.starts_with('.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_load() {
+        let s = Settings::load_with_env(None, env(&[])).expect("defaults are valid");
+        assert_eq!(s.coins.len(), 5);
+        assert_eq!(s.coingecko.plan, Plan::Public);
+        assert!(s.coingecko.api_key().is_none());
+        assert_eq!(
+            s.coingecko.effective_base_url(),
+            "https://api.coingecko.com/api/v3"
+        );
+    }
+
+    #[test]
+    fn env_overrides_nested_keys_and_lists() {
+        let s = Settings::load_with_env(
+            None,
+            env(&[
+                ("COINCAST__COINGECKO__PLAN", "pro"),
+                ("COINCAST__COINGECKO__API_KEY", "k-123"),
+                ("COINCAST__COINS", "bitcoin,solana"),
+                ("COINCAST__COINGECKO__CALLS_PER_MINUTE", "250"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(s.coins, vec!["bitcoin", "solana"]);
+        assert_eq!(s.coingecko.api_key(), Some("k-123"));
+        assert_eq!(s.coingecko.calls_per_minute, 250);
+        assert_eq!(
+            s.coingecko.effective_base_url(),
+            "https://pro-api.coingecko.com/api/v3"
+        );
+    }
+
+    #[test]
+    fn unknown_env_key_is_named() {
+        let err = Settings::load_with_env(None, env(&[("COINCAST__COINGECKO__API_KEE", "x")]))
+            .expect_err("unknown key");
+        let text = err.to_string();
+        assert!(text.contains("coingecko") && text.contains("api_kee"), "{text}");
+    }
+
+    #[test]
+    fn wrong_type_in_file_is_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[coingecko]\ncalls_per_minute = \"many\"\n").expect("write");
+        let text = Settings::load_with_env(Some(&path), env(&[]))
+            .expect_err("bad type")
+            .to_string();
+        assert!(text.contains("coingecko.calls_per_minute"), "{text}");
+    }
+
+    #[test]
+    fn syntax_error_names_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("broken.toml");
+        std::fs::write(&path, "coins = [\n").expect("write");
+        let text = Settings::load_with_env(Some(&path), env(&[]))
+            .expect_err("syntax")
+            .to_string();
+        assert!(text.contains("broken.toml"), "{text}");
+    }
+
+    #[test]
+    fn key_is_never_in_debug_output() {
+        let s = Settings::load_with_env(
+            None,
+            env(&[
+                ("COINCAST__COINGECKO__PLAN", "demo"),
+                ("COINCAST__COINGECKO__API_KEY", "super-secret-key"),
+            ]),
+        )
+        .expect("valid");
+        assert!(!format!("{s:?}").contains("super-secret-key"));
+    }
+
+    #[test]
+    fn paid_plan_without_key_is_refused() {
+        let text = Settings::load_with_env(None, env(&[("COINCAST__COINGECKO__PLAN", "demo")]))
+            .expect_err("no key")
+            .to_string();
+        assert!(text.contains("coingecko.api_key"), "{text}");
+    }
+
+    #[test]
+    fn coin_ids_are_checked() {
+        assert!(is_valid_coin_id("bitcoin"));
+        assert!(is_valid_coin_id("usd-coin"));
+        assert!(!is_valid_coin_id("Bitcoin"));
+        assert!(!is_valid_coin_id("../etc"));
+        assert!(!is_valid_coin_id("<script>"));
+    }
+}

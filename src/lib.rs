@@ -1,0 +1,15 @@
+//! coincast: one binary and one DuckDB file for crypto price forecasting.
+//!
+//! The modules follow the data flow (see ARCHITECTURE.md):
+//! `ingest` → `quality` (gate) → `merge` → `features`, orchestrated by `pipeline`;
+//! `store` is the only module that opens the database.
+
+pub mod config;
+pub mod features;
+pub mod ingest;
+pub mod merge;
+pub mod pipeline;
+pub mod progress;
+pub mod quality;
+pub mod status;
+pub mod store;

@@ -1,0 +1,7 @@
+//! The `coincast` binary: the command line over the library (see `cli`).
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

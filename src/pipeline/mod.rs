@@ -1,0 +1,374 @@
+//! The pipeline runner: one run = the tasks extract → quality_gate → transform, each recorded in
+//! `task_runs` (state, attempt, timings, error, log) under a `pipeline_runs` row.
+//!
+//! Each task reads its input from the database, not from the task before it: the gate takes every
+//! `staged` batch and the transform the whole `feature_backlog`, so whatever a crashed run left
+//! behind is finished by the next one. Later stages (profile, store, version, train) are added as
+//! further tasks of the same runner.
+
+mod record;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::config::Settings;
+use crate::features;
+use crate::ingest::batch::{self, BatchState, StageOutcome};
+use crate::ingest::coingecko::{CoinGeckoClient, FetchError};
+use crate::ingest::{self, ExtractReport, LiveRequest};
+use crate::progress;
+use crate::quality::{self, GateOutcome, GateReport, RuleSet};
+use crate::store::Store;
+use record::RunRecorder;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("task {task} failed after {attempts} attempt(s): {message}")]
+    Task {
+        task: &'static str,
+        attempts: u32,
+        message: String,
+    },
+    #[error("recording the run failed: {0}")]
+    Record(#[from] duckdb::Error),
+}
+
+/// Where the extract task gets its batches.
+pub enum Extract<'a> {
+    /// CoinGecko, from each coin's last stored hour (or a backfill) to `until`.
+    Live {
+        client: &'a CoinGeckoClient,
+        coins: Vec<String>,
+        until: DateTime<Utc>,
+        backfill_days: u32,
+    },
+    /// Recorded `<coin_id>.json` files.
+    Replay {
+        dir: PathBuf,
+        coins: Option<Vec<String>>,
+        fetched_at: Option<DateTime<Utc>>,
+    },
+    /// Batches already recorded, parsed again from their bodies and gated again.
+    Recheck { batch_ids: Vec<i64> },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    /// Every batch merged.
+    Success,
+    /// The run finished, but some batches were quarantined or failed, or some coins could not be fetched.
+    Partial,
+    /// A task failed.
+    Failed,
+}
+
+impl RunState {
+    pub fn name(self) -> &'static str {
+        match self {
+            RunState::Success => "success",
+            RunState::Partial => "partial",
+            RunState::Failed => "failed",
+        }
+    }
+}
+
+/// One gated batch, as reported.
+#[derive(Debug, Clone, Serialize)]
+pub struct GatedBatch {
+    pub batch_id: i64,
+    pub coin_id: String,
+    pub merged: bool,
+    pub changed_hours: u64,
+    /// The failed rules, `rule (severity): ...`, errors first.
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct RunSummary {
+    pub requests: u32,
+    pub staged: usize,
+    pub merged: usize,
+    pub quarantined: usize,
+    pub failed_batches: Vec<String>,
+    pub fetch_errors: Vec<String>,
+    /// True when every coin's fetch failed because the source could not be reached.
+    pub source_unavailable: bool,
+    pub gated: Vec<GatedBatch>,
+    pub feature_rows: u64,
+}
+
+#[derive(Debug)]
+pub struct RunReport {
+    pub run_id: i64,
+    pub state: RunState,
+    pub summary: RunSummary,
+    pub error: Option<PipelineError>,
+}
+
+/// Executes one pipeline run.
+pub async fn run(
+    store: &Store,
+    settings: &Settings,
+    rules: &RuleSet,
+    trigger: &str,
+    extract: Extract<'_>,
+) -> Result<RunReport, PipelineError> {
+    let conn = store.conn();
+    let recorder = RunRecorder::start(conn, trigger)?;
+    let mut summary = RunSummary::default();
+    let attempts = settings.pipeline.task_attempts;
+    let delay = Duration::from_secs(settings.pipeline.retry_delay_secs);
+
+    let outcome: Result<(), PipelineError> = async {
+        // extract
+        let report = recorder
+            .task_async("extract", attempts, delay, || {
+                run_extract(store, settings, recorder.run_id, &extract)
+            })
+            .await?;
+        summary.requests = report.requests;
+        summary.staged = report.staged.len();
+        summary.failed_batches = report.failed_batches.iter().map(|(_, r)| r.clone()).collect();
+        summary.fetch_errors = report.fetch_errors.iter().map(ToString::to_string).collect();
+        let wanted_coins = match &extract {
+            Extract::Live { coins, .. } => coins.len(),
+            _ => 0,
+        };
+        summary.source_unavailable = wanted_coins > 0
+            && report.fetch_errors.len() == wanted_coins
+            && report.fetch_errors.iter().all(FetchError::is_unavailable);
+
+        // quality_gate
+        let gated = recorder
+            .task("quality_gate", attempts, delay, || gate_staged(store, settings, rules))
+            .await?;
+        summary.merged = gated.iter().filter(|g| g.merged).count();
+        summary.quarantined = gated.iter().filter(|g| !g.merged).count();
+        summary.gated = gated;
+
+        // transform
+        let built = recorder.task("transform", attempts, delay, || {
+            let bar = progress::spinner("features");
+            let stats = features::build_backlog(store.conn()).map_err(|e| e.to_string());
+            bar.finish_and_clear();
+            let stats = stats?;
+            Ok(TaskOutput::new(
+                stats,
+                format!(
+                    "rebuilt {} feature rows for {} coin(s)",
+                    stats.rows_written, stats.coins
+                ),
+            ))
+        }).await?;
+        summary.feature_rows = built.rows_written;
+        Ok(())
+    }
+    .await;
+
+    let (state, error) = match outcome {
+        Err(e) => (RunState::Failed, Some(e)),
+        Ok(()) if summary.quarantined > 0
+            || !summary.failed_batches.is_empty()
+            || !summary.fetch_errors.is_empty() =>
+        {
+            (RunState::Partial, None)
+        }
+        Ok(()) => (RunState::Success, None),
+    };
+    recorder.finish(
+        state,
+        error.as_ref().map(ToString::to_string).as_deref(),
+        &summary,
+    )?;
+    // Keep the file readable by other processes once this one exits.
+    if let Err(e) = store.checkpoint() {
+        tracing::warn!("checkpoint after run failed: {e}");
+    }
+    Ok(RunReport {
+        run_id: recorder.run_id,
+        state,
+        summary,
+        error,
+    })
+}
+
+/// A task's result plus the log excerpt recorded with it.
+pub(crate) struct TaskOutput<T> {
+    pub value: T,
+    pub log: String,
+}
+
+impl<T> TaskOutput<T> {
+    fn new(value: T, log: String) -> Self {
+        Self { value, log }
+    }
+}
+
+async fn run_extract(
+    store: &Store,
+    settings: &Settings,
+    run_id: i64,
+    extract: &Extract<'_>,
+) -> Result<TaskOutput<ExtractReport>, String> {
+    let conn = store.conn();
+    let report = match extract {
+        Extract::Live {
+            client,
+            coins,
+            until,
+            backfill_days,
+        } => {
+            let bar = progress::bar("fetch");
+            let req = LiveRequest {
+                coins,
+                vs_currency: &settings.vs_currency,
+                until: *until,
+                backfill_days: *backfill_days,
+                max_chunk_days: settings.coingecko.max_chunk_days,
+                run_id: Some(run_id),
+            };
+            let r = ingest::extract_live(conn, client, &req, &bar).await;
+            bar.finish_and_clear();
+            let r = r.map_err(|e| e.to_string())?;
+            if !r.fetch_errors.is_empty() && r.fetch_errors.len() == coins.len() {
+                // Nothing came through: worth another attempt of the whole task.
+                if r.fetch_errors.iter().all(FetchError::is_unavailable) {
+                    return Err(format!(
+                        "no coin could be fetched from {}: {}",
+                        client.base_url(),
+                        r.fetch_errors[0]
+                    ));
+                }
+            }
+            r
+        }
+        Extract::Replay {
+            dir,
+            coins,
+            fetched_at,
+        } => {
+            let bar = progress::bar("replay");
+            let r = ingest::extract_replay(
+                conn,
+                dir,
+                coins.as_deref(),
+                &settings.vs_currency,
+                *fetched_at,
+                Some(run_id),
+                &bar,
+            );
+            bar.finish_and_clear();
+            r.map_err(|e| e.to_string())?
+        }
+        Extract::Recheck { batch_ids } => {
+            let mut r = ExtractReport::default();
+            for &id in batch_ids {
+                match batch::restage(conn, id).map_err(|e| e.to_string())? {
+                    StageOutcome::Staged { batch_id, hours } => {
+                        r.staged.push(ingest::StagedBatch {
+                            batch_id,
+                            coin_id: batch_coin(store, batch_id),
+                            hours,
+                        })
+                    }
+                    StageOutcome::Failed { batch_id, reason } => {
+                        r.failed_batches.push((batch_id, reason))
+                    }
+                }
+            }
+            r
+        }
+    };
+    let log = format!(
+        "{} request(s); staged {} batch(es) ({} hours); {} failed batch(es); {} fetch error(s){}",
+        report.requests,
+        report.staged.len(),
+        report.staged.iter().map(|b| u64::from(b.hours)).sum::<u64>(),
+        report.failed_batches.len(),
+        report.fetch_errors.len(),
+        report
+            .fetch_errors
+            .iter()
+            .map(|e| format!("\n{e}"))
+            .collect::<String>()
+    );
+    Ok(TaskOutput::new(report, log))
+}
+
+fn batch_coin(store: &Store, batch_id: i64) -> String {
+    store
+        .conn()
+        .query_row(
+            "SELECT coin_id FROM raw_batches WHERE batch_id = ?",
+            [batch_id],
+            |r| r.get(0),
+        )
+        .unwrap_or_default()
+}
+
+/// Gates every staged batch, oldest first.
+fn gate_staged(
+    store: &Store,
+    settings: &Settings,
+    rules: &RuleSet,
+) -> Result<TaskOutput<Vec<GatedBatch>>, String> {
+    let conn = store.conn();
+    let ids = batch::batches_in_state(conn, BatchState::Staged).map_err(|e| e.to_string())?;
+    let bar = progress::bar("quality gate");
+    bar.set_length(ids.len() as u64);
+    let mut gated = Vec::with_capacity(ids.len());
+    let mut log = String::new();
+    for id in ids {
+        let coin = batch_coin(store, id);
+        bar.set_message(coin.clone());
+        let outcome = quality::gate_batch(conn, rules, id, settings.quality.max_failing_rows)
+            .map_err(|e| e.to_string())?;
+        let entry = match outcome {
+            GateOutcome::Merged { report, merge } => GatedBatch {
+                batch_id: id,
+                coin_id: coin,
+                merged: true,
+                changed_hours: merge.changed_hours,
+                problems: problems(&report),
+            },
+            GateOutcome::Quarantined { report, .. } => GatedBatch {
+                batch_id: id,
+                coin_id: coin,
+                merged: false,
+                changed_hours: 0,
+                problems: problems(&report),
+            },
+        };
+        log.push_str(&format!(
+            "batch {} {}: {}{}\n",
+            entry.batch_id,
+            entry.coin_id,
+            if entry.merged {
+                format!("merged, {} hours new or changed", entry.changed_hours)
+            } else {
+                "QUARANTINED".to_string()
+            },
+            if entry.problems.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", entry.problems.join("; "))
+            }
+        ));
+        gated.push(entry);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(TaskOutput::new(gated, log))
+}
+
+fn problems(report: &GateReport) -> Vec<String> {
+    report
+        .failed_errors()
+        .chain(report.failed_warnings())
+        .map(|r| GateReport::summary(std::iter::once(r)))
+        .collect()
+}
