@@ -344,10 +344,11 @@ fn print_run(report: &RunReport) -> Exit {
         println!("fetch error: {e}");
     }
     println!(
-        "run #{} {}: {} request(s), {} staged, {} merged, {} quarantined, {} failed, {} feature rows",
+        "run #{} {}: {} request(s) ({} retried), {} staged, {} merged, {} quarantined, {} failed, {} feature rows",
         report.run_id,
         report.state.name(),
         s.requests,
+        s.failed_attempts,
         s.staged,
         s.merged,
         s.quarantined,

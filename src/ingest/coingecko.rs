@@ -41,7 +41,11 @@ pub enum FetchError {
         coin_id: String,
         attempts: u32,
         last: String,
+        /// Whether any attempt got an HTTP answer (false: the host could not be reached at all).
+        reached: bool,
     },
+    #[error("skipped `{coin_id}`: {reason}")]
+    Skipped { coin_id: String, reason: String },
     #[error("CoinGecko asks `{coin_id}` to wait {wait_secs} s, more than coingecko.max_retry_after_secs = {max_secs}: {message}")]
     WaitTooLong {
         coin_id: String,
@@ -56,8 +60,13 @@ impl FetchError {
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self,
-            FetchError::Exhausted { .. } | FetchError::WaitTooLong { .. }
+            FetchError::Exhausted { .. } | FetchError::WaitTooLong { .. } | FetchError::Skipped { .. }
         )
+    }
+
+    /// True when not a single attempt reached the server: the next coins would fare no better.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, FetchError::Exhausted { reached: false, .. })
     }
 }
 
@@ -197,6 +206,7 @@ impl CoinGeckoClient {
             let message = attempt.error.clone().unwrap_or_default();
             failed_attempts.push(attempt);
             if retry >= self.max_retries {
+                let reached = failed_attempts.iter().any(|a| a.status.is_some());
                 return Fetched {
                     request,
                     failed_attempts,
@@ -204,6 +214,7 @@ impl CoinGeckoClient {
                         coin_id: coin_id.to_string(),
                         attempts: retry + 1,
                         last: message,
+                        reached,
                     }),
                 };
             }

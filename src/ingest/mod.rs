@@ -34,8 +34,11 @@ pub enum IngestError {
 #[derive(Debug, Default)]
 pub struct ExtractReport {
     pub staged: Vec<StagedBatch>,
-    /// Batches recorded as `failed` (HTTP errors, unreadable bodies), with their reasons.
+    /// Batches recorded as `failed` for good (unreadable bodies), with their reasons.
     pub failed_batches: Vec<(i64, String)>,
+    /// Attempts recorded as `failed` batches (HTTP errors, timeouts, truncated bodies) before a
+    /// retry or a give-up; a give-up is also in `fetch_errors`.
+    pub failed_attempts: Vec<(i64, String)>,
     /// Coins whose fetch gave up, with the reason.
     pub fetch_errors: Vec<FetchError>,
     pub requests: u32,
@@ -91,7 +94,15 @@ pub async fn extract_live(
         plans.push((coin, plan::windows(start, req.until, req.max_chunk_days)));
     }
     progress.set_length(plans.iter().map(|(_, w)| w.len() as u64).sum());
+    let mut unreachable: Option<String> = None;
     for (coin, windows) in plans {
+        if let Some(reason) = &unreachable {
+            report.fetch_errors.push(FetchError::Skipped {
+                coin_id: coin.clone(),
+                reason: reason.clone(),
+            });
+            continue;
+        }
         for window in windows {
             progress.set_message(format!("{coin} {}", window.from.format("%Y-%m-%d")));
             let fetched = client
@@ -119,7 +130,7 @@ pub async fn extract_live(
                     ..base.clone()
                 };
                 let id = batch::record(conn, &failed, batch::BatchState::Failed, Some(&reason))?;
-                report.failed_batches.push((id, format!("{coin}: {reason}")));
+                report.failed_attempts.push((id, format!("{coin}: {reason}")));
             }
             match fetched.result {
                 Ok(success) => {
@@ -135,6 +146,9 @@ pub async fn extract_live(
                 }
                 Err(err) => {
                     tracing::error!(coin = coin.as_str(), "{err}");
+                    if err.is_unreachable() {
+                        unreachable = Some(format!("{} could not be reached ({err})", client.base_url()));
+                    }
                     report.fetch_errors.push(err);
                     // The coin's later windows would fail the same way; go on with the next coin.
                     break;

@@ -94,6 +94,8 @@ pub struct RunSummary {
     pub merged: usize,
     pub quarantined: usize,
     pub failed_batches: Vec<String>,
+    /// Failed attempts that were retried (recorded as failed batches).
+    pub failed_attempts: usize,
     pub fetch_errors: Vec<String>,
     /// True when every coin's fetch failed because the source could not be reached.
     pub source_unavailable: bool,
@@ -133,6 +135,7 @@ pub async fn run(
         summary.requests = report.requests;
         summary.staged = report.staged.len();
         summary.failed_batches = report.failed_batches.iter().map(|(_, r)| r.clone()).collect();
+        summary.failed_attempts = report.failed_attempts.len();
         summary.fetch_errors = report.fetch_errors.iter().map(ToString::to_string).collect();
         let wanted_coins = match &extract {
             Extract::Live { coins, .. } => coins.len(),
@@ -284,16 +287,18 @@ async fn run_extract(
         }
     };
     let log = format!(
-        "{} request(s); staged {} batch(es) ({} hours); {} failed batch(es); {} fetch error(s){}",
+        "{} request(s); staged {} batch(es) ({} hours); {} failed batch(es); {} failed attempt(s); {} fetch error(s){}",
         report.requests,
         report.staged.len(),
         report.staged.iter().map(|b| u64::from(b.hours)).sum::<u64>(),
         report.failed_batches.len(),
+        report.failed_attempts.len(),
         report.fetch_errors.len(),
         report
             .fetch_errors
             .iter()
             .map(|e| format!("\n{e}"))
+            .chain(report.failed_attempts.iter().map(|(id, r)| format!("\nbatch {id}: {r}")))
             .collect::<String>()
     );
     Ok(TaskOutput::new(report, log))

@@ -1,1 +1,10 @@
+//! Integration tests: one binary (one link), one module per concern.
 
+#[path = "../support/mod.rs"]
+mod support;
+
+mod bad_input;
+mod cli;
+mod features;
+mod ingest_live;
+mod replay;

@@ -1,0 +1,110 @@
+//! The binary as scripts use it: exit codes and messages (lock, config errors, quarantine).
+
+use std::process::{Command, Output};
+
+use crate::support::{real_coingecko, TestApp};
+
+fn coincast(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_coincast"));
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.env_remove("RUST_LOG");
+    cmd.output().expect("run coincast")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn a_second_process_is_told_the_database_is_in_use() {
+    let app = TestApp::new(&[]);
+    let dir = app.dir.path().to_str().expect("utf-8 path");
+    let out = coincast(&["--data-dir", dir, "status"], &[]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    let msg = text(&out);
+    assert!(msg.contains("in use by another process"), "{msg}");
+    assert!(!msg.contains("Conflicting lock"), "raw DuckDB error leaked: {msg}");
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().expect("dir");
+    {
+        let store = coincast::store::Store::open(dir.path()).expect("open");
+        store
+            .conn()
+            .execute_batch("INSERT INTO schema_migrations (version, name, checksum) VALUES (999, 'future', 'x')")
+            .expect("insert");
+    }
+    let err = coincast::store::Store::open(dir.path())
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("newer coincast") && err.contains("999"), "{err}");
+    let out = coincast(&["--data-dir", dir.path().to_str().expect("utf-8"), "status"], &[]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+}
+
+#[test]
+fn config_errors_name_the_key_and_exit_2() {
+    let dir = tempfile::tempdir().expect("dir");
+    let d = dir.path().to_str().expect("utf-8");
+    let out = coincast(
+        &["--data-dir", d, "status"],
+        &[("COINCAST__COINGECKO__RATE", "5")],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("rate"), "{}", text(&out));
+
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "[quality.rules.absurd_jump]\nthreshold = \"high\"\n").expect("write");
+    let out = coincast(
+        &["--data-dir", d, "--config", cfg.to_str().expect("utf-8"), "status"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("quality.rules.absurd_jump.threshold"), "{}", text(&out));
+
+    let out = coincast(&["--data-dir", d, "ingest", "--coins", "Bitcoin"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("--coins"), "{}", text(&out));
+}
+
+#[test]
+fn replay_status_and_recheck_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("dir");
+    let d = dir.path().to_str().expect("utf-8");
+    let data = real_coingecko();
+    let data = data.to_str().expect("utf-8");
+    // A corrupt batch: quarantined, exit 3, the failing rule printed.
+    let out = coincast(&["--data-dir", d, "replay", data, "--coins", "ethereum,solana"], &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("QUARANTINED") && t.contains("numeric_types"), "{t}");
+
+    let out = coincast(&["--data-dir", d, "status", "--json"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(status["coins"][0]["coin_id"], "solana");
+    assert_eq!(status["coins"][0]["hours"], 23_987);
+    assert_eq!(status["coins"][0]["gaps"], 5);
+    assert_eq!(status["problem_batches"][0]["state"], "quarantined");
+
+    // Re-checking under the same rules quarantines it again (exit 3), and an unknown batch is an error.
+    let out = coincast(&["--data-dir", d, "quality", "--quarantined"], &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let out = coincast(&["--data-dir", d, "quality", "--batch", "777"], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("batch 777 does not exist"), "{}", text(&out));
+
+    let out = coincast(&["--data-dir", d, "replay", "/nonexistent/dir"], &[]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(text(&out).contains("/nonexistent/dir"), "{}", text(&out));
+}

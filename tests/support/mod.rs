@@ -1,0 +1,138 @@
+//! Test support: the CoinGecko-compatible server and a `TestApp` (a data folder, settings and an
+//! open store) in the spirit of zero2prod's `spawn_app`.
+
+#![allow(dead_code)]
+
+pub mod coingecko_server;
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use coincast::config::Settings;
+use coincast::ingest::coingecko::CoinGeckoClient;
+use coincast::pipeline::{self, Extract, RunReport};
+use coincast::quality::RuleSet;
+use coincast::store::Store;
+
+/// `shared/data/real` next to the repository (the clone sits beside `shared/`).
+pub fn real_data() -> PathBuf {
+    let candidates = [
+        std::env::var("COINCAST_REAL_DATA").ok().map(PathBuf::from),
+        Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/real")),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|p| p.join("coingecko").is_dir())
+        .expect("real data not found: set COINCAST_REAL_DATA to shared/data/real")
+}
+
+pub fn real_coingecko() -> PathBuf {
+    real_data().join("coingecko")
+}
+
+pub fn t(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s)
+        .expect("RFC 3339 time")
+        .with_timezone(&Utc)
+}
+
+pub struct TestApp {
+    pub dir: tempfile::TempDir,
+    pub settings: Settings,
+    pub store: Store,
+    pub rules: RuleSet,
+}
+
+impl TestApp {
+    /// A fresh data folder with settings tuned for tests (fast backoff, generous rate limit),
+    /// plus environment-style overrides such as `("COINCAST__COINGECKO__PLAN", "demo")`.
+    pub fn new(overrides: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut env: Vec<(String, String)> = vec![
+            ("COINCAST__COINGECKO__CALLS_PER_MINUTE".into(), "60000".into()),
+            ("COINCAST__COINGECKO__BACKOFF_BASE_MS".into(), "20".into()),
+            ("COINCAST__COINGECKO__BACKOFF_MAX_MS".into(), "200".into()),
+            ("COINCAST__COINGECKO__TIMEOUT_SECS".into(), "2".into()),
+            ("COINCAST__PIPELINE__RETRY_DELAY_SECS".into(), "0".into()),
+            ("COINCAST__PIPELINE__TASK_ATTEMPTS".into(), "1".into()),
+        ];
+        env.extend(overrides.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let mut settings = Settings::load_with_env(None, env).expect("test settings");
+        settings.data_dir = dir.path().to_path_buf();
+        let store = Store::open(dir.path()).expect("store");
+        let rules = RuleSet::load(&settings.quality).expect("rules");
+        Self {
+            dir,
+            settings,
+            store,
+            rules,
+        }
+    }
+
+    pub fn with_server(base_url: &str, overrides: &[(&str, &str)]) -> Self {
+        let mut all = vec![("COINCAST__COINGECKO__BASE_URL", base_url)];
+        all.extend_from_slice(overrides);
+        Self::new(&all)
+    }
+
+    pub fn client(&self) -> CoinGeckoClient {
+        CoinGeckoClient::new(&self.settings.coingecko).expect("client")
+    }
+
+    pub async fn fetch(&self, coins: &[&str], until: DateTime<Utc>, backfill_days: u32) -> RunReport {
+        let client = self.client();
+        pipeline::run(
+            &self.store,
+            &self.settings,
+            &self.rules,
+            "test",
+            Extract::Live {
+                client: &client,
+                coins: coins.iter().map(|c| c.to_string()).collect(),
+                until,
+                backfill_days,
+            },
+        )
+        .await
+        .expect("pipeline run")
+    }
+
+    pub async fn replay(&self, dir: &Path, coins: Option<&[&str]>) -> RunReport {
+        pipeline::run(
+            &self.store,
+            &self.settings,
+            &self.rules,
+            "test",
+            Extract::Replay {
+                dir: dir.to_path_buf(),
+                coins: coins.map(|c| c.iter().map(|x| x.to_string()).collect()),
+                fetched_at: None,
+            },
+        )
+        .await
+        .expect("pipeline run")
+    }
+
+    pub fn count(&self, sql: &str) -> i64 {
+        self.store
+            .conn()
+            .query_row(sql, [], |r| r.get(0))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    pub fn string(&self, sql: &str) -> String {
+        self.store
+            .conn()
+            .query_row(sql, [], |r| r.get(0))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// A fingerprint of a table's contents, to show that something did not change.
+    pub fn table_hash(&self, table: &str, columns: &str) -> String {
+        self.string(&format!(
+            "SELECT coalesce(CAST(sum(hash(CAST(to_json(t) AS VARCHAR))) AS VARCHAR), 'empty')
+             FROM (SELECT {columns} FROM {table}) t"
+        ))
+    }
+}
