@@ -1,1 +1,320 @@
-fn main() {}
+//! `make bench`: figures for the foundation, as medians of repeated runs on this machine.
+//!
+//! 1. replay of all real data (5 coins): points/s and hours/s through parse → stage → gate → merge;
+//! 2. full feature build for the real coins, and for the real data replicated to 100 coins;
+//! 3. an incremental run after one new hour per coin (whole pipeline run, and the feature step);
+//! 4. the same feature set in pandas on the same rows (bench/pandas_features.py), and the ratio.
+//!
+//! Flags: `--pandas "<python> bench/pandas_features.py"` (skipped when absent), `--repeat N` (3),
+//! `--data DIR` (default: the real data next to the repository).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use coincast::config::Settings;
+use coincast::features;
+use coincast::pipeline::{self, Extract};
+use coincast::quality::RuleSet;
+use coincast::store::Store;
+
+struct Args {
+    pandas: Option<String>,
+    repeat: usize,
+    data: PathBuf,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        pandas: None,
+        repeat: 3,
+        data: std::env::var("COINCAST_REAL_DATA")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/real"))
+            .join("coingecko"),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--pandas" => a.pandas = it.next(),
+            "--repeat" => a.repeat = it.next().and_then(|v| v.parse().ok()).unwrap_or(3),
+            "--data" => a.data = it.next().map(PathBuf::from).unwrap_or(a.data),
+            _ => {} // cargo bench passes --bench
+        }
+    }
+    a
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+fn settings(dir: &Path) -> Settings {
+    let mut s = Settings::load_with_env(None, Vec::<(String, String)>::new()).expect("settings");
+    s.data_dir = dir.to_path_buf();
+    s
+}
+
+fn count(store: &Store, sql: &str) -> i64 {
+    store
+        .conn()
+        .query_row(sql, [], |r| r.get(0))
+        .expect("count query")
+}
+
+fn replay(store: &Store, s: &Settings, rules: &RuleSet, dir: &Path, rt: &tokio::runtime::Runtime) {
+    let report = rt
+        .block_on(pipeline::run(
+            store,
+            s,
+            rules,
+            "bench",
+            Extract::Replay {
+                dir: dir.to_path_buf(),
+                coins: None,
+                fetched_at: None,
+            },
+        ))
+        .expect("replay");
+    assert!(report.error.is_none(), "{:?}", report.error);
+}
+
+/// Writes, per coin, a market_chart file with its last 30 stored hours plus one new hour.
+fn write_next_hour(store: &Store, dir: &Path) -> usize {
+    std::fs::create_dir_all(dir).expect("dir");
+    let mut stmt = store
+        .conn()
+        .prepare(
+            "SELECT coin_id, list([epoch_ms(ts), price, market_cap, total_volume] ORDER BY ts)
+             FROM (SELECT *, row_number() OVER (PARTITION BY coin_id ORDER BY ts DESC) AS rn FROM market_data)
+             WHERE rn <= 30 GROUP BY coin_id",
+        )
+        .expect("prepare");
+    let rows: Vec<(String, Vec<Vec<f64>>)> = stmt
+        .query_map([], |r| {
+            let coin: String = r.get(0)?;
+            let list: duckdb::types::Value = r.get(1)?;
+            Ok((coin, list_to_rows(list)))
+        })
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    for (coin, mut points) in rows.iter().cloned() {
+        let last = points.last().cloned().expect("a row");
+        points.push(vec![last[0] + 3_600_000.0, last[1] * 1.001, last[2], last[3]]);
+        let series = |i: usize| -> Vec<serde_json::Value> {
+            points.iter().map(|p| serde_json::json!([p[0] as i64, p[i]])).collect()
+        };
+        let body = serde_json::json!({"prices": series(1), "market_caps": series(2), "total_volumes": series(3)});
+        std::fs::write(dir.join(format!("{coin}.json")), body.to_string()).expect("write");
+    }
+    rows.len()
+}
+
+fn list_to_rows(v: duckdb::types::Value) -> Vec<Vec<f64>> {
+    use duckdb::types::Value;
+    let num = |v: &Value| match v {
+        Value::Double(x) => *x,
+        Value::BigInt(x) => *x as f64,
+        Value::HugeInt(x) => *x as f64,
+        _ => f64::NAN,
+    };
+    match v {
+        Value::List(rows) => rows
+            .iter()
+            .map(|r| match r {
+                Value::List(cells) | Value::Array(cells) => cells.iter().map(num).collect(),
+                _ => vec![],
+            })
+            .collect(),
+        _ => vec![],
+    }
+}
+
+fn pandas_seconds(cmd: &str, store: &Store, tmp: &Path, repeat: usize) -> Option<f64> {
+    let parquet = tmp.join("market_data.parquet");
+    store
+        .conn()
+        .execute_batch(&format!(
+            "COPY (SELECT coin_id, ts, price, market_cap, total_volume FROM market_data ORDER BY coin_id, ts) TO '{}' (FORMAT parquet)",
+            parquet.display()
+        ))
+        .expect("export parquet");
+    let mut parts = cmd.split_whitespace();
+    let program = parts.next()?;
+    let out = Command::new(program)
+        .args(parts)
+        .arg(&parquet)
+        .arg("--repeat")
+        .arg(repeat.to_string())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        eprintln!("pandas benchmark failed: {text}{}", String::from_utf8_lossy(&out.stderr));
+        return None;
+    }
+    text.split_whitespace()
+        .find_map(|w| w.strip_prefix("pandas_seconds="))
+        .and_then(|v| v.parse().ok())
+}
+
+fn main() {
+    let args = args();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    println!("coincast bench (median of {} runs unless noted)", args.repeat);
+    println!("data: {}", args.data.display());
+
+    // 1. Replay of all real data.
+    let points: usize = std::fs::read_dir(&args.data)
+        .expect("data dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .filter_map(|p| std::fs::read(p).ok())
+        .filter_map(|body| coincast::ingest::market_chart::parse(&body).ok())
+        .map(|chart| chart.series.iter().map(|s| s.points.as_ref().map_or(0, Vec::len)).sum::<usize>())
+        .sum();
+    let mut replay_times = Vec::new();
+    let mut hours = 0;
+    let mut keep = None;
+    for _ in 0..args.repeat {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = settings(dir.path());
+        let rules = RuleSet::load(&s.quality).expect("rules");
+        let store = Store::open(dir.path()).expect("store");
+        let t = Instant::now();
+        replay(&store, &s, &rules, &args.data, &rt);
+        replay_times.push(t.elapsed());
+        hours = count(&store, "SELECT sum(row_count) FROM raw_batches");
+        keep = Some((dir, store, s, rules));
+    }
+    let (dir, store, s, rules) = keep.expect("one run");
+    let replay_time = median(replay_times);
+    let merged_hours = count(&store, "SELECT count(*) FROM market_data");
+    println!(
+        "replay, 5 coins: {:.2} s for {} points / {} hours ({} merged, the rest quarantined) -> {:.0} points/s, {:.0} hours/s (parse, stage, gate, merge and features)",
+        secs(replay_time),
+        points,
+        hours,
+        merged_hours,
+        points as f64 / secs(replay_time),
+        hours as f64 / secs(replay_time)
+    );
+
+    // 2a. Full feature build, real coins.
+    let coins = count(&store, "SELECT count(DISTINCT coin_id) FROM market_data");
+    let full: Vec<Duration> = (0..args.repeat)
+        .map(|_| {
+            let t = Instant::now();
+            features::rebuild_all(store.conn()).expect("features");
+            t.elapsed()
+        })
+        .collect();
+    let full_real = median(full);
+    println!(
+        "features, full build, {coins} coins / {merged_hours} rows: {:.2} s ({:.0} rows/s)",
+        secs(full_real),
+        merged_hours as f64 / secs(full_real)
+    );
+    let pandas_real = args
+        .pandas
+        .as_deref()
+        .and_then(|cmd| pandas_seconds(cmd, &store, dir.path(), args.repeat));
+    if let Some(p) = pandas_real {
+        println!(
+            "pandas, same features, same rows: {:.2} s -> coincast/DuckDB is {:.2}x pandas' speed",
+            p,
+            p / secs(full_real)
+        );
+    }
+
+    // 3a. Incremental run after one new hour per coin (real coins).
+    let next = dir.path().join("next");
+    let mut inc_runs = Vec::new();
+    let mut inc_features = Vec::new();
+    for _ in 0..args.repeat {
+        let n = write_next_hour(&store, &next);
+        let t = Instant::now();
+        replay(&store, &s, &rules, &next, &rt);
+        inc_runs.push(t.elapsed());
+        // The feature step alone: the same one-hour backlog again.
+        store
+            .conn()
+            .execute_batch(
+                "INSERT INTO feature_backlog SELECT coin_id, vs_currency, max(ts) FROM market_data GROUP BY ALL",
+            )
+            .expect("backlog");
+        let t = Instant::now();
+        let stats = features::build_backlog(store.conn()).expect("incremental");
+        inc_features.push(t.elapsed());
+        assert_eq!(stats.rows_written as usize, n);
+    }
+    println!(
+        "incremental, one new hour x {coins} coins: pipeline run {:.3} s, of which features {:.3} s",
+        secs(median(inc_runs)),
+        secs(median(inc_features))
+    );
+
+    // 2b/3b. The real data replicated to 100 coins.
+    let copies = (100 + coins - 1) / coins;
+    store
+        .conn()
+        .execute_batch(&format!(
+            "CREATE TEMP TABLE base AS SELECT * FROM market_data;
+             INSERT INTO market_data
+             SELECT coin_id || '-' || c, vs_currency, ts, price, market_cap, total_volume, source_ts, batch_id, merged_at
+             FROM base, range(1, {copies}) r(c);"
+        ))
+        .expect("replicate");
+    let coins100 = count(&store, "SELECT count(DISTINCT coin_id) FROM market_data");
+    let rows100 = count(&store, "SELECT count(*) FROM market_data");
+    let runs100 = args.repeat.min(2).max(1);
+    let full100: Vec<Duration> = (0..runs100)
+        .map(|_| {
+            let t = Instant::now();
+            features::rebuild_all(store.conn()).expect("features 100");
+            t.elapsed()
+        })
+        .collect();
+    let full100 = median(full100);
+    println!(
+        "features, full build, {coins100} coins / {rows100} rows: {:.2} s ({:.0} rows/s; median of {runs100})",
+        secs(full100),
+        rows100 as f64 / secs(full100)
+    );
+    let inc100: Vec<Duration> = (0..args.repeat)
+        .map(|_| {
+            store
+                .conn()
+                .execute_batch(
+                    "INSERT INTO feature_backlog SELECT coin_id, vs_currency, max(ts) FROM market_data GROUP BY ALL",
+                )
+                .expect("backlog");
+            let t = Instant::now();
+            features::build_backlog(store.conn()).expect("incremental 100");
+            t.elapsed()
+        })
+        .collect();
+    println!(
+        "incremental features, one new hour x {coins100} coins: {:.3} s ({:.0}x faster than the full build)",
+        secs(median(inc100.clone())),
+        secs(full100) / secs(median(inc100))
+    );
+    if let Some(cmd) = args.pandas.as_deref() {
+        if let Some(p) = pandas_seconds(cmd, &store, dir.path(), 1) {
+            println!(
+                "pandas, same features, {coins100} coins: {:.2} s (1 run) -> coincast/DuckDB is {:.2}x pandas' speed",
+                p,
+                p / secs(full100)
+            );
+        }
+    }
+}

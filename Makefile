@@ -1,0 +1,73 @@
+# coincast: `make run` runs the appliance, `make test` passes the tests; both install what they need.
+# Everything downloaded or built lives in a cache outside the clone, so a warm run rebuilds only
+# what changed: libduckdb (npm), the Python venv, and one cargo target dir.
+
+SHELL := /bin/bash
+CACHE ?= $(HOME)/.cache/coincast
+export CARGO_TARGET_DIR ?= $(CACHE)/target
+export DUCKDB_LIB_DIR := $(CACHE)/duckdb-1.5.6/package
+VENV := $(CACHE)/venv
+REAL_DATA ?= $(abspath ../shared/data/real)
+export COINCAST_REAL_DATA := $(REAL_DATA)
+BIN := $(CARGO_TARGET_DIR)/release/coincast
+DATA_DIR ?= data
+CONFIG ?=
+CONFIG_FLAG := $(if $(CONFIG),--config $(CONFIG),)
+CARGO_FLAGS := --release --locked
+
+.PHONY: all deps system-deps duckdb venv build test test-rust test-parity run replay bench fmt lint clean
+
+all: build
+
+system-deps:
+	@scripts/install-system-deps.sh
+
+duckdb: system-deps
+	@scripts/fetch-duckdb.sh $(CACHE) >/dev/null
+	@mkdir -p .deps && ln -sfn $(DUCKDB_LIB_DIR) .deps/duckdb
+
+venv: system-deps
+	@scripts/python-venv.sh $(VENV)
+
+deps: duckdb
+
+## build: the release binary at target/release/coincast (linked to the cached libduckdb via rpath)
+build: deps
+	cargo build $(CARGO_FLAGS) --bin coincast
+	@mkdir -p target/release && cp -f $(BIN) target/release/coincast
+	@echo "built target/release/coincast"
+
+## test: unit + integration tests (one shared release profile), then pandas parity via the duckdb client
+test: test-rust test-parity
+
+test-rust: deps
+	cargo test $(CARGO_FLAGS)
+
+test-parity: deps venv
+	cargo build $(CARGO_FLAGS) --bin coincast
+	$(VENV)/bin/python tests/parity/features_parity.py --binary $(BIN) \
+	  --data $(REAL_DATA)/coingecko --coins bitcoin,solana,cardano,ripple
+
+## run: the appliance on config/default.toml. Until the server exists: one pipeline run, then status.
+run: build
+	-target/release/coincast --data-dir $(DATA_DIR) $(CONFIG_FLAG) run
+	target/release/coincast --data-dir $(DATA_DIR) $(CONFIG_FLAG) status
+
+## replay: load the real recorded data offline, then status
+replay: build
+	-target/release/coincast --data-dir $(DATA_DIR) $(CONFIG_FLAG) replay $(REAL_DATA)/coingecko
+	target/release/coincast --data-dir $(DATA_DIR) $(CONFIG_FLAG) status
+
+## bench: prints figures (replay throughput, feature builds, incremental run, pandas ratio)
+bench: deps venv
+	cargo bench --profile release --locked --bench pipeline -- --pandas "$(VENV)/bin/python bench/pandas_features.py"
+
+fmt:
+	cargo fmt
+
+lint: deps
+	cargo fmt --check
+	cargo clippy $(CARGO_FLAGS) --all-targets -- -D warnings
+
+clean:
+	rm -rf .deps target

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the build and tests need, only those missing (fresh machine: all).
+# Needs root (or sudo). Rust itself is expected on the machine (rustup); npm fetches libduckdb.
+set -euo pipefail
+need=()
+command -v cc >/dev/null      || need+=(build-essential)
+command -v npm >/dev/null     || need+=(npm)
+command -v curl >/dev/null    || need+=(curl)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+[ ${#need[@]} -eq 0 ] && exit 0
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+echo "installing: ${need[*]}" >&2
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
