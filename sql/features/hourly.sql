@@ -42,8 +42,16 @@ grid AS (
     FROM (SELECT coin_id, vs_currency, unnest(range(lo, hi + 1)) AS h FROM bounds) g
     LEFT JOIN base b ON b.coin_id = g.coin_id AND b.vs_currency = g.vs_currency AND b.h = g.h
 ),
+changes AS (
+    -- the 1-hour change in a narrow pass, so that its rolling std joins the one wide window pass
+    SELECT *, price / lag(price) OVER (PARTITION BY coin_id, vs_currency ORDER BY h) - 1 AS change_1h
+    FROM grid
+),
 level1 AS (
-    SELECT coin_id, vs_currency, ts, h, from_h, price, volume,
+    SELECT coin_id, vs_currency, ts, h, from_h, price, volume, change_1h AS price_change_1h,
+        CASE WHEN count(change_1h) OVER w6 = 6 THEN stddev_samp(change_1h) OVER w6 END AS volatility_6h,
+        CASE WHEN count(change_1h) OVER w12 = 12 THEN stddev_samp(change_1h) OVER w12 END AS volatility_12h,
+        CASE WHEN count(change_1h) OVER w24 = 24 THEN stddev_samp(change_1h) OVER w24 END AS volatility_24h,
         lag(price, 1) OVER g AS price_lag_1h, lag(price, 3) OVER g AS price_lag_3h,
         lag(price, 6) OVER g AS price_lag_6h, lag(price, 12) OVER g AS price_lag_12h,
         lag(price, 24) OVER g AS price_lag_24h, lag(volume, 1) OVER g AS volume_lag_1h,
@@ -62,7 +70,7 @@ level1 AS (
         avg(volume) OVER w3 AS vmean3, avg(volume) OVER w6 AS vmean6,
         avg(volume) OVER w12 AS vmean12, avg(volume) OVER w24 AS vmean24,
         corr(price, volume) OVER w24 AS corr24
-    FROM grid
+    FROM changes
     WINDOW
         g   AS (PARTITION BY coin_id, vs_currency ORDER BY h),
         w3  AS (PARTITION BY coin_id, vs_currency ORDER BY h ROWS BETWEEN 2 PRECEDING AND CURRENT ROW),
@@ -76,7 +84,6 @@ level2 AS (
         CAST((h // 24 + 3) % 7 AS INTEGER) AS day_of_week,     -- 1970-01-01 was a Thursday; Monday = 0
         day(epoch_ms(h * 3600000)) AS day,                      -- epoch_ms gives a UTC TIMESTAMP
         month(epoch_ms(h * 3600000)) AS month,
-        price / price_lag_1h - 1 AS price_change_1h,
         CASE WHEN n3 = 3 THEN mean3 END AS sma3,
         CASE WHEN n6 = 6 THEN mean6 END AS sma6,
         CASE WHEN n12 = 12 THEN mean12 END AS sma12,
@@ -85,17 +92,6 @@ level2 AS (
         CASE WHEN n24 = 24 THEN min24 END AS lo24,
         CASE WHEN n24 = 24 THEN max24 END AS hi24
     FROM level1
-),
-level3 AS (
-    SELECT *,
-        CASE WHEN count(price_change_1h) OVER w6 = 6 THEN stddev_samp(price_change_1h) OVER w6 END AS volatility_6h,
-        CASE WHEN count(price_change_1h) OVER w12 = 12 THEN stddev_samp(price_change_1h) OVER w12 END AS volatility_12h,
-        CASE WHEN count(price_change_1h) OVER w24 = 24 THEN stddev_samp(price_change_1h) OVER w24 END AS volatility_24h
-    FROM level2
-    WINDOW
-        w6  AS (PARTITION BY coin_id, vs_currency ORDER BY h ROWS BETWEEN 5 PRECEDING AND CURRENT ROW),
-        w12 AS (PARTITION BY coin_id, vs_currency ORDER BY h ROWS BETWEEN 11 PRECEDING AND CURRENT ROW),
-        w24 AS (PARTITION BY coin_id, vs_currency ORDER BY h ROWS BETWEEN 23 PRECEDING AND CURRENT ROW)
 ),
 ema_base AS (
     SELECT coin_id, vs_currency, h, h // 480 AS blk, price FROM base
@@ -168,6 +164,6 @@ SELECT
     (4 * f.sd12) / nullif(f.sma12, 0) AS bb_width,
     (f.price - (f.sma12 - 2 * f.sd12)) / nullif(4 * f.sd12, 0) AS price_bb_position,
     (f.price - f.lo24) / nullif(f.hi24 - f.lo24, 0) AS price_position_24h
-FROM level3 f
+FROM level2 f
 JOIN ema e ON e.coin_id = f.coin_id AND e.vs_currency = f.vs_currency AND e.h = f.h
 WHERE f.price IS NOT NULL AND f.h >= f.from_h
