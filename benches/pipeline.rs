@@ -106,9 +106,17 @@ fn write_next_hour(store: &Store, dir: &Path) -> usize {
         .expect("rows");
     for (coin, mut points) in rows.iter().cloned() {
         let last = points.last().cloned().expect("a row");
-        points.push(vec![last[0] + 3_600_000.0, last[1] * 1.001, last[2], last[3]]);
+        points.push(vec![
+            last[0] + 3_600_000.0,
+            last[1] * 1.001,
+            last[2],
+            last[3],
+        ]);
         let series = |i: usize| -> Vec<serde_json::Value> {
-            points.iter().map(|p| serde_json::json!([p[0] as i64, p[i]])).collect()
+            points
+                .iter()
+                .map(|p| serde_json::json!([p[0] as i64, p[i]]))
+                .collect()
         };
         let body = serde_json::json!({"prices": series(1), "market_caps": series(2), "total_volumes": series(3)});
         std::fs::write(dir.join(format!("{coin}.json")), body.to_string()).expect("write");
@@ -156,7 +164,10 @@ fn pandas_seconds(cmd: &str, store: &Store, tmp: &Path, repeat: usize) -> Option
         .ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
-        eprintln!("pandas benchmark failed: {text}{}", String::from_utf8_lossy(&out.stderr));
+        eprintln!(
+            "pandas benchmark failed: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         return None;
     }
     text.split_whitespace()
@@ -170,7 +181,10 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    println!("coincast bench (median of {} runs unless noted)", args.repeat);
+    println!(
+        "coincast bench (median of {} runs unless noted)",
+        args.repeat
+    );
     println!("data: {}", args.data.display());
 
     // 1. Replay of all real data.
@@ -180,7 +194,13 @@ fn main() {
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .filter_map(|p| std::fs::read(p).ok())
         .filter_map(|body| coincast::ingest::market_chart::parse(&body).ok())
-        .map(|chart| chart.series.iter().map(|s| s.points.as_ref().map_or(0, Vec::len)).sum::<usize>())
+        .map(|chart| {
+            chart
+                .series
+                .iter()
+                .map(|s| s.points.as_ref().map_or(0, Vec::len))
+                .sum::<usize>()
+        })
         .sum();
     let mut replay_times = Vec::new();
     let mut hours = 0;
@@ -276,7 +296,7 @@ fn main() {
         .expect("replicate");
     let coins100 = count(&store, "SELECT count(DISTINCT coin_id) FROM market_data");
     let rows100 = count(&store, "SELECT count(*) FROM market_data");
-    let runs100 = args.repeat.min(2).max(1);
+    let runs100 = args.repeat.clamp(1, 2);
     let full100: Vec<Duration> = (0..runs100)
         .map(|_| {
             let t = Instant::now();

@@ -1,6 +1,7 @@
 //! Command line: parsing (clap), logging, and the mapping of outcomes to exit codes.
 //! This is the binary's edge: errors are `anyhow` here and typed everywhere below.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -131,6 +132,7 @@ fn init_logging(verbose: u8) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
 }
@@ -146,7 +148,9 @@ fn classify(err: &anyhow::Error) -> Exit {
                 return Exit::DatabaseBusy;
             }
         }
-        if cause.downcast_ref::<coincast::config::ConfigError>().is_some()
+        if cause
+            .downcast_ref::<coincast::config::ConfigError>()
+            .is_some()
             || cause
                 .downcast_ref::<coincast::quality::QualityError>()
                 .is_some_and(|q| {
@@ -313,7 +317,10 @@ fn batch_exists(store: &Store, id: i64) -> anyhow::Result<bool> {
 }
 
 fn print_rules(rules: &RuleSet) {
-    println!("{:<16} {:<8} {:>9}  description", "rule", "severity", "threshold");
+    println!(
+        "{:<16} {:<8} {:>9}  description",
+        "rule", "severity", "threshold"
+    );
     for r in &rules.rules {
         println!(
             "{:<16} {:<8} {:>9}  {}",
@@ -365,4 +372,3 @@ fn print_run(report: &RunReport) -> Exit {
         RunState::Failed => Exit::Internal,
     }
 }
-

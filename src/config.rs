@@ -149,12 +149,11 @@ impl Settings {
         let merged = builder
             .build()
             .map_err(|e| ConfigError::Other(e.to_string()))?;
-        let settings: Settings = serde_path_to_error::deserialize(merged).map_err(|e| {
-            ConfigError::Invalid {
+        let settings: Settings =
+            serde_path_to_error::deserialize(merged).map_err(|e| ConfigError::Invalid {
                 key: e.path().to_string(),
                 message: e.inner().to_string(),
-            }
-        })?;
+            })?;
         settings.validate()?;
         Ok(settings)
     }
@@ -171,7 +170,9 @@ impl Settings {
             if !is_valid_coin_id(coin) {
                 return Err(invalid(
                     "coins",
-                    format!("`{coin}` is not a CoinGecko id (lowercase letters, digits, '-', '_', '.')"),
+                    format!(
+                        "`{coin}` is not a CoinGecko id (lowercase letters, digits, '-', '_', '.')"
+                    ),
                 ));
             }
         }
@@ -183,10 +184,16 @@ impl Settings {
         }
         let cg = &self.coingecko;
         if cg.calls_per_minute == 0 {
-            return Err(invalid("coingecko.calls_per_minute", "must be at least 1".into()));
+            return Err(invalid(
+                "coingecko.calls_per_minute",
+                "must be at least 1".into(),
+            ));
         }
         if cg.timeout_secs == 0 {
-            return Err(invalid("coingecko.timeout_secs", "must be at least 1".into()));
+            return Err(invalid(
+                "coingecko.timeout_secs",
+                "must be at least 1".into(),
+            ));
         }
         if !(4..=90).contains(&cg.max_chunk_days) {
             return Err(invalid(
@@ -195,7 +202,10 @@ impl Settings {
             ));
         }
         if cg.backfill_days == 0 {
-            return Err(invalid("coingecko.backfill_days", "must be at least 1".into()));
+            return Err(invalid(
+                "coingecko.backfill_days",
+                "must be at least 1".into(),
+            ));
         }
         if cg.backoff_base_ms > cg.backoff_max_ms {
             return Err(invalid(
@@ -207,7 +217,10 @@ impl Settings {
             let parsed = url::Url::parse(cg.base_url.trim())
                 .map_err(|e| invalid("coingecko.base_url", e.to_string()))?;
             if !matches!(parsed.scheme(), "http" | "https") {
-                return Err(invalid("coingecko.base_url", "must be an http(s) URL".into()));
+                return Err(invalid(
+                    "coingecko.base_url",
+                    "must be an http(s) URL".into(),
+                ));
             }
         }
         if cg.plan != Plan::Public && cg.api_key().is_none() {
@@ -217,7 +230,10 @@ impl Settings {
             ));
         }
         if self.pipeline.task_attempts == 0 {
-            return Err(invalid("pipeline.task_attempts", "must be at least 1".into()));
+            return Err(invalid(
+                "pipeline.task_attempts",
+                "must be at least 1".into(),
+            ));
         }
         for (name, rule) in &self.quality.rules {
             if let Some(sev) = &rule.severity {
@@ -297,7 +313,10 @@ mod tests {
         let err = Settings::load_with_env(None, env(&[("COINCAST__COINGECKO__API_KEE", "x")]))
             .expect_err("unknown key");
         let text = err.to_string();
-        assert!(text.contains("coingecko") && text.contains("api_kee"), "{text}");
+        assert!(
+            text.contains("coingecko") && text.contains("api_kee"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -96,8 +96,9 @@ pub fn report(conn: &Connection, database: &str) -> Result<StatusReport, duckdb:
         })?
         .next()
         .transpose()?;
-    let schema_version =
-        conn.query_row("SELECT max(version) FROM schema_migrations", [], |r| r.get(0))?;
+    let schema_version = conn.query_row("SELECT max(version) FROM schema_migrations", [], |r| {
+        r.get(0)
+    })?;
     Ok(StatusReport {
         database: database.to_string(),
         schema_version,
@@ -110,21 +111,41 @@ pub fn report(conn: &Connection, database: &str) -> Result<StatusReport, duckdb:
 
 impl fmt::Display for StatusReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "database  {} (schema {})", self.database, self.schema_version)?;
+        writeln!(
+            f,
+            "database  {} (schema {})",
+            self.database, self.schema_version
+        )?;
         if self.coins.is_empty() {
-            writeln!(f, "no market data yet: run `coincast run` or `coincast replay <dir>`")?;
+            writeln!(
+                f,
+                "no market data yet: run `coincast run` or `coincast replay <dir>`"
+            )?;
         } else {
             writeln!(
                 f,
                 "\n{:<14} {:>4} {:>8} {:<17} {:<17} {:>5} {:>8} {:>9}",
-                "coin", "vs", "hours", "first hour (UTC)", "last hour (UTC)", "gaps", "missing", "features"
+                "coin",
+                "vs",
+                "hours",
+                "first hour (UTC)",
+                "last hour (UTC)",
+                "gaps",
+                "missing",
+                "features"
             )?;
             for c in &self.coins {
                 writeln!(
                     f,
                     "{:<14} {:>4} {:>8} {:<17} {:<17} {:>5} {:>8} {:>9}",
-                    c.coin_id, c.vs_currency, c.hours, c.first_hour, c.last_hour, c.gaps,
-                    c.missing_hours, c.feature_rows
+                    c.coin_id,
+                    c.vs_currency,
+                    c.hours,
+                    c.first_hour,
+                    c.last_hour,
+                    c.gaps,
+                    c.missing_hours,
+                    c.feature_rows
                 )?;
             }
         }
@@ -136,7 +157,11 @@ impl fmt::Display for StatusReport {
         writeln!(
             f,
             "\nbatches   {}",
-            if states.is_empty() { "none".into() } else { states.join(", ") }
+            if states.is_empty() {
+                "none".into()
+            } else {
+                states.join(", ")
+            }
         )?;
         for b in &self.problem_batches {
             writeln!(
@@ -153,7 +178,10 @@ impl fmt::Display for StatusReport {
                 r.trigger,
                 r.state,
                 r.started_at,
-                r.error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
+                r.error
+                    .as_ref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
             ),
             None => writeln!(f, "last run  none"),
         }

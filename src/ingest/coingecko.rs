@@ -60,7 +60,9 @@ impl FetchError {
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self,
-            FetchError::Exhausted { .. } | FetchError::WaitTooLong { .. } | FetchError::Skipped { .. }
+            FetchError::Exhausted { .. }
+                | FetchError::WaitTooLong { .. }
+                | FetchError::Skipped { .. }
         )
     }
 

@@ -45,10 +45,14 @@ pub fn message_from_json(value: &Value) -> Option<String> {
     }
     match value.get("error") {
         Some(Value::String(s)) => Some(s.clone()),
-        Some(inner @ Value::Object(_)) => inner
-            .get("status")
-            .and_then(status_message)
-            .or_else(|| inner.get("message").and_then(Value::as_str).map(str::to_string)),
+        Some(inner @ Value::Object(_)) => {
+            inner.get("status").and_then(status_message).or_else(|| {
+                inner
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+        }
         _ => None,
     }
 }
@@ -95,7 +99,9 @@ mod tests {
             "You've exceeded the Rate Limit (error code 429)"
         );
         assert_eq!(
-            describe(br#"{"error":{"status":{"error_code":10002,"error_message":"API Key Missing"}}}"#),
+            describe(
+                br#"{"error":{"status":{"error_code":10002,"error_message":"API Key Missing"}}}"#
+            ),
             "API Key Missing (error code 10002)"
         );
         assert_eq!(describe(br#"{"error":"coin not found"}"#), "coin not found");
@@ -103,7 +109,8 @@ mod tests {
 
     #[test]
     fn html_and_text() {
-        let html = b"<!DOCTYPE html><html><head><style>p{}</style><title>Access denied</title></head>\
+        let html =
+            b"<!DOCTYPE html><html><head><style>p{}</style><title>Access denied</title></head>\
                      <body><h1>Error 1020</h1><script>x()</script></body></html>";
         assert_eq!(describe(html), "Access denied Error 1020");
         assert_eq!(describe(b""), "empty body");

@@ -207,7 +207,12 @@ fn raw_text(item: &Value) -> String {
     if text.len() <= MAX_RAW_ELEMENT {
         text
     } else {
-        Value::String(format!("<{} element of {} bytes>", json_kind(item), text.len())).to_string()
+        Value::String(format!(
+            "<{} element of {} bytes>",
+            json_kind(item),
+            text.len()
+        ))
+        .to_string()
     }
 }
 
@@ -247,10 +252,9 @@ mod tests {
 
     #[test]
     fn loose_elements_are_kept_for_the_rules() {
-        let chart = parse(
-            br#"{"prices":[[1,"42"],[2,null],[3],"x"],"market_caps":[],"total_volumes":[]}"#,
-        )
-        .expect("parses");
+        let chart =
+            parse(br#"{"prices":[[1,"42"],[2,null],[3],"x"],"market_caps":[],"total_volumes":[]}"#)
+                .expect("parses");
         let p = chart.points(Series::Prices).expect("present");
         assert_eq!(p[0].raw.as_deref(), Some(r#"[1,"42"]"#));
         assert_eq!(p[0].value, None);

@@ -108,8 +108,8 @@ pub async fn extract_live(
             let fetched = client
                 .market_chart_range(coin, req.vs_currency, window.from, window.to)
                 .await;
-            report.requests += fetched.failed_attempts.len() as u32
-                + u32::from(fetched.result.is_ok());
+            report.requests +=
+                fetched.failed_attempts.len() as u32 + u32::from(fetched.result.is_ok());
             let base = NewBatch {
                 source: Source::CoinGecko,
                 coin_id: coin,
@@ -130,7 +130,9 @@ pub async fn extract_live(
                     ..base.clone()
                 };
                 let id = batch::record(conn, &failed, batch::BatchState::Failed, Some(&reason))?;
-                report.failed_attempts.push((id, format!("{coin}: {reason}")));
+                report
+                    .failed_attempts
+                    .push((id, format!("{coin}: {reason}")));
             }
             match fetched.result {
                 Ok(success) => {
@@ -147,7 +149,10 @@ pub async fn extract_live(
                 Err(err) => {
                     tracing::error!(coin = coin.as_str(), "{err}");
                     if err.is_unreachable() {
-                        unreachable = Some(format!("{} could not be reached ({err})", client.base_url()));
+                        unreachable = Some(format!(
+                            "{} could not be reached ({err})",
+                            client.base_url()
+                        ));
                     }
                     report.fetch_errors.push(err);
                     // The coin's later windows would fail the same way; go on with the next coin.

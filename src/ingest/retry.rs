@@ -113,7 +113,10 @@ mod tests {
             ),
             Some(Duration::ZERO)
         );
-        assert_eq!(server_wait(&headers(&[("x-ratelimit-reset", "soon")]), now()), None);
+        assert_eq!(
+            server_wait(&headers(&[("x-ratelimit-reset", "soon")]), now()),
+            None
+        );
         assert_eq!(server_wait(&HeaderMap::new(), now()), None);
     }
 
@@ -126,7 +129,11 @@ mod tests {
         for retry in 0..10 {
             let cap = (100u64 << retry.min(10)).min(1000);
             let d = b.delay(retry).as_millis() as u64;
-            assert!(d >= cap / 2 && d <= cap, "retry {retry}: {d} not in [{}, {cap}]", cap / 2);
+            assert!(
+                d >= cap / 2 && d <= cap,
+                "retry {retry}: {d} not in [{}, {cap}]",
+                cap / 2
+            );
         }
     }
 }

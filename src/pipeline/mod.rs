@@ -8,6 +8,7 @@
 
 mod record;
 
+use std::cell::Cell;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -127,46 +128,61 @@ pub async fn run(
 
     let outcome: Result<(), PipelineError> = async {
         // extract
+        let unreachable = Cell::new(false);
         let report = recorder
             .task_async("extract", attempts, delay, || {
-                run_extract(store, settings, recorder.run_id, &extract)
+                run_extract(store, settings, recorder.run_id, &extract, &unreachable)
             })
-            .await?;
+            .await;
+        summary.source_unavailable = unreachable.get();
+        let report = report?;
         summary.requests = report.requests;
         summary.staged = report.staged.len();
-        summary.failed_batches = report.failed_batches.iter().map(|(_, r)| r.clone()).collect();
+        summary.failed_batches = report
+            .failed_batches
+            .iter()
+            .map(|(_, r)| r.clone())
+            .collect();
         summary.failed_attempts = report.failed_attempts.len();
-        summary.fetch_errors = report.fetch_errors.iter().map(ToString::to_string).collect();
+        summary.fetch_errors = report
+            .fetch_errors
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         let wanted_coins = match &extract {
             Extract::Live { coins, .. } => coins.len(),
             _ => 0,
         };
-        summary.source_unavailable = wanted_coins > 0
+        summary.source_unavailable |= wanted_coins > 0
             && report.fetch_errors.len() == wanted_coins
             && report.fetch_errors.iter().all(FetchError::is_unavailable);
 
         // quality_gate
         let gated = recorder
-            .task("quality_gate", attempts, delay, || gate_staged(store, settings, rules))
+            .task("quality_gate", attempts, delay, || {
+                gate_staged(store, settings, rules)
+            })
             .await?;
         summary.merged = gated.iter().filter(|g| g.merged).count();
         summary.quarantined = gated.iter().filter(|g| !g.merged).count();
         summary.gated = gated;
 
         // transform
-        let built = recorder.task("transform", attempts, delay, || {
-            let bar = progress::spinner("features");
-            let stats = features::build_backlog(store.conn()).map_err(|e| e.to_string());
-            bar.finish_and_clear();
-            let stats = stats?;
-            Ok(TaskOutput::new(
-                stats,
-                format!(
-                    "rebuilt {} feature rows for {} coin(s)",
-                    stats.rows_written, stats.coins
-                ),
-            ))
-        }).await?;
+        let built = recorder
+            .task("transform", attempts, delay, || {
+                let bar = progress::spinner("features");
+                let stats = features::build_backlog(store.conn()).map_err(|e| e.to_string());
+                bar.finish_and_clear();
+                let stats = stats?;
+                Ok(TaskOutput::new(
+                    stats,
+                    format!(
+                        "rebuilt {} feature rows for {} coin(s)",
+                        stats.rows_written, stats.coins
+                    ),
+                ))
+            })
+            .await?;
         summary.feature_rows = built.rows_written;
         Ok(())
     }
@@ -174,9 +190,10 @@ pub async fn run(
 
     let (state, error) = match outcome {
         Err(e) => (RunState::Failed, Some(e)),
-        Ok(()) if summary.quarantined > 0
-            || !summary.failed_batches.is_empty()
-            || !summary.fetch_errors.is_empty() =>
+        Ok(())
+            if summary.quarantined > 0
+                || !summary.failed_batches.is_empty()
+                || !summary.fetch_errors.is_empty() =>
         {
             (RunState::Partial, None)
         }
@@ -216,6 +233,7 @@ async fn run_extract(
     settings: &Settings,
     run_id: i64,
     extract: &Extract<'_>,
+    unreachable: &Cell<bool>,
 ) -> Result<TaskOutput<ExtractReport>, String> {
     let conn = store.conn();
     let report = match extract {
@@ -240,6 +258,7 @@ async fn run_extract(
             if !r.fetch_errors.is_empty() && r.fetch_errors.len() == coins.len() {
                 // Nothing came through: worth another attempt of the whole task.
                 if r.fetch_errors.iter().all(FetchError::is_unavailable) {
+                    unreachable.set(true);
                     return Err(format!(
                         "no coin could be fetched from {}: {}",
                         client.base_url(),

@@ -54,7 +54,11 @@ impl<'c> RunRecorder<'c> {
              WHERE run_id = ?",
             params![state.name(), error, summary, self.run_id],
         )?;
-        tracing::info!(run_id = self.run_id, state = state.name(), "pipeline run finished");
+        tracing::info!(
+            run_id = self.run_id,
+            state = state.name(),
+            "pipeline run finished"
+        );
         Ok(())
     }
 
@@ -105,7 +109,12 @@ impl<'c> RunRecorder<'c> {
                     return Ok(out.value);
                 }
                 Err(e) => {
-                    tracing::warn!(run_id = self.run_id, task = name, attempt, "task failed: {e}");
+                    tracing::warn!(
+                        run_id = self.run_id,
+                        task = name,
+                        attempt,
+                        "task failed: {e}"
+                    );
                     last_error = e;
                     if attempt < attempts {
                         tokio::time::sleep(delay).await;

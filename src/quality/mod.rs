@@ -154,10 +154,11 @@ fn run_rule(
              SELECT ?, ?, row_number() OVER (), to_json(t) FROM (SELECT * FROM temp.rule_out LIMIT ?) t",
             params![batch_id, rule.name, max_failing_rows],
         )?;
-        let first: String =
-            conn.query_row("SELECT to_json(t)::VARCHAR FROM temp.rule_out t LIMIT 1", [], |r| {
-                r.get(0)
-            })?;
+        let first: String = conn.query_row(
+            "SELECT to_json(t)::VARCHAR FROM temp.rule_out t LIMIT 1",
+            [],
+            |r| r.get(0),
+        )?;
         detail = format!("{detail}; e.g. {first}");
     }
     Ok(RuleResult {

@@ -23,7 +23,10 @@ const BUILTIN: &[(&str, &str)] = &[
         "null_share.sql",
         include_str!("../../sql/quality/null_share.sql"),
     ),
-    ("min_rows.sql", include_str!("../../sql/quality/min_rows.sql")),
+    (
+        "min_rows.sql",
+        include_str!("../../sql/quality/min_rows.sql"),
+    ),
     (
         "price_positive.sql",
         include_str!("../../sql/quality/price_positive.sql"),
@@ -119,7 +122,10 @@ pub fn parse_rule(origin: &str, text: &str) -> Result<Rule, QualityError> {
             "name" => name = Some(value.to_string()),
             "severity" => {
                 severity = Some(Severity::parse(value).ok_or_else(|| {
-                    bad(i + 1, format!("severity `{value}` is neither `error` nor `warn`"))
+                    bad(
+                        i + 1,
+                        format!("severity `{value}` is neither `error` nor `warn`"),
+                    )
                 })?)
             }
             "description" => description = Some(value.to_string()),
@@ -137,7 +143,11 @@ pub fn parse_rule(origin: &str, text: &str) -> Result<Rule, QualityError> {
     }
     let missing = |what: &str| bad(1, format!("the header has no `-- {what}:` line"));
     let name = name.ok_or_else(|| missing("name"))?;
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
         return Err(bad(1, format!("rule name `{name}` must be snake_case")));
     }
     Ok(Rule {
@@ -297,8 +307,12 @@ mod tests {
         assert_eq!((jump.threshold, jump.severity), (0.9, Severity::Warn));
         assert!(set.get("freshness").is_none());
 
-        s.rules.insert("no_such_rule".into(), RuleOverride::default());
+        s.rules
+            .insert("no_such_rule".into(), RuleOverride::default());
         let err = RuleSet::load(&s).expect_err("unknown");
-        assert!(err.to_string().contains("quality.rules.no_such_rule"), "{err}");
+        assert!(
+            err.to_string().contains("quality.rules.no_such_rule"),
+            "{err}"
+        );
     }
 }

@@ -46,7 +46,9 @@ pub(super) fn apply(conn: &Connection, path: &Path) -> Result<(), StoreError> {
          );",
     )?;
     let newest: Option<i64> = conn
-        .query_row("SELECT max(version) FROM schema_migrations", [], |r| r.get(0))
+        .query_row("SELECT max(version) FROM schema_migrations", [], |r| {
+            r.get(0)
+        })
         .optional()?
         .flatten();
     if let Some(found) = newest {

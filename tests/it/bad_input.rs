@@ -121,7 +121,13 @@ async fn every_bad_body_is_kept_explained_and_not_merged() {
         let dir = tempfile::tempdir().expect("dir");
         std::fs::write(dir.path().join("badcoin.json"), &case.body).expect("write");
         let report = app.replay(dir.path(), None).await;
-        assert_eq!(report.state, RunState::Partial, "{}: {:?}", case.name, report.summary);
+        assert_eq!(
+            report.state,
+            RunState::Partial,
+            "{}: {:?}",
+            case.name,
+            report.summary
+        );
         assert_eq!(
             app.string("SELECT state FROM raw_batches"),
             case.state,
@@ -130,7 +136,11 @@ async fn every_bad_body_is_kept_explained_and_not_merged() {
         );
         let reason = app.string("SELECT reason FROM raw_batches");
         for word in case.reason {
-            assert!(reason.contains(word), "{}: `{word}` not in reason: {reason}", case.name);
+            assert!(
+                reason.contains(word),
+                "{}: `{word}` not in reason: {reason}",
+                case.name
+            );
         }
         assert_eq!(
             app.count("SELECT body_bytes FROM raw_batches"),
@@ -144,8 +154,18 @@ async fn every_bad_body_is_kept_explained_and_not_merged() {
             "{}: body kept exactly",
             case.name
         );
-        assert_eq!(app.count("SELECT count(*) FROM market_data"), 0, "{}", case.name);
-        assert_eq!(app.count("SELECT count(*) FROM features"), 0, "{}", case.name);
+        assert_eq!(
+            app.count("SELECT count(*) FROM market_data"),
+            0,
+            "{}",
+            case.name
+        );
+        assert_eq!(
+            app.count("SELECT count(*) FROM features"),
+            0,
+            "{}",
+            case.name
+        );
     }
 }
 

@@ -30,7 +30,10 @@ fn a_second_process_is_told_the_database_is_in_use() {
     assert_eq!(out.status.code(), Some(4), "{}", text(&out));
     let msg = text(&out);
     assert!(msg.contains("in use by another process"), "{msg}");
-    assert!(!msg.contains("Conflicting lock"), "raw DuckDB error leaked: {msg}");
+    assert!(
+        !msg.contains("Conflicting lock"),
+        "raw DuckDB error leaked: {msg}"
+    );
 }
 
 #[test]
@@ -47,8 +50,14 @@ fn a_newer_schema_is_refused() {
         .err()
         .expect("refused")
         .to_string();
-    assert!(err.contains("newer coincast") && err.contains("999"), "{err}");
-    let out = coincast(&["--data-dir", dir.path().to_str().expect("utf-8"), "status"], &[]);
+    assert!(
+        err.contains("newer coincast") && err.contains("999"),
+        "{err}"
+    );
+    let out = coincast(
+        &["--data-dir", dir.path().to_str().expect("utf-8"), "status"],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(4), "{}", text(&out));
 }
 
@@ -66,11 +75,21 @@ fn config_errors_name_the_key_and_exit_2() {
     let cfg = dir.path().join("bad.toml");
     std::fs::write(&cfg, "[quality.rules.absurd_jump]\nthreshold = \"high\"\n").expect("write");
     let out = coincast(
-        &["--data-dir", d, "--config", cfg.to_str().expect("utf-8"), "status"],
+        &[
+            "--data-dir",
+            d,
+            "--config",
+            cfg.to_str().expect("utf-8"),
+            "status",
+        ],
         &[],
     );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(text(&out).contains("quality.rules.absurd_jump.threshold"), "{}", text(&out));
+    assert!(
+        text(&out).contains("quality.rules.absurd_jump.threshold"),
+        "{}",
+        text(&out)
+    );
 
     let out = coincast(&["--data-dir", d, "ingest", "--coins", "Bitcoin"], &[]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
@@ -84,10 +103,23 @@ fn replay_status_and_recheck_from_the_command_line() {
     let data = real_coingecko();
     let data = data.to_str().expect("utf-8");
     // A corrupt batch: quarantined, exit 3, the failing rule printed.
-    let out = coincast(&["--data-dir", d, "replay", data, "--coins", "ethereum,solana"], &[]);
+    let out = coincast(
+        &[
+            "--data-dir",
+            d,
+            "replay",
+            data,
+            "--coins",
+            "ethereum,solana",
+        ],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let t = text(&out);
-    assert!(t.contains("QUARANTINED") && t.contains("numeric_types"), "{t}");
+    assert!(
+        t.contains("QUARANTINED") && t.contains("numeric_types"),
+        "{t}"
+    );
 
     let out = coincast(&["--data-dir", d, "status", "--json"], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -102,9 +134,38 @@ fn replay_status_and_recheck_from_the_command_line() {
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let out = coincast(&["--data-dir", d, "quality", "--batch", "777"], &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("batch 777 does not exist"), "{}", text(&out));
+    assert!(
+        text(&out).contains("batch 777 does not exist"),
+        "{}",
+        text(&out)
+    );
 
     let out = coincast(&["--data-dir", d, "replay", "/nonexistent/dir"], &[]);
     assert_ne!(out.status.code(), Some(0));
     assert!(text(&out).contains("/nonexistent/dir"), "{}", text(&out));
+}
+
+#[test]
+fn an_unreachable_source_exits_5_and_keeps_what_is_stored() {
+    let dir = tempfile::tempdir().expect("dir");
+    let d = dir.path().to_str().expect("utf-8");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let base = format!("http://{}/api/v3", listener.local_addr().expect("addr"));
+    drop(listener);
+    let env = [
+        ("COINCAST__COINGECKO__BASE_URL", base.as_str()),
+        ("COINCAST__COINGECKO__MAX_RETRIES", "0"),
+        ("COINCAST__COINGECKO__CALLS_PER_MINUTE", "6000"),
+        ("COINCAST__PIPELINE__TASK_ATTEMPTS", "1"),
+    ];
+    let out = coincast(&["--data-dir", d, "run"], &env);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    assert!(
+        text(&out).contains("no coin could be fetched"),
+        "{}",
+        text(&out)
+    );
+    let out = coincast(&["--data-dir", d, "status"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("failed"), "{}", text(&out));
 }

@@ -71,7 +71,7 @@ proptest! {
         // Rewrite the future: other prices, missing hours, extra hours.
         let mut future: Vec<(i64, f64, Option<f64>)> = series.iter().map(|&(h, p, v)| {
             if h > cut { (h, p * noise[h as usize % noise.len()], v.map(|x| x * 3.0)) } else { (h, p, v) }
-        }).filter(|(h, _, _)| *h <= cut || (*h as usize) % drop_every != 0).collect();
+        }).filter(|(h, _, _)| *h <= cut || !(*h as usize).is_multiple_of(drop_every)).collect();
         future.push((series.len() as i64 + 5, 1.0, None));
         load(&app, &future);
         coincast::features::rebuild_all(app.store.conn()).expect("rebuild");

@@ -21,11 +21,16 @@ async fn replay_of_the_real_data_merges_good_files_and_quarantines_the_nan_one()
         .expect("ethereum gated");
     assert!(!eth.merged);
     assert!(
-        eth.problems.iter().any(|p| p.starts_with("numeric_types (error)") && p.contains("NaN")),
+        eth.problems
+            .iter()
+            .any(|p| p.starts_with("numeric_types (error)") && p.contains("NaN")),
         "{:?}",
         eth.problems
     );
-    assert!(eth.problems.iter().any(|p| p.starts_with("null_share (error)")));
+    assert!(eth
+        .problems
+        .iter()
+        .any(|p| p.starts_with("null_share (error)")));
     assert_eq!(
         app.count("SELECT count(*) FROM market_data WHERE coin_id = 'ethereum'"),
         0
@@ -38,12 +43,16 @@ async fn replay_of_the_real_data_merges_good_files_and_quarantines_the_nan_one()
         ("ripple", 23_987),
     ] {
         assert_eq!(
-            app.count(&format!("SELECT count(*) FROM market_data WHERE coin_id = '{coin}'")),
+            app.count(&format!(
+                "SELECT count(*) FROM market_data WHERE coin_id = '{coin}'"
+            )),
             hours,
             "{coin}"
         );
         assert_eq!(
-            app.count(&format!("SELECT count(*) FROM features WHERE coin_id = '{coin}'")),
+            app.count(&format!(
+                "SELECT count(*) FROM features WHERE coin_id = '{coin}'"
+            )),
             hours,
             "{coin}"
         );
@@ -80,7 +89,10 @@ async fn replaying_the_same_data_twice_changes_nothing() {
     let app = TestApp::new(&[]);
     let coins = Some(&["solana"][..]);
     app.replay(&real_coingecko(), coins).await;
-    let before = app.table_hash("market_data", "coin_id, ts, price, market_cap, total_volume, source_ts, batch_id");
+    let before = app.table_hash(
+        "market_data",
+        "coin_id, ts, price, market_cap, total_volume, source_ts, batch_id",
+    );
     let features_before = app.table_hash("features", "features.*");
     let report = app.replay(&real_coingecko(), coins).await;
     assert_eq!(report.summary.merged, 1);
@@ -88,7 +100,10 @@ async fn replaying_the_same_data_twice_changes_nothing() {
     assert_eq!(report.summary.feature_rows, 0, "nothing to rebuild");
     assert_eq!(
         before,
-        app.table_hash("market_data", "coin_id, ts, price, market_cap, total_volume, source_ts, batch_id")
+        app.table_hash(
+            "market_data",
+            "coin_id, ts, price, market_cap, total_volume, source_ts, batch_id"
+        )
     );
     assert_eq!(features_before, app.table_hash("features", "features.*"));
 }
@@ -123,7 +138,10 @@ async fn late_and_out_of_order_hours_are_merged_and_rebuild_features_from_there(
     write_chart(dir.path(), "testcoin", &first);
     let r = app.replay(dir.path(), None).await;
     assert_eq!(r.summary.merged, 1, "{:?}", r.summary);
-    assert!(r.summary.gated[0].problems.iter().any(|p| p.starts_with("hourly_gaps (warn)")));
+    assert!(r.summary.gated[0]
+        .problems
+        .iter()
+        .any(|p| p.starts_with("hourly_gaps (warn)")));
     assert_eq!(app.count("SELECT count(*) FROM market_data"), 35);
     // Across the gap, lags mean hours: the hour after the gap has no 1h lag.
     assert_eq!(
@@ -163,7 +181,10 @@ async fn a_quarantined_batch_merges_after_the_rule_changes() {
     let r = strict.replay(dir.path(), None).await;
     assert_eq!(r.summary.quarantined, 1);
     let reason = strict.string("SELECT reason FROM raw_batches");
-    assert!(reason.contains("absurd_jump") && reason.contains("0.6931"), "{reason}");
+    assert!(
+        reason.contains("absurd_jump") && reason.contains("0.6931"),
+        "{reason}"
+    );
     assert_eq!(strict.count("SELECT count(*) FROM market_data"), 0);
     assert_eq!(
         strict.count("SELECT count(*) FROM staged_rows"),

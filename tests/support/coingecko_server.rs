@@ -97,7 +97,10 @@ impl CoinGeckoServer {
             requests: Mutex::new(Vec::new()),
         });
         let app = Router::new()
-            .route("/api/v3/ping", get(|| async { r#"{"gecko_says":"(V3) To the Moon!"}"# }))
+            .route(
+                "/api/v3/ping",
+                get(|| async { r#"{"gecko_says":"(V3) To the Moon!"}"# }),
+            )
             .route("/api/v3/coins/{id}/market_chart/range", get(range))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -160,7 +163,10 @@ async fn range(
                 h.insert("retry-after", HeaderValue::from_str(&v).expect("header"));
             }
             if let Some(v) = ratelimit_reset {
-                h.insert("x-ratelimit-reset", HeaderValue::from_str(&v).expect("header"));
+                h.insert(
+                    "x-ratelimit-reset",
+                    HeaderValue::from_str(&v).expect("header"),
+                );
             }
             return resp;
         }

@@ -50,14 +50,21 @@ impl TestApp {
     pub fn new(overrides: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut env: Vec<(String, String)> = vec![
-            ("COINCAST__COINGECKO__CALLS_PER_MINUTE".into(), "60000".into()),
+            (
+                "COINCAST__COINGECKO__CALLS_PER_MINUTE".into(),
+                "60000".into(),
+            ),
             ("COINCAST__COINGECKO__BACKOFF_BASE_MS".into(), "20".into()),
             ("COINCAST__COINGECKO__BACKOFF_MAX_MS".into(), "200".into()),
             ("COINCAST__COINGECKO__TIMEOUT_SECS".into(), "2".into()),
             ("COINCAST__PIPELINE__RETRY_DELAY_SECS".into(), "0".into()),
             ("COINCAST__PIPELINE__TASK_ATTEMPTS".into(), "1".into()),
         ];
-        env.extend(overrides.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        env.extend(
+            overrides
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
         let mut settings = Settings::load_with_env(None, env).expect("test settings");
         settings.data_dir = dir.path().to_path_buf();
         let store = Store::open(dir.path()).expect("store");
@@ -80,7 +87,12 @@ impl TestApp {
         CoinGeckoClient::new(&self.settings.coingecko).expect("client")
     }
 
-    pub async fn fetch(&self, coins: &[&str], until: DateTime<Utc>, backfill_days: u32) -> RunReport {
+    pub async fn fetch(
+        &self,
+        coins: &[&str],
+        until: DateTime<Utc>,
+        backfill_days: u32,
+    ) -> RunReport {
         let client = self.client();
         pipeline::run(
             &self.store,
