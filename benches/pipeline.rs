@@ -50,6 +50,19 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+/// The median wall time of `runs` calls of `f`.
+fn median_of(runs: usize, mut f: impl FnMut()) -> Duration {
+    median(
+        (0..runs.max(1))
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed()
+            })
+            .collect(),
+    )
+}
+
 fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
@@ -231,14 +244,9 @@ fn main() {
 
     // 2a. Full feature build, real coins.
     let coins = count(&store, "SELECT count(DISTINCT coin_id) FROM market_data");
-    let full: Vec<Duration> = (0..args.repeat)
-        .map(|_| {
-            let t = Instant::now();
-            features::rebuild_all(store.conn()).expect("features");
-            t.elapsed()
-        })
-        .collect();
-    let full_real = median(full);
+    let full_real = median_of(args.repeat, || {
+        features::rebuild_all(store.conn()).expect("features");
+    });
     println!(
         "features, full build, {coins} coins / {merged_hours} rows: {:.2} s ({:.0} rows/s)",
         secs(full_real),
@@ -297,20 +305,15 @@ fn main() {
     let coins100 = count(&store, "SELECT count(DISTINCT coin_id) FROM market_data");
     let rows100 = count(&store, "SELECT count(*) FROM market_data");
     let runs100 = args.repeat.clamp(1, 2);
-    let full100: Vec<Duration> = (0..runs100)
-        .map(|_| {
-            let t = Instant::now();
-            features::rebuild_all(store.conn()).expect("features 100");
-            t.elapsed()
-        })
-        .collect();
-    let full100 = median(full100);
+    let full100 = median_of(runs100, || {
+        features::rebuild_all(store.conn()).expect("features 100");
+    });
     println!(
         "features, full build, {coins100} coins / {rows100} rows: {:.2} s ({:.0} rows/s; median of {runs100})",
         secs(full100),
         rows100 as f64 / secs(full100)
     );
-    let inc100: Vec<Duration> = (0..args.repeat)
+    let inc100: Duration = median((0..args.repeat)
         .map(|_| {
             store
                 .conn()
@@ -322,11 +325,11 @@ fn main() {
             features::build_backlog(store.conn()).expect("incremental 100");
             t.elapsed()
         })
-        .collect();
+        .collect());
     println!(
         "incremental features, one new hour x {coins100} coins: {:.3} s ({:.0}x faster than the full build)",
-        secs(median(inc100.clone())),
-        secs(full100) / secs(median(inc100))
+        secs(inc100),
+        secs(full100) / secs(inc100)
     );
     if let Some(cmd) = args.pandas.as_deref() {
         if let Some(p) = pandas_seconds(cmd, &store, dir.path(), 1) {

@@ -2,12 +2,14 @@
 //!
 //! The modules follow the data flow (see ARCHITECTURE.md):
 //! `ingest` → `quality` (gate) → `merge` → `features`, orchestrated by `pipeline`;
-//! `store` is the only module that opens the database.
+//! `model` holds the evaluation groundwork of the forecaster; `store` is the only module that
+//! opens the database.
 
 pub mod config;
 pub mod features;
 pub mod ingest;
 pub mod merge;
+pub mod model;
 pub mod pipeline;
 pub mod progress;
 pub mod quality;

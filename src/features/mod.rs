@@ -7,12 +7,9 @@
 //!
 //! Invariant: a feature at hour t is computed from rows with ts <= t only (no lookahead).
 
-use duckdb::{params, Connection};
+use duckdb::Connection;
 
 const HOURLY_SQL: &str = include_str!("../../sql/features/hourly.sql");
-
-/// Key columns of the `features` table; every other column is a feature.
-pub const KEY_COLUMNS: [&str; 3] = ["coin_id", "vs_currency", "ts"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum FeatureError {
@@ -44,30 +41,12 @@ pub fn rebuild_all(conn: &Connection) -> Result<BuildStats, FeatureError> {
     )
 }
 
-/// Rebuilds one coin from a given hour on (tests and benchmarks).
-pub fn rebuild_from(
-    conn: &Connection,
-    coin_id: &str,
-    vs_currency: &str,
-    from: chrono::DateTime<chrono::Utc>,
-) -> Result<BuildStats, FeatureError> {
-    conn.execute_batch("DROP TABLE IF EXISTS temp.feature_scope_input;")?;
-    conn.execute(
-        "CREATE TEMP TABLE feature_scope_input AS
-         SELECT CAST(? AS VARCHAR) AS coin_id, CAST(? AS VARCHAR) AS vs_currency,
-                CAST(? AS BIGINT) // 3600 AS from_h",
-        params![coin_id, vs_currency, from.timestamp()],
-    )?;
-    build(conn, "SELECT * FROM temp.feature_scope_input", false)
-}
-
 fn build(
     conn: &Connection,
     scope_query: &str,
     drain_backlog: bool,
 ) -> Result<BuildStats, FeatureError> {
-    conn.execute_batch("BEGIN TRANSACTION;")?;
-    let result = (|| -> Result<BuildStats, duckdb::Error> {
+    crate::store::in_transaction(conn, || -> Result<BuildStats, FeatureError> {
         conn.execute_batch(&format!(
             "CREATE OR REPLACE TEMP TABLE feature_scope AS {scope_query};"
         ))?;
@@ -94,30 +73,5 @@ fn build(
             coins: coins as u64,
             rows_written: rows as u64,
         })
-    })();
-    match result {
-        Ok(stats) => {
-            conn.execute_batch("COMMIT;")?;
-            Ok(stats)
-        }
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK;");
-            Err(e.into())
-        }
-    }
-}
-
-/// The feature columns, in table order (everything but the key).
-pub fn feature_columns(conn: &Connection) -> Result<Vec<String>, FeatureError> {
-    let mut stmt = conn.prepare(
-        "SELECT column_name FROM information_schema.columns
-         WHERE table_name = 'features' AND table_schema = 'main' ORDER BY ordinal_position",
-    )?;
-    let names = stmt
-        .query_map([], |r| r.get::<_, String>(0))?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(names
-        .into_iter()
-        .filter(|n| !KEY_COLUMNS.contains(&n.as_str()))
-        .collect())
+    })
 }

@@ -98,7 +98,7 @@ pub struct RunSummary {
     /// Failed attempts that were retried (recorded as failed batches).
     pub failed_attempts: usize,
     pub fetch_errors: Vec<String>,
-    /// True when every coin's fetch failed because the source could not be reached.
+    /// True when no coin could be fetched because the source could not be reached.
     pub source_unavailable: bool,
     pub gated: Vec<GatedBatch>,
     pub feature_rows: u64,
@@ -149,13 +149,6 @@ pub async fn run(
             .iter()
             .map(ToString::to_string)
             .collect();
-        let wanted_coins = match &extract {
-            Extract::Live { coins, .. } => coins.len(),
-            _ => 0,
-        };
-        summary.source_unavailable |= wanted_coins > 0
-            && report.fetch_errors.len() == wanted_coins
-            && report.fetch_errors.iter().all(FetchError::is_unavailable);
 
         // quality_gate
         let gated = recorder
@@ -236,6 +229,7 @@ async fn run_extract(
     unreachable: &Cell<bool>,
 ) -> Result<TaskOutput<ExtractReport>, String> {
     let conn = store.conn();
+    unreachable.set(false);
     let report = match extract {
         Extract::Live {
             client,

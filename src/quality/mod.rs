@@ -192,18 +192,9 @@ pub fn gate_batch(
     batch_id: i64,
     max_failing_rows: u32,
 ) -> Result<GateOutcome, QualityError> {
-    conn.execute_batch("BEGIN TRANSACTION;")?;
-    let outcome = gate_in_transaction(conn, rules, batch_id, max_failing_rows);
-    match outcome {
-        Ok(o) => {
-            conn.execute_batch("COMMIT;")?;
-            Ok(o)
-        }
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK;");
-            Err(e)
-        }
-    }
+    crate::store::in_transaction(conn, || {
+        gate_in_transaction(conn, rules, batch_id, max_failing_rows)
+    })
 }
 
 fn gate_in_transaction(

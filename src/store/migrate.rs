@@ -81,23 +81,19 @@ pub(super) fn apply(conn: &Connection, path: &Path) -> Result<(), StoreError> {
             }
             None => {}
         }
-        let run = || -> Result<(), duckdb::Error> {
-            conn.execute_batch("BEGIN TRANSACTION;")?;
+        super::in_transaction(conn, || -> Result<(), duckdb::Error> {
             conn.execute_batch(m.sql)?;
             conn.execute(
                 "INSERT INTO schema_migrations (version, name, checksum) VALUES (?, ?, ?)",
                 params![m.version, m.name, expected],
             )?;
-            conn.execute_batch("COMMIT;")
-        };
-        if let Err(source) = run() {
-            let _ = conn.execute_batch("ROLLBACK;");
-            return Err(StoreError::Migration {
-                version: m.version,
-                name: m.name.to_string(),
-                source,
-            });
-        }
+            Ok(())
+        })
+        .map_err(|source| StoreError::Migration {
+            version: m.version,
+            name: m.name.to_string(),
+            source,
+        })?;
         tracing::info!(version = m.version, name = m.name, "applied migration");
     }
     Ok(())

@@ -109,23 +109,23 @@ impl Store {
         self.conn.execute_batch("CHECKPOINT;")?;
         Ok(())
     }
+}
 
-    /// Runs `f` in a transaction: committed if it returns Ok, rolled back otherwise.
-    pub fn transaction<T, E>(&self, f: impl FnOnce(&Connection) -> Result<T, E>) -> Result<T, E>
-    where
-        E: From<duckdb::Error>,
-    {
-        self.conn.execute_batch("BEGIN TRANSACTION;")?;
-        match f(&self.conn) {
-            Ok(value) => {
-                self.conn.execute_batch("COMMIT;")?;
-                Ok(value)
-            }
-            Err(err) => {
-                // The original error matters more than a failed rollback.
-                let _ = self.conn.execute_batch("ROLLBACK;");
-                Err(err)
-            }
+/// Runs `f` in a transaction on `conn`: committed if it returns Ok, rolled back otherwise.
+pub fn in_transaction<T, E>(conn: &Connection, f: impl FnOnce() -> Result<T, E>) -> Result<T, E>
+where
+    E: From<duckdb::Error>,
+{
+    conn.execute_batch("BEGIN TRANSACTION;")?;
+    match f() {
+        Ok(value) => {
+            conn.execute_batch("COMMIT;")?;
+            Ok(value)
+        }
+        Err(err) => {
+            // The original error matters more than a failed rollback.
+            let _ = conn.execute_batch("ROLLBACK;");
+            Err(err)
         }
     }
 }
