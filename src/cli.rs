@@ -12,6 +12,8 @@ use clap::{Args, Parser, Subcommand};
 use coincast::config::{is_valid_coin_id, Settings};
 use coincast::ingest::batch::{self, BatchState};
 use coincast::ingest::coingecko::CoinGeckoClient;
+use coincast::model::dataset::CoinSeries;
+use coincast::model::{evaluate, ModelError};
 use coincast::pipeline::{self, Extract, RunReport, RunState};
 use coincast::quality::RuleSet;
 use coincast::store::{Store, StoreError};
@@ -85,6 +87,25 @@ enum Command {
         /// Rebuild every hour of every coin.
         #[arg(long)]
         full: bool,
+    },
+    /// Walk-forward evaluation of the baselines (persistence, drift, SMA/EMA trend, linear) on
+    /// the stored features, with split-conformal intervals: the bar every model must clear.
+    Evaluate {
+        /// Coins to evaluate (comma-separated); default: every configured coin with features.
+        #[arg(long, value_delimiter = ',')]
+        coins: Option<Vec<String>>,
+        /// Horizons to print (comma-separated hours); default 1,6,24.
+        #[arg(long, value_delimiter = ',', default_value = "1,6,24")]
+        horizons: Vec<u32>,
+        /// Number of weekly test windows (overrides the protocol file).
+        #[arg(long)]
+        windows: Option<u32>,
+        /// Protocol and baseline settings; default: the built-in models/baselines.toml.
+        #[arg(long)]
+        protocol: Option<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// What the database holds: coins, hours, gaps, batches, the last run.
     Status {
@@ -253,6 +274,48 @@ fn execute(cli: Cli) -> anyhow::Result<Exit> {
             ))?;
             Ok(print_run(&report))
         }
+        Command::Evaluate {
+            coins,
+            horizons,
+            windows,
+            protocol,
+            json,
+        } => {
+            check_coins(coins.as_deref())?;
+            let text = match &protocol {
+                Some(path) => std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?,
+                None => evaluate::DEFAULT_PROTOCOL.to_string(),
+            };
+            let origin = protocol
+                .as_ref()
+                .map_or("models/baselines.toml".into(), |p| p.display().to_string());
+            let mut p = evaluate::Protocol::parse(&origin, &text)?;
+            if let Some(w) = windows {
+                p.windows = w;
+            }
+            let store = open(&settings)?;
+            let wanted = coins.unwrap_or_else(|| settings.coins.clone());
+            let mut series = Vec::new();
+            for coin in &wanted {
+                match CoinSeries::load(store.conn(), coin, &settings.vs_currency, &p.features) {
+                    Ok(s) => series.push(s),
+                    Err(ModelError::NoData(c)) => eprintln!("skipping {c}: no features stored"),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            let bar = progress::spinner("walk-forward");
+            let result = evaluate::walk_forward(&series, &mut p.baselines(), &p);
+            bar.finish_and_clear();
+            let mut eval = result?;
+            eval.rows.retain(|r| horizons.contains(&r.metrics.horizon));
+            if json {
+                println!("{}", serde_json::to_string_pretty(&eval)?);
+            } else {
+                print_evaluation(&eval, &p);
+            }
+            Ok(Exit::Ok)
+        }
         Command::Run(args) => fetch(settings, args, "run"),
         Command::Ingest(args) => fetch(settings, args, "ingest"),
     }
@@ -328,6 +391,36 @@ fn print_rules(rules: &RuleSet) {
         );
     }
     println!("\nrecheck: coincast quality --batch ID | --quarantined");
+}
+
+fn print_evaluation(eval: &evaluate::Evaluation, p: &evaluate::Protocol) {
+    let hour = |h: i64| {
+        DateTime::<Utc>::from_timestamp(h * 3600, 0)
+            .map(|t| t.format("%Y-%m-%d %H:00").to_string())
+            .unwrap_or_default()
+    };
+    println!(
+        "walk-forward: {} folds of {} h, test origins {} .. {} UTC, gap {} h, {:.0}% split-conformal intervals",
+        eval.folds,
+        p.step_hours,
+        hour(eval.test_from_hour),
+        hour(eval.test_to_hour),
+        p.gap(),
+        p.interval_level * 100.0
+    );
+    println!(
+        "{:<10} {:<12} {:>3} {:>6} {:>12} {:>12} {:>7} {:>6} {:>6} {:>7} {:>6} {:>7}",
+        "coin", "model", "h", "n", "MAE", "RMSE", "MAPE%", "MASE", "dir", "skill", "cover", "width"
+    );
+    for r in &eval.rows {
+        let m = &r.metrics;
+        println!(
+            "{:<10} {:<12} {:>3} {:>6} {:>12.4} {:>12.4} {:>7.3} {:>6.3} {:>6.3} {:>7.4} {:>6.3} {:>7.4}",
+            r.coin_id, r.model, m.horizon, m.n, m.mae, m.rmse, m.mape, m.mase,
+            m.directional_accuracy, m.skill, m.coverage, m.width
+        );
+    }
+    println!("skill = 1 - MSE/MSE(persistence) in price space (> 0 beats persistence); dir: a no-move forecast counts half; width relative to price");
 }
 
 /// Prints what a run did and picks the exit code.

@@ -1,7 +1,32 @@
-//! The forecasting model (in progress, issue 3): evaluation groundwork that the LSTM will use.
+//! The forecaster (issue 3, in progress): the dataset from `features`, the baselines every model
+//! is judged against, and walk-forward evaluation with split-conformal intervals. The LSTM will be
+//! one more [`baselines::Forecaster`] evaluated by the same code.
 //!
-//! `windows` does the split and walk-forward arithmetic over sample origins (with the gap that keeps
+//! `windows` does the split and fold arithmetic over sample origins (with the gap that keeps
 //! training targets out of test inputs); `metrics` scores forecasts per horizon in price space.
 
+pub mod baselines;
+pub mod dataset;
+pub mod evaluate;
 pub mod metrics;
 pub mod windows;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("feature `{0}` is not a column of the features table")]
+    UnknownFeature(String),
+    #[error("coin `{0}` has no features yet: run `coincast replay` or `coincast run` first")]
+    NoData(String),
+    #[error("no coin to evaluate")]
+    NoCoins,
+    #[error("too few training samples: {have}, at least {needed} needed")]
+    TooFewSamples { needed: usize, have: usize },
+    #[error("model definition {origin}: {message}")]
+    Definition { origin: String, message: String },
+    #[error("numerical problem: {0}")]
+    Numeric(String),
+    #[error(transparent)]
+    Windows(#[from] windows::WindowError),
+    #[error(transparent)]
+    Sql(#[from] duckdb::Error),
+}

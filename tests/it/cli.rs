@@ -169,3 +169,77 @@ fn an_unreachable_source_exits_5_and_keeps_what_is_stored() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).contains("failed"), "{}", text(&out));
 }
+
+#[test]
+fn evaluate_prints_the_walk_forward_table_of_every_baseline() {
+    let dir = tempfile::tempdir().expect("dir");
+    let d = dir.path().to_str().expect("utf-8");
+    let data = real_coingecko();
+    let out = coincast(
+        &[
+            "--data-dir",
+            d,
+            "replay",
+            data.to_str().expect("utf-8"),
+            "--coins",
+            "solana",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = coincast(
+        &[
+            "--data-dir",
+            d,
+            "evaluate",
+            "--coins",
+            "solana,cardano",
+            "--windows",
+            "4",
+            "--horizons",
+            "1,24",
+            "--json",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("skipping cardano"), "{}", text(&out));
+    let eval: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(eval["folds"], 4);
+    let rows = eval["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 5 * 2, "five baselines x two horizons");
+    for model in ["persistence", "drift", "sma_trend", "ema_trend", "linear"] {
+        for h in [1, 24] {
+            let row = rows
+                .iter()
+                .find(|r| r["model"] == model && r["horizon"] == h)
+                .unwrap_or_else(|| panic!("{model} h{h} missing"));
+            assert_eq!(row["n"], 4 * 168);
+            let coverage = row["coverage"].as_f64().expect("coverage");
+            assert!(
+                (0.6..=1.0).contains(&coverage),
+                "{model} h{h}: coverage {coverage}"
+            );
+        }
+    }
+    let persistence = rows
+        .iter()
+        .find(|r| r["model"] == "persistence" && r["horizon"] == 1)
+        .expect("row");
+    assert_eq!(persistence["skill"].as_f64(), Some(0.0));
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "horizon = 30\n").expect("write");
+    let out = coincast(
+        &[
+            "--data-dir",
+            d,
+            "evaluate",
+            "--protocol",
+            bad.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert_ne!(out.status.code(), Some(0));
+    assert!(text(&out).contains("bad.toml"), "{}", text(&out));
+}

@@ -1,0 +1,316 @@
+//! The forecaster interface and the baselines every model is judged against. All forecast log
+//! returns r_h for h = 1..=H from what is known at the origin hour.
+
+use super::dataset::CoinSeries;
+use super::ModelError;
+
+pub trait Forecaster {
+    fn name(&self) -> &'static str;
+    /// Learns from training origins (each coin's series with its origin indices).
+    fn fit(&mut self, train: &[(&CoinSeries, Vec<usize>)]) -> Result<(), ModelError>;
+    /// Fills `out[h-1]` with the predicted log return at horizon h for origin `i`.
+    fn predict(&self, series: &CoinSeries, i: usize, out: &mut [f64]);
+}
+
+/// r_h = 0: the price stays where it is.
+pub struct Persistence;
+
+impl Forecaster for Persistence {
+    fn name(&self) -> &'static str {
+        "persistence"
+    }
+    fn fit(&mut self, _: &[(&CoinSeries, Vec<usize>)]) -> Result<(), ModelError> {
+        Ok(())
+    }
+    fn predict(&self, _: &CoinSeries, _: usize, out: &mut [f64]) {
+        out.fill(0.0);
+    }
+}
+
+/// r_h = h * the mean hourly log return of the past `hours`.
+pub struct Drift {
+    pub hours: usize,
+}
+
+impl Forecaster for Drift {
+    fn name(&self) -> &'static str {
+        "drift"
+    }
+    fn fit(&mut self, _: &[(&CoinSeries, Vec<usize>)]) -> Result<(), ModelError> {
+        Ok(())
+    }
+    fn predict(&self, s: &CoinSeries, i: usize, out: &mut [f64]) {
+        let from = i.saturating_sub(self.hours).max(1);
+        let (sum, n) = (from..=i)
+            .map(|j| (s.price[j] / s.price[j - 1]).ln())
+            .filter(|r| r.is_finite())
+            .fold((0.0, 0usize), |(a, n), r| (a + r, n + 1));
+        let mean = if n > 0 { sum / n as f64 } else { 0.0 };
+        extrapolate(mean, out);
+    }
+}
+
+/// r_h = h * the last hourly change of the 24-hour simple moving average.
+pub struct SmaTrend;
+
+impl Forecaster for SmaTrend {
+    fn name(&self) -> &'static str {
+        "sma_trend"
+    }
+    fn fit(&mut self, _: &[(&CoinSeries, Vec<usize>)]) -> Result<(), ModelError> {
+        Ok(())
+    }
+    fn predict(&self, s: &CoinSeries, i: usize, out: &mut [f64]) {
+        let sma = |end: usize| -> f64 {
+            if end < 23 {
+                return f64::NAN;
+            }
+            s.price[end - 23..=end].iter().sum::<f64>() / 24.0
+        };
+        let slope = if i >= 24 {
+            (sma(i) / sma(i - 1)).ln()
+        } else {
+            f64::NAN
+        };
+        extrapolate(if slope.is_finite() { slope } else { 0.0 }, out);
+    }
+}
+
+/// r_h = h * the last hourly change of the 24-hour EMA.
+pub struct EmaTrend;
+
+impl Forecaster for EmaTrend {
+    fn name(&self) -> &'static str {
+        "ema_trend"
+    }
+    fn fit(&mut self, _: &[(&CoinSeries, Vec<usize>)]) -> Result<(), ModelError> {
+        Ok(())
+    }
+    fn predict(&self, s: &CoinSeries, i: usize, out: &mut [f64]) {
+        let slope = if i >= 1 {
+            (s.ema24[i] / s.ema24[i - 1]).ln()
+        } else {
+            f64::NAN
+        };
+        extrapolate(if slope.is_finite() { slope } else { 0.0 }, out);
+    }
+}
+
+fn extrapolate(per_hour: f64, out: &mut [f64]) {
+    for (k, o) in out.iter_mut().enumerate() {
+        *o = per_hour * (k + 1) as f64;
+    }
+}
+
+/// Ridge regression of every horizon's return on the standardized features at the origin, with
+/// an unpenalized intercept; standardization uses the training origins only.
+pub struct Ridge {
+    pub lambda: f64,
+    pub horizon: usize,
+    mean: Vec<f64>,
+    scale: Vec<f64>,
+    /// `[feature][horizon]`, then the intercepts `[horizon]`.
+    coef: Vec<f64>,
+    intercept: Vec<f64>,
+}
+
+impl Ridge {
+    pub fn new(lambda: f64, horizon: usize) -> Self {
+        Self {
+            lambda,
+            horizon,
+            mean: Vec::new(),
+            scale: Vec::new(),
+            coef: Vec::new(),
+            intercept: Vec::new(),
+        }
+    }
+}
+
+impl Forecaster for Ridge {
+    fn name(&self) -> &'static str {
+        "linear"
+    }
+
+    fn fit(&mut self, train: &[(&CoinSeries, Vec<usize>)]) -> Result<(), ModelError> {
+        let Some((first, _)) = train.first() else {
+            return Err(ModelError::TooFewSamples { needed: 1, have: 0 });
+        };
+        let f = first.feature_names.len();
+        let n: usize = train.iter().map(|(_, o)| o.len()).sum();
+        if n <= f + 1 {
+            return Err(ModelError::TooFewSamples {
+                needed: f + 2,
+                have: n,
+            });
+        }
+        let horizon = self.horizon;
+        // Means and scales of the features.
+        let (mut mean, mut sq) = (vec![0.0; f], vec![0.0; f]);
+        for (s, origins) in train {
+            for &i in origins {
+                for (k, v) in s.row(i).iter().enumerate() {
+                    mean[k] += v;
+                    sq[k] += v * v;
+                }
+            }
+        }
+        let nf = n as f64;
+        let scale: Vec<f64> = (0..f)
+            .map(|k| {
+                mean[k] /= nf;
+                let var = (sq[k] / nf - mean[k] * mean[k]).max(0.0);
+                if var > 1e-24 {
+                    var.sqrt()
+                } else {
+                    1.0
+                }
+            })
+            .collect();
+        // Normal equations on centered targets: (Z'Z + lambda I) B = Z'(Y - mean Y).
+        let mut ymean = vec![0.0; horizon];
+        for (s, origins) in train {
+            for &i in origins {
+                for (h, y) in ymean.iter_mut().enumerate() {
+                    *y += s.target(i, h + 1);
+                }
+            }
+        }
+        ymean.iter_mut().for_each(|y| *y /= nf);
+        let mut a = vec![0.0; f * f];
+        let mut b = vec![0.0; f * horizon];
+        let mut z = vec![0.0; f];
+        for (s, origins) in train {
+            for &i in origins {
+                for (k, v) in s.row(i).iter().enumerate() {
+                    z[k] = (v - mean[k]) / scale[k];
+                }
+                for r in 0..f {
+                    for c in 0..=r {
+                        a[r * f + c] += z[r] * z[c];
+                    }
+                    for h in 0..horizon {
+                        b[r * horizon + h] += z[r] * (s.target(i, h + 1) - ymean[h]);
+                    }
+                }
+            }
+        }
+        for r in 0..f {
+            for c in 0..r {
+                a[c * f + r] = a[r * f + c];
+            }
+            a[r * f + r] += self.lambda;
+        }
+        cholesky_solve(&mut a, f, &mut b, horizon)?;
+        self.mean = mean;
+        self.scale = scale;
+        self.coef = b;
+        self.intercept = ymean;
+        Ok(())
+    }
+
+    fn predict(&self, s: &CoinSeries, i: usize, out: &mut [f64]) {
+        let horizon = self.intercept.len();
+        for (h, o) in out.iter_mut().enumerate() {
+            if h >= horizon {
+                *o = 0.0;
+                continue;
+            }
+            *o = self.intercept[h]
+                + s.row(i)
+                    .iter()
+                    .enumerate()
+                    .map(|(k, v)| (v - self.mean[k]) / self.scale[k] * self.coef[k * horizon + h])
+                    .sum::<f64>();
+        }
+    }
+}
+
+/// Solves A X = B in place (A symmetric positive definite, n x n; B n x m; X replaces B).
+fn cholesky_solve(a: &mut [f64], n: usize, b: &mut [f64], m: usize) -> Result<(), ModelError> {
+    for j in 0..n {
+        let mut d = a[j * n + j];
+        for k in 0..j {
+            d -= a[j * n + k] * a[j * n + k];
+        }
+        if d <= 0.0 || !d.is_finite() {
+            return Err(ModelError::Numeric(
+                "the ridge system is not positive definite".into(),
+            ));
+        }
+        let d = d.sqrt();
+        a[j * n + j] = d;
+        for i in j + 1..n {
+            let mut v = a[i * n + j];
+            for k in 0..j {
+                v -= a[i * n + k] * a[j * n + k];
+            }
+            a[i * n + j] = v / d;
+        }
+    }
+    for c in 0..m {
+        for i in 0..n {
+            let mut v = b[i * m + c];
+            for k in 0..i {
+                v -= a[i * n + k] * b[k * m + c];
+            }
+            b[i * m + c] = v / a[i * n + i];
+        }
+        for i in (0..n).rev() {
+            let mut v = b[i * m + c];
+            for k in i + 1..n {
+                v -= a[k * n + i] * b[k * m + c];
+            }
+            b[i * m + c] = v / a[i * n + i];
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(price: Vec<f64>, feature: Vec<f64>) -> CoinSeries {
+        CoinSeries::from_arrays("c", 0, price, feature, vec!["x".into()])
+    }
+
+    #[test]
+    fn cholesky_solves_a_small_system() {
+        let mut a = vec![4.0, 2.0, 2.0, 3.0];
+        let mut b = vec![2.0, 1.0];
+        cholesky_solve(&mut a, 2, &mut b, 1).expect("spd");
+        // [4 2; 2 3] x = [2; 1]  =>  x = [0.5, 0]
+        assert!((b[0] - 0.5).abs() < 1e-12 && b[1].abs() < 1e-12, "{b:?}");
+    }
+
+    #[test]
+    fn drift_extrapolates_the_mean_log_return() {
+        let price: Vec<f64> = (0..50).map(|i| 100.0 * (0.01 * i as f64).exp()).collect();
+        let s = series(price, vec![0.0; 50]);
+        let mut out = [0.0; 3];
+        Drift { hours: 10 }.predict(&s, 30, &mut out);
+        for (k, o) in out.iter().enumerate() {
+            assert!((o - 0.01 * (k + 1) as f64).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn ridge_recovers_a_linear_signal() {
+        // Next-hour return = 0.002 * x, with x alternating; price follows it exactly.
+        let n = 400;
+        let x: Vec<f64> = (0..n).map(|i| ((i * 7) % 5) as f64 - 2.0).collect();
+        let mut price = vec![100.0];
+        for i in 0..n - 1 {
+            let last = price[i];
+            price.push(last * (0.002 * x[i]).exp());
+        }
+        let s = series(price, x.clone());
+        let origins: Vec<usize> = (0..n - 30).collect();
+        let mut model = Ridge::new(1e-6, 24);
+        model.fit(&[(&s, origins)]).expect("fit");
+        let mut out = [0.0; 24];
+        model.predict(&s, n - 10, &mut out);
+        assert!((out[0] - 0.002 * x[n - 10]).abs() < 1e-6, "{}", out[0]);
+    }
+}

@@ -1,0 +1,221 @@
+//! A coin's history as dense hourly arrays: price and the model's features, NaN where an hour is
+//! missing or a feature is NULL. Index i is hour `first_hour + i`, so hour arithmetic is index
+//! arithmetic. A sample at origin i has inputs from rows (i - lookback, i] and targets
+//! r_h = ln(price[i+h] / price[i]) for h = 1..=horizon.
+
+use duckdb::{params, Connection};
+
+use super::ModelError;
+
+#[derive(Debug, Clone)]
+pub struct CoinSeries {
+    pub coin_id: String,
+    /// Hours since the epoch of index 0.
+    pub first_hour: i64,
+    pub price: Vec<f64>,
+    /// Row-major `[hour][feature]`.
+    pub features: Vec<f64>,
+    pub feature_names: Vec<String>,
+    /// pandas `ewm(span=24, adjust=True)` of the price on the hourly grid, for the EMA baseline.
+    pub ema24: Vec<f64>,
+    /// complete[i] = rows before i with a price and every feature (prefix count).
+    complete: Vec<u32>,
+    /// priced[i] = rows before i with a price (prefix count).
+    priced: Vec<u32>,
+}
+
+impl CoinSeries {
+    /// Loads a coin with the given feature columns (each must exist in `features`).
+    pub fn load(
+        conn: &Connection,
+        coin_id: &str,
+        vs_currency: &str,
+        feature_names: &[String],
+    ) -> Result<Self, ModelError> {
+        let known = feature_columns(conn)?;
+        for name in feature_names {
+            if !known.iter().any(|k| k == name) {
+                return Err(ModelError::UnknownFeature(name.clone()));
+            }
+        }
+        let columns = if feature_names.is_empty() {
+            "NULL AS no_features".to_string()
+        } else {
+            feature_names
+                .iter()
+                .map(|n| format!("CAST(f.\"{n}\" AS DOUBLE)"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let sql = include_str!("../../sql/model/series.sql").replace("{columns}", &columns);
+        let mut stmt = conn.prepare(&sql)?;
+        let width = feature_names.len();
+        let rows = stmt
+            .query_map(params![coin_id, vs_currency], |r| {
+                let h: i64 = r.get(0)?;
+                let price: f64 = r.get(1)?;
+                let mut values = Vec::with_capacity(width);
+                for j in 0..width {
+                    values.push(r.get::<_, Option<f64>>(2 + j)?.unwrap_or(f64::NAN));
+                }
+                Ok((h, price, values))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+            return Err(ModelError::NoData(coin_id.to_string()));
+        };
+        let (first_hour, len) = (first.0, (last.0 - first.0 + 1) as usize);
+        let mut price = vec![f64::NAN; len];
+        let mut features = vec![f64::NAN; len * width];
+        for (h, p, values) in rows {
+            let i = (h - first_hour) as usize;
+            price[i] = p;
+            features[i * width..(i + 1) * width].copy_from_slice(&values);
+        }
+        Ok(Self::from_arrays(
+            coin_id,
+            first_hour,
+            price,
+            features,
+            feature_names.to_vec(),
+        ))
+    }
+
+    /// Builds a series from dense arrays (NaN where missing).
+    pub fn from_arrays(
+        coin_id: &str,
+        first_hour: i64,
+        price: Vec<f64>,
+        features: Vec<f64>,
+        feature_names: Vec<String>,
+    ) -> Self {
+        let width = feature_names.len();
+        let mut complete = vec![0u32; price.len() + 1];
+        let mut priced = vec![0u32; price.len() + 1];
+        for i in 0..price.len() {
+            let has_price = price[i].is_finite();
+            let row_ok = features[i * width..(i + 1) * width]
+                .iter()
+                .all(|v| v.is_finite());
+            priced[i + 1] = priced[i] + u32::from(has_price);
+            complete[i + 1] = complete[i] + u32::from(has_price && row_ok);
+        }
+        Self {
+            coin_id: coin_id.to_string(),
+            first_hour,
+            ema24: ewm_on_grid(&price, 24),
+            price,
+            features,
+            feature_names,
+            complete,
+            priced,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.price.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.price.is_empty()
+    }
+
+    pub fn row(&self, i: usize) -> &[f64] {
+        let w = self.feature_names.len();
+        &self.features[i * w..(i + 1) * w]
+    }
+
+    /// ln(price[i+h] / price[i]).
+    pub fn target(&self, i: usize, h: usize) -> f64 {
+        (self.price[i + h] / self.price[i]).ln()
+    }
+
+    /// Whether origin i has a price, complete features over (i - lookback, i] and every target.
+    pub fn is_valid_origin(&self, i: usize, lookback: usize, horizon: usize) -> bool {
+        if lookback == 0 || i + 1 < lookback || i + horizon >= self.len() {
+            return false;
+        }
+        let inputs = self.complete[i + 1] - self.complete[i + 1 - lookback];
+        let targets = self.priced[i + horizon + 1] - self.priced[i + 1];
+        inputs as usize == lookback && targets as usize == horizon
+    }
+
+    /// Indices of valid origins whose hour lies in `[hours.start, hours.end)`.
+    pub fn origins_in(
+        &self,
+        hours: &std::ops::Range<i64>,
+        lookback: usize,
+        horizon: usize,
+    ) -> Vec<usize> {
+        let lo = (hours.start - self.first_hour).max(0);
+        let hi = (hours.end - self.first_hour).min(self.len() as i64);
+        (lo..hi.max(lo))
+            .map(|i| i as usize)
+            .filter(|&i| self.is_valid_origin(i, lookback, horizon))
+            .collect()
+    }
+}
+
+/// The columns of the `features` table.
+pub fn feature_columns(conn: &Connection) -> Result<Vec<String>, ModelError> {
+    let mut stmt = conn.prepare(
+        "SELECT column_name FROM information_schema.columns
+         WHERE table_name = 'features' AND table_schema = 'main' ORDER BY ordinal_position",
+    )?;
+    let names = stmt
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(names)
+}
+
+/// pandas `ewm(span, adjust=True, ignore_na=False).mean()` over a grid with NaN holes.
+fn ewm_on_grid(x: &[f64], span: u32) -> Vec<f64> {
+    let decay = 1.0 - 2.0 / (f64::from(span) + 1.0);
+    let (mut num, mut den) = (0.0, 0.0);
+    x.iter()
+        .map(|&v| {
+            num *= decay;
+            den *= decay;
+            if v.is_finite() {
+                num += v;
+                den += 1.0;
+            }
+            if den > 0.0 {
+                num / den
+            } else {
+                f64::NAN
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(price: Vec<f64>) -> CoinSeries {
+        let n = price.len();
+        CoinSeries::from_arrays("c", 1000, price, vec![0.5; n], vec!["f".into()])
+    }
+
+    #[test]
+    fn origins_need_full_inputs_and_targets() {
+        let mut price: Vec<f64> = (0..20).map(|i| 100.0 + i as f64).collect();
+        price[10] = f64::NAN;
+        let s = series(price);
+        // lookback 3, horizon 2: origin i needs rows i-2..=i and prices i+1, i+2.
+        let valid: Vec<usize> = (0..20).filter(|&i| s.is_valid_origin(i, 3, 2)).collect();
+        // Hour 10 is missing: origins 8 and 9 lack a target, 10..=12 an input row.
+        assert_eq!(valid, vec![2, 3, 4, 5, 6, 7, 13, 14, 15, 16, 17]);
+        assert_eq!(s.origins_in(&(1005..1014), 3, 2), vec![5, 6, 7, 13]);
+        assert!((s.target(2, 2) - (104.0f64 / 102.0).ln()).abs() < 1e-15);
+    }
+
+    #[test]
+    fn ewm_matches_the_adjusted_definition_across_a_hole() {
+        let e = ewm_on_grid(&[1.0, f64::NAN, 3.0], 3); // decay 0.5
+        assert_eq!(e[0], 1.0);
+        assert_eq!(e[1], 1.0);
+        assert!((e[2] - (3.0 + 0.25 * 1.0) / (1.0 + 0.25)).abs() < 1e-15);
+    }
+}
