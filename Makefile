@@ -6,6 +6,9 @@ SHELL := /bin/bash
 CACHE ?= $(HOME)/.cache/coincast
 export CARGO_TARGET_DIR ?= $(CACHE)/target
 export DUCKDB_LIB_DIR := $(CACHE)/duckdb-1.5.6/package
+# cpu (default) or cuda: `make build TORCH=cuda` links libtorch_cuda (2.5 GB of wheels, for GPU hosts).
+TORCH ?= cpu
+export LIBTORCH := $(CACHE)/libtorch-2.13.0-$(TORCH)
 VENV := $(CACHE)/venv
 REAL_DATA ?= $(abspath ../shared/data/real)
 export COINCAST_REAL_DATA := $(REAL_DATA)
@@ -15,7 +18,7 @@ CONFIG ?=
 CONFIG_FLAG := $(if $(CONFIG),--config $(CONFIG),)
 CARGO_FLAGS := --release --locked
 
-.PHONY: all deps system-deps duckdb venv build test test-rust test-parity run replay bench fmt lint clean
+.PHONY: all deps system-deps duckdb libtorch venv build test test-rust test-parity run replay bench fmt lint clean
 
 all: build
 
@@ -26,10 +29,14 @@ duckdb: system-deps
 	@scripts/fetch-duckdb.sh $(CACHE) >/dev/null
 	@mkdir -p .deps && ln -sfn $(DUCKDB_LIB_DIR) .deps/duckdb
 
+libtorch: system-deps
+	@scripts/fetch-libtorch.sh $(TORCH) $(CACHE) >/dev/null
+	@mkdir -p .deps && ln -sfn $(LIBTORCH) .deps/libtorch
+
 venv: system-deps
 	@scripts/python-venv.sh $(VENV)
 
-deps: duckdb
+deps: duckdb libtorch
 
 ## build: the release binary at target/release/coincast (linked to the cached libduckdb via rpath)
 build: deps

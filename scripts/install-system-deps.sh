@@ -6,6 +6,7 @@ need=()
 command -v cc >/dev/null      || need+=(build-essential)
 command -v npm >/dev/null     || need+=(npm)
 command -v curl >/dev/null    || need+=(curl)
+python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 [ ${#need[@]} -eq 0 ] && exit 0
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo

@@ -2,7 +2,7 @@
 //! This is the binary's edge: errors are `anyhow` here and typed everywhere below.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -12,8 +12,8 @@ use clap::{Args, Parser, Subcommand};
 use coincast::config::{is_valid_coin_id, Settings};
 use coincast::ingest::batch::{self, BatchState};
 use coincast::ingest::coingecko::CoinGeckoClient;
-use coincast::model::dataset::CoinSeries;
-use coincast::model::{evaluate, ModelError};
+use coincast::model::lstm::{self, TrainedLstm};
+use coincast::model::{evaluate, registry, train};
 use coincast::pipeline::{self, Extract, RunReport, RunState};
 use coincast::quality::RuleSet;
 use coincast::store::{Store, StoreError};
@@ -103,9 +103,47 @@ enum Command {
         /// Protocol and baseline settings; default: the built-in models/baselines.toml.
         #[arg(long)]
         protocol: Option<PathBuf>,
+        /// Also evaluate this registered model (fixed, trained before the windows), or `champion`.
+        #[arg(long)]
+        model: Option<String>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Train the LSTM, evaluate it walk-forward against the baselines, register it through the gate.
+    Train {
+        /// Coins to train on (comma-separated); default: every configured coin with features.
+        #[arg(long, value_delimiter = ',')]
+        coins: Option<Vec<String>>,
+        /// Maximum epochs (overrides the spec).
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// auto | cpu | cuda (overrides the spec).
+        #[arg(long)]
+        device: Option<String>,
+        /// Number of weekly walk-forward windows (overrides models/baselines.toml).
+        #[arg(long)]
+        windows: Option<u32>,
+        /// Model spec; default: the built-in models/lstm.toml.
+        #[arg(long)]
+        spec: Option<PathBuf>,
+    },
+    /// Forecast every horizon from a coin's latest hour with the champion (or a given model).
+    Predict {
+        /// The coin.
+        #[arg(long, default_value = "bitcoin")]
+        coin: String,
+        /// A registered model id; default: the champion.
+        #[arg(long)]
+        model: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The model registry.
+    Models {
+        #[command(subcommand)]
+        action: ModelsAction,
     },
     /// What the database holds: coins, hours, gaps, batches, the last run.
     Status {
@@ -113,6 +151,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum ModelsAction {
+    /// Every registered model, newest first.
+    List,
+    /// One model: its registry entry and artifact card.
+    Show { model_id: String },
+    /// Make a model champion (one that failed the gate needs --force).
+    Promote {
+        model_id: String,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Give the champion role back to the previous champion.
+    Rollback,
 }
 
 #[derive(Args, Debug)]
@@ -161,6 +215,15 @@ fn init_logging(verbose: u8) {
 /// Which exit code an error deserves.
 fn classify(err: &anyhow::Error) -> Exit {
     for cause in err.chain() {
+        if let Some(m) = cause.downcast_ref::<coincast::model::ModelError>() {
+            use coincast::model::ModelError as M;
+            if matches!(
+                m,
+                M::Definition { .. } | M::Device(_) | M::UnknownFeature(_) | M::UnknownModel(_)
+            ) {
+                return Exit::Usage;
+            }
+        }
         if let Some(store) = cause.downcast_ref::<StoreError>() {
             if matches!(
                 store,
@@ -279,33 +342,42 @@ fn execute(cli: Cli) -> anyhow::Result<Exit> {
             horizons,
             windows,
             protocol,
+            model,
             json,
         } => {
             check_coins(coins.as_deref())?;
-            let text = match &protocol {
-                Some(path) => std::fs::read_to_string(path)
-                    .with_context(|| format!("reading {}", path.display()))?,
-                None => evaluate::DEFAULT_PROTOCOL.to_string(),
-            };
-            let origin = protocol
-                .as_ref()
-                .map_or("models/baselines.toml".into(), |p| p.display().to_string());
-            let mut p = evaluate::Protocol::parse(&origin, &text)?;
+            let mut p = load_protocol(protocol.as_deref())?;
             if let Some(w) = windows {
                 p.windows = w;
             }
             let store = open(&settings)?;
             let wanted = coins.unwrap_or_else(|| settings.coins.clone());
-            let mut series = Vec::new();
-            for coin in &wanted {
-                match CoinSeries::load(store.conn(), coin, &settings.vs_currency, &p.features) {
-                    Ok(s) => series.push(s),
-                    Err(ModelError::NoData(c)) => eprintln!("skipping {c}: no features stored"),
-                    Err(e) => return Err(e.into()),
-                }
+            let mut forecasters = p.baselines();
+            if let Some(id) = &model {
+                let row = if id == "champion" {
+                    registry::champion(store.conn())?.ok_or_else(|| {
+                        anyhow::anyhow!("there is no champion yet: run `coincast train`")
+                    })?
+                } else {
+                    registry::get(store.conn(), id)?
+                };
+                let m = TrainedLstm::load(
+                    Path::new(&row.artifact_path),
+                    lstm::resolve_device("auto")?,
+                )?;
+                p.horizon = m.card.spec.horizon;
+                p.lookback_hours = m.card.spec.lookback_hours;
+                p.features = m.card.spec.features.clone();
+                forecasters = p.baselines();
+                forecasters.push(Box::new(lstm::LstmForecaster { model: m }));
+            }
+            let (series, skipped) =
+                train::load_series(store.conn(), &wanted, &settings.vs_currency, &p.features)?;
+            for c in skipped {
+                eprintln!("skipping {c}: no features stored");
             }
             let bar = progress::spinner("walk-forward");
-            let result = evaluate::walk_forward(&series, &mut p.baselines(), &p);
+            let result = evaluate::walk_forward(&series, &mut forecasters, &p);
             bar.finish_and_clear();
             let mut eval = result?;
             eval.rows.retain(|r| horizons.contains(&r.metrics.horizon));
@@ -313,6 +385,162 @@ fn execute(cli: Cli) -> anyhow::Result<Exit> {
                 println!("{}", serde_json::to_string_pretty(&eval)?);
             } else {
                 print_evaluation(&eval, &p);
+            }
+            Ok(Exit::Ok)
+        }
+        Command::Train {
+            coins,
+            epochs,
+            device,
+            windows,
+            spec,
+        } => {
+            check_coins(coins.as_deref())?;
+            let mut s = match &spec {
+                Some(path) => lstm::LstmSpec::parse(
+                    &path.display().to_string(),
+                    &std::fs::read_to_string(path)
+                        .with_context(|| format!("reading {}", path.display()))?,
+                )?,
+                None => lstm::LstmSpec::parse("models/lstm.toml", lstm::DEFAULT_SPEC)?,
+            };
+            if let Some(e) = epochs {
+                s.epochs = e.max(1);
+            }
+            if let Some(d) = device {
+                lstm::resolve_device(&d)?;
+                s.device = d;
+            }
+            let mut protocol = load_protocol(None)?;
+            if let Some(w) = windows {
+                protocol.windows = w;
+            }
+            let store = open(&settings)?;
+            let wanted = coins.unwrap_or_else(|| settings.coins.clone());
+            let bar = progress::bar("train");
+            bar.set_length(s.epochs as u64);
+            let outcome = train::train_and_register(
+                store.conn(),
+                train::TrainRequest {
+                    coins: &wanted,
+                    vs_currency: &settings.vs_currency,
+                    spec: s,
+                    protocol: protocol.clone(),
+                    min_score: settings.model.promotion_min_skill,
+                    data_dir: &settings.data_dir,
+                },
+                |epoch, tl, vl| {
+                    bar.set_position(epoch as u64);
+                    bar.set_message(format!("loss {tl:.4} val {vl:.4}"));
+                    tracing::info!(epoch, train_loss = tl, val_loss = vl, "epoch");
+                },
+            );
+            bar.finish_and_clear();
+            let o = outcome?;
+            store.checkpoint()?;
+            for c in &o.skipped_coins {
+                eprintln!("skipped {c}: no features stored");
+            }
+            println!(
+                "trained {} on {} samples ({} validation) in {:.1} s, {} epochs, {:.0} samples/s",
+                o.model_id,
+                o.report.train_samples,
+                o.report.val_samples,
+                o.report.seconds,
+                o.report.epochs_run,
+                o.report.samples_per_second
+            );
+            let mut eval = o.evaluation.clone();
+            eval.rows.retain(|r| [1, 24].contains(&r.metrics.horizon));
+            print_evaluation(&eval, &protocol);
+            println!(
+                "{} -> {} (mean skill {:.5}): {}",
+                o.model_id,
+                if o.verdict.passed {
+                    "CHAMPION"
+                } else {
+                    "challenger"
+                },
+                o.score,
+                o.verdict.reason
+            );
+            Ok(Exit::Ok)
+        }
+        Command::Predict { coin, model, json } => {
+            check_coins(Some(std::slice::from_ref(&coin)))?;
+            let store = open(&settings)?;
+            let row = match &model {
+                Some(id) => registry::get(store.conn(), id)?,
+                None => registry::champion(store.conn())?.ok_or_else(|| {
+                    anyhow::anyhow!("there is no champion yet: run `coincast train`, or pass --model ID (see `coincast models list`)")
+                })?,
+            };
+            let m =
+                TrainedLstm::load(Path::new(&row.artifact_path), lstm::resolve_device("auto")?)?;
+            let series = coincast::model::dataset::CoinSeries::load(
+                store.conn(),
+                &coin,
+                &settings.vs_currency,
+                &m.card.spec.features,
+            )?;
+            let f = m.forecast_latest(&series)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&f)?);
+            } else {
+                let when =
+                    DateTime::<Utc>::from_timestamp(f.as_of_hour * 3600, 0).unwrap_or_default();
+                println!(
+                    "{} with {}: price {} at {} UTC; {:.0}% intervals",
+                    f.coin_id,
+                    row.model_id,
+                    f.current_price,
+                    when.format("%Y-%m-%d %H:00"),
+                    f.interval_level * 100.0
+                );
+                for h in &f.horizons {
+                    println!(
+                        "  +{:>2}h  {:>14.6}  [{:.6}, {:.6}]",
+                        h.hours_ahead, h.price, h.lower, h.upper
+                    );
+                }
+            }
+            Ok(Exit::Ok)
+        }
+        Command::Models { action } => {
+            let store = open(&settings)?;
+            match action {
+                ModelsAction::List => {
+                    let rows = registry::list(store.conn())?;
+                    if rows.is_empty() {
+                        println!("no models yet: run `coincast train`");
+                    }
+                    for m in rows {
+                        println!(
+                            "{:<32} {:<10} {:<19} score {:>9} {}",
+                            m.model_id,
+                            m.alias.as_deref().unwrap_or("-"),
+                            m.created_at,
+                            m.score.map_or("-".into(), |s| format!("{s:.5}")),
+                            m.gate_reason
+                        );
+                    }
+                }
+                ModelsAction::Show { model_id } => {
+                    let m = registry::get(store.conn(), &model_id)?;
+                    println!("{}", serde_json::to_string_pretty(&m)?);
+                    let card =
+                        std::fs::read_to_string(Path::new(&m.artifact_path).join("model.json"))
+                            .with_context(|| format!("reading the artifact of {model_id}"))?;
+                    println!("{card}");
+                }
+                ModelsAction::Promote { model_id, force } => {
+                    registry::promote(store.conn(), &model_id, force)?;
+                    println!("{model_id} is champion");
+                }
+                ModelsAction::Rollback => {
+                    let id = registry::rollback(store.conn())?;
+                    println!("{id} is champion again");
+                }
             }
             Ok(Exit::Ok)
         }
@@ -391,6 +619,17 @@ fn print_rules(rules: &RuleSet) {
         );
     }
     println!("\nrecheck: coincast quality --batch ID | --quarantined");
+}
+
+fn load_protocol(path: Option<&std::path::Path>) -> anyhow::Result<evaluate::Protocol> {
+    Ok(match path {
+        Some(path) => evaluate::Protocol::parse(
+            &path.display().to_string(),
+            &std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?,
+        )?,
+        None => evaluate::Protocol::parse("models/baselines.toml", evaluate::DEFAULT_PROTOCOL)?,
+    })
 }
 
 fn print_evaluation(eval: &evaluate::Evaluation, p: &evaluate::Protocol) {

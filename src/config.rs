@@ -34,7 +34,14 @@ pub struct Settings {
     pub vs_currency: String,
     pub coingecko: CoinGeckoSettings,
     pub quality: QualitySettings,
+    pub model: ModelSettings,
     pub pipeline: PipelineSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSettings {
+    pub promotion_min_skill: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -227,6 +234,12 @@ impl Settings {
             return Err(invalid(
                 "coingecko.api_key",
                 format!("plan `{:?}` needs a key", cg.plan).to_lowercase(),
+            ));
+        }
+        if !self.model.promotion_min_skill.is_finite() {
+            return Err(invalid(
+                "model.promotion_min_skill",
+                "must be a finite number".into(),
             ));
         }
         if self.pipeline.task_attempts == 0 {

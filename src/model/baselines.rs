@@ -10,6 +10,27 @@ pub trait Forecaster {
     fn fit(&mut self, train: &[(&CoinSeries, Vec<usize>)]) -> Result<(), ModelError>;
     /// Fills `out[h-1]` with the predicted log return at horizon h for origin `i`.
     fn predict(&self, series: &CoinSeries, i: usize, out: &mut [f64]);
+    /// Predictions for many origins of a coin (models that batch override this).
+    fn predict_many(
+        &self,
+        series: &CoinSeries,
+        origins: &[usize],
+        horizon: usize,
+    ) -> Result<Vec<Vec<f64>>, ModelError> {
+        Ok(origins
+            .iter()
+            .map(|&i| {
+                let mut out = vec![0.0; horizon];
+                self.predict(series, i, &mut out);
+                out
+            })
+            .collect())
+    }
+    /// Interval half-widths per horizon that the model carries (calibrated on its own validation
+    /// data); `None`: the evaluation calibrates them per fold.
+    fn fixed_widths(&self, _series: &CoinSeries) -> Option<Vec<f64>> {
+        None
+    }
 }
 
 /// r_h = 0: the price stays where it is.

@@ -140,6 +140,14 @@ impl CoinSeries {
         inputs as usize == lookback && targets as usize == horizon
     }
 
+    /// Whether rows (i - lookback, i] all have a price and every feature (targets not needed).
+    pub fn has_inputs(&self, i: usize, lookback: usize) -> bool {
+        lookback > 0
+            && i + 1 >= lookback
+            && i < self.len()
+            && (self.complete[i + 1] - self.complete[i + 1 - lookback]) as usize == lookback
+    }
+
     /// Indices of valid origins whose hour lies in `[hours.start, hours.end)`.
     pub fn origins_in(
         &self,

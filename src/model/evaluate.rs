@@ -75,6 +75,27 @@ impl Protocol {
         (self.lookback_hours + self.horizon) as i64
     }
 
+    /// The walk-forward folds over the coins' common calendar (absolute hours).
+    pub fn folds(&self, series: &[CoinSeries]) -> Result<Vec<super::windows::Fold>, ModelError> {
+        let start = series
+            .iter()
+            .map(|s| s.first_hour)
+            .min()
+            .ok_or(ModelError::NoCoins)?;
+        let end = series
+            .iter()
+            .map(|s| s.first_hour + s.len() as i64)
+            .max()
+            .ok_or(ModelError::NoCoins)?;
+        let wf = WalkForward {
+            windows: self.windows,
+            step_hours: self.step_hours,
+            gap_hours: self.gap(),
+        };
+        // A training window needs room for its calibration part, a gap and something to fit on.
+        Ok(wf.folds(start..end - self.horizon as i64, 2 * self.gap() + 14 * 24)?)
+    }
+
     /// The baselines, fresh.
     pub fn baselines(&self) -> Vec<Box<dyn Forecaster>> {
         vec![
@@ -112,30 +133,13 @@ pub fn walk_forward(
     forecasters: &mut [Box<dyn Forecaster>],
     p: &Protocol,
 ) -> Result<Evaluation, ModelError> {
-    let start = series
-        .iter()
-        .map(|s| s.first_hour)
-        .min()
-        .ok_or(ModelError::NoCoins)?;
-    let end = series
-        .iter()
-        .map(|s| s.first_hour + s.len() as i64)
-        .max()
-        .ok_or(ModelError::NoCoins)?;
-    let wf = WalkForward {
-        windows: p.windows,
-        step_hours: p.step_hours,
-        gap_hours: p.gap(),
-    };
-    // A training window needs room for its calibration part, a gap and something to fit on.
-    let folds = wf.folds(start..end - p.horizon as i64, 2 * p.gap() + 14 * 24)?;
+    let folds = p.folds(series)?;
     let (l, hz) = (p.lookback_hours, p.horizon);
     let models = forecasters.len();
     // scored[model][coin][h]
     let mut scored: Vec<Vec<Vec<Vec<Scored>>>> =
         vec![vec![vec![Vec::new(); hz]; series.len()]; models];
     let mut naive = vec![vec![(0.0, 0usize); hz]; series.len()];
-    let mut out = vec![0.0; hz];
     for fold in &folds {
         let train_len = fold.train.end - fold.train.start;
         let cal_start = fold.train.end - (train_len as f64 * p.calibration_share) as i64;
@@ -164,30 +168,34 @@ pub fn walk_forward(
             let widths: Vec<Vec<f64>> = series
                 .iter()
                 .map(|s| {
+                    if let Some(w) = model.fixed_widths(s) {
+                        return Ok(w);
+                    }
+                    let origins = s.origins_in(&calibration, l, hz);
+                    let preds = model.predict_many(s, &origins, hz)?;
                     let mut residuals = vec![Vec::new(); hz];
-                    for i in s.origins_in(&calibration, l, hz) {
-                        model.predict(s, i, &mut out);
+                    for (pred, &i) in preds.iter().zip(&origins) {
                         for (h, r) in residuals.iter_mut().enumerate() {
-                            r.push((s.target(i, h + 1) - out[h]).abs());
+                            r.push((s.target(i, h + 1) - pred[h]).abs());
                         }
                     }
-                    residuals
+                    Ok(residuals
                         .iter_mut()
                         .map(|r| conformal_quantile(r, p.interval_level))
-                        .collect()
+                        .collect())
                 })
-                .collect();
+                .collect::<Result<_, ModelError>>()?;
             for (c, s) in series.iter().enumerate() {
-                for i in s.origins_in(&fold.test, l, hz) {
-                    model.predict(s, i, &mut out);
+                let origins = s.origins_in(&fold.test, l, hz);
+                let preds = model.predict_many(s, &origins, hz)?;
+                for (pred, &i) in preds.iter().zip(&origins) {
                     for h in 0..hz {
+                        let w = widths[c].get(h).copied().unwrap_or(f64::NAN);
                         scored[m][c][h].push(Scored {
                             price: s.price[i],
                             actual: s.target(i, h + 1),
-                            predicted: out[h],
-                            interval: widths[c][h]
-                                .is_finite()
-                                .then(|| (out[h] - widths[c][h], out[h] + widths[c][h])),
+                            predicted: pred[h],
+                            interval: w.is_finite().then(|| (pred[h] - w, pred[h] + w)),
                         });
                     }
                 }

@@ -1,6 +1,6 @@
 //! The forecaster (issue 3, in progress): the dataset from `features`, the baselines every model
-//! is judged against, and walk-forward evaluation with split-conformal intervals. The LSTM will be
-//! one more [`baselines::Forecaster`] evaluated by the same code.
+//! is judged against, walk-forward evaluation with split-conformal intervals, and the LSTM
+//! (`lstm`), one more [`baselines::Forecaster`] evaluated by the same code.
 //!
 //! `windows` does the split and fold arithmetic over sample origins (with the gap that keeps
 //! training targets out of test inputs); `metrics` scores forecasts per horizon in price space.
@@ -8,7 +8,10 @@
 pub mod baselines;
 pub mod dataset;
 pub mod evaluate;
+pub mod lstm;
 pub mod metrics;
+pub mod registry;
+pub mod train;
 pub mod windows;
 
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +26,18 @@ pub enum ModelError {
     TooFewSamples { needed: usize, have: usize },
     #[error("model definition {origin}: {message}")]
     Definition { origin: String, message: String },
+    #[error("coin `{0}` is not one this model was trained on")]
+    UnknownCoin(String),
+    #[error("no model `{0}` in the registry (see `coincast models list`)")]
+    UnknownModel(String),
+    #[error("{0}")]
+    Gate(String),
+    #[error("device: {0}")]
+    Device(String),
+    #[error("libtorch: {0}")]
+    Torch(String),
+    #[error("model artifact {path}: {message}")]
+    Artifact { path: String, message: String },
     #[error("numerical problem: {0}")]
     Numeric(String),
     #[error(transparent)]

@@ -27,6 +27,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0002_features",
         sql: include_str!("../../sql/schema/0002_features.sql"),
     },
+    Migration {
+        version: 3,
+        name: "0003_models",
+        sql: include_str!("../../sql/schema/0003_models.sql"),
+    },
 ];
 
 /// The schema version this binary writes.

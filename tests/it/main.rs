@@ -7,4 +7,5 @@ mod bad_input;
 mod cli;
 mod features;
 mod ingest_live;
+mod model;
 mod replay;

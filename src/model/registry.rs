@@ -1,0 +1,370 @@
+//! Experiment tracking (`experiments`, `run_metrics`) and the model registry (`model_versions`,
+//! `model_events`): a model becomes `champion` only through the promotion gate, or by an explicit
+//! `coincast models promote`; otherwise it stays `challenger` with the reason recorded.
+
+use duckdb::{params, Connection, OptionalExt};
+use serde::Serialize;
+
+use super::ModelError;
+
+/// The git revision the binary was built from (set by build.rs; "unknown" outside a checkout).
+pub const GIT_REVISION: &str = env!("COINCAST_GIT_REVISION");
+
+pub struct NewExperiment<'a> {
+    pub family: &'a str,
+    pub params_json: &'a str,
+    pub coins: &'a [String],
+    pub dataset_version: &'a str,
+    pub trained_until_hour: i64,
+    pub device: &'a str,
+}
+
+pub fn start_experiment(conn: &Connection, e: &NewExperiment<'_>) -> Result<i64, ModelError> {
+    let coins = format!(
+        "[{}]",
+        e.coins
+            .iter()
+            .map(|c| format!("'{}'", c.replace('\'', "''")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(conn.query_row(
+        &format!(
+            "INSERT INTO experiments (family, state, started_at, params, coins, dataset_version,
+                                      trained_until, device, git_revision)
+             VALUES (?, 'running', now(), ?, CAST({coins} AS VARCHAR[]), ?, to_timestamp(? * 3600), ?, ?)
+             RETURNING run_id"
+        ),
+        params![
+            e.family,
+            e.params_json,
+            e.dataset_version,
+            e.trained_until_hour,
+            e.device,
+            GIT_REVISION
+        ],
+        |r| r.get(0),
+    )?)
+}
+
+pub fn log_metric(
+    conn: &Connection,
+    run_id: i64,
+    step: i64,
+    name: &str,
+    value: f64,
+) -> Result<(), ModelError> {
+    conn.execute(
+        "INSERT OR REPLACE INTO run_metrics (run_id, step, name, value) VALUES (?, ?, ?, ?)",
+        params![run_id, step, name, value.is_finite().then_some(value)],
+    )?;
+    Ok(())
+}
+
+pub fn finish_experiment(
+    conn: &Connection,
+    run_id: i64,
+    error: Option<&str>,
+    summary_json: &str,
+) -> Result<(), ModelError> {
+    conn.execute(
+        "UPDATE experiments SET state = ?, finished_at = now(), error = ?, summary = ? WHERE run_id = ?",
+        params![
+            if error.is_some() { "failed" } else { "success" },
+            error,
+            summary_json,
+            run_id
+        ],
+    )?;
+    Ok(())
+}
+
+/// The verdict of the promotion gate.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GateVerdict {
+    pub passed: bool,
+    pub reason: String,
+}
+
+/// A new model must beat persistence (score above `min_score`; skill is 0 for persistence by
+/// definition) and the current champion's score measured on the same windows, when there is one.
+pub fn gate(score: f64, min_score: f64, champion: Option<(&str, f64)>) -> GateVerdict {
+    if !score.is_finite() {
+        return GateVerdict {
+            passed: false,
+            reason: "the walk-forward score is not a number".into(),
+        };
+    }
+    if score <= min_score {
+        return GateVerdict {
+            passed: false,
+            reason: format!(
+                "mean skill vs persistence {score:.5} does not exceed {min_score}: the model does not beat persistence"
+            ),
+        };
+    }
+    if let Some((id, champion_score)) = champion {
+        if score <= champion_score {
+            return GateVerdict {
+                passed: false,
+                reason: format!(
+                    "mean skill {score:.5} does not beat the champion {id} ({champion_score:.5}) on the same windows"
+                ),
+            };
+        }
+        return GateVerdict {
+            passed: true,
+            reason: format!(
+                "mean skill {score:.5} beats persistence and the champion {id} ({champion_score:.5})"
+            ),
+        };
+    }
+    GateVerdict {
+        passed: true,
+        reason: format!("mean skill {score:.5} beats persistence; no champion yet"),
+    }
+}
+
+pub struct NewModel<'a> {
+    pub model_id: &'a str,
+    pub run_id: i64,
+    pub family: &'a str,
+    pub dataset_version: &'a str,
+    pub artifact_path: &'a str,
+    pub score: f64,
+    pub metrics_json: &'a str,
+    pub training_stats_json: &'a str,
+    pub verdict: &'a GateVerdict,
+}
+
+/// Registers a model; if it passed the gate it becomes champion (the old one turns challenger).
+pub fn register(conn: &Connection, m: &NewModel<'_>) -> Result<(), ModelError> {
+    crate::store::in_transaction(conn, || -> Result<(), ModelError> {
+        if m.verdict.passed {
+            demote_champion(conn, &format!("replaced by {}", m.model_id))?;
+        }
+        conn.execute(
+            "INSERT INTO model_versions (model_id, run_id, family, created_at, dataset_version,
+                 artifact_path, score, metrics, training_stats, alias, gate_passed, gate_reason)
+             VALUES (?, ?, ?, now(), ?, ?, ?, ?, ?, ?, ?, ?)",
+            params![
+                m.model_id,
+                m.run_id,
+                m.family,
+                m.dataset_version,
+                m.artifact_path,
+                m.score.is_finite().then_some(m.score),
+                m.metrics_json,
+                m.training_stats_json,
+                if m.verdict.passed {
+                    "champion"
+                } else {
+                    "challenger"
+                },
+                m.verdict.passed,
+                m.verdict.reason
+            ],
+        )?;
+        event(conn, m.model_id, "registered", &m.verdict.reason)?;
+        if m.verdict.passed {
+            event(conn, m.model_id, "promoted", &m.verdict.reason)?;
+        }
+        Ok(())
+    })
+}
+
+fn demote_champion(conn: &Connection, reason: &str) -> Result<(), ModelError> {
+    if let Some(old) = champion(conn)? {
+        conn.execute(
+            "UPDATE model_versions SET alias = 'challenger' WHERE model_id = ?",
+            params![old.model_id],
+        )?;
+        event(conn, &old.model_id, "demoted", reason)?;
+    }
+    Ok(())
+}
+
+fn event(conn: &Connection, model_id: &str, event: &str, reason: &str) -> Result<(), ModelError> {
+    conn.execute(
+        "INSERT INTO model_events (model_id, event_at, event, reason) VALUES (?, now(), ?, ?)",
+        params![model_id, event, reason],
+    )?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelRow {
+    pub model_id: String,
+    pub family: String,
+    pub created_at: String,
+    pub alias: Option<String>,
+    pub score: Option<f64>,
+    pub gate_passed: bool,
+    pub gate_reason: String,
+    pub artifact_path: String,
+    pub dataset_version: String,
+}
+
+const MODEL_COLUMNS: &str =
+    "model_id, family, strftime(created_at AT TIME ZONE 'UTC', '%Y-%m-%d %H:%M:%S'),
+    alias, score, gate_passed, gate_reason, artifact_path, dataset_version";
+
+fn model_row(r: &duckdb::Row<'_>) -> Result<ModelRow, duckdb::Error> {
+    Ok(ModelRow {
+        model_id: r.get(0)?,
+        family: r.get(1)?,
+        created_at: r.get(2)?,
+        alias: r.get(3)?,
+        score: r.get(4)?,
+        gate_passed: r.get(5)?,
+        gate_reason: r.get(6)?,
+        artifact_path: r.get(7)?,
+        dataset_version: r.get(8)?,
+    })
+}
+
+pub fn list(conn: &Connection) -> Result<Vec<ModelRow>, ModelError> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {MODEL_COLUMNS} FROM model_versions ORDER BY created_at DESC, model_id DESC"
+    ))?;
+    let rows = stmt
+        .query_map([], model_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+pub fn get(conn: &Connection, model_id: &str) -> Result<ModelRow, ModelError> {
+    conn.query_row(
+        &format!("SELECT {MODEL_COLUMNS} FROM model_versions WHERE model_id = ?"),
+        params![model_id],
+        model_row,
+    )
+    .optional()?
+    .ok_or_else(|| ModelError::UnknownModel(model_id.to_string()))
+}
+
+pub fn champion(conn: &Connection) -> Result<Option<ModelRow>, ModelError> {
+    Ok(conn
+        .query_row(
+            &format!("SELECT {MODEL_COLUMNS} FROM model_versions WHERE alias = 'champion'"),
+            [],
+            model_row,
+        )
+        .optional()?)
+}
+
+/// Makes a model champion by hand. A model that failed the gate needs `force`.
+pub fn promote(conn: &Connection, model_id: &str, force: bool) -> Result<(), ModelError> {
+    let m = get(conn, model_id)?;
+    if m.alias.as_deref() == Some("champion") {
+        return Ok(());
+    }
+    if !m.gate_passed && !force {
+        return Err(ModelError::Gate(format!(
+            "{model_id} failed the promotion gate ({}); use --force to promote it anyway",
+            m.gate_reason
+        )));
+    }
+    crate::store::in_transaction(conn, || -> Result<(), ModelError> {
+        demote_champion(conn, &format!("replaced by {model_id} (manual promotion)"))?;
+        conn.execute(
+            "UPDATE model_versions SET alias = 'champion' WHERE model_id = ?",
+            params![model_id],
+        )?;
+        event(
+            conn,
+            model_id,
+            "promoted",
+            if force {
+                "manual promotion (forced)"
+            } else {
+                "manual promotion"
+            },
+        )
+    })
+}
+
+/// Gives the champion role back to the model that held it before the current champion.
+pub fn rollback(conn: &Connection) -> Result<String, ModelError> {
+    let current = champion(conn)?
+        .ok_or_else(|| ModelError::Gate("there is no champion to roll back".into()))?;
+    let previous: Option<String> = conn
+        .query_row(
+            "SELECT model_id FROM model_events
+             WHERE event = 'promoted' AND model_id <> ? AND model_id IN (SELECT model_id FROM model_versions)
+             ORDER BY event_at DESC LIMIT 1",
+            params![current.model_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let previous = previous.ok_or_else(|| {
+        ModelError::Gate(format!(
+            "{} is the first champion: nothing to roll back to",
+            current.model_id
+        ))
+    })?;
+    crate::store::in_transaction(conn, || -> Result<(), ModelError> {
+        conn.execute(
+            "UPDATE model_versions SET alias = 'challenger' WHERE model_id = ?",
+            params![current.model_id],
+        )?;
+        event(
+            conn,
+            &current.model_id,
+            "demoted",
+            &format!("rolled back to {previous}"),
+        )?;
+        conn.execute(
+            "UPDATE model_versions SET alias = 'champion' WHERE model_id = ?",
+            params![previous],
+        )?;
+        event(
+            conn,
+            &previous,
+            "promoted",
+            &format!("rollback from {}", current.model_id),
+        )
+    })?;
+    Ok(previous)
+}
+
+/// A content hash of the training data: the rows of `market_data` and `features` of `coins` up to
+/// `until_hour`, and the feature SQL that produced them.
+pub fn dataset_version(
+    conn: &Connection,
+    coins: &[String],
+    vs_currency: &str,
+    until_hour: i64,
+) -> Result<String, ModelError> {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(include_str!("../../sql/features/hourly.sql").as_bytes());
+    for coin in coins {
+        let digest: Option<String> = conn.query_row(
+            "SELECT CAST(sum(hash(CAST(to_json(f) AS VARCHAR), m.price, m.total_volume, m.market_cap)) AS VARCHAR)
+             FROM features f JOIN market_data m USING (coin_id, vs_currency, ts)
+             WHERE f.coin_id = ? AND f.vs_currency = ? AND f.ts < to_timestamp(? * 3600)",
+            params![coin, vs_currency, until_hour],
+            |r| r.get(0),
+        )?;
+        hasher.update(coin.as_bytes());
+        hasher.update(digest.unwrap_or_default().as_bytes());
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gate_demands_beating_persistence_and_the_champion() {
+        assert!(!gate(-0.01, 0.0, None).passed);
+        assert!(!gate(0.0, 0.0, None).passed);
+        assert!(!gate(f64::NAN, 0.0, None).passed);
+        assert!(gate(0.01, 0.0, None).passed);
+        let v = gate(0.01, 0.0, Some(("old", 0.02)));
+        assert!(!v.passed && v.reason.contains("old"), "{}", v.reason);
+        assert!(gate(0.03, 0.0, Some(("old", 0.02))).passed);
+    }
+}
