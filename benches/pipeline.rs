@@ -3,7 +3,9 @@
 //! 1. replay of all real data (5 coins): points/s and hours/s through parse → stage → gate → merge;
 //! 2. full feature build for the real coins, and for the real data replicated to 100 coins;
 //! 3. an incremental run after one new hour per coin (whole pipeline run, and the feature step);
-//! 4. the same feature set in pandas on the same rows (bench/pandas_features.py), and the ratio.
+//! 4. the same feature set in pandas on the same rows (bench/pandas_features.py), and the ratio;
+//! 5. the baselines' and the default LSTM's walk-forward on the real coins, LSTM training throughput
+//!    and inference latency.
 //!
 //! Flags: `--pandas "<python> bench/pandas_features.py"` (skipped when absent), `--repeat N` (3),
 //! `--data DIR` (default: the real data next to the repository).
@@ -335,6 +337,95 @@ fn main() {
             r.metrics.coverage
         );
     }
+
+    // Issue 3: the default LSTM on all real data (training throughput, wall time), its
+    // walk-forward against the baselines, and inference latency.
+    let spec = coincast::model::lstm::LstmSpec::parse(
+        "models/lstm.toml",
+        coincast::model::lstm::DEFAULT_SPEC,
+    )
+    .expect("spec");
+    let t = Instant::now();
+    let trained = coincast::model::train::train_and_register(
+        store.conn(),
+        coincast::model::train::TrainRequest {
+            coins: &s.coins,
+            vs_currency: &s.vs_currency,
+            spec: spec.clone(),
+            protocol: protocol.clone(),
+            min_score: 0.0,
+            data_dir: dir.path(),
+        },
+        |_, _, _| {},
+    )
+    .expect("train");
+    println!(
+        "lstm, default spec, {} coins: {} training samples, {} epochs in {:.1} s -> {:.0} samples/s; train + walk-forward + register {:.1} s (1 run, {} thread, cpu)",
+        series.len(),
+        trained.report.train_samples,
+        trained.report.epochs_run,
+        trained.report.seconds,
+        trained.report.samples_per_second,
+        secs(t.elapsed()),
+        spec.threads
+    );
+    for r in trained
+        .evaluation
+        .rows
+        .iter()
+        .filter(|r| r.model == "lstm" && [1, 24].contains(&r.metrics.horizon))
+    {
+        println!(
+            "  {:<8} {:<12} h{:<2}  MAPE {:>6.3}%  skill {:>8.4}  dir {:.3}  coverage {:.3}",
+            r.coin_id,
+            r.model,
+            r.metrics.horizon,
+            r.metrics.mape,
+            r.metrics.skill,
+            r.metrics.directional_accuracy,
+            r.metrics.coverage
+        );
+    }
+    println!(
+        "  gate: {} (mean skill {:.5}): {}",
+        if trained.verdict.passed {
+            "champion"
+        } else {
+            "challenger"
+        },
+        trained.score,
+        trained.verdict.reason
+    );
+    let model = coincast::model::lstm::TrainedLstm::load(&trained.artifact, tch::Device::Cpu)
+        .expect("load");
+    let mut single: Vec<Duration> = (0..300)
+        .map(|k| {
+            let cs = &series[k % series.len()];
+            let t = Instant::now();
+            model.forecast_latest(cs).expect("forecast");
+            t.elapsed()
+        })
+        .collect();
+    single.sort();
+    let mut batch: Vec<Duration> = (0..100)
+        .map(|_| {
+            let t = Instant::now();
+            for cs in &series {
+                model.forecast_latest(cs).expect("forecast");
+            }
+            t.elapsed()
+        })
+        .collect();
+    batch.sort();
+    let pct = |v: &[Duration], q: f64| v[((v.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e6;
+    println!(
+        "lstm inference, all 24 horizons from the latest window: single p50 {:.0} us, p99 {:.0} us; {} coins p50 {:.0} us, p99 {:.0} us",
+        pct(&single, 0.5),
+        pct(&single, 0.99),
+        series.len(),
+        pct(&batch, 0.5),
+        pct(&batch, 0.99)
+    );
 
     // 2b/3b. The real data replicated to 100 coins.
     let copies = (100 + coins - 1) / coins;

@@ -267,10 +267,16 @@ impl TrainedLstm {
         let train = collect(&train_range);
         let val = collect(&val_range);
         let needed = spec.batch_size.max(100);
-        if train.len() < needed || val.len() < 10 {
+        if train.len() < needed {
             return Err(ModelError::TooFewSamples {
                 needed,
-                have: train.len().min(val.len() * 10),
+                have: train.len(),
+            });
+        }
+        if val.len() < 10 {
+            return Err(ModelError::TooFewSamples {
+                needed: 10,
+                have: val.len(),
             });
         }
         // Standardization and target scales from the training origins only.
@@ -322,6 +328,7 @@ impl TrainedLstm {
         let net = Net::new(&vs.root(), spec, in_dim, true);
         let mut eval_vs = nn::VarStore::new(device);
         let eval_net = Net::new(&eval_vs.root(), spec, in_dim, false);
+        // Same variable names in every store, so that `copy` can move weights between them.
         let mut best_vs = nn::VarStore::new(device);
         let _best_net = Net::new(&best_vs.root(), spec, in_dim, false);
         let mut opt = nn::Adam::default()
