@@ -18,7 +18,7 @@ CONFIG ?=
 CONFIG_FLAG := $(if $(CONFIG),--config $(CONFIG),)
 CARGO_FLAGS := --release --locked
 
-.PHONY: all deps system-deps duckdb libtorch venv build test test-rust test-parity run replay bench fmt lint clean
+.PHONY: all deps system-deps duckdb libtorch venv torch-venv build test test-rust test-parity run replay bench fmt lint clean
 
 all: build
 
@@ -65,9 +65,17 @@ replay: build
 	-target/release/coincast --data-dir $(DATA_DIR) $(CONFIG_FLAG) replay $(REAL_DATA)/coingecko
 	target/release/coincast --data-dir $(DATA_DIR) $(CONFIG_FLAG) status
 
-## bench: prints figures (replay throughput, feature builds, incremental run, pandas ratio)
-bench: deps venv
-	cargo bench --profile release --locked --bench pipeline -- --pandas "$(VENV)/bin/python bench/pandas_features.py"
+## bench: prints figures (replay, feature builds, incremental run, pandas ratio, walk-forward, LSTM
+## training and inference, and the same LSTM in PyTorch-Python: its venv downloads ~2.5 GB once)
+bench: deps venv torch-venv
+	cargo bench --profile release --locked --bench pipeline -- \
+	  --pandas "$(VENV)/bin/python bench/pandas_features.py" \
+	  --pytorch "$(CACHE)/torchvenv/bin/python bench/pytorch_lstm.py"
+
+torch-venv:
+	@[ -x $(CACHE)/torchvenv/bin/python ] && $(CACHE)/torchvenv/bin/python -c 'import torch' 2>/dev/null || \
+	  { python3 -m venv $(CACHE)/torchvenv && $(CACHE)/torchvenv/bin/pip install -q --disable-pip-version-check \
+	    --find-links $(CACHE)/wheels 'torch==2.13.0'; }
 
 fmt:
 	cargo fmt

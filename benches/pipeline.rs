@@ -22,6 +22,7 @@ use coincast::store::Store;
 
 struct Args {
     pandas: Option<String>,
+    pytorch: Option<String>,
     repeat: usize,
     data: PathBuf,
 }
@@ -29,6 +30,7 @@ struct Args {
 fn args() -> Args {
     let mut a = Args {
         pandas: None,
+        pytorch: None,
         repeat: 3,
         data: std::env::var("COINCAST_REAL_DATA")
             .map(PathBuf::from)
@@ -39,6 +41,7 @@ fn args() -> Args {
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--pandas" => a.pandas = it.next(),
+            "--pytorch" => a.pytorch = it.next(),
             "--repeat" => a.repeat = it.next().and_then(|v| v.parse().ok()).unwrap_or(3),
             "--data" => a.data = it.next().map(PathBuf::from).unwrap_or(a.data),
             _ => {} // cargo bench passes --bench
@@ -157,6 +160,72 @@ fn list_to_rows(v: duckdb::types::Value) -> Vec<Vec<f64>> {
             .collect(),
         _ => vec![],
     }
+}
+
+/// Training steps on random batches and single-sample forward latency, with the default model's
+/// shapes: the same measurement bench/pytorch_lstm.py makes in PyTorch-Python.
+fn tch_micro(spec: &coincast::model::lstm::LstmSpec, in_dim: i64) -> (f64, f64, f64) {
+    use tch::nn::{Module, OptimizerConfig, RNN};
+    tch::set_num_threads(spec.threads);
+    tch::manual_seed(0);
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let lstm = tch::nn::lstm(
+        vs.root() / "lstm",
+        in_dim,
+        spec.hidden_size,
+        tch::nn::RNNConfig {
+            num_layers: spec.num_layers,
+            ..Default::default()
+        },
+    );
+    let head = tch::nn::linear(
+        vs.root() / "head",
+        spec.hidden_size,
+        spec.horizon as i64,
+        Default::default(),
+    );
+    let forward = |x: &tch::Tensor| head.forward(&lstm.seq(x).0.select(1, -1));
+    let mut opt = tch::nn::Adam::default().build(&vs, 1e-3).expect("adam");
+    let b = spec.batch_size as i64;
+    let x = tch::Tensor::randn(
+        [b, spec.lookback_hours as i64, in_dim],
+        (tch::Kind::Float, tch::Device::Cpu),
+    );
+    let y = tch::Tensor::randn(
+        [b, spec.horizon as i64],
+        (tch::Kind::Float, tch::Device::Cpu),
+    );
+    let step = |opt: &mut tch::nn::Optimizer| {
+        let loss = forward(&x).mse_loss(&y, tch::Reduction::Mean);
+        opt.backward_step_clip_norm(&loss, 1.0);
+    };
+    for _ in 0..10 {
+        step(&mut opt);
+    }
+    let steps = 200;
+    let t = Instant::now();
+    for _ in 0..steps {
+        step(&mut opt);
+    }
+    let train = (steps * spec.batch_size) as f64 / secs(t.elapsed());
+    let one = tch::Tensor::randn(
+        [1, spec.lookback_hours as i64, in_dim],
+        (tch::Kind::Float, tch::Device::Cpu),
+    );
+    let mut lat: Vec<f64> = tch::no_grad(|| {
+        for _ in 0..50 {
+            let _ = forward(&one);
+        }
+        (0..1000)
+            .map(|_| {
+                let t = Instant::now();
+                let _ = forward(&one);
+                t.elapsed().as_secs_f64() * 1e6
+            })
+            .collect()
+    });
+    lat.sort_by(f64::total_cmp);
+    (train, lat[500], lat[990])
 }
 
 fn pandas_seconds(cmd: &str, store: &Store, tmp: &Path, repeat: usize) -> Option<f64> {
@@ -426,6 +495,49 @@ fn main() {
         pct(&batch, 0.5),
         pct(&batch, 0.99)
     );
+
+    let in_dim = (spec.features.len() + series.len()) as i64;
+    let (train_sps, p50, p99) = tch_micro(&spec, in_dim);
+    println!(
+        "lstm micro (random batches, default shapes {}x{}x{}, hidden {}, {} thread): tch training {:.0} samples/s, forward p50 {:.0} us p99 {:.0} us",
+        spec.batch_size, spec.lookback_hours, in_dim, spec.hidden_size, spec.threads, train_sps, p50, p99
+    );
+    if let Some(cmd) = args.pytorch.as_deref() {
+        let mut parts = cmd.split_whitespace();
+        let out = parts.next().and_then(|program| {
+            Command::new(program)
+                .args(parts)
+                .args([
+                    "--in-dim",
+                    &in_dim.to_string(),
+                    "--threads",
+                    &spec.threads.to_string(),
+                ])
+                .output()
+                .ok()
+        });
+        match out.map(|o| String::from_utf8_lossy(&o.stdout).to_string()) {
+            Some(text) if text.contains("pytorch_train_samples_per_s=") => {
+                let field = |name: &str| -> f64 {
+                    text.split_whitespace()
+                        .find_map(|w| w.strip_prefix(name))
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(f64::NAN)
+                };
+                let (py_train, py50) = (
+                    field("pytorch_train_samples_per_s="),
+                    field("pytorch_forward_p50_us="),
+                );
+                println!(
+                    "pytorch-python, same shapes and threads: training {:.0} samples/s, forward p50 {:.0} us p99 {:.0} us -> tch/pytorch training {:.2}x, forward latency {:.2}x lower",
+                    py_train, py50, field("pytorch_forward_p99_us="), train_sps / py_train, py50 / p50
+                );
+            }
+            _ => {
+                println!("pytorch-python comparison skipped (no torch: see bench/pytorch_lstm.py)")
+            }
+        }
+    }
 
     // 2b/3b. The real data replicated to 100 coins.
     let copies = (100 + coins - 1) / coins;
