@@ -471,15 +471,25 @@ impl TrainedLstm {
             coins: self.card.coins.len(),
             coin_slot: vec![slot],
         };
-        let mut out = Vec::with_capacity(origins.len());
-        for chunk in origins.chunks(4096) {
-            let samples: Vec<(usize, usize)> = chunk.iter().map(|&i| (0, i)).collect();
-            let x = batch_inputs(&scaling, &samples, &[s]).to_device(self.device);
+        let samples: Vec<(usize, usize)> = origins.iter().map(|&i| (0, i)).collect();
+        self.run(&scaling, &samples, &[s])
+    }
+
+    /// Runs the network on samples (series index, origin), unscaling the outputs.
+    fn run(
+        &self,
+        scaling: &InputScaling<'_>,
+        samples: &[(usize, usize)],
+        series: &[&CoinSeries],
+    ) -> Result<Vec<Vec<f64>>, ModelError> {
+        let mut out = Vec::with_capacity(samples.len());
+        for chunk in samples.chunks(4096) {
+            let x = batch_inputs(scaling, chunk, series).to_device(self.device);
             if x.isnan().any().int64_value(&[]) != 0 {
-                return Err(ModelError::Numeric(format!(
-                    "{}: NaN in the inputs (a missing hour or NULL feature in the lookback window)",
-                    s.coin_id
-                )));
+                return Err(ModelError::Numeric(
+                    "NaN in the inputs (a missing hour or NULL feature in the lookback window)"
+                        .into(),
+                ));
             }
             let y = tch::no_grad(|| self.net.forward(&x))
                 .to_device(Device::Cpu)
@@ -583,49 +593,80 @@ pub struct HorizonForecast {
 impl TrainedLstm {
     /// Predicts every horizon from the newest hour of `s` (its inputs must be complete).
     pub fn forecast_latest(&self, s: &CoinSeries) -> Result<Forecast, ModelError> {
+        let mut all = self.forecast_latest_many(&[s])?;
+        all.pop()
+            .ok_or_else(|| ModelError::NoData(s.coin_id.clone()))
+    }
+
+    /// As [`TrainedLstm::forecast_latest`] for many coins, in one forward pass.
+    pub fn forecast_latest_many(
+        &self,
+        series: &[&CoinSeries],
+    ) -> Result<Vec<Forecast>, ModelError> {
         let l = self.card.spec.lookback_hours;
-        let i = s
-            .len()
-            .checked_sub(1)
-            .ok_or_else(|| ModelError::NoData(s.coin_id.clone()))?;
-        if !s.has_inputs(i, l) {
-            return Err(ModelError::Numeric(format!(
-                "{}: the last {l} hours are not complete (a missing hour or NULL feature); no forecast",
-                s.coin_id
-            )));
+        let mut slots = Vec::with_capacity(series.len());
+        let mut samples = Vec::with_capacity(series.len());
+        for (k, s) in series.iter().enumerate() {
+            let i = s
+                .len()
+                .checked_sub(1)
+                .ok_or_else(|| ModelError::NoData(s.coin_id.clone()))?;
+            if !s.has_inputs(i, l) {
+                return Err(ModelError::Numeric(format!(
+                    "{}: the last {l} hours are not complete (a missing hour or NULL feature); no forecast",
+                    s.coin_id
+                )));
+            }
+            let slot = self
+                .card
+                .coins
+                .iter()
+                .position(|c| c == &s.coin_id)
+                .ok_or_else(|| ModelError::UnknownCoin(s.coin_id.clone()))?;
+            slots.push(slot);
+            samples.push((k, i));
         }
-        let slot = self
-            .card
-            .coins
+        let scaling = InputScaling {
+            lookback: l,
+            mean: &self.card.feature_mean,
+            std: &self.card.feature_std,
+            coins: self.card.coins.len(),
+            coin_slot: slots.clone(),
+        };
+        let returns = self.run(&scaling, &samples, series)?;
+        Ok(series
             .iter()
-            .position(|c| c == &s.coin_id)
-            .ok_or_else(|| ModelError::UnknownCoin(s.coin_id.clone()))?;
-        let r = self.predict_origins(s, &[i])?.remove(0);
-        let price = s.price[i];
-        let horizons = r
-            .iter()
-            .enumerate()
-            .map(|(h, &lr)| {
-                let w = self.card.interval_widths[slot]
-                    .get(h)
-                    .copied()
-                    .unwrap_or(f64::NAN);
-                HorizonForecast {
-                    hours_ahead: h + 1,
-                    log_return: lr,
-                    price: price * lr.exp(),
-                    lower: price * (lr - w).exp(),
-                    upper: price * (lr + w).exp(),
+            .zip(&samples)
+            .zip(returns)
+            .zip(&slots)
+            .map(|(((s, &(_, i)), r), &slot)| {
+                let price = s.price[i];
+                let horizons = r
+                    .iter()
+                    .enumerate()
+                    .map(|(h, &lr)| {
+                        let w = self.card.interval_widths[slot]
+                            .get(h)
+                            .copied()
+                            .unwrap_or(f64::NAN);
+                        HorizonForecast {
+                            hours_ahead: h + 1,
+                            log_return: lr,
+                            price: price * lr.exp(),
+                            lower: price * (lr - w).exp(),
+                            upper: price * (lr + w).exp(),
+                        }
+                    })
+                    .collect();
+                Forecast {
+                    coin_id: s.coin_id.clone(),
+                    as_of_hour: s.first_hour + i as i64,
+                    current_price: price,
+                    interval_level: self.card.spec.interval_level,
+                    horizons,
                 }
             })
-            .collect();
-        Ok(Forecast {
-            coin_id: s.coin_id.clone(),
-            as_of_hour: s.first_hour + i as i64,
-            current_price: price,
-            interval_level: self.card.spec.interval_level,
-            horizons,
-        })
+            .collect())
     }
 }
 

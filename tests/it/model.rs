@@ -182,6 +182,22 @@ async fn a_saved_model_predicts_identically_in_another_process() {
     )
     .expect("series");
     let here = loaded.forecast_latest(&series).expect("forecast");
+    // The batched call for many coins agrees with one coin at a time to float32 precision (BLAS
+    // picks other kernels for other batch sizes, so not to the bit).
+    let batched = loaded
+        .forecast_latest_many(&[&series, &series])
+        .expect("batch");
+    assert_eq!(batched.len(), 2);
+    for f in &batched {
+        for (b, one) in f.horizons.iter().zip(&here.horizons) {
+            assert!(
+                (b.price / one.price - 1.0).abs() < 1e-6,
+                "{} vs {}",
+                b.price,
+                one.price
+            );
+        }
+    }
     let TestApp { dir, store, .. } = app;
     drop(store);
     let out = Command::new(env!("CARGO_BIN_EXE_coincast"))
