@@ -29,18 +29,7 @@ pub const DEFAULT_PROTOCOL: &str = include_str!("../../models/baselines.toml");
 
 impl Protocol {
     pub fn parse(origin: &str, text: &str) -> Result<Self, ModelError> {
-        let cfg = config::Config::builder()
-            .add_source(config::File::from_str(text, config::FileFormat::Toml))
-            .build()
-            .map_err(|e| ModelError::Definition {
-                origin: origin.to_string(),
-                message: e.to_string(),
-            })?;
-        let p: Protocol =
-            serde_path_to_error::deserialize(cfg).map_err(|e| ModelError::Definition {
-                origin: origin.to_string(),
-                message: format!("`{}`: {}", e.path(), e.inner()),
-            })?;
+        let p: Protocol = super::parse_definition(origin, text)?;
         p.validate(origin)?;
         Ok(p)
     }

@@ -42,18 +42,7 @@ pub struct LstmSpec {
 
 impl LstmSpec {
     pub fn parse(origin: &str, text: &str) -> Result<Self, ModelError> {
-        let cfg = config::Config::builder()
-            .add_source(config::File::from_str(text, config::FileFormat::Toml))
-            .build()
-            .map_err(|e| ModelError::Definition {
-                origin: origin.to_string(),
-                message: e.to_string(),
-            })?;
-        let spec: LstmSpec =
-            serde_path_to_error::deserialize(cfg).map_err(|e| ModelError::Definition {
-                origin: origin.to_string(),
-                message: format!("`{}`: {}", e.path(), e.inner()),
-            })?;
+        let spec: LstmSpec = super::parse_definition(origin, text)?;
         let bad = |m: &str| ModelError::Definition {
             origin: origin.to_string(),
             message: m.to_string(),
@@ -451,12 +440,7 @@ impl TrainedLstm {
         s: &CoinSeries,
         origins: &[usize],
     ) -> Result<Vec<Vec<f64>>, ModelError> {
-        let slot = self
-            .card
-            .coins
-            .iter()
-            .position(|c| c == &s.coin_id)
-            .ok_or_else(|| ModelError::UnknownCoin(s.coin_id.clone()))?;
+        let slot = self.coin_slot(&s.coin_id)?;
         let l = self.card.spec.lookback_hours;
         if let Some(&bad) = origins.iter().find(|&&i| i + 1 < l || i >= s.len()) {
             return Err(ModelError::TooFewSamples {
@@ -473,6 +457,15 @@ impl TrainedLstm {
         };
         let samples: Vec<(usize, usize)> = origins.iter().map(|&i| (0, i)).collect();
         self.run(&scaling, &samples, &[s])
+    }
+
+    /// The coin's position in the one-hot input.
+    fn coin_slot(&self, coin_id: &str) -> Result<usize, ModelError> {
+        self.card
+            .coins
+            .iter()
+            .position(|c| c == coin_id)
+            .ok_or_else(|| ModelError::UnknownCoin(coin_id.to_string()))
     }
 
     /// Runs the network on samples (series index, origin), unscaling the outputs.
@@ -617,12 +610,7 @@ impl TrainedLstm {
                     s.coin_id
                 )));
             }
-            let slot = self
-                .card
-                .coins
-                .iter()
-                .position(|c| c == &s.coin_id)
-                .ok_or_else(|| ModelError::UnknownCoin(s.coin_id.clone()))?;
+            let slot = self.coin_slot(&s.coin_id)?;
             slots.push(slot);
             samples.push((k, i));
         }

@@ -45,3 +45,21 @@ pub enum ModelError {
     #[error(transparent)]
     Sql(#[from] duckdb::Error),
 }
+
+/// Parses a model definition (TOML in `models/`); errors name the file and the key.
+pub(crate) fn parse_definition<T: serde::de::DeserializeOwned>(
+    origin: &str,
+    text: &str,
+) -> Result<T, ModelError> {
+    let cfg = config::Config::builder()
+        .add_source(config::File::from_str(text, config::FileFormat::Toml))
+        .build()
+        .map_err(|e| ModelError::Definition {
+            origin: origin.to_string(),
+            message: e.to_string(),
+        })?;
+    serde_path_to_error::deserialize(cfg).map_err(|e| ModelError::Definition {
+        origin: origin.to_string(),
+        message: format!("`{}`: {}", e.path(), e.inner()),
+    })
+}
