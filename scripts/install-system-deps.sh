@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the build and tests need, only those missing (fresh machine: all).
+# No service is started: the prometheus package is here for promtool.
 # Needs root (or sudo). Rust itself is expected on the machine (rustup); npm fetches libduckdb.
 set -euo pipefail
 need=()
@@ -7,6 +8,7 @@ command -v cc >/dev/null      || need+=(build-essential)
 command -v npm >/dev/null     || need+=(npm)
 command -v curl >/dev/null    || need+=(curl)
 python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
+command -v promtool >/dev/null || need+=(prometheus)      # promtool: the metrics lint in the tests
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 [ ${#need[@]} -eq 0 ] && exit 0
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo

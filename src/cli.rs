@@ -140,6 +140,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The appliance's HTTP API: /predict, /health, /ready, /models/status, /metrics.
+    Serve {
+        /// Address to listen on (overrides serve.bind), e.g. 0.0.0.0:8000.
+        #[arg(long)]
+        bind: Option<String>,
+    },
     /// The model registry.
     Models {
         #[command(subcommand)]
@@ -506,6 +512,42 @@ fn execute(cli: Cli) -> anyhow::Result<Exit> {
             }
             Ok(Exit::Ok)
         }
+        Command::Serve { bind } => {
+            let bind = bind.unwrap_or_else(|| settings.serve.bind.clone());
+            let addr: std::net::SocketAddr =
+                bind.parse()
+                    .map_err(|_| coincast::config::ConfigError::Invalid {
+                        key: "--bind".into(),
+                        message: format!("`{bind}` is not an address like 127.0.0.1:8000"),
+                    })?;
+            // This process owns the database file for as long as it serves.
+            let store = open(&settings)?;
+            tch::set_num_threads(1);
+            let snapshot = coincast::serve::state::Snapshot::load(store.conn(), &settings);
+            for p in &snapshot.problems {
+                tracing::warn!("{p}");
+            }
+            let metrics = std::sync::Arc::new(coincast::serve::metrics::Metrics::new()?);
+            let state = std::sync::Arc::new(coincast::serve::state::AppState::new(
+                snapshot,
+                settings.serve.clone(),
+                metrics,
+            ));
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("listening on {addr}"))?;
+                eprintln!("coincast serving on http://{addr} (Ctrl-C or SIGTERM to stop)");
+                coincast::serve::serve(listener, state, shutdown_signal()).await?;
+                anyhow::Ok(())
+            })?;
+            store.checkpoint()?;
+            eprintln!("stopped; database checkpointed");
+            Ok(Exit::Ok)
+        }
         Command::Models { action } => {
             let store = open(&settings)?;
             match action {
@@ -619,6 +661,25 @@ fn print_rules(rules: &RuleSet) {
         );
     }
     println!("\nrecheck: coincast quality --batch ID | --quarantined");
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
 }
 
 fn load_protocol(path: Option<&std::path::Path>) -> anyhow::Result<evaluate::Protocol> {

@@ -35,7 +35,17 @@ pub struct Settings {
     pub coingecko: CoinGeckoSettings,
     pub quality: QualitySettings,
     pub model: ModelSettings,
+    pub serve: ServeSettings,
     pub pipeline: PipelineSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeSettings {
+    pub bind: String,
+    pub max_data_age_hours: u64,
+    pub max_body_bytes: usize,
+    pub request_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -240,6 +250,15 @@ impl Settings {
             return Err(invalid(
                 "model.promotion_min_skill",
                 "must be a finite number".into(),
+            ));
+        }
+        if self.serve.bind.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid(
+                "serve.bind",
+                format!(
+                    "`{}` is not an address like 127.0.0.1:8000",
+                    self.serve.bind
+                ),
             ));
         }
         if self.pipeline.task_attempts == 0 {

@@ -13,5 +13,6 @@ pub mod model;
 pub mod pipeline;
 pub mod progress;
 pub mod quality;
+pub mod serve;
 pub mod status;
 pub mod store;

@@ -9,3 +9,4 @@ mod features;
 mod ingest_live;
 mod model;
 mod replay;
+mod serve;

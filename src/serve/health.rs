@@ -1,0 +1,77 @@
+//! Liveness, readiness and what is being served.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::Json;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::state::AppState;
+
+/// Liveness: the process answers.
+pub async fn health() -> Json<Value> {
+    Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
+}
+
+/// Readiness: a champion is loaded and every served coin has data newer than
+/// `serve.max_data_age_hours`; otherwise 503 naming each reason.
+pub async fn ready(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let snap = state.snapshot.load();
+    let mut reasons = snap.problems.clone();
+    let now = Utc::now();
+    let max_age = chrono::Duration::hours(state.settings.max_data_age_hours as i64);
+    for (coin, last) in snap.last_hours() {
+        if now - last > max_age {
+            reasons.push(format!(
+                "{coin}: newest data is {} old (limit {} h): the data is stale; check the pipeline (`coincast status`)",
+                humanize(now - last),
+                state.settings.max_data_age_hours
+            ));
+        }
+    }
+    if reasons.is_empty() {
+        Ok(Json(json!({ "ready": true })))
+    } else {
+        Err(ApiError::unavailable("not_ready", reasons.join("; ")))
+    }
+}
+
+/// The champion and the data behind it.
+pub async fn models_status(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let snap = state.snapshot.load();
+    let iso = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let coins: Vec<Value> = snap
+        .last_hours()
+        .into_iter()
+        .map(|(coin, last)| json!({ "coin_id": coin, "last_hour": iso(last) }))
+        .collect();
+    let champion = snap.model.as_ref().map(|m| {
+        json!({
+            "model_id": m.model_id,
+            "model_type": m.family,
+            "coins": m.card.coins,
+            "horizon_hours": m.card.spec.horizon,
+            "interval_level": m.card.spec.interval_level,
+            "trained_until": DateTime::<Utc>::from_timestamp(m.card.trained_until_hour * 3600, 0).map(iso),
+            "device": m.card.device,
+        })
+    });
+    Json(json!({
+        "champion": champion,
+        "healthy": snap.model.is_some(),
+        "loaded_at": iso(snap.loaded_at),
+        "coins": coins,
+        "problems": snap.problems,
+    }))
+}
+
+fn humanize(d: chrono::Duration) -> String {
+    let hours = d.num_hours();
+    if hours >= 48 {
+        format!("{} days", hours / 24)
+    } else {
+        format!("{hours} h")
+    }
+}

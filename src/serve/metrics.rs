@@ -1,0 +1,159 @@
+//! Prometheus metrics. The first eight families are a contract with the old dashboards and alert
+//! rules: names, types, labels and buckets exactly as design.md says. `endpoint` is the matched
+//! route template (bounded series), `status` is `success` (HTTP < 400) or `error`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus::{
+    register_gauge_vec_with_registry, register_gauge_with_registry,
+    register_histogram_vec_with_registry, register_int_counter_vec_with_registry, Encoder, Gauge,
+    GaugeVec, HistogramVec, IntCounterVec, Registry, TextEncoder,
+};
+
+const REQUEST_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const PREDICTION_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub api_requests_total: IntCounterVec,
+    pub api_request_latency_seconds: HistogramVec,
+    pub api_active_requests: Gauge,
+    pub model_predictions_total: IntCounterVec,
+    pub model_prediction_latency_seconds: HistogramVec,
+    pub model_health_status: GaugeVec,
+    pub data_drift_ratio: GaugeVec,
+    pub data_drift_detections_total: IntCounterVec,
+    pub coincast_build_info: GaugeVec,
+    pub coincast_model_age_seconds: GaugeVec,
+    pub coincast_data_age_seconds: GaugeVec,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let r = Registry::new();
+        let m = Self {
+            api_requests_total: register_int_counter_vec_with_registry!(
+                "api_requests_total",
+                "API requests by method, route template and outcome (success: HTTP < 400)",
+                &["method", "endpoint", "status"],
+                r
+            )?,
+            api_request_latency_seconds: register_histogram_vec_with_registry!(
+                "api_request_latency_seconds",
+                "API request latency in seconds",
+                &["method", "endpoint"],
+                REQUEST_BUCKETS.to_vec(),
+                r
+            )?,
+            api_active_requests: register_gauge_with_registry!(
+                "api_active_requests",
+                "API requests in flight",
+                r
+            )?,
+            model_predictions_total: register_int_counter_vec_with_registry!(
+                "model_predictions_total",
+                "Successful predictions by model type and coin",
+                &["model_type", "coin_id"],
+                r
+            )?,
+            model_prediction_latency_seconds: register_histogram_vec_with_registry!(
+                "model_prediction_latency_seconds",
+                "Model inference latency in seconds",
+                &["model_type"],
+                PREDICTION_BUCKETS.to_vec(),
+                r
+            )?,
+            model_health_status: register_gauge_vec_with_registry!(
+                "model_health_status",
+                "1 when a model of this type is loaded and serving, else 0",
+                &["model_type"],
+                r
+            )?,
+            data_drift_ratio: register_gauge_vec_with_registry!(
+                "data_drift_ratio",
+                "Share of the model's input features outside their training range [p01, p99] at the last prediction",
+                &["model_type"],
+                r
+            )?,
+            data_drift_detections_total: register_int_counter_vec_with_registry!(
+                "data_drift_detections_total",
+                "Predictions whose input feature was outside its training range [p01, p99]",
+                &["model_type", "feature"],
+                r
+            )?,
+            coincast_build_info: register_gauge_vec_with_registry!(
+                "coincast_build_info",
+                "Build of the running coincast (always 1)",
+                &["version", "revision"],
+                r
+            )?,
+            coincast_model_age_seconds: register_gauge_vec_with_registry!(
+                "coincast_model_age_seconds",
+                "Seconds since the serving model's training data ended",
+                &["model_type"],
+                r
+            )?,
+            coincast_data_age_seconds: register_gauge_vec_with_registry!(
+                "coincast_data_age_seconds",
+                "Seconds since the newest stored hour of each served coin",
+                &["coin_id"],
+                r
+            )?,
+            registry: r,
+        };
+        m.coincast_build_info
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                crate::model::registry::GIT_REVISION,
+            ])
+            .set(1.0);
+        Ok(m)
+    }
+
+    /// The text exposition format Prometheus 2 and 3 both accept.
+    pub fn render(&self) -> Response {
+        let mut buf = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            return super::error::ApiError::internal(format!("encoding metrics: {e}"))
+                .into_response();
+        }
+        (
+            [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            buf,
+        )
+            .into_response()
+    }
+}
+
+/// Counts and times every request under its route template.
+pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+    let endpoint = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let method = req.method().as_str().to_string();
+    metrics.api_active_requests.inc();
+    let started = Instant::now();
+    let response = next.run(req).await;
+    metrics.api_active_requests.dec();
+    let status = if response.status().as_u16() < 400 {
+        "success"
+    } else {
+        "error"
+    };
+    metrics
+        .api_requests_total
+        .with_label_values(&[&method, &endpoint, status])
+        .inc();
+    metrics
+        .api_request_latency_seconds
+        .with_label_values(&[&method, &endpoint])
+        .observe(started.elapsed().as_secs_f64());
+    response
+}

@@ -1,0 +1,68 @@
+//! The HTTP API (axum): `POST /predict`, `GET /health`, `/ready`, `/models/status`, `/metrics`.
+//! Only this module knows HTTP and the API's JSON shapes; one concern per file.
+
+pub mod error;
+pub mod health;
+pub mod metrics;
+pub mod predict;
+pub mod state;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use tower_http::timeout::TimeoutLayer;
+
+use error::ApiError;
+use state::AppState;
+
+/// The application: routes, metrics, limits.
+pub fn router(state: Arc<AppState>) -> Router {
+    let metrics = state.metrics.clone();
+    Router::new()
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .route("/models/status", get(health::models_status))
+        .route("/predict", post(predict::predict))
+        .route("/metrics", get(render_metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            metrics,
+            metrics::track,
+        ))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(state.settings.request_timeout_secs),
+        ))
+        .with_state(state)
+}
+
+async fn render_metrics(State(state): State<Arc<AppState>>) -> Response {
+    state.metrics.render()
+}
+
+/// Unknown routes: a JSON 404, counted under one bounded `endpoint` label.
+async fn not_found(State(state): State<Arc<AppState>>, method: Method, uri: Uri) -> Response {
+    state
+        .metrics
+        .api_requests_total
+        .with_label_values(&[method.as_str(), "unmatched", "error"])
+        .inc();
+    ApiError::not_found("not_found", format!("no route {method} {}", uri.path())).into_response()
+}
+
+/// Serves until `shutdown` resolves, then drains in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

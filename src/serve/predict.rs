@@ -1,0 +1,176 @@
+//! `POST /predict`: the champion's forecast for one coin and horizon, from memory (no SQL), with
+//! its split-conformal interval, and the per-request drift check of the inputs.
+//!
+//! Drift rule: a feature drifts when its value at the newest hour lies outside the
+//! [p01, p99] range of the training origins (stored with the model); `data_drift_ratio` is the
+//! share of drifting features, and each drifting feature counts in `data_drift_detections_total`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::Json;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::error::{ApiError, ApiJson};
+use super::state::{AppState, ServingModel};
+use crate::config::is_valid_coin_id;
+use crate::model::dataset::CoinSeries;
+
+fn default_coin() -> String {
+    "bitcoin".into()
+}
+
+fn default_hours() -> i64 {
+    1
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PredictRequest {
+    #[serde(default = "default_coin")]
+    pub coin_id: String,
+    #[serde(default = "default_hours")]
+    pub hours_ahead: i64,
+    /// `lstm` (the champion's family) or `champion`; default: the champion.
+    #[serde(default)]
+    pub model_type: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ConfidenceInterval {
+    pub lower: f64,
+    pub upper: f64,
+    pub level: f64,
+}
+
+/// The old service's fields, plus `model_version`, `as_of` and `current_price`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PredictResponse {
+    pub coin_id: String,
+    /// The predicted hour, ISO 8601 UTC.
+    pub timestamp: String,
+    pub predicted_price: f64,
+    pub confidence_interval: ConfidenceInterval,
+    pub model_type: String,
+    pub prediction_horizon_hours: u32,
+    pub model_version: String,
+    /// The newest hour the forecast is based on.
+    pub as_of: String,
+    pub current_price: f64,
+}
+
+pub async fn predict(
+    State(state): State<Arc<AppState>>,
+    ApiJson(req): ApiJson<PredictRequest>,
+) -> Result<Json<PredictResponse>, ApiError> {
+    if !(1..=24).contains(&req.hours_ahead) {
+        return Err(ApiError::unprocessable(format!(
+            "hours_ahead must be between 1 and 24, got {}",
+            req.hours_ahead
+        )));
+    }
+    let snap = state.snapshot.load_full();
+    let Some(model) = snap.model.clone() else {
+        return Err(ApiError::unavailable("no_model", snap.problems.join("; ")));
+    };
+    if let Some(t) = req.model_type.as_deref() {
+        if t != model.family && t != "champion" {
+            return Err(ApiError::not_found(
+                "unknown_model",
+                format!(
+                    "model type `{t}` is not served; available: `{}` (the champion)",
+                    model.family
+                ),
+            ));
+        }
+    }
+    if !is_valid_coin_id(&req.coin_id) || !model.card.coins.contains(&req.coin_id) {
+        return Err(ApiError::not_found(
+            "unknown_coin",
+            format!(
+                "coin `{}` is not served; available: {}",
+                req.coin_id,
+                model.card.coins.join(", ")
+            ),
+        ));
+    }
+    let Some(series) = snap.series.get(&req.coin_id).cloned() else {
+        return Err(ApiError::unavailable(
+            "no_data",
+            format!("no data for `{}` yet: run `coincast run`", req.coin_id),
+        ));
+    };
+    let started = Instant::now();
+    let worker_model = model.clone();
+    let worker_series = series.clone();
+    let forecast = tokio::task::spawn_blocking(move || {
+        let lstm = worker_model
+            .lstm
+            .lock()
+            .map_err(|_| ApiError::internal("the model lock is poisoned"))?;
+        lstm.forecast_latest(&worker_series)
+            .map_err(|e| ApiError::unavailable("data_incomplete", e.to_string()))
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("inference task failed: {e}")))??;
+    let family = model.family.as_str();
+    state
+        .metrics
+        .model_prediction_latency_seconds
+        .with_label_values(&[family])
+        .observe(started.elapsed().as_secs_f64());
+    record_drift(&state, &model, &series);
+    state
+        .metrics
+        .model_predictions_total
+        .with_label_values(&[family, &req.coin_id])
+        .inc();
+
+    let h = &forecast.horizons[(req.hours_ahead - 1) as usize];
+    let iso = |hour: i64| {
+        DateTime::<Utc>::from_timestamp(hour * 3600, 0)
+            .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
+            .unwrap_or_default()
+    };
+    Ok(Json(PredictResponse {
+        coin_id: forecast.coin_id.clone(),
+        timestamp: iso(forecast.as_of_hour + req.hours_ahead),
+        predicted_price: h.price,
+        confidence_interval: ConfidenceInterval {
+            lower: h.lower,
+            upper: h.upper,
+            level: forecast.interval_level,
+        },
+        model_type: model.family.clone(),
+        prediction_horizon_hours: req.hours_ahead as u32,
+        model_version: model.model_id.clone(),
+        as_of: iso(forecast.as_of_hour),
+        current_price: forecast.current_price,
+    }))
+}
+
+fn record_drift(state: &AppState, model: &ServingModel, series: &CoinSeries) {
+    let Some(last) = series.len().checked_sub(1) else {
+        return;
+    };
+    let row = series.row(last);
+    let stats = &model.card.feature_stats;
+    let mut drifting = 0usize;
+    for (value, s) in row.iter().zip(stats) {
+        if !(s.p01..=s.p99).contains(value) {
+            drifting += 1;
+            state
+                .metrics
+                .data_drift_detections_total
+                .with_label_values(&[&model.family, &s.name])
+                .inc();
+        }
+    }
+    state
+        .metrics
+        .data_drift_ratio
+        .with_label_values(&[&model.family])
+        .set(drifting as f64 / stats.len().max(1) as f64);
+}

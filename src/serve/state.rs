@@ -1,0 +1,150 @@
+//! What the server holds in memory: the champion model and each served coin's series, as one
+//! snapshot behind an `ArcSwap`, so that a reload (after a pipeline run or a promotion) replaces
+//! it atomically and the `/predict` hot path reads no SQL.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use chrono::{DateTime, Utc};
+use duckdb::Connection;
+
+use super::metrics::Metrics;
+use crate::config::{ServeSettings, Settings};
+use crate::model::dataset::CoinSeries;
+use crate::model::lstm::{resolve_device, ModelCard, TrainedLstm};
+use crate::model::registry;
+
+pub struct ServingModel {
+    pub model_id: String,
+    pub family: String,
+    /// A copy of the card, for lock-free reads (coins, features, intervals, drift bounds).
+    pub card: ModelCard,
+    /// tch tensors are Send but not Sync; inference takes the lock (one libtorch thread anyway).
+    pub lstm: Mutex<TrainedLstm>,
+}
+
+pub struct Snapshot {
+    pub model: Option<Arc<ServingModel>>,
+    pub series: BTreeMap<String, Arc<CoinSeries>>,
+    pub loaded_at: DateTime<Utc>,
+    /// Why there is no model, or no data, in words for /ready and /predict.
+    pub problems: Vec<String>,
+}
+
+impl Snapshot {
+    /// Reads the champion and its coins' series from the database.
+    pub fn load(conn: &Connection, settings: &Settings) -> Self {
+        let mut problems = Vec::new();
+        let model = match registry::champion(conn) {
+            Ok(Some(row)) => match resolve_device("auto")
+                .and_then(|d| TrainedLstm::load(Path::new(&row.artifact_path), d))
+            {
+                Ok(lstm) => Some(Arc::new(ServingModel {
+                    model_id: row.model_id,
+                    family: row.family,
+                    card: lstm.card.clone(),
+                    lstm: Mutex::new(lstm),
+                })),
+                Err(e) => {
+                    problems.push(format!(
+                        "the champion {} cannot be loaded: {e}",
+                        row.model_id
+                    ));
+                    None
+                }
+            },
+            Ok(None) => {
+                problems
+                    .push("no model yet: run `coincast train` to train and register one".into());
+                None
+            }
+            Err(e) => {
+                problems.push(format!("the model registry cannot be read: {e}"));
+                None
+            }
+        };
+        let mut series = BTreeMap::new();
+        if let Some(m) = &model {
+            for coin in &m.card.coins {
+                match CoinSeries::load(conn, coin, &settings.vs_currency, &m.card.spec.features) {
+                    Ok(s) => {
+                        series.insert(coin.clone(), Arc::new(s));
+                    }
+                    Err(e) => problems.push(format!("{coin}: {e}")),
+                }
+            }
+        }
+        Self {
+            model,
+            series,
+            loaded_at: Utc::now(),
+            problems,
+        }
+    }
+
+    /// The newest stored hour of each served coin.
+    pub fn last_hours(&self) -> BTreeMap<String, DateTime<Utc>> {
+        self.series
+            .iter()
+            .filter_map(|(coin, s)| {
+                let last = s.first_hour + s.len() as i64 - 1;
+                DateTime::from_timestamp(last * 3600, 0).map(|t| (coin.clone(), t))
+            })
+            .collect()
+    }
+}
+
+pub struct AppState {
+    pub snapshot: ArcSwap<Snapshot>,
+    pub metrics: Arc<Metrics>,
+    pub settings: ServeSettings,
+}
+
+impl AppState {
+    pub fn new(snapshot: Snapshot, settings: ServeSettings, metrics: Arc<Metrics>) -> Self {
+        let state = Self {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            metrics,
+            settings,
+        };
+        state.publish_gauges();
+        state
+    }
+
+    /// Swaps in a new snapshot (no restart, no torn reads).
+    pub fn replace(&self, snapshot: Snapshot) {
+        self.snapshot.store(Arc::new(snapshot));
+        self.publish_gauges();
+    }
+
+    fn publish_gauges(&self) {
+        let snap = self.snapshot.load();
+        let now = Utc::now();
+        match &snap.model {
+            Some(m) => {
+                self.metrics
+                    .model_health_status
+                    .with_label_values(&[&m.family])
+                    .set(1.0);
+                let trained = m.card.trained_until_hour * 3600;
+                self.metrics
+                    .coincast_model_age_seconds
+                    .with_label_values(&[&m.family])
+                    .set((now.timestamp() - trained) as f64);
+            }
+            None => self
+                .metrics
+                .model_health_status
+                .with_label_values(&["lstm"])
+                .set(0.0),
+        }
+        for (coin, last) in snap.last_hours() {
+            self.metrics
+                .coincast_data_age_seconds
+                .with_label_values(&[&coin])
+                .set((now - last).num_seconds() as f64);
+        }
+    }
+}

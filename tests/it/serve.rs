@@ -1,0 +1,328 @@
+//! The HTTP API against a real server on 127.0.0.1: predictions, every bad input with its status
+//! and JSON error, metrics in the contract shape (checked by promtool), readiness.
+
+use std::sync::Arc;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::support::{real_coingecko, TestApp};
+use coincast::model::evaluate::{Protocol, DEFAULT_PROTOCOL};
+use coincast::model::lstm::{LstmSpec, DEFAULT_SPEC};
+use coincast::model::train::{train_and_register, TrainRequest};
+use coincast::serve::metrics::Metrics;
+use coincast::serve::state::{AppState, Snapshot};
+
+struct Api {
+    base: String,
+    http: reqwest::Client,
+    _app: TestApp,
+}
+
+/// A served app: solana replayed and, if `with_model`, a small champion trained on it.
+async fn spawn_api(with_model: bool, max_data_age_hours: u64) -> Api {
+    let app = TestApp::new(&[]);
+    app.replay(&real_coingecko(), Some(&["solana"])).await;
+    if with_model {
+        let mut spec = LstmSpec::parse("models/lstm.toml", DEFAULT_SPEC).expect("spec");
+        spec.lookback_hours = 12;
+        spec.hidden_size = 8;
+        spec.epochs = 1;
+        spec.samples_per_epoch = 1000;
+        spec.device = "cpu".into();
+        let mut protocol = Protocol::parse("b", DEFAULT_PROTOCOL).expect("protocol");
+        protocol.windows = 2;
+        train_and_register(
+            app.store.conn(),
+            TrainRequest {
+                coins: &["solana".to_string()],
+                vs_currency: "usd",
+                spec,
+                protocol,
+                min_score: -10.0,
+                data_dir: app.dir.path(),
+            },
+            |_, _, _| {},
+        )
+        .expect("champion");
+    }
+    let mut settings = app.settings.clone();
+    settings.serve.max_data_age_hours = max_data_age_hours;
+    settings.serve.max_body_bytes = 1024;
+    let snapshot = Snapshot::load(app.store.conn(), &settings);
+    let metrics = Arc::new(Metrics::new().expect("metrics"));
+    let state = Arc::new(AppState::new(snapshot, settings.serve.clone(), metrics));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(coincast::serve::serve(
+        listener,
+        state,
+        std::future::pending(),
+    ));
+    Api {
+        base,
+        http: reqwest::Client::new(),
+        _app: app,
+    }
+}
+
+impl Api {
+    async fn post(&self, path: &str, body: &str) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("request");
+        let status = r.status();
+        let text = r.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, String) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("request");
+        (r.status(), r.text().await.expect("body"))
+    }
+}
+
+fn assert_error(status: StatusCode, body: &Value, expected: StatusCode, code: &str) {
+    assert_eq!(status, expected, "{body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn predict_answers_in_the_compatible_shape() {
+    let api = spawn_api(true, 1_000_000).await;
+    let (status, body) = api
+        .post(
+            "/predict",
+            r#"{"coin_id": "solana", "hours_ahead": 24, "model_type": "lstm"}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for field in [
+        "coin_id",
+        "timestamp",
+        "predicted_price",
+        "confidence_interval",
+        "model_type",
+        "prediction_horizon_hours",
+        "model_version",
+        "as_of",
+        "current_price",
+    ] {
+        assert!(!body[field].is_null(), "{field} missing: {body}");
+    }
+    assert_eq!(body["prediction_horizon_hours"], 24);
+    assert_eq!(body["as_of"], "2023-12-30T20:00:00Z");
+    assert_eq!(body["timestamp"], "2023-12-31T20:00:00Z");
+    let (lo, p, hi) = (
+        body["confidence_interval"]["lower"]
+            .as_f64()
+            .expect("lower"),
+        body["predicted_price"].as_f64().expect("price"),
+        body["confidence_interval"]["upper"]
+            .as_f64()
+            .expect("upper"),
+    );
+    assert!(lo < p && p < hi, "{body}");
+    assert_eq!(body["confidence_interval"]["level"], 0.9);
+    // Defaults: hours_ahead 1, the champion; solana is the only served coin here.
+    let (status, body) = api.post("/predict", r#"{"coin_id": "solana"}"#).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["prediction_horizon_hours"], 1);
+
+    let (status, _) = api.get("/health").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, text) = api.get("/ready").await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let (_, text) = api.get("/models/status").await;
+    let v: Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(v["champion"]["coins"][0], "solana");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_bad_input_gets_its_status_and_a_json_error() {
+    let api = spawn_api(true, 1_000_000).await;
+    let (s, b) = api.post("/predict", r#"{"coin_id": "solana", "#).await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
+    let (s, b) = api
+        .post("/predict", r#"{"coin_id": "solana", "hours_ahead": "six"}"#)
+        .await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
+    let (s, b) = api.post("/predict", r#"{"coin": "solana"}"#).await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
+    for h in ["0", "25", "-3"] {
+        let (s, b) = api
+            .post(
+                "/predict",
+                &format!(r#"{{"coin_id": "solana", "hours_ahead": {h}}}"#),
+            )
+            .await;
+        assert_error(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "out_of_range");
+    }
+    let (s, b) = api.post("/predict", r#"{"coin_id": "dogecoin"}"#).await;
+    assert_error(s, &b, StatusCode::NOT_FOUND, "unknown_coin");
+    let (s, b) = api
+        .post("/predict", r#"{"coin_id": "<script>alert(1)</script>"}"#)
+        .await;
+    assert_error(s, &b, StatusCode::NOT_FOUND, "unknown_coin");
+    let (s, b) = api
+        .post(
+            "/predict",
+            r#"{"coin_id": "solana", "model_type": "arima"}"#,
+        )
+        .await;
+    assert_error(s, &b, StatusCode::NOT_FOUND, "unknown_model");
+    let big = format!(r#"{{"coin_id": "{}"}}"#, "a".repeat(5000));
+    let (s, b) = api.post("/predict", &big).await;
+    assert_error(s, &b, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    let r = api
+        .http
+        .post(format!("{}/predict", api.base))
+        .header("content-type", "text/plain")
+        .body(r#"{"coin_id": "solana"}"#)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let (s, text) = api.get("/no/such/route").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(text.contains("\"not_found\""), "{text}");
+
+    // Failures are counted as errors under the route template; only successes count as predictions.
+    let (_, ok) = api.post("/predict", r#"{"coin_id": "solana"}"#).await;
+    assert!(ok["predicted_price"].is_number());
+    let (_, metrics) = api.get("/metrics").await;
+    assert!(
+        metrics
+            .contains(r#"api_requests_total{endpoint="/predict",method="POST",status="error"} 11"#),
+        "{metrics}"
+    );
+    assert!(metrics
+        .contains(r#"api_requests_total{endpoint="/predict",method="POST",status="success"} 1"#));
+    assert!(metrics.contains(r#"model_predictions_total{coin_id="solana",model_type="lstm"} 1"#));
+    assert!(metrics.contains(r#"endpoint="unmatched""#));
+    assert!(
+        !metrics.contains("/no/such/route"),
+        "raw paths must not become labels"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_model_predict_is_503_and_ready_says_why() {
+    let api = spawn_api(false, 3).await;
+    let (s, b) = api.post("/predict", r#"{"coin_id": "solana"}"#).await;
+    assert_error(s, &b, StatusCode::SERVICE_UNAVAILABLE, "no_model");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("coincast train"),
+        "{b}"
+    );
+    let (s, text) = api.get("/ready").await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(text.contains("no model yet"), "{text}");
+    let (_, metrics) = api.get("/metrics").await;
+    assert!(
+        metrics.contains(r#"model_health_status{model_type="lstm"} 0"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_data_makes_the_server_unready() {
+    let api = spawn_api(true, 3).await;
+    let (s, text) = api.get("/ready").await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(text.contains("stale") && text.contains("solana"), "{text}");
+    // Stale data still serves (the forecast says what it is based on).
+    let (s, b) = api.post("/predict", r#"{"coin_id": "solana"}"#).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_have_the_contract_shape_and_pass_promtool() {
+    let api = spawn_api(true, 1_000_000).await;
+    api.post("/predict", r#"{"coin_id": "solana", "hours_ahead": 3}"#)
+        .await;
+    let r = api
+        .http
+        .get(format!("{}/metrics", api.base))
+        .send()
+        .await
+        .expect("metrics");
+    assert_eq!(
+        r.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let text = r.text().await.expect("body");
+    for (family, kind) in [
+        ("api_requests_total", "counter"),
+        ("api_request_latency_seconds", "histogram"),
+        ("api_active_requests", "gauge"),
+        ("model_predictions_total", "counter"),
+        ("model_prediction_latency_seconds", "histogram"),
+        ("model_health_status", "gauge"),
+        ("data_drift_ratio", "gauge"),
+        ("coincast_build_info", "gauge"),
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {family} {kind}")),
+            "{family} {kind}\n{text}"
+        );
+    }
+    for le in [
+        "0.01", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf",
+    ] {
+        assert!(
+            text.contains(&format!(r#"api_request_latency_seconds_bucket{{endpoint="/predict",method="POST",le="{le}"}}"#)),
+            "bucket {le}"
+        );
+    }
+    assert!(text.contains(r#"model_prediction_latency_seconds_bucket{model_type="lstm",le="5"}"#));
+    assert!(!text.contains(r#"model_prediction_latency_seconds_bucket{model_type="lstm",le="10"}"#));
+    // A real linter: promtool, from Debian's prometheus package (make test installs it).
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool missing: `make test` installs Debian's prometheus package");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("promtool");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "promtool: {report}"
+    );
+}
