@@ -1,8 +1,8 @@
 # coincast in one container: the binary, libduckdb next to it, the DuckDB file on a volume.
 #   docker build -t coincast .
 #   docker run --rm -v coincast-data:/data coincast replay /replay      (with -v <dir>:/replay:ro)
-#   docker run --rm -v coincast-data:/data -e COINCAST__COINGECKO__API_KEY=... coincast run
-# Until `coincast serve` exists, the default command is one pipeline run.
+#   docker run --rm -p 8000:8000 -v coincast-data:/data -e COINCAST__COINGECKO__API_KEY=... coincast
+# The default command is the appliance: the HTTP API on 0.0.0.0:8000 and the scheduled pipeline.
 
 FROM rust:1-bookworm AS build
 RUN apt-get update \
@@ -30,5 +30,6 @@ ENV PATH=/opt/coincast:$PATH \
     COINCAST__DATA_DIR=/data
 USER coincast
 VOLUME /data
+EXPOSE 8000
 ENTRYPOINT ["coincast"]
-CMD ["run"]
+CMD ["serve", "--bind", "0.0.0.0:8000"]

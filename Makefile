@@ -55,10 +55,10 @@ test-parity: deps venv
 	$(VENV)/bin/python tests/parity/features_parity.py --binary $(BIN) \
 	  --data $(REAL_DATA)/coingecko --coins bitcoin,solana,cardano,ripple
 
-## run: the appliance on config/default.toml. Until the server exists: one pipeline run, then status.
+## run: the appliance on config/default.toml: `coincast serve` (HTTP API on 127.0.0.1:8000, the
+## pipeline on its schedule, a catch-up run at start). Ctrl-C stops it and checkpoints the database.
 run: build
-	-target/release/coincast --data-dir $(DATA_DIR) $(CONFIG_FLAG) run
-	target/release/coincast --data-dir $(DATA_DIR) $(CONFIG_FLAG) status
+	target/release/coincast --data-dir $(DATA_DIR) $(CONFIG_FLAG) serve
 
 ## replay: load the real recorded data offline, then status
 replay: build

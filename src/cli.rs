@@ -520,31 +520,27 @@ fn execute(cli: Cli) -> anyhow::Result<Exit> {
                         key: "--bind".into(),
                         message: format!("`{bind}` is not an address like 127.0.0.1:8000"),
                     })?;
-            // This process owns the database file for as long as it serves.
-            let store = open(&settings)?;
             tch::set_num_threads(1);
-            let snapshot = coincast::serve::state::Snapshot::load(store.conn(), &settings);
-            for p in &snapshot.problems {
-                tracing::warn!("{p}");
-            }
             let metrics = std::sync::Arc::new(coincast::serve::metrics::Metrics::new()?);
-            let state = std::sync::Arc::new(coincast::serve::state::AppState::new(
-                snapshot,
-                settings.serve.clone(),
-                metrics,
-            ));
+            // The worker thread owns the database file for as long as the server runs.
+            let (worker, state) = coincast::serve::worker::Worker::start(settings.clone(), metrics)
+                .with_context(|| format!("opening {}", settings.database_path().display()))?;
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            rt.block_on(async {
+            let served = rt.block_on(async {
                 let listener = tokio::net::TcpListener::bind(addr)
                     .await
                     .with_context(|| format!("listening on {addr}"))?;
-                eprintln!("coincast serving on http://{addr} (Ctrl-C or SIGTERM to stop)");
+                eprintln!(
+                    "coincast serving on http://{addr}; pipeline schedule `{}` (Ctrl-C or SIGTERM to stop)",
+                    settings.serve.pipeline_schedule
+                );
                 coincast::serve::serve(listener, state, shutdown_signal()).await?;
                 anyhow::Ok(())
-            })?;
-            store.checkpoint()?;
+            });
+            worker.stop();
+            served?;
             eprintln!("stopped; database checkpointed");
             Ok(Exit::Ok)
         }

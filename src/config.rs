@@ -46,6 +46,16 @@ pub struct ServeSettings {
     pub max_data_age_hours: u64,
     pub max_body_bytes: usize,
     pub request_timeout_secs: u64,
+    pub pipeline_schedule: String,
+    pub api_token: SecretString,
+}
+
+impl ServeSettings {
+    /// The manual-trigger token, if one is configured.
+    pub fn api_token(&self) -> Option<&str> {
+        let t = self.api_token.expose_secret().trim();
+        (!t.is_empty()).then_some(t)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -260,6 +270,15 @@ impl Settings {
                     self.serve.bind
                 ),
             ));
+        }
+        let schedule = self.serve.pipeline_schedule.trim();
+        if !schedule.is_empty() {
+            if let Err(e) = schedule.parse::<cron::Schedule>() {
+                return Err(invalid(
+                    "serve.pipeline_schedule",
+                    format!("`{schedule}`: {e}"),
+                ));
+            }
         }
         if self.pipeline.task_attempts == 0 {
             return Err(invalid(

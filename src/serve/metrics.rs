@@ -31,6 +31,8 @@ pub struct Metrics {
     pub coincast_build_info: GaugeVec,
     pub coincast_model_age_seconds: GaugeVec,
     pub coincast_data_age_seconds: GaugeVec,
+    pub coincast_pipeline_runs_total: IntCounterVec,
+    pub coincast_pipeline_last_run_timestamp_seconds: GaugeVec,
 }
 
 impl Metrics {
@@ -102,6 +104,18 @@ impl Metrics {
                 "coincast_data_age_seconds",
                 "Seconds since the newest stored hour of each served coin",
                 &["coin_id"],
+                r
+            )?,
+            coincast_pipeline_runs_total: register_int_counter_vec_with_registry!(
+                "coincast_pipeline_runs_total",
+                "Pipeline runs of the serve worker by trigger and final state (success, partial, failed)",
+                &["trigger", "state"],
+                r
+            )?,
+            coincast_pipeline_last_run_timestamp_seconds: register_gauge_vec_with_registry!(
+                "coincast_pipeline_last_run_timestamp_seconds",
+                "Unix time at which the last pipeline run of each final state ended",
+                &["state"],
                 r
             )?,
             registry: r,

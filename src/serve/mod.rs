@@ -1,11 +1,14 @@
-//! The HTTP API (axum): `POST /predict`, `GET /health`, `/ready`, `/models/status`, `/metrics`.
+//! The HTTP API (axum): `POST /predict`, `GET /health`, `/ready`, `/models/status`, `/metrics`,
+//! `POST /api/pipeline/runs`; and the pipeline worker that runs the schedule inside `serve`.
 //! Only this module knows HTTP and the API's JSON shapes; one concern per file.
 
 pub mod error;
 pub mod health;
 pub mod metrics;
+pub mod pipeline_api;
 pub mod predict;
 pub mod state;
+pub mod worker;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +32,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/models/status", get(health::models_status))
         .route("/predict", post(predict::predict))
         .route("/metrics", get(render_metrics))
+        .route("/api/pipeline/runs", post(pipeline_api::trigger))
         .route_layer(axum::middleware::from_fn_with_state(
             metrics,
             metrics::track,

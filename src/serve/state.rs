@@ -100,6 +100,8 @@ pub struct AppState {
     pub snapshot: ArcSwap<Snapshot>,
     pub metrics: Arc<Metrics>,
     pub settings: ServeSettings,
+    /// Where manual runs are queued (None: no worker, e.g. in tests of the API alone).
+    pub pipeline: Option<Mutex<std::sync::mpsc::Sender<super::worker::Command>>>,
 }
 
 impl AppState {
@@ -108,9 +110,19 @@ impl AppState {
             snapshot: ArcSwap::from_pointee(snapshot),
             metrics,
             settings,
+            pipeline: None,
         };
         state.publish_gauges();
         state
+    }
+
+    /// Connects manual triggers to a pipeline worker.
+    pub fn with_pipeline(
+        mut self,
+        sender: std::sync::mpsc::Sender<super::worker::Command>,
+    ) -> Self {
+        self.pipeline = Some(Mutex::new(sender));
+        self
     }
 
     /// Swaps in a new snapshot (no restart, no torn reads).

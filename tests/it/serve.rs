@@ -326,3 +326,99 @@ async fn metrics_have_the_contract_shape_and_pass_promtool() {
         "promtool: {report}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_trigger_runs_the_pipeline_in_the_worker_and_needs_the_token() {
+    use crate::support::coingecko_server::CoinGeckoServer;
+    let source = CoinGeckoServer::start_ending_now(&real_coingecko(), &["solana"]).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let env: Vec<(String, String)> = [
+        ("COINCAST__COINGECKO__BASE_URL", source.base_url()),
+        ("COINCAST__COINGECKO__CALLS_PER_MINUTE", "6000".into()),
+        ("COINCAST__COINS", "solana".into()),
+        ("COINCAST__COINGECKO__BACKFILL_DAYS", "5".into()),
+        ("COINCAST__SERVE__API_TOKEN", "s3cret".into()),
+        // No schedule: only the manual trigger runs the pipeline here.
+        ("COINCAST__SERVE__PIPELINE_SCHEDULE", "".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let mut settings = coincast::config::Settings::load_with_env(None, env).expect("settings");
+    settings.data_dir = dir.path().to_path_buf();
+    let metrics = Arc::new(Metrics::new().expect("metrics"));
+    let (worker, state) =
+        coincast::serve::worker::Worker::start(settings.clone(), metrics).expect("worker");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(coincast::serve::serve(
+        listener,
+        state,
+        std::future::pending(),
+    ));
+    let http = reqwest::Client::new();
+    let post = |auth: Option<&'static str>| {
+        let mut r = http.post(format!("{base}/api/pipeline/runs"));
+        if let Some(a) = auth {
+            r = r.header("authorization", a);
+        }
+        r.send()
+    };
+    assert_eq!(
+        post(None).await.expect("req").status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        post(Some("Bearer wrong")).await.expect("req").status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let r = post(Some("Bearer s3cret")).await.expect("req");
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    // Wait until the worker reports the run done, as an operator would: through /metrics.
+    let mut done = String::new();
+    for _ in 0..200 {
+        let text = http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("body");
+        if let Some(line) = text.lines().find(|l| {
+            l.starts_with("coincast_pipeline_runs_total{") && l.contains(r#"trigger="api""#)
+        }) {
+            done = line.to_string();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        done.contains(r#"state="success""#),
+        "run not reported: {done}"
+    );
+    assert!(!source.requests().is_empty());
+    tokio::task::spawn_blocking(move || worker.stop())
+        .await
+        .expect("stop");
+    let store = coincast::store::Store::open(dir.path()).expect("reopen");
+    let trigger: String = store
+        .conn()
+        .query_row("SELECT trigger FROM pipeline_runs", [], |r| r.get(0))
+        .expect("a run");
+    assert_eq!(trigger, "api");
+    let hours: i64 = store
+        .conn()
+        .query_row("SELECT count(*) FROM market_data", [], |r| r.get(0))
+        .expect("count");
+    assert!(hours >= 5 * 24 - 2, "{hours} hours fetched");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_token_the_trigger_is_off() {
+    let api = spawn_api(false, 3).await;
+    let (s, b) = api.post("/api/pipeline/runs", "").await;
+    assert_error(s, &b, StatusCode::NOT_FOUND, "disabled");
+}

@@ -69,6 +69,30 @@ pub struct CoinGeckoServer {
 impl CoinGeckoServer {
     /// Serves the given coins from `<data_dir>/<coin>.json`.
     pub async fn start(data_dir: &Path, coins: &[&str]) -> Self {
+        Self::start_shifted(data_dir, coins, 0).await
+    }
+
+    /// As `start`, with every timestamp moved by whole hours so that the newest point lands
+    /// just before now: a live fetch "now" then finds fresh data.
+    pub async fn start_ending_now(data_dir: &Path, coins: &[&str]) -> Self {
+        let newest = coins
+            .iter()
+            .filter_map(|c| std::fs::read_to_string(data_dir.join(format!("{c}.json"))).ok())
+            .filter_map(|t| serde_json::from_str::<Value>(&t).ok())
+            .filter_map(|v| {
+                v["prices"]
+                    .as_array()
+                    .and_then(|a| a.last())
+                    .and_then(|p| p[0].as_i64())
+            })
+            .max()
+            .unwrap_or(0);
+        let hour = 3_600_000;
+        let now = chrono::Utc::now().timestamp_millis() / hour * hour;
+        Self::start_shifted(data_dir, coins, now - hour - newest).await
+    }
+
+    async fn start_shifted(data_dir: &Path, coins: &[&str], shift_ms: i64) -> Self {
         let mut charts = HashMap::new();
         for coin in coins {
             let text = std::fs::read_to_string(data_dir.join(format!("{coin}.json")))
@@ -79,7 +103,12 @@ impl CoinGeckoServer {
                     .as_array()
                     .expect("array")
                     .iter()
-                    .map(|p| (p[0].as_i64().expect("ms") + OFFSET_MS, p[1].clone()))
+                    .map(|p| {
+                        (
+                            p[0].as_i64().expect("ms") + OFFSET_MS + shift_ms,
+                            p[1].clone(),
+                        )
+                    })
                     .collect()
             };
             charts.insert(
