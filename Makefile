@@ -18,7 +18,7 @@ CONFIG ?=
 CONFIG_FLAG := $(if $(CONFIG),--config $(CONFIG),)
 CARGO_FLAGS := --release --locked
 
-.PHONY: all deps system-deps duckdb libtorch venv torch-venv build test test-rust test-parity run replay bench fmt lint clean
+.PHONY: all deps system-deps duckdb libtorch venv torch-venv build test test-rust test-parity test-rules run replay bench fmt lint clean
 
 all: build
 
@@ -44,8 +44,13 @@ build: deps
 	@mkdir -p target/release && cp -f $(BIN) target/release/coincast
 	@echo "built target/release/coincast"
 
-## test: unit + integration tests (one shared release profile), then pandas parity via the duckdb client
-test: test-rust test-parity
+## test: unit + integration tests (one shared release profile), pandas parity via the duckdb client,
+## and the Prometheus alert rules' unit tests (promtool)
+test: test-rust test-parity test-rules
+
+test-rules: system-deps
+	promtool check config config/prometheus/prometheus.yml
+	promtool test rules config/prometheus/alerts_test.yml
 
 test-rust: deps
 	cargo test $(CARGO_FLAGS)

@@ -422,3 +422,96 @@ async fn without_a_token_the_trigger_is_off() {
     let (s, b) = api.post("/api/pipeline/runs", "").await;
     assert_error(s, &b, StatusCode::NOT_FOUND, "disabled");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_prometheus_scrapes_the_server() {
+    let api = spawn_api(true, 1_000_000).await;
+    api.post("/predict", r#"{"coin_id": "solana"}"#).await;
+    let target = api.base.trim_start_matches("http://").to_string();
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(
+        dir.path().join("prometheus.yml"),
+        format!(
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
+             rule_files: ['{}']\n\
+             scrape_configs:\n  - job_name: coincast\n    static_configs:\n      - targets: ['{target}']\n",
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("config/prometheus/alerts.yml")
+                .display()
+        ),
+    )
+    .expect("config");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+        l.local_addr().expect("addr").port()
+    };
+    let mut prometheus = std::process::Command::new("prometheus")
+        .arg(format!(
+            "--config.file={}",
+            dir.path().join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("prometheus missing: `make test` installs Debian's prometheus package");
+    let prom = format!("http://127.0.0.1:{port}/api/v1");
+    let mut up = false;
+    let mut series = 0;
+    for _ in 0..60 {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let Ok(r) = api.http.get(format!("{prom}/targets")).send().await else {
+            continue;
+        };
+        let targets: Value = r.json_value().await;
+        up = targets["data"]["activeTargets"][0]["health"] == "up";
+        if !up {
+            continue;
+        }
+        let q: Value = api
+            .http
+            .get(format!("{prom}/query"))
+            .query(&[(
+                "query",
+                r#"api_requests_total{endpoint="/predict",status="success"}"#,
+            )])
+            .send()
+            .await
+            .expect("query")
+            .json_value()
+            .await;
+        series = q["data"]["result"].as_array().map_or(0, Vec::len);
+        if series > 0 {
+            break;
+        }
+    }
+    let rules: Value = api
+        .http
+        .get(format!("{prom}/rules"))
+        .send()
+        .await
+        .expect("rules")
+        .json_value()
+        .await;
+    let _ = prometheus.kill();
+    let _ = prometheus.wait();
+    assert!(up, "the scrape target never became healthy");
+    assert_eq!(series, 1, "no api_requests_total series from the scrape");
+    let groups = rules["data"]["groups"].as_array().map_or(0, Vec::len);
+    assert_eq!(groups, 2, "alert rules not loaded: {rules}");
+}
+
+trait JsonValue {
+    async fn json_value(self) -> Value;
+}
+
+impl JsonValue for reqwest::Response {
+    async fn json_value(self) -> Value {
+        let text = self.text().await.unwrap_or_default();
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+}
