@@ -46,6 +46,7 @@ pub struct ServeSettings {
     pub max_data_age_hours: u64,
     pub max_body_bytes: usize,
     pub request_timeout_secs: u64,
+    pub max_concurrent_requests: usize,
     pub pipeline_schedule: String,
     pub api_token: SecretString,
 }
@@ -269,6 +270,12 @@ impl Settings {
                     "`{}` is not an address like 127.0.0.1:8000",
                     self.serve.bind
                 ),
+            ));
+        }
+        if self.serve.max_concurrent_requests == 0 {
+            return Err(invalid(
+                "serve.max_concurrent_requests",
+                "must be at least 1".into(),
             ));
         }
         let schedule = self.serve.pipeline_schedule.trim();

@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod health;
+pub mod limit;
 pub mod metrics;
 pub mod pipeline_api;
 pub mod predict;
@@ -38,6 +39,12 @@ pub fn router(state: Arc<AppState>) -> Router {
             metrics::track,
         ))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(tokio::sync::Semaphore::new(
+                state.settings.max_concurrent_requests,
+            )),
+            limit::shed,
+        ))
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
