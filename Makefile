@@ -46,7 +46,7 @@ build: deps
 
 ## test: unit + integration tests (one shared release profile), pandas parity via the duckdb client,
 ## and the Prometheus alert rules' unit tests (promtool)
-test: test-rust test-parity test-rules
+test: test-rules test-rust test-parity
 
 test-rules: system-deps
 	promtool check config config/prometheus/prometheus.yml
