@@ -71,11 +71,13 @@ replay: build
 	target/release/coincast --data-dir $(DATA_DIR) $(CONFIG_FLAG) status
 
 ## bench: prints figures (replay, feature builds, incremental run, pandas ratio, walk-forward, LSTM
-## training and inference, and the same LSTM in PyTorch-Python: its venv downloads ~2.5 GB once)
+## training and inference, the same LSTM in PyTorch-Python: its venv downloads ~2.5 GB once; and
+## the HTTP load benchmark with wrk)
 bench: deps venv torch-venv
 	cargo bench --profile release --locked --bench pipeline -- \
 	  --pandas "$(VENV)/bin/python bench/pandas_features.py" \
 	  --pytorch "$(CACHE)/torchvenv/bin/python bench/pytorch_lstm.py"
+	bench/load.sh $(BIN) $(REAL_DATA)/coingecko
 
 torch-venv:
 	@[ -x $(CACHE)/torchvenv/bin/python ] && $(CACHE)/torchvenv/bin/python -c 'import torch' 2>/dev/null || \

@@ -475,6 +475,9 @@ impl TrainedLstm {
         samples: &[(usize, usize)],
         series: &[&CoinSeries],
     ) -> Result<Vec<Vec<f64>>, ModelError> {
+        // OpenMP's thread count is per calling thread: set it here, on whatever thread infers
+        // (a server's blocking pool included), or libtorch spins up one worker per core.
+        tch::set_num_threads(self.card.spec.threads);
         let mut out = Vec::with_capacity(samples.len());
         for chunk in samples.chunks(4096) {
             let x = batch_inputs(scaling, chunk, series).to_device(self.device);

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Load benchmark of `coincast serve` (part of `make bench`): wrk against POST /predict on
+# 127.0.0.1 at fixed concurrency levels; throughput, p50/p99 latency, peak RSS, time to /ready.
+# usage: bench/load.sh BINARY REAL_DATA_DIR
+set -euo pipefail
+BIN=$1; DATA=$2
+command -v wrk >/dev/null || { SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends wrk >/dev/null 2>&1; }
+WORK=$(mktemp -d); trap 'kill $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
+export COINCAST__SERVE__PIPELINE_SCHEDULE=""            # no pipeline runs during the benchmark
+export COINCAST__SERVE__MAX_DATA_AGE_HOURS=1000000      # the recorded data is from 2023
+export COINCAST__SERVE__MAX_CONCURRENT_REQUESTS=1024
+"$BIN" --data-dir "$WORK" replay "$DATA" --coins solana,bitcoin >/dev/null
+"$BIN" --data-dir "$WORK" train --coins solana,bitcoin --epochs 1 --windows 2 >/dev/null
+MODEL=$("$BIN" --data-dir "$WORK" models list | awk 'NR==1{print $1}')
+"$BIN" --data-dir "$WORK" models promote "$MODEL" --force >/dev/null
+PORT=18765
+START=$(date +%s.%N)
+"$BIN" --data-dir "$WORK" serve --bind 127.0.0.1:$PORT 2>"$WORK/serve.log" &
+PID=$!
+until curl -sf "127.0.0.1:$PORT/ready" >/dev/null; do sleep 0.01; done
+READY=$(echo "$(date +%s.%N) - $START" | bc)
+printf 'serve: /ready after %.2f s (model + 2 coins loaded)\n' "$READY"
+cat > "$WORK/post.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = '{"coin_id": "solana", "hours_ahead": 24}'
+wrk.headers["Content-Type"] = "application/json"
+LUA
+for c in 1 8 32 64; do
+  t=$(( c < 2 ? 1 : 2 ))
+  out=$(wrk -t$t -c$c -d5s --latency -s "$WORK/post.lua" "http://127.0.0.1:$PORT/predict")
+  rps=$(echo "$out" | awk '/Requests\/sec/{print $2}')
+  p50=$(echo "$out" | awk '$1=="50%"{print $2}')
+  p99=$(echo "$out" | awk '$1=="99%"{print $2}')
+  errs=$(echo "$out" | awk '/Non-2xx/{print $NF}')
+  printf 'load: POST /predict, %2d connections, 5 s: %8s req/s, p50 %7s, p99 %7s, non-2xx %s\n' "$c" "$rps" "$p50" "$p99" "${errs:-0}"
+done
+printf 'serve: peak RSS %s MB after the load\n' "$(awk '/VmHWM/{printf "%.0f", $2/1024}' /proc/$PID/status)"
