@@ -4,56 +4,15 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::{real_coingecko, TestApp};
-use coincast::model::evaluate::{Protocol, DEFAULT_PROTOCOL};
+use crate::support::{real_coingecko, small_protocol, small_spec, TestApp};
 use coincast::model::lstm::{LstmSpec, TrainedLstm, DEFAULT_SPEC};
 use coincast::model::registry;
-use coincast::model::train::{train_and_register, TrainOutcome, TrainRequest};
-use coincast::model::ModelError;
-
-/// A small, fast spec: 12-hour inputs, 8 hidden units, 2 short epochs.
-fn small_spec() -> LstmSpec {
-    let mut s = LstmSpec::parse("models/lstm.toml", DEFAULT_SPEC).expect("spec");
-    s.lookback_hours = 12;
-    s.hidden_size = 8;
-    s.epochs = 2;
-    s.samples_per_epoch = 2000;
-    s.batch_size = 128;
-    s.device = "cpu".into();
-    s.features = vec![
-        "price_change_1h".into(),
-        "volatility_24h".into(),
-        "hour_sin".into(),
-        "hour_cos".into(),
-    ];
-    s
-}
-
-fn protocol() -> Protocol {
-    let mut p = Protocol::parse("models/baselines.toml", DEFAULT_PROTOCOL).expect("protocol");
-    p.windows = 2;
-    p
-}
+use coincast::model::train::{train_and_register, TrainRequest};
 
 async fn app_with(coins: &[&str]) -> TestApp {
     let app = TestApp::new(&[]);
     app.replay(&real_coingecko(), Some(coins)).await;
     app
-}
-
-fn train(app: &TestApp, spec: LstmSpec, min_score: f64) -> Result<TrainOutcome, ModelError> {
-    train_and_register(
-        app.store.conn(),
-        TrainRequest {
-            coins: &["solana".to_string()],
-            vs_currency: "usd",
-            spec,
-            protocol: protocol(),
-            min_score,
-            data_dir: app.dir.path(),
-        },
-        |_, _, _| {},
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,7 +22,7 @@ async fn a_weak_model_is_refused_by_the_gate_and_tracked() {
     weak.hidden_size = 2;
     weak.learning_rate = 0.5;
     weak.epochs = 1;
-    let o = train(&app, weak, 0.0).expect("trains");
+    let o = app.train_solana(weak, 0.0).expect("trains");
     assert!(!o.verdict.passed, "{:?}", o.verdict);
     assert!(
         o.verdict.reason.contains("does not beat persistence"),
@@ -116,7 +75,7 @@ async fn a_weak_model_is_refused_by_the_gate_and_tracked() {
 async fn promotion_compares_with_the_champion_and_rolls_back() {
     let app = app_with(&["solana"]).await;
     // A floor below any plausible skill: the first model becomes champion.
-    let first = train(&app, small_spec(), -10.0).expect("first");
+    let first = app.train_solana(small_spec(), -10.0).expect("first");
     assert!(first.verdict.passed);
     assert_eq!(
         registry::champion(app.store.conn())
@@ -126,7 +85,7 @@ async fn promotion_compares_with_the_champion_and_rolls_back() {
     );
     let mut other = small_spec();
     other.seed = 8;
-    let second = train(&app, other, -10.0).expect("second");
+    let second = app.train_solana(other, -10.0).expect("second");
     // The champion was evaluated on the same windows; the verdict names it either way.
     assert!(second.evaluation.rows.iter().any(|r| r.model == "champion"));
     assert!(
@@ -172,7 +131,7 @@ async fn promotion_compares_with_the_champion_and_rolls_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_saved_model_predicts_identically_in_another_process() {
     let app = app_with(&["solana"]).await;
-    let o = train(&app, small_spec(), -10.0).expect("trains");
+    let o = app.train_solana(small_spec(), -10.0).expect("trains");
     let loaded = TrainedLstm::load(&o.artifact, tch::Device::Cpu).expect("loads");
     let series = coincast::model::dataset::CoinSeries::load(
         app.store.conn(),
@@ -233,7 +192,7 @@ async fn a_saved_model_predicts_identically_in_another_process() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupted_or_incompatible_artifacts_are_refused() {
     let app = app_with(&["solana"]).await;
-    let o = train(&app, small_spec(), -10.0).expect("trains");
+    let o = app.train_solana(small_spec(), -10.0).expect("trains");
     let copy = |name: &str| {
         let dir = app.dir.path().join(name);
         std::fs::create_dir_all(&dir).expect("dir");
@@ -306,7 +265,7 @@ async fn too_little_data_or_a_missing_gpu_registers_nothing() {
             coins: &["tiny".to_string()],
             vs_currency: "usd",
             spec: small_spec(),
-            protocol: protocol(),
+            protocol: small_protocol(),
             min_score: -10.0,
             data_dir: app.dir.path(),
         },
@@ -335,7 +294,7 @@ async fn too_little_data_or_a_missing_gpu_registers_nothing() {
                 s.features.push("no_such_feature".into());
                 s
             },
-            protocol: protocol(),
+            protocol: small_protocol(),
             min_score: 0.0,
             data_dir: err.dir.path(),
         },

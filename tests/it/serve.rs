@@ -6,12 +6,23 @@ use std::sync::Arc;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::support::{real_coingecko, TestApp};
-use coincast::model::evaluate::{Protocol, DEFAULT_PROTOCOL};
-use coincast::model::lstm::{LstmSpec, DEFAULT_SPEC};
-use coincast::model::train::{train_and_register, TrainRequest};
+use crate::support::{real_coingecko, small_spec, TestApp};
 use coincast::serve::metrics::Metrics;
 use coincast::serve::state::{AppState, Snapshot};
+
+/// Serves the app on a free port of 127.0.0.1; returns its base URL.
+async fn serve_on_localhost(state: Arc<AppState>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(coincast::serve::serve(
+        listener,
+        state,
+        std::future::pending(),
+    ));
+    base
+}
 
 struct Api {
     base: String,
@@ -24,27 +35,10 @@ async fn spawn_api(with_model: bool, max_data_age_hours: u64) -> Api {
     let app = TestApp::new(&[]);
     app.replay(&real_coingecko(), Some(&["solana"])).await;
     if with_model {
-        let mut spec = LstmSpec::parse("models/lstm.toml", DEFAULT_SPEC).expect("spec");
-        spec.lookback_hours = 12;
-        spec.hidden_size = 8;
+        let mut spec = small_spec();
         spec.epochs = 1;
         spec.samples_per_epoch = 1000;
-        spec.device = "cpu".into();
-        let mut protocol = Protocol::parse("b", DEFAULT_PROTOCOL).expect("protocol");
-        protocol.windows = 2;
-        train_and_register(
-            app.store.conn(),
-            TrainRequest {
-                coins: &["solana".to_string()],
-                vs_currency: "usd",
-                spec,
-                protocol,
-                min_score: -10.0,
-                data_dir: app.dir.path(),
-            },
-            |_, _, _| {},
-        )
-        .expect("champion");
+        app.train_solana(spec, -10.0).expect("champion");
     }
     let mut settings = app.settings.clone();
     settings.serve.max_data_age_hours = max_data_age_hours;
@@ -52,15 +46,7 @@ async fn spawn_api(with_model: bool, max_data_age_hours: u64) -> Api {
     let snapshot = Snapshot::load(app.store.conn(), &settings);
     let metrics = Arc::new(Metrics::new().expect("metrics"));
     let state = Arc::new(AppState::new(snapshot, settings.serve.clone(), metrics));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(coincast::serve::serve(
-        listener,
-        state,
-        std::future::pending(),
-    ));
+    let base = serve_on_localhost(state).await;
     Api {
         base,
         http: reqwest::Client::new(),
@@ -349,15 +335,7 @@ async fn a_manual_trigger_runs_the_pipeline_in_the_worker_and_needs_the_token() 
     let metrics = Arc::new(Metrics::new().expect("metrics"));
     let (worker, state) =
         coincast::serve::worker::Worker::start(settings.clone(), metrics).expect("worker");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(coincast::serve::serve(
-        listener,
-        state,
-        std::future::pending(),
-    ));
+    let base = serve_on_localhost(state).await;
     let http = reqwest::Client::new();
     let post = |auth: Option<&'static str>| {
         let mut r = http.post(format!("{base}/api/pipeline/runs"));

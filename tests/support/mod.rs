@@ -10,6 +10,10 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use coincast::config::Settings;
 use coincast::ingest::coingecko::CoinGeckoClient;
+use coincast::model::evaluate::{Protocol, DEFAULT_PROTOCOL};
+use coincast::model::lstm::{LstmSpec, DEFAULT_SPEC};
+use coincast::model::train::{train_and_register, TrainOutcome, TrainRequest};
+use coincast::model::ModelError;
 use coincast::pipeline::{self, Extract, RunReport};
 use coincast::quality::RuleSet;
 use coincast::store::Store;
@@ -35,6 +39,31 @@ pub fn t(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s)
         .expect("RFC 3339 time")
         .with_timezone(&Utc)
+}
+
+/// A small, fast LSTM spec: 12-hour inputs, 8 hidden units, 2 short epochs, 4 features.
+pub fn small_spec() -> LstmSpec {
+    let mut s = LstmSpec::parse("models/lstm.toml", DEFAULT_SPEC).expect("spec");
+    s.lookback_hours = 12;
+    s.hidden_size = 8;
+    s.epochs = 2;
+    s.samples_per_epoch = 2000;
+    s.batch_size = 128;
+    s.device = "cpu".into();
+    s.features = vec![
+        "price_change_1h".into(),
+        "volatility_24h".into(),
+        "hour_sin".into(),
+        "hour_cos".into(),
+    ];
+    s
+}
+
+/// The shipped walk-forward protocol with 2 weekly windows.
+pub fn small_protocol() -> Protocol {
+    let mut p = Protocol::parse("models/baselines.toml", DEFAULT_PROTOCOL).expect("protocol");
+    p.windows = 2;
+    p
 }
 
 pub struct TestApp {
@@ -124,6 +153,22 @@ impl TestApp {
         )
         .await
         .expect("pipeline run")
+    }
+
+    /// Trains and registers an LSTM on solana (which must be loaded) with the given gate floor.
+    pub fn train_solana(&self, spec: LstmSpec, min_score: f64) -> Result<TrainOutcome, ModelError> {
+        train_and_register(
+            self.store.conn(),
+            TrainRequest {
+                coins: &["solana".to_string()],
+                vs_currency: "usd",
+                spec,
+                protocol: small_protocol(),
+                min_score,
+                data_dir: self.dir.path(),
+            },
+            |_, _, _| {},
+        )
     }
 
     pub fn count(&self, sql: &str) -> i64 {
