@@ -1,4 +1,4 @@
-//! The forecaster (issue 3, in progress): the dataset from `features`, the baselines every model
+//! The forecaster: the dataset from `features`, the baselines every model
 //! is judged against, walk-forward evaluation with split-conformal intervals, and the LSTM
 //! (`lstm`), one more [`baselines::Forecaster`] evaluated by the same code.
 //!
