@@ -2,6 +2,7 @@
 //! `POST /api/pipeline/runs`; and the pipeline worker that runs the schedule inside `serve`.
 //! Only this module knows HTTP and the API's JSON shapes; one concern per file.
 
+pub mod batch;
 pub mod error;
 pub mod health;
 pub mod limit;
@@ -32,6 +33,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/ready", get(health::ready))
         .route("/models/status", get(health::models_status))
         .route("/predict", post(predict::predict))
+        .route("/predict/batch", post(batch::predict_batch))
         .route("/metrics", get(render_metrics))
         .route("/api/pipeline/runs", post(pipeline_api::trigger))
         .route_layer(axum::middleware::from_fn_with_state(

@@ -493,3 +493,82 @@ impl JsonValue for reqwest::Response {
         serde_json::from_str(&text).unwrap_or(Value::Null)
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_backtests_every_hour_with_actuals_and_checks_its_range() {
+    let api = spawn_api(true, 1_000_000).await;
+    let (s, b) = api
+        .post(
+            "/predict/batch",
+            r#"{"coin_id": "solana", "start_date": "2023-12-20", "end_date": "2023-12-21", "hours_ahead": 24}"#,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let preds = b["predictions"].as_array().expect("predictions");
+    assert_eq!(
+        preds.len() + b["skipped_hours"].as_u64().unwrap_or(0) as usize,
+        48
+    );
+    assert_eq!(
+        preds.len(),
+        48,
+        "the end day is included and the data is complete there"
+    );
+    assert_eq!(preds[0]["as_of"], "2023-12-20T00:00:00Z");
+    assert_eq!(preds[0]["timestamp"], "2023-12-21T00:00:00Z");
+    assert_eq!(preds[47]["as_of"], "2023-12-21T23:00:00Z");
+    for p in preds {
+        let (lo, mid, hi) = (
+            p["lower"].as_f64().expect("lower"),
+            p["predicted_price"].as_f64().expect("price"),
+            p["upper"].as_f64().expect("upper"),
+        );
+        assert!(lo < mid && mid < hi, "{p}");
+        assert!(
+            p["actual_price"].is_number(),
+            "actuals are known in 2023: {p}"
+        );
+    }
+    // The newest hours have no actual yet; hours past the data have no forecast.
+    let (_, b) = api
+        .post(
+            "/predict/batch",
+            r#"{"coin_id": "solana", "start_date": "2023-12-30", "end_date": "2023-12-31"}"#,
+        )
+        .await;
+    let preds = b["predictions"].as_array().expect("predictions");
+    assert_eq!(preds.len(), 21, "2023-12-30 00:00 .. 20:00");
+    assert!(preds.last().is_some_and(|p| p["actual_price"].is_null()));
+    assert_eq!(b["skipped_hours"], 48 - 21);
+
+    for (body, code) in [
+        (
+            r#"{"coin_id": "solana", "start_date": "2023-12-21", "end_date": "2023-12-20"}"#,
+            "out_of_range",
+        ),
+        (
+            r#"{"coin_id": "solana", "start_date": "yesterday", "end_date": "2023-12-20"}"#,
+            "out_of_range",
+        ),
+        (
+            r#"{"coin_id": "solana", "start_date": "2023-01-01", "end_date": "2023-12-20"}"#,
+            "out_of_range",
+        ),
+        (
+            r#"{"coin_id": "solana", "start_date": "2023-12-20", "end_date": "2023-12-21", "hours_ahead": 30}"#,
+            "out_of_range",
+        ),
+    ] {
+        let (s, b) = api.post("/predict/batch", body).await;
+        assert_error(s, &b, StatusCode::UNPROCESSABLE_ENTITY, code);
+    }
+    let (s, b) = api
+        .post(
+            "/predict/batch",
+            r#"{"coin_id": "dogecoin", "start_date": "2023-12-20", "end_date": "2023-12-20"}"#,
+        )
+        .await;
+    assert_error(s, &b, StatusCode::NOT_FOUND, "unknown_coin");
+    let (s, b) = api.post("/predict/batch", r#"{"coin_id": "solana"}"#).await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
+}

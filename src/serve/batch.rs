@@ -1,0 +1,210 @@
+//! `POST /predict/batch`: a backtest a user can query. For every hour in [start_date, end_date]
+//! (the end day included), the champion's forecast `hours_ahead` ahead from the data available at
+//! that hour, with the actual price where it is known. From memory, one batched forward pass.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::Json;
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::error::{ApiError, ApiJson};
+use super::state::AppState;
+use crate::config::is_valid_coin_id;
+
+/// Most hours one batch may cover (90 days).
+pub const MAX_BATCH_HOURS: i64 = 90 * 24;
+
+fn default_coin() -> String {
+    "bitcoin".into()
+}
+
+fn default_hours() -> i64 {
+    1
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    #[serde(default = "default_coin")]
+    pub coin_id: String,
+    /// `YYYY-MM-DD` (from 00:00 UTC) or an RFC 3339 time.
+    pub start_date: String,
+    /// `YYYY-MM-DD` (through 23:00 UTC of that day) or an RFC 3339 time.
+    pub end_date: String,
+    #[serde(default = "default_hours")]
+    pub hours_ahead: i64,
+    #[serde(default)]
+    pub model_type: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BatchPrediction {
+    pub as_of: String,
+    pub timestamp: String,
+    pub current_price: f64,
+    pub predicted_price: f64,
+    pub lower: f64,
+    pub upper: f64,
+    /// The price at `timestamp`, when it is already stored.
+    pub actual_price: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BatchResponse {
+    pub coin_id: String,
+    pub model_type: String,
+    pub model_version: String,
+    pub prediction_horizon_hours: i64,
+    pub interval_level: f64,
+    pub predictions: Vec<BatchPrediction>,
+    /// Hours of the range without a forecast (missing data in the lookback window, or no data).
+    pub skipped_hours: usize,
+}
+
+/// The hour (since the epoch) a date bound stands for.
+fn parse_bound(field: &str, text: &str, end: bool) -> Result<i64, ApiError> {
+    if let Ok(day) = NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d") {
+        let hours = day
+            .and_hms_opt(0, 0, 0)
+            .map(|t| t.and_utc().timestamp() / 3600);
+        return hours
+            .map(|h| if end { h + 23 } else { h })
+            .ok_or_else(|| ApiError::unprocessable(format!("{field}: `{text}` is out of range")));
+    }
+    DateTime::parse_from_rfc3339(text.trim())
+        .map(|t| t.with_timezone(&Utc).timestamp().div_euclid(3600))
+        .map_err(|_| {
+            ApiError::unprocessable(format!(
+                "{field}: `{text}` is neither YYYY-MM-DD nor an RFC 3339 time"
+            ))
+        })
+}
+
+pub async fn predict_batch(
+    State(state): State<Arc<AppState>>,
+    ApiJson(req): ApiJson<BatchRequest>,
+) -> Result<Json<BatchResponse>, ApiError> {
+    if !(1..=24).contains(&req.hours_ahead) {
+        return Err(ApiError::unprocessable(format!(
+            "hours_ahead must be between 1 and 24, got {}",
+            req.hours_ahead
+        )));
+    }
+    let start = parse_bound("start_date", &req.start_date, false)?;
+    let end = parse_bound("end_date", &req.end_date, true)?;
+    if end < start {
+        return Err(ApiError::unprocessable(format!(
+            "end_date ({}) is before start_date ({})",
+            req.end_date, req.start_date
+        )));
+    }
+    if end - start + 1 > MAX_BATCH_HOURS {
+        return Err(ApiError::unprocessable(format!(
+            "the range covers {} hours; at most {MAX_BATCH_HOURS} (90 days) per request",
+            end - start + 1
+        )));
+    }
+    let snap = state.snapshot.load_full();
+    let Some(model) = snap.model.clone() else {
+        return Err(ApiError::unavailable("no_model", snap.problems.join("; ")));
+    };
+    if let Some(t) = req.model_type.as_deref() {
+        if t != model.family && t != "champion" {
+            return Err(ApiError::not_found(
+                "unknown_model",
+                format!(
+                    "model type `{t}` is not served; available: `{}`",
+                    model.family
+                ),
+            ));
+        }
+    }
+    if !is_valid_coin_id(&req.coin_id) || !model.card.coins.contains(&req.coin_id) {
+        return Err(ApiError::not_found(
+            "unknown_coin",
+            format!(
+                "coin `{}` is not served; available: {}",
+                req.coin_id,
+                model.card.coins.join(", ")
+            ),
+        ));
+    }
+    let Some(series) = snap.series.get(&req.coin_id).cloned() else {
+        return Err(ApiError::unavailable(
+            "no_data",
+            format!("no data for `{}` yet", req.coin_id),
+        ));
+    };
+    let lookback = model.card.spec.lookback_hours;
+    let origins: Vec<usize> = (start..=end)
+        .filter_map(|h| usize::try_from(h - series.first_hour).ok())
+        .filter(|&i| series.has_inputs(i, lookback))
+        .collect();
+    let skipped = (end - start + 1) as usize - origins.len();
+    let slot = model
+        .card
+        .coins
+        .iter()
+        .position(|c| c == &req.coin_id)
+        .unwrap_or(0);
+    let width = model
+        .card
+        .interval_widths
+        .get(slot)
+        .and_then(|w| w.get(req.hours_ahead as usize - 1))
+        .copied()
+        .unwrap_or(f64::NAN);
+    let worker_model = model.clone();
+    let worker_series = series.clone();
+    let worker_origins = origins.clone();
+    let returns = tokio::task::spawn_blocking(move || {
+        let lstm = worker_model
+            .lstm
+            .lock()
+            .map_err(|_| ApiError::internal("the model lock is poisoned"))?;
+        lstm.predict_origins(&worker_series, &worker_origins)
+            .map_err(|e| ApiError::unavailable("data_incomplete", e.to_string()))
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("inference task failed: {e}")))??;
+    let h = req.hours_ahead as usize;
+    let iso = |hour: i64| {
+        DateTime::<Utc>::from_timestamp(hour * 3600, 0)
+            .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
+            .unwrap_or_default()
+    };
+    let predictions = origins
+        .iter()
+        .zip(returns)
+        .map(|(&i, r)| {
+            let price = series.price[i];
+            let lr = r[h - 1];
+            let origin = series.first_hour + i as i64;
+            BatchPrediction {
+                as_of: iso(origin),
+                timestamp: iso(origin + h as i64),
+                current_price: price,
+                predicted_price: price * lr.exp(),
+                lower: price * (lr - width).exp(),
+                upper: price * (lr + width).exp(),
+                actual_price: series.price.get(i + h).copied().filter(|p| p.is_finite()),
+            }
+        })
+        .collect();
+    state
+        .metrics
+        .model_predictions_total
+        .with_label_values(&[&model.family, &req.coin_id])
+        .inc_by(origins.len() as u64);
+    Ok(Json(BatchResponse {
+        coin_id: req.coin_id,
+        model_type: model.family.clone(),
+        model_version: model.model_id.clone(),
+        prediction_horizon_hours: req.hours_ahead,
+        interval_level: model.card.spec.interval_level,
+        predictions,
+        skipped_hours: skipped,
+    }))
+}
