@@ -7,6 +7,7 @@ pub mod error;
 pub mod health;
 pub mod limit;
 pub mod metrics;
+pub mod openapi;
 pub mod pipeline_api;
 pub mod predict;
 pub mod state;
@@ -35,6 +36,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/predict", post(predict::predict))
         .route("/predict/batch", post(batch::predict_batch))
         .route("/metrics", get(render_metrics))
+        .route("/openapi.json", get(openapi::openapi))
         .route("/api/pipeline/runs", post(pipeline_api::trigger))
         .route_layer(axum::middleware::from_fn_with_state(
             metrics,

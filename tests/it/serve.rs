@@ -137,6 +137,21 @@ async fn predict_answers_in_the_compatible_shape() {
     assert_eq!(status, StatusCode::OK);
     let (status, text) = api.get("/ready").await;
     assert_eq!(status, StatusCode::OK, "{text}");
+    let (status, text) = api.get("/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    let doc: Value = serde_json::from_str(&text).expect("openapi json");
+    assert_eq!(doc["openapi"], "3.0.3");
+    for path in [
+        "/predict",
+        "/predict/batch",
+        "/health",
+        "/ready",
+        "/models/status",
+        "/metrics",
+        "/api/pipeline/runs",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} not documented");
+    }
     let (_, text) = api.get("/models/status").await;
     let v: Value = serde_json::from_str(&text).expect("json");
     assert_eq!(v["champion"]["coins"][0], "solana");

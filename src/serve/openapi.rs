@@ -1,0 +1,91 @@
+//! `GET /openapi.json`: the API described as OpenAPI 3.0, for clients and API tooling.
+
+use axum::Json;
+use serde_json::{json, Value};
+
+pub async fn openapi() -> Json<Value> {
+    Json(document())
+}
+
+fn error_response(description: &str) -> Value {
+    json!({ "description": description,
+            "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } })
+}
+
+pub fn document() -> Value {
+    json!({
+        "openapi": "3.0.3",
+        "info": { "title": "coincast", "version": env!("CARGO_PKG_VERSION"),
+                  "description": "Crypto price forecasts from the champion model, with split-conformal intervals." },
+        "paths": {
+            "/predict": { "post": {
+                "summary": "Forecast one coin and horizon from its newest hour",
+                "requestBody": { "required": true, "content": { "application/json": {
+                    "schema": { "$ref": "#/components/schemas/PredictRequest" } } } },
+                "responses": {
+                    "200": { "description": "The forecast", "content": { "application/json": {
+                        "schema": { "$ref": "#/components/schemas/PredictResponse" } } } },
+                    "400": error_response("Malformed JSON or wrong field types"),
+                    "404": error_response("Unknown coin or model type"),
+                    "413": error_response("Body larger than serve.max_body_bytes"),
+                    "415": error_response("Body is not JSON"),
+                    "422": error_response("hours_ahead outside 1..24"),
+                    "503": error_response("No model yet, incomplete data, or overloaded")
+                } } },
+            "/predict/batch": { "post": {
+                "summary": "Backtest: a forecast for every hour of a range, with actuals where known",
+                "requestBody": { "required": true, "content": { "application/json": {
+                    "schema": { "$ref": "#/components/schemas/BatchRequest" } } } },
+                "responses": {
+                    "200": { "description": "The forecasts" },
+                    "400": error_response("Malformed JSON or wrong field types"),
+                    "404": error_response("Unknown coin or model type"),
+                    "422": error_response("Dates unparsable or reversed, range over 90 days, hours_ahead outside 1..24"),
+                    "503": error_response("No model yet")
+                } } },
+            "/health": { "get": { "summary": "Liveness", "responses": { "200": { "description": "Alive" } } } },
+            "/ready": { "get": { "summary": "Readiness: a champion is loaded and the data is fresh",
+                "responses": { "200": { "description": "Ready" }, "503": error_response("Not ready, with every reason") } } },
+            "/models/status": { "get": { "summary": "The champion and the data behind it",
+                "responses": { "200": { "description": "Status" } } } },
+            "/metrics": { "get": { "summary": "Prometheus metrics (text format 0.0.4)",
+                "responses": { "200": { "description": "Metrics", "content": { "text/plain": {} } } } } },
+            "/api/pipeline/runs": { "post": {
+                "summary": "Queue a pipeline run now",
+                "security": [ { "bearer": [] } ],
+                "responses": { "202": { "description": "Queued" },
+                               "401": error_response("Missing or wrong bearer token"),
+                               "404": error_response("Off: no serve.api_token configured") } } },
+            "/openapi.json": { "get": { "summary": "This document", "responses": { "200": { "description": "OpenAPI 3.0" } } } }
+        },
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+            "schemas": {
+                "PredictRequest": { "type": "object", "additionalProperties": false, "properties": {
+                    "coin_id": { "type": "string", "default": "bitcoin" },
+                    "hours_ahead": { "type": "integer", "minimum": 1, "maximum": 24, "default": 1 },
+                    "model_type": { "type": "string", "description": "lstm or champion; default the champion" } } },
+                "BatchRequest": { "type": "object", "additionalProperties": false,
+                    "required": ["start_date", "end_date"], "properties": {
+                    "coin_id": { "type": "string", "default": "bitcoin" },
+                    "start_date": { "type": "string", "description": "YYYY-MM-DD or RFC 3339" },
+                    "end_date": { "type": "string", "description": "YYYY-MM-DD (day included) or RFC 3339" },
+                    "hours_ahead": { "type": "integer", "minimum": 1, "maximum": 24, "default": 1 },
+                    "model_type": { "type": "string" } } },
+                "PredictResponse": { "type": "object", "properties": {
+                    "coin_id": { "type": "string" },
+                    "timestamp": { "type": "string", "format": "date-time" },
+                    "predicted_price": { "type": "number" },
+                    "confidence_interval": { "type": "object", "properties": {
+                        "lower": { "type": "number" }, "upper": { "type": "number" }, "level": { "type": "number" } } },
+                    "model_type": { "type": "string" },
+                    "prediction_horizon_hours": { "type": "integer" },
+                    "model_version": { "type": "string" },
+                    "as_of": { "type": "string", "format": "date-time" },
+                    "current_price": { "type": "number" } } },
+                "Error": { "type": "object", "properties": { "error": { "type": "object", "properties": {
+                    "code": { "type": "string" }, "message": { "type": "string" } } } } }
+            }
+        }
+    })
+}
