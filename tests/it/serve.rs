@@ -135,6 +135,32 @@ async fn predict_answers_in_the_compatible_shape() {
 
     let (status, _) = api.get("/health").await;
     assert_eq!(status, StatusCode::OK);
+    // Request ids: generated when absent, kept when the client sends one.
+    let r = api
+        .http
+        .get(format!("{}/health", api.base))
+        .send()
+        .await
+        .expect("health");
+    let id = r
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    assert_eq!(id.len(), 36, "a UUID: {id}");
+    let r = api
+        .http
+        .get(format!("{}/health", api.base))
+        .header("x-request-id", "client-42")
+        .send()
+        .await
+        .expect("health");
+    assert_eq!(
+        r.headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+        Some("client-42")
+    );
     let (status, text) = api.get("/ready").await;
     assert_eq!(status, StatusCode::OK, "{text}");
     let (status, text) = api.get("/openapi.json").await;
