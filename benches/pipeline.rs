@@ -72,6 +72,22 @@ fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
+/// One line per walk-forward row: the scale-free metrics.
+fn print_rows<'a>(rows: impl Iterator<Item = &'a coincast::model::evaluate::EvalRow>) {
+    for r in rows {
+        println!(
+            "  {:<8} {:<12} h{:<2}  MAPE {:>6.3}%  skill {:>8.4}  dir {:.3}  coverage {:.3}",
+            r.coin_id,
+            r.model,
+            r.metrics.horizon,
+            r.metrics.mape,
+            r.metrics.skill,
+            r.metrics.directional_accuracy,
+            r.metrics.coverage
+        );
+    }
+}
+
 fn settings(dir: &Path) -> Settings {
     let mut s = Settings::load_with_env(None, Vec::<(String, String)>::new()).expect("settings");
     s.data_dir = dir.to_path_buf();
@@ -390,22 +406,11 @@ fn main() {
         series.len(),
         secs(t.elapsed())
     );
-    for r in eval
-        .rows
-        .iter()
-        .filter(|r| [1, 24].contains(&r.metrics.horizon))
-    {
-        println!(
-            "  {:<8} {:<12} h{:<2}  MAPE {:>6.3}%  skill {:>8.4}  dir {:.3}  coverage {:.3}",
-            r.coin_id,
-            r.model,
-            r.metrics.horizon,
-            r.metrics.mape,
-            r.metrics.skill,
-            r.metrics.directional_accuracy,
-            r.metrics.coverage
-        );
-    }
+    print_rows(
+        eval.rows
+            .iter()
+            .filter(|r| [1, 24].contains(&r.metrics.horizon)),
+    );
 
     // Issue 3: the default LSTM on all real data (training throughput, wall time), its
     // walk-forward against the baselines, and inference latency.
@@ -438,23 +443,13 @@ fn main() {
         secs(t.elapsed()),
         spec.threads
     );
-    for r in trained
-        .evaluation
-        .rows
-        .iter()
-        .filter(|r| r.model == "lstm" && [1, 24].contains(&r.metrics.horizon))
-    {
-        println!(
-            "  {:<8} {:<12} h{:<2}  MAPE {:>6.3}%  skill {:>8.4}  dir {:.3}  coverage {:.3}",
-            r.coin_id,
-            r.model,
-            r.metrics.horizon,
-            r.metrics.mape,
-            r.metrics.skill,
-            r.metrics.directional_accuracy,
-            r.metrics.coverage
-        );
-    }
+    print_rows(
+        trained
+            .evaluation
+            .rows
+            .iter()
+            .filter(|r| r.model == "lstm" && [1, 24].contains(&r.metrics.horizon)),
+    );
     println!(
         "  gate: {} (mean skill {:.5}): {}",
         if trained.verdict.passed {

@@ -1,4 +1,4 @@
-//! Chronological splits and walk-forward folds, in hours of sample *origins*.
+//! Walk-forward folds, in hours of sample *origins*.
 //!
 //! A sample with origin t uses inputs from hours (t-L, t] and targets at t+1..=t+H. Two sets of
 //! samples are independent when no target of the earlier one reaches the inputs or targets of the
@@ -73,35 +73,6 @@ impl WalkForward {
     }
 }
 
-/// A chronological train / validation / test split of origins `[first, end)` with `gap` hours
-/// between consecutive parts; `val` and `test` are shares of the whole (e.g. 0.15, 0.15).
-pub fn chronological_split(
-    origins: Range<i64>,
-    val_share: f64,
-    test_share: f64,
-    gap: i64,
-    min_train: i64,
-) -> Result<[Range<i64>; 3], WindowError> {
-    if !(0.0..1.0).contains(&val_share) || !(0.0..1.0).contains(&test_share) {
-        return Err(WindowError::Invalid("shares must be in [0, 1)"));
-    }
-    let n = origins.end - origins.start;
-    let test_len = (n as f64 * test_share).round() as i64;
-    let val_len = (n as f64 * val_share).round() as i64;
-    let train_len = n - test_len - val_len - 2 * gap;
-    if train_len < min_train.max(1) || val_len < 1 {
-        return Err(WindowError::TooShort {
-            what: "a train / validation / test split",
-            needed: min_train.max(1) + 1 + test_len + 2 * gap,
-            have: n,
-        });
-    }
-    let train = origins.start..origins.start + train_len;
-    let val = train.end + gap..train.end + gap + val_len;
-    let test = val.end + gap..origins.end;
-    Ok([train, val, test])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,14 +121,6 @@ mod tests {
                 have: 700
             }
         );
-    }
-
-    #[test]
-    fn split_has_gaps_and_no_overlap() {
-        let [train, val, test] = chronological_split(0..1000, 0.15, 0.15, 30, 10).expect("ok");
-        assert_eq!(train, 0..640);
-        assert_eq!(val, 670..820);
-        assert_eq!(test, 850..1000);
     }
 
     proptest! {

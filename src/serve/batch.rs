@@ -6,34 +6,26 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::Json;
-use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiJson};
+use super::predict::{check_hours_ahead, infer, iso_hour, resolve};
 use super::state::AppState;
-use crate::config::is_valid_coin_id;
 
 /// Most hours one batch may cover (90 days).
 pub const MAX_BATCH_HOURS: i64 = 90 * 24;
 
-fn default_coin() -> String {
-    "bitcoin".into()
-}
-
-fn default_hours() -> i64 {
-    1
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
-    #[serde(default = "default_coin")]
+    #[serde(default = "super::predict::default_coin")]
     pub coin_id: String,
     /// `YYYY-MM-DD` (from 00:00 UTC) or an RFC 3339 time.
     pub start_date: String,
     /// `YYYY-MM-DD` (through 23:00 UTC of that day) or an RFC 3339 time.
     pub end_date: String,
-    #[serde(default = "default_hours")]
+    #[serde(default = "super::predict::default_hours")]
     pub hours_ahead: i64,
     #[serde(default)]
     pub model_type: Option<String>,
@@ -86,12 +78,7 @@ pub async fn predict_batch(
     State(state): State<Arc<AppState>>,
     ApiJson(req): ApiJson<BatchRequest>,
 ) -> Result<Json<BatchResponse>, ApiError> {
-    if !(1..=24).contains(&req.hours_ahead) {
-        return Err(ApiError::unprocessable(format!(
-            "hours_ahead must be between 1 and 24, got {}",
-            req.hours_ahead
-        )));
-    }
+    check_hours_ahead(req.hours_ahead)?;
     let start = parse_bound("start_date", &req.start_date, false)?;
     let end = parse_bound("end_date", &req.end_date, true)?;
     if end < start {
@@ -106,37 +93,7 @@ pub async fn predict_batch(
             end - start + 1
         )));
     }
-    let snap = state.snapshot.load_full();
-    let Some(model) = snap.model.clone() else {
-        return Err(ApiError::unavailable("no_model", snap.problems.join("; ")));
-    };
-    if let Some(t) = req.model_type.as_deref() {
-        if t != model.family && t != "champion" {
-            return Err(ApiError::not_found(
-                "unknown_model",
-                format!(
-                    "model type `{t}` is not served; available: `{}`",
-                    model.family
-                ),
-            ));
-        }
-    }
-    if !is_valid_coin_id(&req.coin_id) || !model.card.coins.contains(&req.coin_id) {
-        return Err(ApiError::not_found(
-            "unknown_coin",
-            format!(
-                "coin `{}` is not served; available: {}",
-                req.coin_id,
-                model.card.coins.join(", ")
-            ),
-        ));
-    }
-    let Some(series) = snap.series.get(&req.coin_id).cloned() else {
-        return Err(ApiError::unavailable(
-            "no_data",
-            format!("no data for `{}` yet", req.coin_id),
-        ));
-    };
+    let (model, series) = resolve(&state, &req.coin_id, req.model_type.as_deref())?;
     let lookback = model.card.spec.lookback_hours;
     let origins: Vec<usize> = (start..=end)
         .filter_map(|h| usize::try_from(h - series.first_hour).ok())
@@ -156,25 +113,13 @@ pub async fn predict_batch(
         .and_then(|w| w.get(req.hours_ahead as usize - 1))
         .copied()
         .unwrap_or(f64::NAN);
-    let worker_model = model.clone();
-    let worker_series = series.clone();
-    let worker_origins = origins.clone();
-    let returns = tokio::task::spawn_blocking(move || {
-        let lstm = worker_model
-            .lstm
-            .lock()
-            .map_err(|_| ApiError::internal("the model lock is poisoned"))?;
+    let (worker_series, worker_origins) = (series.clone(), origins.clone());
+    let returns = infer(&model, move |lstm| {
         lstm.predict_origins(&worker_series, &worker_origins)
-            .map_err(|e| ApiError::unavailable("data_incomplete", e.to_string()))
     })
-    .await
-    .map_err(|e| ApiError::internal(format!("inference task failed: {e}")))??;
+    .await?;
     let h = req.hours_ahead as usize;
-    let iso = |hour: i64| {
-        DateTime::<Utc>::from_timestamp(hour * 3600, 0)
-            .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
-            .unwrap_or_default()
-    };
+    let iso = iso_hour;
     let predictions = origins
         .iter()
         .zip(returns)

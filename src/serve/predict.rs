@@ -17,13 +17,89 @@ use super::error::{ApiError, ApiJson};
 use super::state::{AppState, ServingModel};
 use crate::config::is_valid_coin_id;
 use crate::model::dataset::CoinSeries;
+use crate::model::lstm::TrainedLstm;
+use crate::model::ModelError;
 
-fn default_coin() -> String {
+pub(super) fn default_coin() -> String {
     "bitcoin".into()
 }
 
-fn default_hours() -> i64 {
+pub(super) fn default_hours() -> i64 {
     1
+}
+
+/// 422 unless 1 <= hours_ahead <= 24.
+pub(super) fn check_hours_ahead(hours_ahead: i64) -> Result<(), ApiError> {
+    if (1..=24).contains(&hours_ahead) {
+        return Ok(());
+    }
+    Err(ApiError::unprocessable(format!(
+        "hours_ahead must be between 1 and 24, got {hours_ahead}"
+    )))
+}
+
+/// The served model and the coin's series for a request: 503 without a model, 404 for a model
+/// type or coin that is not served, 503 when the coin has no data yet.
+pub(super) fn resolve(
+    state: &AppState,
+    coin_id: &str,
+    model_type: Option<&str>,
+) -> Result<(Arc<ServingModel>, Arc<CoinSeries>), ApiError> {
+    let snap = state.snapshot.load_full();
+    let Some(model) = snap.model.clone() else {
+        return Err(ApiError::unavailable("no_model", snap.problems.join("; ")));
+    };
+    if let Some(t) = model_type {
+        if t != model.family && t != "champion" {
+            return Err(ApiError::not_found(
+                "unknown_model",
+                format!(
+                    "model type `{t}` is not served; available: `{}` (the champion)",
+                    model.family
+                ),
+            ));
+        }
+    }
+    if !is_valid_coin_id(coin_id) || !model.card.coins.iter().any(|c| c == coin_id) {
+        return Err(ApiError::not_found(
+            "unknown_coin",
+            format!(
+                "coin `{coin_id}` is not served; available: {}",
+                model.card.coins.join(", ")
+            ),
+        ));
+    }
+    let Some(series) = snap.series.get(coin_id).cloned() else {
+        return Err(ApiError::unavailable(
+            "no_data",
+            format!("no data for `{coin_id}` yet: run `coincast run`"),
+        ));
+    };
+    Ok((model, series))
+}
+
+/// Runs inference on the blocking pool under the model's lock (tch tensors are not Sync).
+pub(super) async fn infer<T: Send + 'static>(
+    model: &Arc<ServingModel>,
+    f: impl FnOnce(&TrainedLstm) -> Result<T, ModelError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let model = model.clone();
+    tokio::task::spawn_blocking(move || {
+        let lstm = model
+            .lstm
+            .lock()
+            .map_err(|_| ApiError::internal("the model lock is poisoned"))?;
+        f(&lstm).map_err(|e| ApiError::unavailable("data_incomplete", e.to_string()))
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("inference task failed: {e}")))?
+}
+
+/// An hour since the epoch as ISO 8601 UTC.
+pub(super) fn iso_hour(hour: i64) -> String {
+    DateTime::<Utc>::from_timestamp(hour * 3600, 0)
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
+        .unwrap_or_default()
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,56 +141,11 @@ pub async fn predict(
     State(state): State<Arc<AppState>>,
     ApiJson(req): ApiJson<PredictRequest>,
 ) -> Result<Json<PredictResponse>, ApiError> {
-    if !(1..=24).contains(&req.hours_ahead) {
-        return Err(ApiError::unprocessable(format!(
-            "hours_ahead must be between 1 and 24, got {}",
-            req.hours_ahead
-        )));
-    }
-    let snap = state.snapshot.load_full();
-    let Some(model) = snap.model.clone() else {
-        return Err(ApiError::unavailable("no_model", snap.problems.join("; ")));
-    };
-    if let Some(t) = req.model_type.as_deref() {
-        if t != model.family && t != "champion" {
-            return Err(ApiError::not_found(
-                "unknown_model",
-                format!(
-                    "model type `{t}` is not served; available: `{}` (the champion)",
-                    model.family
-                ),
-            ));
-        }
-    }
-    if !is_valid_coin_id(&req.coin_id) || !model.card.coins.contains(&req.coin_id) {
-        return Err(ApiError::not_found(
-            "unknown_coin",
-            format!(
-                "coin `{}` is not served; available: {}",
-                req.coin_id,
-                model.card.coins.join(", ")
-            ),
-        ));
-    }
-    let Some(series) = snap.series.get(&req.coin_id).cloned() else {
-        return Err(ApiError::unavailable(
-            "no_data",
-            format!("no data for `{}` yet: run `coincast run`", req.coin_id),
-        ));
-    };
+    check_hours_ahead(req.hours_ahead)?;
+    let (model, series) = resolve(&state, &req.coin_id, req.model_type.as_deref())?;
     let started = Instant::now();
-    let worker_model = model.clone();
     let worker_series = series.clone();
-    let forecast = tokio::task::spawn_blocking(move || {
-        let lstm = worker_model
-            .lstm
-            .lock()
-            .map_err(|_| ApiError::internal("the model lock is poisoned"))?;
-        lstm.forecast_latest(&worker_series)
-            .map_err(|e| ApiError::unavailable("data_incomplete", e.to_string()))
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("inference task failed: {e}")))??;
+    let forecast = infer(&model, move |lstm| lstm.forecast_latest(&worker_series)).await?;
     let family = model.family.as_str();
     state
         .metrics
@@ -129,11 +160,7 @@ pub async fn predict(
         .inc();
 
     let h = &forecast.horizons[(req.hours_ahead - 1) as usize];
-    let iso = |hour: i64| {
-        DateTime::<Utc>::from_timestamp(hour * 3600, 0)
-            .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
-            .unwrap_or_default()
-    };
+    let iso = iso_hour;
     Ok(Json(PredictResponse {
         coin_id: forecast.coin_id.clone(),
         timestamp: iso(forecast.as_of_hour + req.hours_ahead),

@@ -95,10 +95,6 @@ impl Worker {
         ))
     }
 
-    pub fn sender(&self) -> Sender<Command> {
-        self.sender.clone()
-    }
-
     /// Stops promptly: a run in flight is interrupted (recorded as failed; every task's writes
     /// are transactional), queued runs are dropped, then the database is checkpointed.
     pub fn stop(mut self) {

@@ -85,17 +85,6 @@ impl Store {
         })
     }
 
-    /// An in-memory database with the full schema (tests and benchmarks).
-    pub fn open_in_memory() -> Result<Self, StoreError> {
-        let conn = Connection::open_in_memory()?;
-        conn.execute_batch("SET TimeZone = 'UTC';")?;
-        migrate::apply(&conn, Path::new(":memory:"))?;
-        Ok(Self {
-            conn,
-            path: PathBuf::from(":memory:"),
-        })
-    }
-
     pub fn conn(&self) -> &Connection {
         &self.conn
     }
