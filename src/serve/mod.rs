@@ -74,6 +74,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 async fn render_metrics(State(state): State<Arc<AppState>>) -> Response {
+    state.publish_gauges();
     state.metrics.render()
 }
 

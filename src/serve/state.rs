@@ -131,7 +131,9 @@ impl AppState {
         self.publish_gauges();
     }
 
-    fn publish_gauges(&self) {
+    /// Sets the health and age gauges from the current snapshot. Ages are derived at each scrape
+    /// (see `render_metrics`), so they keep growing when no pipeline run comes.
+    pub fn publish_gauges(&self) {
         let snap = self.snapshot.load();
         let now = Utc::now();
         match &snap.model {

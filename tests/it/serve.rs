@@ -302,6 +302,21 @@ async fn metrics_have_the_contract_shape_and_pass_promtool() {
         Some("text/plain; version=0.0.4; charset=utf-8")
     );
     let text = r.text().await.expect("body");
+    // Ages are derived at scrape time: they grow between scrapes even without a pipeline run.
+    let age = |text: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(r#"coincast_data_age_seconds{coin_id="solana"} "#))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(f64::NAN)
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (_, later) = api.get("/metrics").await;
+    assert!(
+        age(&later) > age(&text),
+        "{} then {}",
+        age(&text),
+        age(&later)
+    );
     for (family, kind) in [
         ("api_requests_total", "counter"),
         ("api_request_latency_seconds", "histogram"),
