@@ -8,6 +8,7 @@ command -v wrk >/dev/null || { SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends wrk >/dev/null 2>&1; }
 WORK=$(mktemp -d); trap 'kill $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 export COINCAST__SERVE__PIPELINE_SCHEDULE=""            # no pipeline runs during the benchmark
+export COINCAST__SERVE__RETRAIN_SCHEDULE=""
 export COINCAST__SERVE__MAX_DATA_AGE_HOURS=1000000      # the recorded data is from 2023
 export COINCAST__SERVE__MAX_CONCURRENT_REQUESTS=1024
 "$BIN" --data-dir "$WORK" replay "$DATA" --coins solana,bitcoin >/dev/null
@@ -36,3 +37,8 @@ for c in 1 8 32 64; do
   printf 'load: POST /predict, %2d connections, 5 s: %8s req/s, p50 %7s, p99 %7s, non-2xx %s\n' "$c" "$rps" "$p50" "$p99" "${errs:-0}"
 done
 printf 'serve: peak RSS %s MB after the load\n' "$(awk '/VmHWM/{printf "%.0f", $2/1024}' /proc/$PID/status)"
+# Every successful /predict is logged to the predictions table off the hot path.
+METRICS=$(curl -sf "127.0.0.1:$PORT/metrics")
+logged=$(echo "$METRICS" | awk '$1=="coincast_predictions_logged_total"{print $2}')
+dropped=$(echo "$METRICS" | awk '/^coincast_predictions_dropped_total/{s+=$2} END{print s+0}')
+printf 'serve: predictions logged to DuckDB during the load: %s, dropped (queue full): %s\n' "${logged:-0}" "$dropped"

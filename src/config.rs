@@ -48,6 +48,7 @@ pub struct ServeSettings {
     pub request_timeout_secs: u64,
     pub max_concurrent_requests: usize,
     pub pipeline_schedule: String,
+    pub retrain_schedule: String,
     pub api_token: SecretString,
 }
 
@@ -63,6 +64,10 @@ impl ServeSettings {
 #[serde(deny_unknown_fields)]
 pub struct ModelSettings {
     pub promotion_min_skill: f64,
+    /// LSTM spec file for training inside `serve`; empty: the built-in models/lstm.toml.
+    pub spec: String,
+    /// Walk-forward protocol file; empty: the built-in models/baselines.toml.
+    pub protocol: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -278,13 +283,15 @@ impl Settings {
                 "must be at least 1".into(),
             ));
         }
-        let schedule = self.serve.pipeline_schedule.trim();
-        if !schedule.is_empty() {
-            if let Err(e) = schedule.parse::<cron::Schedule>() {
-                return Err(invalid(
-                    "serve.pipeline_schedule",
-                    format!("`{schedule}`: {e}"),
-                ));
+        for (key, schedule) in [
+            ("serve.pipeline_schedule", &self.serve.pipeline_schedule),
+            ("serve.retrain_schedule", &self.serve.retrain_schedule),
+        ] {
+            let schedule = schedule.trim();
+            if !schedule.is_empty() {
+                if let Err(e) = schedule.parse::<cron::Schedule>() {
+                    return Err(invalid(key, format!("`{schedule}`: {e}")));
+                }
             }
         }
         if self.pipeline.task_attempts == 0 {

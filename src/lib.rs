@@ -10,6 +10,7 @@ pub mod features;
 pub mod ingest;
 pub mod merge;
 pub mod model;
+pub mod monitor;
 pub mod pipeline;
 pub mod progress;
 pub mod quality;

@@ -32,21 +32,7 @@ impl CoinSeries {
         vs_currency: &str,
         feature_names: &[String],
     ) -> Result<Self, ModelError> {
-        let known = feature_columns(conn)?;
-        for name in feature_names {
-            if !known.iter().any(|k| k == name) {
-                return Err(ModelError::UnknownFeature(name.clone()));
-            }
-        }
-        let columns = if feature_names.is_empty() {
-            "NULL AS no_features".to_string()
-        } else {
-            feature_names
-                .iter()
-                .map(|n| format!("CAST(f.\"{n}\" AS DOUBLE)"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let columns = feature_select_list(conn, feature_names)?;
         let sql = include_str!("../../sql/model/series.sql").replace("{columns}", &columns);
         let mut stmt = conn.prepare(&sql)?;
         let width = feature_names.len();
@@ -162,6 +148,29 @@ impl CoinSeries {
             .filter(|&i| self.is_valid_origin(i, lookback, horizon))
             .collect()
     }
+}
+
+/// `CAST(f."name" AS DOUBLE), ...` for a SELECT over `features f`, once every name is checked to
+/// be a column of `features` (so the names are safe to splice into SQL).
+pub fn feature_select_list(
+    conn: &Connection,
+    feature_names: &[String],
+) -> Result<String, ModelError> {
+    let known = feature_columns(conn)?;
+    for name in feature_names {
+        if !known.iter().any(|k| k == name) {
+            return Err(ModelError::UnknownFeature(name.clone()));
+        }
+    }
+    Ok(if feature_names.is_empty() {
+        "NULL AS no_features".to_string()
+    } else {
+        feature_names
+            .iter()
+            .map(|n| format!("CAST(f.\"{n}\" AS DOUBLE)"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    })
 }
 
 /// The columns of the `features` table.

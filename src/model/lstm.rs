@@ -105,6 +105,11 @@ pub fn device_name(d: Device) -> String {
     }
 }
 
+/// The bin of `x` among `edges` (sorted): how many edges are <= x.
+pub fn psi_bin(edges: &[f64], x: f64) -> usize {
+    edges.partition_point(|e| *e <= x)
+}
+
 /// What the artifact carries besides the weights.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelCard {
@@ -128,6 +133,19 @@ pub struct ModelCard {
     pub weights_sha256: String,
 }
 
+impl ModelCard {
+    /// Reads `model.json` of an artifact folder (without the weights).
+    pub fn read(dir: &Path) -> Result<Self, ModelError> {
+        let path = dir.join("model.json");
+        let art = |message: String| ModelError::Artifact {
+            path: path.display().to_string(),
+            message,
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| art(e.to_string()))?;
+        serde_json::from_str(&text).map_err(|e| art(e.to_string()))
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FeatureStats {
     pub name: String,
@@ -137,6 +155,13 @@ pub struct FeatureStats {
     pub p01: f64,
     pub p99: f64,
     pub max: f64,
+    /// Bin edges for the population stability index: the training deciles, without repeats
+    /// (a value equal to an edge falls in the bin above it). Empty in models trained before PSI.
+    #[serde(default)]
+    pub psi_edges: Vec<f64>,
+    /// Share of the training origins in each of the `psi_edges.len() + 1` bins.
+    #[serde(default)]
+    pub psi_expected: Vec<f64>,
 }
 
 struct Net {
@@ -532,11 +557,7 @@ impl TrainedLstm {
             path: path.display().to_string(),
             message,
         };
-        let card_path = dir.join("model.json");
-        let text =
-            std::fs::read_to_string(&card_path).map_err(|e| art(&card_path, e.to_string()))?;
-        let card: ModelCard =
-            serde_json::from_str(&text).map_err(|e| art(&card_path, e.to_string()))?;
+        let card = ModelCard::read(dir)?;
         let weights = dir.join("weights.safetensors");
         let sha = sha256_file(&weights)?;
         if sha != card.weights_sha256 {
@@ -688,8 +709,16 @@ fn feature_stats(
                     .copied()
                     .unwrap_or(f64::NAN)
             };
+            let mut psi_edges: Vec<f64> = (1..10).map(|d| q(d as f64 / 10.0)).collect();
+            psi_edges.dedup();
+            let mut counts = vec![0usize; psi_edges.len() + 1];
+            for x in &v {
+                counts[psi_bin(&psi_edges, *x)] += 1;
+            }
             FeatureStats {
                 name: name.clone(),
+                psi_expected: counts.iter().map(|c| *c as f64 / n).collect(),
+                psi_edges,
                 mean,
                 std,
                 min: q(0.0),

@@ -261,7 +261,7 @@ pub fn promote(conn: &Connection, model_id: &str, force: bool) -> Result<(), Mod
     }
     if !m.gate_passed && !force {
         return Err(ModelError::Gate(format!(
-            "{model_id} failed the promotion gate ({}); use --force to promote it anyway",
+            "{model_id} failed the promotion gate ({}); force the promotion (`--force`, or \"force\": true in the API) to promote it anyway",
             m.gate_reason
         )));
     }

@@ -14,6 +14,29 @@ use super::lstm::{LstmForecaster, LstmSpec, TrainReport, TrainedLstm};
 use super::registry::{self, GateVerdict, NewExperiment, NewModel};
 use super::ModelError;
 
+/// The LSTM spec in `path`, or the built-in models/lstm.toml when `path` is empty.
+pub fn spec_from(path: &str) -> Result<LstmSpec, ModelError> {
+    match path.trim() {
+        "" => LstmSpec::parse("models/lstm.toml", super::lstm::DEFAULT_SPEC),
+        p => LstmSpec::parse(p, &read_definition(p)?),
+    }
+}
+
+/// The walk-forward protocol in `path`, or the built-in models/baselines.toml when `path` is empty.
+pub fn protocol_from(path: &str) -> Result<Protocol, ModelError> {
+    match path.trim() {
+        "" => Protocol::parse("models/baselines.toml", evaluate::DEFAULT_PROTOCOL),
+        p => Protocol::parse(p, &read_definition(p)?),
+    }
+}
+
+fn read_definition(path: &str) -> Result<String, ModelError> {
+    std::fs::read_to_string(path).map_err(|e| ModelError::Definition {
+        origin: path.to_string(),
+        message: e.to_string(),
+    })
+}
+
 pub struct TrainRequest<'a> {
     pub coins: &'a [String],
     pub vs_currency: &'a str,

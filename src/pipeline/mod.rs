@@ -1,5 +1,8 @@
-//! The pipeline runner: one run = the tasks extract → quality_gate → transform, each recorded in
+//! The pipeline runner: one run = the tasks extract → quality_gate → transform → monitor, each recorded in
 //! `task_runs` (state, attempt, timings, error, log) under a `pipeline_runs` row.
+//!
+//! A fourth task, monitor, scores served predictions whose hour has arrived and stores the
+//! champion's feature PSI.
 //!
 //! Each task reads its input from the database, not from the task before it: the gate takes every
 //! `staged` batch and the transform the whole `feature_backlog`, so whatever a crashed run left
@@ -20,6 +23,8 @@ use crate::features;
 use crate::ingest::batch::{self, BatchState, StageOutcome};
 use crate::ingest::coingecko::{CoinGeckoClient, FetchError};
 use crate::ingest::{self, ExtractReport, LiveRequest};
+use crate::model;
+use crate::monitor::{self, MonitorReport};
 use crate::progress;
 use crate::quality::{self, GateOutcome, GateReport, RuleSet};
 use crate::store::Store;
@@ -102,6 +107,7 @@ pub struct RunSummary {
     pub source_unavailable: bool,
     pub gated: Vec<GatedBatch>,
     pub feature_rows: u64,
+    pub monitor: Option<MonitorReport>,
 }
 
 #[derive(Debug)]
@@ -121,7 +127,7 @@ pub async fn run(
     extract: Extract<'_>,
 ) -> Result<RunReport, PipelineError> {
     let conn = store.conn();
-    let recorder = RunRecorder::start(conn, trigger)?;
+    let recorder = RunRecorder::start(conn, "ingest", trigger)?;
     let mut summary = RunSummary::default();
     let attempts = settings.pipeline.task_attempts;
     let delay = Duration::from_secs(settings.pipeline.retry_delay_secs);
@@ -177,6 +183,17 @@ pub async fn run(
             })
             .await?;
         summary.feature_rows = built.rows_written;
+
+        // monitor
+        let monitored = recorder
+            .task("monitor", attempts, delay, || {
+                let report = monitor::run(store.conn(), &settings.vs_currency, recorder.run_id)
+                    .map_err(|e| e.to_string())?;
+                let log = monitor_log(&report);
+                Ok(TaskOutput::new(report, log))
+            })
+            .await?;
+        summary.monitor = Some(monitored);
         Ok(())
     }
     .await;
@@ -192,21 +209,120 @@ pub async fn run(
         }
         Ok(()) => (RunState::Success, None),
     };
-    recorder.finish(
-        state,
-        error.as_ref().map(ToString::to_string).as_deref(),
-        &summary,
-    )?;
-    // Keep the file readable by other processes once this one exits.
-    if let Err(e) = store.checkpoint() {
-        tracing::warn!("checkpoint after run failed: {e}");
-    }
+    finish(store, &recorder, state, error.as_ref(), &summary)?;
     Ok(RunReport {
         run_id: recorder.run_id,
         state,
         summary,
         error,
     })
+}
+
+/// What a retrain run registered.
+#[derive(Debug, Clone, Serialize)]
+pub struct RetrainSummary {
+    pub model_id: String,
+    /// Mean skill vs persistence on the walk-forward windows.
+    pub score: f64,
+    /// Whether the gate made it champion.
+    pub promoted: bool,
+    pub gate_reason: String,
+    pub train_samples: usize,
+    pub epochs: usize,
+    pub seconds: f64,
+}
+
+#[derive(Debug)]
+pub struct RetrainReport {
+    pub run_id: i64,
+    pub state: RunState,
+    pub summary: Option<RetrainSummary>,
+    pub error: Option<PipelineError>,
+}
+
+/// One retrain run, recorded like any pipeline run (trigger, a single task `train`): the LSTM
+/// from `model.spec` on every configured coin with features, evaluated walk-forward and
+/// registered through the promotion gate. It becomes champion only if the gate passes.
+pub async fn retrain(
+    store: &Store,
+    settings: &Settings,
+    trigger: &str,
+) -> Result<RetrainReport, PipelineError> {
+    let recorder = RunRecorder::start(store.conn(), "retrain", trigger)?;
+    let outcome =
+        recorder
+            .task("train", 1, Duration::ZERO, || {
+                let spec =
+                    model::train::spec_from(&settings.model.spec).map_err(|e| e.to_string())?;
+                let protocol = model::train::protocol_from(&settings.model.protocol)
+                    .map_err(|e| e.to_string())?;
+                let o = model::train::train_and_register(
+                    store.conn(),
+                    model::train::TrainRequest {
+                        coins: &settings.coins,
+                        vs_currency: &settings.vs_currency,
+                        spec,
+                        protocol,
+                        min_score: settings.model.promotion_min_skill,
+                        data_dir: &settings.data_dir,
+                    },
+                    |epoch, tl, vl| tracing::info!(epoch, train_loss = tl, val_loss = vl, "epoch"),
+                )
+                .map_err(|e| e.to_string())?;
+                let summary = RetrainSummary {
+                    model_id: o.model_id,
+                    score: o.score,
+                    promoted: o.verdict.passed,
+                    gate_reason: o.verdict.reason,
+                    train_samples: o.report.train_samples,
+                    epochs: o.report.epochs_run,
+                    seconds: o.report.seconds,
+                };
+                let log =
+                    format!(
+                "{} trained on {} samples, {} epochs in {:.1} s; mean skill {:.5}; {}: {}{}",
+                summary.model_id,
+                summary.train_samples,
+                summary.epochs,
+                summary.seconds,
+                summary.score,
+                if summary.promoted { "champion" } else { "challenger" },
+                summary.gate_reason,
+                o.skipped_coins
+                    .iter()
+                    .map(|c| format!("\nskipped {c}: no features stored"))
+                    .collect::<String>()
+            );
+                Ok(TaskOutput::new(summary, log))
+            })
+            .await;
+    let (state, summary, error) = match outcome {
+        Ok(s) => (RunState::Success, Some(s), None),
+        Err(e) => (RunState::Failed, None, Some(e)),
+    };
+    finish(store, &recorder, state, error.as_ref(), &summary)?;
+    Ok(RetrainReport {
+        run_id: recorder.run_id,
+        state,
+        summary,
+        error,
+    })
+}
+
+/// Records the end of a run, then checkpoints so that the file is readable by other processes
+/// once this one exits.
+fn finish(
+    store: &Store,
+    recorder: &RunRecorder<'_>,
+    state: RunState,
+    error: Option<&PipelineError>,
+    summary: &impl Serialize,
+) -> Result<(), PipelineError> {
+    recorder.finish(state, error.map(ToString::to_string).as_deref(), summary)?;
+    if let Err(e) = store.checkpoint() {
+        tracing::warn!("checkpoint after run {} failed: {e}", recorder.run_id);
+    }
+    Ok(())
 }
 
 /// A task's result plus the log excerpt recorded with it.
@@ -381,6 +497,22 @@ fn gate_staged(
     }
     bar.finish_and_clear();
     Ok(TaskOutput::new(gated, log))
+}
+
+fn monitor_log(report: &MonitorReport) -> String {
+    let mut log = format!("scored {} prediction(s)\n", report.scored_predictions);
+    if let Some(skipped) = &report.psi_skipped {
+        log.push_str(&format!("PSI skipped: {skipped}\n"));
+    }
+    if let Some(psi) = &report.psi {
+        for f in &psi.features {
+            log.push_str(&format!(
+                "PSI {} = {:.4} ({} values)\n",
+                f.feature, f.psi, f.observations
+            ));
+        }
+    }
+    log
 }
 
 fn problems(report: &GateReport) -> Vec<String> {

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use duckdb::{params, Connection};
 
-use super::{PipelineError, RunState, RunSummary, TaskOutput};
+use serde::Serialize;
+
+use super::{PipelineError, RunState, TaskOutput};
 
 /// Longest log excerpt kept per task attempt.
 const MAX_LOG: usize = 8 * 1024;
@@ -31,14 +33,15 @@ pub(super) struct RunRecorder<'c> {
 }
 
 impl<'c> RunRecorder<'c> {
-    pub fn start(conn: &'c Connection, trigger: &str) -> Result<Self, duckdb::Error> {
+    pub fn start(conn: &'c Connection, job: &str, trigger: &str) -> Result<Self, duckdb::Error> {
         let run_id = conn.query_row(
-            "INSERT INTO pipeline_runs (trigger, state, started_at) VALUES (?, 'running', now())
+            "INSERT INTO pipeline_runs (job, trigger, state, started_at)
+             VALUES (?, ?, 'running', now())
              RETURNING run_id",
-            params![trigger],
+            params![job, trigger],
             |r| r.get(0),
         )?;
-        tracing::info!(run_id, trigger, "pipeline run started");
+        tracing::info!(run_id, job, trigger, "pipeline run started");
         Ok(Self { conn, run_id })
     }
 
@@ -46,7 +49,7 @@ impl<'c> RunRecorder<'c> {
         &self,
         state: RunState,
         error: Option<&str>,
-        summary: &RunSummary,
+        summary: &impl Serialize,
     ) -> Result<(), duckdb::Error> {
         let summary = serde_json::to_string(summary).unwrap_or_else(|_| "{}".into());
         self.conn.execute(

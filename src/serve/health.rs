@@ -21,13 +21,13 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Result<Json<Value>, Ap
     let snap = state.snapshot.load();
     let mut reasons = snap.problems.clone();
     let now = Utc::now();
-    let max_age = chrono::Duration::hours(state.settings.max_data_age_hours as i64);
+    let max_age = chrono::Duration::hours(state.settings.serve.max_data_age_hours as i64);
     for (coin, last) in snap.last_hours() {
         if now - last > max_age {
             reasons.push(format!(
                 "{coin}: newest data is {} old (limit {} h): the data is stale; check the pipeline (`coincast status`)",
                 humanize(now - last),
-                state.settings.max_data_age_hours
+                state.settings.serve.max_data_age_hours
             ));
         }
     }
@@ -38,7 +38,7 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Result<Json<Value>, Ap
     }
 }
 
-/// The champion and the data behind it.
+/// The champion, the data behind it, the registry, live accuracy and feature drift.
 pub async fn models_status(State(state): State<Arc<AppState>>) -> Json<Value> {
     let snap = state.snapshot.load();
     let iso = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
@@ -64,6 +64,17 @@ pub async fn models_status(State(state): State<Arc<AppState>>) -> Json<Value> {
         "loaded_at": iso(snap.loaded_at),
         "coins": coins,
         "problems": snap.problems,
+        "models": snap.registry.iter().map(|m| json!({
+            "model_id": m.model_id,
+            "model_type": m.family,
+            "created_at": m.created_at,
+            "alias": m.alias,
+            "score": m.score,
+            "gate_passed": m.gate_passed,
+            "gate_reason": m.gate_reason,
+        })).collect::<Vec<_>>(),
+        "live_accuracy": snap.live_accuracy,
+        "feature_psi": snap.psi,
     }))
 }
 

@@ -11,12 +11,14 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use prometheus::{
     register_gauge_vec_with_registry, register_gauge_with_registry,
-    register_histogram_vec_with_registry, register_int_counter_vec_with_registry, Encoder, Gauge,
-    GaugeVec, HistogramVec, IntCounterVec, Registry, TextEncoder,
+    register_histogram_vec_with_registry, register_int_counter_vec_with_registry,
+    register_int_counter_with_registry, Encoder, Gauge, GaugeVec, HistogramVec, IntCounter,
+    IntCounterVec, Registry, TextEncoder,
 };
 
 const REQUEST_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 const PREDICTION_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+const TASK_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 1800.0];
 
 pub struct Metrics {
     pub registry: Registry,
@@ -33,6 +35,17 @@ pub struct Metrics {
     pub coincast_data_age_seconds: GaugeVec,
     pub coincast_pipeline_runs_total: IntCounterVec,
     pub coincast_pipeline_last_run_timestamp_seconds: GaugeVec,
+    pub coincast_task_duration_seconds: HistogramVec,
+    pub coincast_rows_ingested_total: IntCounterVec,
+    pub coincast_quality_failures_total: IntCounterVec,
+    pub coincast_feature_psi: GaugeVec,
+    pub coincast_live_mae: GaugeVec,
+    pub coincast_live_mape: GaugeVec,
+    pub coincast_live_interval_coverage: GaugeVec,
+    pub coincast_live_direction_accuracy: GaugeVec,
+    pub coincast_live_scored_forecasts: GaugeVec,
+    pub coincast_predictions_logged_total: IntCounter,
+    pub coincast_predictions_dropped_total: IntCounterVec,
 }
 
 impl Metrics {
@@ -108,14 +121,80 @@ impl Metrics {
             )?,
             coincast_pipeline_runs_total: register_int_counter_vec_with_registry!(
                 "coincast_pipeline_runs_total",
-                "Pipeline runs of the serve worker by trigger and final state (success, partial, failed)",
-                &["trigger", "state"],
+                "Pipeline runs of the serve worker by job (ingest, retrain), trigger and final state (success, partial, failed)",
+                &["job", "trigger", "state"],
                 r
             )?,
             coincast_pipeline_last_run_timestamp_seconds: register_gauge_vec_with_registry!(
                 "coincast_pipeline_last_run_timestamp_seconds",
-                "Unix time at which the last pipeline run of each final state ended",
-                &["state"],
+                "Unix time at which the last pipeline run of each job and final state ended",
+                &["job", "state"],
+                r
+            )?,
+            coincast_task_duration_seconds: register_histogram_vec_with_registry!(
+                "coincast_task_duration_seconds",
+                "Duration of each pipeline task attempt in seconds",
+                &["task"],
+                TASK_BUCKETS.to_vec(),
+                r
+            )?,
+            coincast_rows_ingested_total: register_int_counter_vec_with_registry!(
+                "coincast_rows_ingested_total",
+                "Hours merged into market_data (new or changed) by coin",
+                &["coin_id"],
+                r
+            )?,
+            coincast_quality_failures_total: register_int_counter_vec_with_registry!(
+                "coincast_quality_failures_total",
+                "Failed quality rule checks by rule and severity (error quarantines the batch)",
+                &["rule", "severity"],
+                r
+            )?,
+            coincast_feature_psi: register_gauge_vec_with_registry!(
+                "coincast_feature_psi",
+                "Population stability index of each champion input, last 24 h vs the training origins",
+                &["feature"],
+                r
+            )?,
+            coincast_live_mae: register_gauge_vec_with_registry!(
+                "coincast_live_mae",
+                "Mean absolute error of served forecasts scored in the window, in the quote currency",
+                &["coin_id", "window"],
+                r
+            )?,
+            coincast_live_mape: register_gauge_vec_with_registry!(
+                "coincast_live_mape",
+                "Mean absolute percentage error (fraction) of served forecasts scored in the window",
+                &["coin_id", "window"],
+                r
+            )?,
+            coincast_live_interval_coverage: register_gauge_vec_with_registry!(
+                "coincast_live_interval_coverage",
+                "Share of scored forecasts whose actual fell inside the interval",
+                &["coin_id", "window"],
+                r
+            )?,
+            coincast_live_direction_accuracy: register_gauge_vec_with_registry!(
+                "coincast_live_direction_accuracy",
+                "Share of scored forecasts with the right direction of the move",
+                &["coin_id", "window"],
+                r
+            )?,
+            coincast_live_scored_forecasts: register_gauge_vec_with_registry!(
+                "coincast_live_scored_forecasts",
+                "Distinct forecasts scored in the window",
+                &["coin_id", "window"],
+                r
+            )?,
+            coincast_predictions_logged_total: register_int_counter_with_registry!(
+                "coincast_predictions_logged_total",
+                "Predictions written to the predictions table",
+                r
+            )?,
+            coincast_predictions_dropped_total: register_int_counter_vec_with_registry!(
+                "coincast_predictions_dropped_total",
+                "Predictions not logged, by reason (queue_full, write_failed)",
+                &["reason"],
                 r
             )?,
             registry: r,

@@ -1,5 +1,7 @@
-//! The HTTP API (axum): `POST /predict`, `GET /health`, `/ready`, `/models/status`, `/metrics`,
-//! `POST /api/pipeline/runs`; and the pipeline worker that runs the schedule inside `serve`.
+//! The HTTP API (axum): `POST /predict`, `/predict/batch`, `GET /health`, `/ready`,
+//! `/models/status`, `/metrics`, `/openapi.json`, the token-guarded `POST /api/pipeline/runs` and
+//! promotion endpoints; the prediction log; and the pipeline worker that runs the schedules
+//! inside `serve`.
 //! Only this module knows HTTP and the API's JSON shapes; one concern per file.
 
 pub mod batch;
@@ -7,9 +9,11 @@ pub mod error;
 pub mod health;
 pub mod limit;
 pub mod metrics;
+pub mod models_api;
 pub mod openapi;
 pub mod pipeline_api;
 pub mod predict;
+pub mod prediction_log;
 pub mod state;
 pub mod worker;
 
@@ -40,6 +44,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(render_metrics))
         .route("/openapi.json", get(openapi::openapi))
         .route("/api/pipeline/runs", post(pipeline_api::trigger))
+        .route("/api/models/{model_id}/promote", post(models_api::promote))
+        .route("/api/models/rollback", post(models_api::rollback))
         .route_layer(axum::middleware::from_fn_with_state(
             metrics,
             metrics::track,
@@ -47,11 +53,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(tokio::sync::Semaphore::new(
-                state.settings.max_concurrent_requests,
+                state.settings.serve.max_concurrent_requests,
             )),
             limit::shed,
         ))
-        .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
+        .layer(DefaultBodyLimit::max(state.settings.serve.max_body_bytes))
         // Every request gets an `x-request-id` (kept when the client sends one), echoed in the
         // response and carried by the request's log span.
         .layer(PropagateRequestIdLayer::x_request_id())
@@ -68,7 +74,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(state.settings.request_timeout_secs),
+            Duration::from_secs(state.settings.serve.request_timeout_secs),
         ))
         .with_state(state)
 }

@@ -51,11 +51,35 @@ pub fn document() -> Value {
             "/metrics": { "get": { "summary": "Prometheus metrics (text format 0.0.4)",
                 "responses": { "200": { "description": "Metrics", "content": { "text/plain": {} } } } } },
             "/api/pipeline/runs": { "post": {
-                "summary": "Queue a pipeline run now",
+                "summary": "Queue a run now: ingest (the default) or retrain",
                 "security": [ { "bearer": [] } ],
+                "requestBody": { "required": false, "content": { "application/json": { "schema": {
+                    "type": "object", "additionalProperties": false,
+                    "properties": { "job": { "type": "string", "enum": ["ingest", "retrain"], "default": "ingest" } } } } } },
                 "responses": { "202": { "description": "Queued" },
+                               "400": error_response("Malformed JSON"),
                                "401": error_response("Missing or wrong bearer token"),
-                               "404": error_response("Off: no serve.api_token configured") } } },
+                               "404": error_response("Off: no serve.api_token configured"),
+                               "422": error_response("Unknown job") } } },
+            "/api/models/{model_id}/promote": { "post": {
+                "summary": "Make a registered model champion (force: also one that failed the gate); served at once",
+                "security": [ { "bearer": [] } ],
+                "parameters": [ { "name": "model_id", "in": "path", "required": true, "schema": { "type": "string" } } ],
+                "requestBody": { "required": false, "content": { "application/json": { "schema": {
+                    "type": "object", "additionalProperties": false,
+                    "properties": { "force": { "type": "boolean", "default": false } } } } } },
+                "responses": { "200": { "description": "The new and the previous champion" },
+                               "400": error_response("Malformed JSON"),
+                               "401": error_response("Missing or wrong bearer token"),
+                               "404": error_response("Unknown model, or off: no serve.api_token configured"),
+                               "409": error_response("Refused by the gate, artifact unusable, or a concurrent change") } } },
+            "/api/models/rollback": { "post": {
+                "summary": "Give the champion role back to the previous champion; served at once",
+                "security": [ { "bearer": [] } ],
+                "responses": { "200": { "description": "The new and the previous champion" },
+                               "401": error_response("Missing or wrong bearer token"),
+                               "404": error_response("Off: no serve.api_token configured"),
+                               "409": error_response("Nothing to roll back to") } } },
             "/openapi.json": { "get": { "summary": "This document", "responses": { "200": { "description": "OpenAPI 3.0" } } } }
         },
         "components": {

@@ -1,25 +1,75 @@
-//! `POST /api/pipeline/runs`: a manual pipeline run, queued to the worker. Requires
-//! `Authorization: Bearer <serve.api_token>`; without a configured token the endpoint is off (404).
+//! `POST /api/pipeline/runs`: a manual run (`{"job": "ingest"}` by default, or `"retrain"`),
+//! queued to the worker. Requires `Authorization: Bearer <serve.api_token>`; without a configured
+//! token the endpoint is off (404).
 
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::state::AppState;
-use super::worker::Command;
+use super::worker::{Command, Job};
+
+/// `{"job": "ingest" | "retrain"}`; an empty body means ingest.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerRequest {
+    #[serde(default)]
+    pub job: Option<String>,
+}
 
 pub async fn trigger(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
+    body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Some(expected) = state.settings.api_token() else {
+    require_token(&state, &headers)?;
+    let req: TriggerRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        TriggerRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
+    };
+    let job = match req.job.as_deref() {
+        None | Some("ingest") => Job::Ingest,
+        Some("retrain") => Job::Retrain,
+        Some(other) => {
+            return Err(ApiError::unprocessable(format!(
+                "job must be `ingest` or `retrain`, got `{other}`"
+            )))
+        }
+    };
+    let Some(pipeline) = &state.pipeline else {
+        return Err(ApiError::unavailable(
+            "no_pipeline",
+            "this server runs no pipeline worker",
+        ));
+    };
+    pipeline
+        .lock()
+        .map_err(|_| ApiError::internal("the pipeline channel lock is poisoned"))?
+        .send(Command::Run {
+            job,
+            trigger: "api".into(),
+        })
+        .map_err(|_| ApiError::unavailable("no_pipeline", "the pipeline worker has stopped"))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "queued": true, "job": job.name() })),
+    ))
+}
+
+/// 404 when no token is configured (the endpoint is off), 401 on a missing or wrong one.
+pub(super) fn require_token(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(expected) = state.settings.serve.api_token() else {
         return Err(ApiError::not_found(
             "disabled",
-            "manual pipeline runs are off: set serve.api_token (COINCAST__SERVE__API_TOKEN) to enable them",
+            "this endpoint is off: set serve.api_token (COINCAST__SERVE__API_TOKEN) to enable it",
         ));
     };
     let given = headers
@@ -34,20 +84,7 @@ pub async fn trigger(
             "missing or wrong bearer token",
         ));
     }
-    let Some(pipeline) = &state.pipeline else {
-        return Err(ApiError::unavailable(
-            "no_pipeline",
-            "this server runs no pipeline worker",
-        ));
-    };
-    pipeline
-        .lock()
-        .map_err(|_| ApiError::internal("the pipeline channel lock is poisoned"))?
-        .send(Command::Run {
-            trigger: "api".into(),
-        })
-        .map_err(|_| ApiError::unavailable("no_pipeline", "the pipeline worker has stopped"))?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "queued": true }))))
+    Ok(())
 }
 
 /// Compares without stopping at the first difference, so timing reveals nothing of the token.

@@ -9,11 +9,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::Json;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiJson};
+use super::prediction_log::PredictionRecord;
 use super::state::{AppState, ServingModel};
 use crate::config::is_valid_coin_id;
 use crate::model::dataset::CoinSeries;
@@ -139,6 +141,7 @@ pub struct PredictResponse {
 
 pub async fn predict(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     ApiJson(req): ApiJson<PredictRequest>,
 ) -> Result<Json<PredictResponse>, ApiError> {
     check_hours_ahead(req.hours_ahead)?;
@@ -146,13 +149,14 @@ pub async fn predict(
     let started = Instant::now();
     let worker_series = series.clone();
     let forecast = infer(&model, move |lstm| lstm.forecast_latest(&worker_series)).await?;
+    let latency = started.elapsed().as_secs_f64();
     let family = model.family.as_str();
     state
         .metrics
         .model_prediction_latency_seconds
         .with_label_values(&[family])
-        .observe(started.elapsed().as_secs_f64());
-    record_drift(&state, &model, &series);
+        .observe(latency);
+    let drift_ratio = record_drift(&state, &model, &series);
     state
         .metrics
         .model_predictions_total
@@ -160,6 +164,28 @@ pub async fn predict(
         .inc();
 
     let h = &forecast.horizons[(req.hours_ahead - 1) as usize];
+    if let Some(log) = &state.prediction_log {
+        log.record(PredictionRecord {
+            requested_at_micros: Utc::now().timestamp_micros(),
+            request_id: headers
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            coin_id: forecast.coin_id.clone(),
+            vs_currency: state.settings.vs_currency.clone(),
+            model_id: model.model_id.clone(),
+            model_type: model.family.clone(),
+            horizon: req.hours_ahead,
+            as_of_hour: forecast.as_of_hour,
+            current_price: forecast.current_price,
+            predicted_price: h.price,
+            lower: h.lower,
+            upper: h.upper,
+            level: forecast.interval_level,
+            latency_ms: latency * 1e3,
+            drift_ratio,
+        });
+    }
     let iso = iso_hour;
     Ok(Json(PredictResponse {
         coin_id: forecast.coin_id.clone(),
@@ -178,9 +204,10 @@ pub async fn predict(
     }))
 }
 
-fn record_drift(state: &AppState, model: &ServingModel, series: &CoinSeries) {
+/// Counts the drifting inputs of the newest hour and returns their share.
+fn record_drift(state: &AppState, model: &ServingModel, series: &CoinSeries) -> f64 {
     let Some(last) = series.len().checked_sub(1) else {
-        return;
+        return 0.0;
     };
     let row = series.row(last);
     let stats = &model.card.feature_stats;
@@ -195,9 +222,11 @@ fn record_drift(state: &AppState, model: &ServingModel, series: &CoinSeries) {
                 .inc();
         }
     }
+    let ratio = drifting as f64 / stats.len().max(1) as f64;
     state
         .metrics
         .data_drift_ratio
         .with_label_values(&[&model.family])
-        .set(drifting as f64 / stats.len().max(1) as f64);
+        .set(ratio);
+    ratio
 }

@@ -11,10 +11,12 @@ use chrono::{DateTime, Utc};
 use duckdb::Connection;
 
 use super::metrics::Metrics;
-use crate::config::{ServeSettings, Settings};
+use super::prediction_log::PredictionLog;
+use crate::config::Settings;
 use crate::model::dataset::CoinSeries;
 use crate::model::lstm::{resolve_device, ModelCard, TrainedLstm};
 use crate::model::registry;
+use crate::monitor::{self, FeaturePsi, LiveAccuracy};
 
 pub struct ServingModel {
     pub model_id: String,
@@ -31,6 +33,12 @@ pub struct Snapshot {
     pub loaded_at: DateTime<Utc>,
     /// Why there is no model, or no data, in words for /ready and /predict.
     pub problems: Vec<String>,
+    /// Live accuracy of the served forecasts (last 24 h and 7 d) when the snapshot was loaded.
+    pub live_accuracy: Vec<LiveAccuracy>,
+    /// The champion's PSI per input from the newest pipeline run that computed it.
+    pub psi: Vec<FeaturePsi>,
+    /// Every registered model, newest first.
+    pub registry: Vec<registry::ModelRow>,
 }
 
 impl Snapshot {
@@ -76,11 +84,30 @@ impl Snapshot {
                 }
             }
         }
+        let now = Utc::now();
+        let live_accuracy = monitor::live_accuracy(conn, now).unwrap_or_else(|e| {
+            problems.push(format!("live accuracy cannot be read: {e}"));
+            Vec::new()
+        });
+        let psi = match &model {
+            Some(m) => monitor::latest_psi(conn, &m.model_id).unwrap_or_else(|e| {
+                problems.push(format!("feature PSI cannot be read: {e}"));
+                Vec::new()
+            }),
+            None => Vec::new(),
+        };
+        let registry = registry::list(conn).unwrap_or_else(|e| {
+            problems.push(format!("the model registry cannot be read: {e}"));
+            Vec::new()
+        });
         Self {
             model,
             series,
-            loaded_at: Utc::now(),
+            loaded_at: now,
             problems,
+            live_accuracy,
+            psi,
+            registry,
         }
     }
 
@@ -99,18 +126,25 @@ impl Snapshot {
 pub struct AppState {
     pub snapshot: ArcSwap<Snapshot>,
     pub metrics: Arc<Metrics>,
-    pub settings: ServeSettings,
+    pub settings: Settings,
     /// Where manual runs are queued (None: no worker, e.g. in tests of the API alone).
     pub pipeline: Option<Mutex<std::sync::mpsc::Sender<super::worker::Command>>>,
+    /// Where served predictions go (None: not logged).
+    pub prediction_log: Option<PredictionLog>,
+    /// A connection of the API's own, for promotions and reads that must not wait for a
+    /// pipeline run (DuckDB serves several connections of one process).
+    pub db: Option<Mutex<Connection>>,
 }
 
 impl AppState {
-    pub fn new(snapshot: Snapshot, settings: ServeSettings, metrics: Arc<Metrics>) -> Self {
+    pub fn new(snapshot: Snapshot, settings: Settings, metrics: Arc<Metrics>) -> Self {
         let state = Self {
             snapshot: ArcSwap::from_pointee(snapshot),
             metrics,
             settings,
             pipeline: None,
+            prediction_log: None,
+            db: None,
         };
         state.publish_gauges();
         state
@@ -122,6 +156,18 @@ impl AppState {
         sender: std::sync::mpsc::Sender<super::worker::Command>,
     ) -> Self {
         self.pipeline = Some(Mutex::new(sender));
+        self
+    }
+
+    /// Logs served predictions through `log`.
+    pub fn with_prediction_log(mut self, log: PredictionLog) -> Self {
+        self.prediction_log = Some(log);
+        self
+    }
+
+    /// Gives the API its own connection (for promotions and reads).
+    pub fn with_db(mut self, conn: Connection) -> Self {
+        self.db = Some(Mutex::new(conn));
         self
     }
 
@@ -159,6 +205,37 @@ impl AppState {
                 .coincast_data_age_seconds
                 .with_label_values(&[&coin])
                 .set((now - last).num_seconds() as f64);
+        }
+        // Series of coins or features that left (a new champion) must not linger.
+        let m = &self.metrics;
+        m.coincast_feature_psi.reset();
+        for f in &snap.psi {
+            m.coincast_feature_psi
+                .with_label_values(&[&f.feature])
+                .set(f.psi);
+        }
+        let live = [
+            &m.coincast_live_mae,
+            &m.coincast_live_mape,
+            &m.coincast_live_interval_coverage,
+            &m.coincast_live_direction_accuracy,
+            &m.coincast_live_scored_forecasts,
+        ];
+        for gauge in live {
+            gauge.reset();
+        }
+        for a in &snap.live_accuracy {
+            let labels = [a.coin_id.as_str(), a.window.as_str()];
+            let values = [
+                a.mae,
+                a.mape,
+                a.coverage,
+                a.direction_accuracy,
+                a.forecasts as f64,
+            ];
+            for (gauge, value) in live.iter().zip(values) {
+                gauge.with_label_values(&labels).set(value);
+            }
         }
     }
 }

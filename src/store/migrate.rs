@@ -32,6 +32,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0003_models",
         sql: include_str!("../../sql/schema/0003_models.sql"),
     },
+    Migration {
+        version: 4,
+        name: "0004_monitoring",
+        sql: include_str!("../../sql/schema/0004_monitoring.sql"),
+    },
 ];
 
 /// The schema version this binary writes.

@@ -8,5 +8,6 @@ mod cli;
 mod features;
 mod ingest_live;
 mod model;
+mod monitor;
 mod replay;
 mod serve;

@@ -73,10 +73,10 @@ async fn replay_of_the_real_data_merges_good_files_and_quarantines_the_nan_one()
         app.count("SELECT count(*) FROM quality_violations WHERE rule = 'numeric_types'"),
         100
     );
-    // The run and its three tasks are recorded.
+    // The run and its four tasks are recorded.
     assert_eq!(
         app.count("SELECT count(*) FROM task_runs WHERE state = 'success'"),
-        3
+        4
     );
     assert_eq!(
         app.string("SELECT state FROM pipeline_runs"),

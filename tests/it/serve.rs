@@ -6,23 +6,9 @@ use std::sync::Arc;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::support::{real_coingecko, small_spec, TestApp};
+use crate::support::{get_text, real_coingecko, serve_on_localhost, small_spec, TestApp};
 use coincast::serve::metrics::Metrics;
 use coincast::serve::state::{AppState, Snapshot};
-
-/// Serves the app on a free port of 127.0.0.1; returns its base URL.
-async fn serve_on_localhost(state: Arc<AppState>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(coincast::serve::serve(
-        listener,
-        state,
-        std::future::pending(),
-    ));
-    base
-}
 
 struct Api {
     base: String,
@@ -45,7 +31,7 @@ async fn spawn_api(with_model: bool, max_data_age_hours: u64) -> Api {
     settings.serve.max_body_bytes = 1024;
     let snapshot = Snapshot::load(app.store.conn(), &settings);
     let metrics = Arc::new(Metrics::new().expect("metrics"));
-    let state = Arc::new(AppState::new(snapshot, settings.serve.clone(), metrics));
+    let state = Arc::new(AppState::new(snapshot, settings, metrics));
     let base = serve_on_localhost(state).await;
     Api {
         base,
@@ -175,6 +161,8 @@ async fn predict_answers_in_the_compatible_shape() {
         "/models/status",
         "/metrics",
         "/api/pipeline/runs",
+        "/api/models/{model_id}/promote",
+        "/api/models/rollback",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} not documented");
     }
@@ -413,14 +401,7 @@ async fn a_manual_trigger_runs_the_pipeline_in_the_worker_and_needs_the_token() 
     // Wait until the worker reports the run done, as an operator would: through /metrics.
     let mut done = String::new();
     for _ in 0..200 {
-        let text = http
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("body");
+        let text = get_text(&http, &format!("{base}/metrics")).await;
         if let Some(line) = text.lines().find(|l| {
             l.starts_with("coincast_pipeline_runs_total{") && l.contains(r#"trigger="api""#)
         }) {
@@ -531,12 +512,110 @@ async fn a_real_prometheus_scrapes_the_server() {
         .expect("rules")
         .json_value()
         .await;
+    // Every query of the provisioned Grafana dashboard parses in this Prometheus.
+    let mut bad_queries = Vec::new();
+    for expr in dashboard_queries() {
+        let q: Value = api
+            .http
+            .get(format!("{prom}/query"))
+            .query(&[("query", expr.as_str())])
+            .send()
+            .await
+            .expect("query")
+            .json_value()
+            .await;
+        if q["status"] != "success" {
+            bad_queries.push(format!("{expr}: {q}"));
+        }
+    }
     let _ = prometheus.kill();
     let _ = prometheus.wait();
+    assert!(bad_queries.is_empty(), "{bad_queries:#?}");
     assert!(up, "the scrape target never became healthy");
     assert_eq!(series, 1, "no api_requests_total series from the scrape");
     let groups = rules["data"]["groups"].as_array().map_or(0, Vec::len);
     assert_eq!(groups, 2, "alert rules not loaded: {rules}");
+}
+
+fn repo_file(path: &str) -> String {
+    std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path))
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The PromQL of every panel of config/grafana/dashboards/coincast.json.
+fn dashboard_queries() -> Vec<String> {
+    let dashboard: Value =
+        serde_json::from_str(&repo_file("config/grafana/dashboards/coincast.json")).expect("json");
+    let mut exprs = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            exprs.push(target["expr"].as_str().expect("expr").to_string());
+        }
+    }
+    exprs
+}
+
+/// Metric names a PromQL text or rule file refers to (the families coincast could export).
+fn referenced_metrics(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let is_name = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_';
+    let mut rest = text;
+    while let Some(i) = rest.find(|c: char| c.is_ascii_lowercase()) {
+        let tail = &rest[i..];
+        let end = tail.find(|c: char| !is_name(c)).unwrap_or(tail.len());
+        let word = &tail[..end];
+        let preceded_by_name = rest[..i]
+            .ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == '$' || c == '.');
+        // Label names share the prefixes; they are not families.
+        let is_label = ["model_type"].contains(&word);
+        if !preceded_by_name
+            && !is_label
+            && ["api_", "model_", "data_", "coincast_"]
+                .iter()
+                .any(|p| word.starts_with(p))
+        {
+            let family = ["_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|s| word.strip_suffix(s))
+                .unwrap_or(word);
+            names.insert(family.to_string());
+        }
+        rest = &tail[end..];
+    }
+    names
+}
+
+#[test]
+fn the_dashboard_and_the_alert_rules_use_only_metrics_coincast_exports() {
+    // The registered families, read from the registrations in src/serve/metrics.rs.
+    let source = repo_file("src/serve/metrics.rs");
+    let exported: std::collections::BTreeSet<String> = source
+        .split("_with_registry!(")
+        .skip(1)
+        .filter_map(|s| s.split('"').nth(1).map(str::to_string))
+        .collect();
+    assert!(exported.len() >= 20, "{exported:?}");
+    let dashboard = dashboard_queries();
+    assert!(dashboard.len() >= 25, "{} queries", dashboard.len());
+    let mut used = referenced_metrics(&dashboard.join("\n"));
+    let rules = repo_file("config/prometheus/alerts.yml");
+    used.extend(referenced_metrics(&rules));
+    let unknown: Vec<_> = used.difference(&exported).collect();
+    assert!(unknown.is_empty(), "not exported: {unknown:?}");
+    // The old panels and the new ones are all there.
+    for family in [
+        "api_requests_total",
+        "api_request_latency_seconds",
+        "model_predictions_total",
+        "model_health_status",
+        "data_drift_ratio",
+        "data_drift_detections_total",
+        "coincast_feature_psi",
+        "coincast_live_interval_coverage",
+        "coincast_pipeline_runs_total",
+    ] {
+        assert!(used.contains(family), "{family} not on the dashboard");
+    }
 }
 
 trait JsonValue {
@@ -627,4 +706,193 @@ async fn batch_backtests_every_hour_with_actuals_and_checks_its_range() {
     assert_error(s, &b, StatusCode::NOT_FOUND, "unknown_coin");
     let (s, b) = api.post("/predict/batch", r#"{"coin_id": "solana"}"#).await;
     assert_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
+}
+
+/// Writes a small LSTM spec and a 2-window protocol into `dir`, for training inside `serve`.
+fn small_definitions(dir: &std::path::Path) -> (String, String) {
+    use coincast::model::evaluate::DEFAULT_PROTOCOL;
+    use coincast::model::lstm::DEFAULT_SPEC;
+    let features_at = DEFAULT_SPEC.find("features = [").expect("features key");
+    let spec = DEFAULT_SPEC[..features_at]
+        .replace("lookback_hours = 48", "lookback_hours = 12")
+        .replace("hidden_size = 32", "hidden_size = 8")
+        .replace("epochs = 15", "epochs = 1")
+        .replace("samples_per_epoch = 20000", "samples_per_epoch = 1000")
+        .replace("device = \"auto\"", "device = \"cpu\"")
+        + "features = [\"price_change_1h\", \"volatility_24h\", \"hour_sin\", \"hour_cos\"]\n";
+    let protocol = DEFAULT_PROTOCOL.replace("windows = 26", "windows = 2");
+    let (spec_path, protocol_path) = (dir.join("lstm.toml"), dir.join("baselines.toml"));
+    std::fs::write(&spec_path, spec).expect("spec");
+    std::fs::write(&protocol_path, protocol).expect("protocol");
+    (
+        spec_path.display().to_string(),
+        protocol_path.display().to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retrain_and_promotion_endpoints_change_the_served_champion() {
+    // Solana in the data folder, no model yet; the worker then owns the file.
+    let app = TestApp::new(&[]);
+    app.replay(&real_coingecko(), Some(&["solana"])).await;
+    let dir = app.dir.path().to_path_buf();
+    let TestApp {
+        dir: _keep, store, ..
+    } = app;
+    drop(store);
+    let defs = tempfile::tempdir().expect("dir");
+    let (spec, protocol) = small_definitions(defs.path());
+    let env: Vec<(String, String)> = [
+        ("COINCAST__COINS", "solana"),
+        ("COINCAST__SERVE__API_TOKEN", "s3cret"),
+        ("COINCAST__SERVE__PIPELINE_SCHEDULE", ""),
+        ("COINCAST__SERVE__RETRAIN_SCHEDULE", ""),
+        ("COINCAST__MODEL__PROMOTION_MIN_SKILL", "-10"),
+        ("COINCAST__MODEL__SPEC", &spec),
+        ("COINCAST__MODEL__PROTOCOL", &protocol),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let mut settings = coincast::config::Settings::load_with_env(None, env).expect("settings");
+    settings.data_dir = dir.clone();
+    let metrics = Arc::new(Metrics::new().expect("metrics"));
+    let (worker, state) =
+        coincast::serve::worker::Worker::start(settings, metrics).expect("worker");
+    let base = serve_on_localhost(state).await;
+    let http = reqwest::Client::new();
+    let post = |path: &str, body: &str, token: Option<&str>| {
+        let mut r = http
+            .post(format!("{base}{path}"))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(t) = token {
+            r = r.header("authorization", format!("Bearer {t}"));
+        }
+        async move {
+            let r = r.send().await.expect("request");
+            let status = r.status();
+            let v: Value = r.json_value().await;
+            (status, v)
+        }
+    };
+    let models_status = || async {
+        let text = get_text(&http, &format!("{base}/models/status")).await;
+        serde_json::from_str::<Value>(&text).expect("json")
+    };
+    let champion = || async {
+        let v = models_status().await;
+        v["champion"]["model_id"].as_str().unwrap_or("").to_string()
+    };
+    let retrained = |n: usize| {
+        let http = http.clone();
+        let base = base.clone();
+        async move {
+            for _ in 0..600 {
+                let text = get_text(&http, &format!("{base}/metrics")).await;
+                let line = text.lines().find(|l| {
+                    l.starts_with("coincast_pipeline_runs_total{")
+                        && l.contains(r#"job="retrain""#)
+                        && l.contains(r#"state="success""#)
+                });
+                if line.is_some_and(|l| l.ends_with(&format!(" {n}"))) {
+                    return true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            false
+        }
+    };
+
+    // Bad input first: each a JSON error with its status.
+    let (s, b) = post("/api/pipeline/runs", r#"{"job": "retrain"}"#, None).await;
+    assert_error(s, &b, StatusCode::UNAUTHORIZED, "unauthorized");
+    let (s, b) = post("/api/pipeline/runs", r#"{"job": "dance"}"#, Some("s3cret")).await;
+    assert_error(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "out_of_range");
+    let (s, b) = post("/api/pipeline/runs", r#"{"job": "#, Some("s3cret")).await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
+    let (s, b) = post("/api/models/nope/promote", "", Some("s3cret")).await;
+    assert_error(s, &b, StatusCode::NOT_FOUND, "unknown_model");
+    let (s, b) = post("/api/models/rollback", "", Some("wrong")).await;
+    assert_error(s, &b, StatusCode::UNAUTHORIZED, "unauthorized");
+    let (s, b) = post("/api/models/rollback", "", Some("s3cret")).await;
+    assert_error(s, &b, StatusCode::CONFLICT, "gate_refused");
+    assert_eq!(champion().await, "");
+
+    // A retrain registers the first model, which the gate makes champion, and it serves.
+    let (s, b) = post(
+        "/api/pipeline/runs",
+        r#"{"job": "retrain"}"#,
+        Some("s3cret"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    assert_eq!(b["job"], "retrain");
+    assert!(retrained(1).await, "the first retrain did not succeed");
+    let first = champion().await;
+    assert!(first.starts_with("lstm-"), "{first}");
+    let (s, b) = post("/predict", r#"{"coin_id": "solana"}"#, None).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["model_version"], first.as_str());
+
+    // Trained again on the same data it is no better than the champion: kept as challenger.
+    post(
+        "/api/pipeline/runs",
+        r#"{"job": "retrain"}"#,
+        Some("s3cret"),
+    )
+    .await;
+    assert!(retrained(2).await, "the second retrain did not succeed");
+    assert_eq!(champion().await, first);
+    let v = models_status().await;
+    let second = v["models"]
+        .as_array()
+        .and_then(|m| {
+            m.iter()
+                .filter_map(|x| x["model_id"].as_str())
+                .find(|id| *id != first)
+        })
+        .unwrap_or_else(|| panic!("no second model in {v}"))
+        .to_string();
+    let path = format!("/api/models/{second}/promote");
+    let (s, b) = post(&path, "", Some("s3cret")).await;
+    assert_error(s, &b, StatusCode::CONFLICT, "gate_refused");
+    let (s, b) = post(&path, r#"{"force": "yes"}"#, Some("s3cret")).await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
+    let (s, b) = post(&path, r#"{"force": true}"#, Some("s3cret")).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["champion"], second.as_str());
+    assert_eq!(b["previous"], first.as_str());
+    // Served at once, without a restart.
+    let (_, b) = post("/predict", r#"{"coin_id": "solana"}"#, None).await;
+    assert_eq!(b["model_version"], second.as_str());
+    let (s, b) = post("/api/models/rollback", "", Some("s3cret")).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["champion"], first.as_str());
+    let (_, b) = post("/predict", r#"{"coin_id": "solana"}"#, None).await;
+    assert_eq!(b["model_version"], first.as_str());
+
+    tokio::task::spawn_blocking(move || worker.stop())
+        .await
+        .expect("stop");
+    let store = coincast::store::Store::open(&dir).expect("reopen");
+    let jobs: i64 = store
+        .conn()
+        .query_row(
+            "SELECT count(*) FROM pipeline_runs r JOIN task_runs t USING (run_id)
+             WHERE r.job = 'retrain' AND t.task = 'train' AND r.state = 'success'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("runs");
+    assert_eq!(jobs, 2);
+    let events: i64 = store
+        .conn()
+        .query_row(
+            "SELECT count(*) FROM model_events WHERE event = 'promoted'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("events");
+    assert_eq!(events, 3, "gate promotion, forced promotion, rollback");
 }

@@ -18,6 +18,44 @@ use coincast::pipeline::{self, Extract, RunReport};
 use coincast::quality::RuleSet;
 use coincast::store::Store;
 
+/// Serves the app on a free port of 127.0.0.1; returns its base URL.
+pub async fn serve_on_localhost(state: std::sync::Arc<coincast::serve::state::AppState>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(coincast::serve::serve(
+        listener,
+        state,
+        std::future::pending(),
+    ));
+    base
+}
+
+/// The body of a GET as text (e.g. /metrics).
+pub async fn get_text(http: &reqwest::Client, url: &str) -> String {
+    http.get(url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
+/// A copy of a real coin file with only the points before `until_ms`, in `dir`.
+pub fn truncated_coin_file(dir: &Path, coin: &str, until_ms: f64) {
+    let text =
+        std::fs::read_to_string(real_coingecko().join(format!("{coin}.json"))).expect("coin file");
+    let mut v: serde_json::Value = serde_json::from_str(&text).expect("coin json");
+    for series in ["prices", "market_caps", "total_volumes"] {
+        if let Some(points) = v[series].as_array_mut() {
+            points.retain(|p| p[0].as_f64().is_some_and(|t| t < until_ms));
+        }
+    }
+    std::fs::write(dir.join(format!("{coin}.json")), v.to_string()).expect("write coin file");
+}
+
 /// `shared/data/real` next to the repository (the clone sits beside `shared/`).
 pub fn real_data() -> PathBuf {
     let candidates = [

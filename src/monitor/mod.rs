@@ -1,0 +1,96 @@
+//! Monitoring, the pipeline's last task: scores logged predictions once their hour has arrived,
+//! and measures feature drift (PSI) of the champion's inputs. The server turns what this stores
+//! into metrics (`live_accuracy`, `latest_psi`); the hot path only appends predictions
+//! (serve::prediction_log).
+//!
+//! Drift alerts and suggests; nothing here ever promotes or retrains a model.
+
+pub mod accuracy;
+pub mod psi;
+
+use std::path::Path;
+
+use duckdb::Connection;
+use serde::Serialize;
+
+use crate::model::lstm::ModelCard;
+use crate::model::{registry, ModelError};
+
+pub use accuracy::{live_accuracy, score_predictions, LiveAccuracy};
+pub use psi::{latest_psi, FeaturePsi, PsiReport};
+
+/// Hours of newest data compared against the training distribution.
+pub const PSI_WINDOW_HOURS: i64 = 24;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    #[error("database: {0}")]
+    Db(#[from] duckdb::Error),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+}
+
+/// What one monitor task did.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct MonitorReport {
+    /// Predictions whose actual price arrived in this run.
+    pub scored_predictions: usize,
+    /// The champion's PSI, when there is a champion with PSI bins and recent data.
+    pub psi: Option<PsiReport>,
+    /// Why PSI was not computed, when it was not.
+    pub psi_skipped: Option<String>,
+}
+
+/// What a finished pipeline run measured, for the server's metrics.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct RunStats {
+    /// (task, seconds) per attempt.
+    pub task_seconds: Vec<(String, f64)>,
+    /// (rule, severity, failed checks).
+    pub quality_failures: Vec<(String, String, i64)>,
+}
+
+pub fn run_stats(conn: &Connection, run_id: i64) -> Result<RunStats, duckdb::Error> {
+    let mut stmt = conn.prepare(include_str!("../../sql/monitor/run_tasks.sql"))?;
+    let task_seconds = stmt
+        .query_map([run_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut stmt = conn.prepare(include_str!("../../sql/monitor/run_quality_failures.sql"))?;
+    let quality_failures = stmt
+        .query_map([run_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    Ok(RunStats {
+        task_seconds,
+        quality_failures,
+    })
+}
+
+/// Scores what can be scored, then computes and stores the champion's PSI under `run_id`.
+pub fn run(
+    conn: &Connection,
+    vs_currency: &str,
+    run_id: i64,
+) -> Result<MonitorReport, MonitorError> {
+    let mut report = MonitorReport {
+        scored_predictions: score_predictions(conn)?,
+        ..Default::default()
+    };
+    let Some(champion) = registry::champion(conn)? else {
+        report.psi_skipped = Some("no champion yet".into());
+        return Ok(report);
+    };
+    let card = ModelCard::read(Path::new(&champion.artifact_path))?;
+    match psi::compute(conn, &card, vs_currency, PSI_WINDOW_HOURS)? {
+        Some(psi) => {
+            psi::record(conn, run_id, &champion.model_id, &psi)?;
+            report.psi = Some(psi);
+        }
+        None => {
+            report.psi_skipped = Some(format!(
+                "{}: no PSI bins in its card (trained before PSI) or no recent features",
+                champion.model_id
+            ))
+        }
+    }
+    Ok(report)
+}

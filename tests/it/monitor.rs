@@ -1,0 +1,199 @@
+//! Monitoring end to end: served predictions are logged, scored by the next pipeline run once
+//! their hour arrives, and become live accuracy; the champion's feature PSI is stored and served
+//! as a metric.
+
+use std::sync::Arc;
+
+use chrono::DateTime;
+use coincast::monitor::live_accuracy;
+use coincast::serve::metrics::Metrics;
+use coincast::serve::prediction_log::PredictionLog;
+use coincast::serve::state::{AppState, Snapshot};
+use reqwest::StatusCode;
+
+use crate::support::{
+    get_text, real_coingecko, serve_on_localhost, small_spec, truncated_coin_file, TestApp,
+};
+
+/// 2023-12-28T00:00:00Z: the data is cut there, and the rest arrives later.
+const CUT_MS: f64 = 1_703_721_600_000.0;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn predictions_are_logged_then_scored_when_their_hour_arrives() {
+    let app = TestApp::new(&[]);
+    let early = tempfile::tempdir().expect("dir");
+    truncated_coin_file(early.path(), "solana", CUT_MS);
+    app.replay(early.path(), Some(&["solana"])).await;
+    let mut spec = small_spec();
+    spec.epochs = 1;
+    spec.samples_per_epoch = 1000;
+    let champion = app.train_solana(spec, -10.0).expect("champion").model_id;
+
+    let metrics = Arc::new(Metrics::new().expect("metrics"));
+    let log = PredictionLog::start(app.store.conn().try_clone().expect("conn"), metrics.clone())
+        .expect("log");
+    let snapshot = Snapshot::load(app.store.conn(), &app.settings);
+    let state = Arc::new(
+        AppState::new(snapshot, app.settings.clone(), metrics.clone()).with_prediction_log(log),
+    );
+    let base = serve_on_localhost(state.clone()).await;
+    let http = reqwest::Client::new();
+    // The same forecast asked twice counts once in live accuracy; a refused request is not logged.
+    for (body, expected) in [
+        (r#"{"coin_id": "solana", "hours_ahead": 1}"#, StatusCode::OK),
+        (r#"{"coin_id": "solana", "hours_ahead": 1}"#, StatusCode::OK),
+        (
+            r#"{"coin_id": "solana", "hours_ahead": 24}"#,
+            StatusCode::OK,
+        ),
+        (
+            r#"{"coin_id": "solana", "hours_ahead": 25}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+    ] {
+        let r = http
+            .post(format!("{base}/predict"))
+            .header("content-type", "application/json")
+            .header("x-request-id", "monitor-test")
+            .body(body)
+            .send()
+            .await
+            .expect("predict");
+        assert_eq!(r.status(), expected, "{body}");
+    }
+    let flushed = state.clone();
+    tokio::task::spawn_blocking(move || flushed.prediction_log.as_ref().expect("log").flush())
+        .await
+        .expect("flush");
+    assert_eq!(app.count("SELECT count(*) FROM predictions"), 3);
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) FROM predictions
+             WHERE request_id = 'monitor-test' AND model_id = '{champion}'
+               AND as_of = TIMESTAMPTZ '2023-12-27 23:00:00+00'
+               AND target_ts = as_of + to_hours(horizon)
+               AND requested_at BETWEEN now() - INTERVAL 10 MINUTE AND now()
+               AND lower < predicted_price AND predicted_price < upper
+               AND actual_price IS NULL"
+        )),
+        3
+    );
+
+    // The rest of the data arrives: the next run scores all three.
+    let report = app.replay(&real_coingecko(), Some(&["solana"])).await;
+    let monitor = report.summary.monitor.expect("monitor task ran");
+    assert_eq!(monitor.scored_predictions, 3);
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM predictions p JOIN market_data m
+               ON m.coin_id = p.coin_id AND m.ts = p.target_ts
+             WHERE p.actual_price = m.price
+               AND abs(p.error - (p.predicted_price - m.price)) < 1e-9
+               AND p.covered = (m.price BETWEEN p.lower AND p.upper)
+               AND p.direction_correct = (sign(p.predicted_price - p.current_price) = sign(m.price - p.current_price))
+               AND p.scored_at IS NOT NULL"
+        ),
+        3
+    );
+    // Scored once: the next run finds nothing new.
+    let again = app.replay(&real_coingecko(), Some(&["solana"])).await;
+    assert_eq!(
+        again.summary.monitor.expect("monitor").scored_predictions,
+        0
+    );
+
+    // Live accuracy 24 h after as_of: both distinct forecasts (h1 and h24) are in both windows.
+    let as_of = DateTime::parse_from_rfc3339("2023-12-27T23:00:00Z")
+        .expect("time")
+        .to_utc();
+    let live = live_accuracy(app.store.conn(), as_of + chrono::Duration::hours(24))
+        .expect("live accuracy");
+    assert_eq!(live.len(), 2, "{live:?}");
+    let (actual_1h, predicted_1h): (f64, f64) = app
+        .store
+        .conn()
+        .query_row(
+            "SELECT any_value(actual_price), any_value(predicted_price) FROM predictions WHERE horizon = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("h1");
+    let (actual_24h, predicted_24h): (f64, f64) = app
+        .store
+        .conn()
+        .query_row(
+            "SELECT actual_price, predicted_price FROM predictions WHERE horizon = 24",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("h24");
+    let expected_mae =
+        ((predicted_1h - actual_1h).abs() + (predicted_24h - actual_24h).abs()) / 2.0;
+    for a in &live {
+        assert_eq!(a.coin_id, "solana");
+        assert_eq!(a.forecasts, 2, "{a:?}");
+        assert!(
+            (a.mae - expected_mae).abs() < 1e-9,
+            "{a:?} vs {expected_mae}"
+        );
+        assert!((0.0..=1.0).contains(&a.coverage));
+    }
+    // An hour later the 1-hour forecast has left the 24 h window.
+    let later = live_accuracy(app.store.conn(), as_of + chrono::Duration::hours(25)).expect("live");
+    let day = later
+        .iter()
+        .find(|a| a.window == "24h")
+        .expect("24h window");
+    assert_eq!(day.forecasts, 1);
+
+    // PSI: one row per input of the champion, from the newest 24 hours.
+    let psi = monitor.psi.expect("PSI computed");
+    assert_eq!(psi.features.len(), 4, "{psi:?}");
+    assert!(psi
+        .features
+        .iter()
+        .all(|f| f.observations == 24 && f.psi >= 0.0));
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) FROM feature_psi WHERE model_id = '{champion}' AND run_id = {}",
+            report.run_id
+        )),
+        4
+    );
+
+    // Served as metrics once the snapshot is reloaded (live windows as of a chosen time here,
+    // since the real data is historical).
+    let mut snapshot = Snapshot::load(app.store.conn(), &app.settings);
+    snapshot.live_accuracy = live;
+    state.replace(snapshot);
+    let text = get_text(&http, &format!("{base}/metrics")).await;
+    for series in [
+        r#"coincast_feature_psi{feature="price_change_1h"}"#,
+        r#"coincast_live_mae{coin_id="solana",window="24h"}"#,
+        r#"coincast_live_interval_coverage{coin_id="solana",window="7d"}"#,
+        r#"coincast_live_direction_accuracy{coin_id="solana",window="7d"}"#,
+        r#"coincast_live_scored_forecasts{coin_id="solana",window="24h"} 2"#,
+        "coincast_predictions_logged_total 3",
+    ] {
+        assert!(text.contains(series), "{series} missing:\n{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_champion_the_monitor_task_scores_and_skips_psi() {
+    let app = TestApp::new(&[]);
+    let report = app.replay(&real_coingecko(), Some(&["solana"])).await;
+    let monitor = report.summary.monitor.expect("monitor task ran");
+    assert_eq!(monitor.scored_predictions, 0);
+    assert!(monitor.psi.is_none());
+    assert!(monitor
+        .psi_skipped
+        .is_some_and(|s| s.contains("no champion")));
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) FROM task_runs WHERE run_id = {} AND task = 'monitor' AND state = 'success'",
+            report.run_id
+        )),
+        1
+    );
+}
