@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the build and tests need, only those missing (fresh machine: all).
-# No service is started: the prometheus package is here for promtool.
+# No service is started: the prometheus package is here for promtool and the scrape test,
+# chromium for the dashboards' browser test.
 # Needs root (or sudo). Rust itself is expected on the machine (rustup); npm fetches libduckdb.
 set -euo pipefail
 need=()
@@ -10,6 +11,7 @@ command -v curl >/dev/null    || need+=(curl)
 python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 command -v promtool >/dev/null || need+=(prometheus)      # promtool: the metrics lint in the tests
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+command -v chromium >/dev/null || need+=(chromium)        # the dashboards' browser test (headless)
 [ ${#need[@]} -eq 0 ] && exit 0
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
 echo "installing: ${need[*]}" >&2

@@ -11,6 +11,7 @@ pub mod limit;
 pub mod metrics;
 pub mod models_api;
 pub mod openapi;
+pub mod pages;
 pub mod pipeline_api;
 pub mod predict;
 pub mod prediction_log;
@@ -46,6 +47,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/pipeline/runs", post(pipeline_api::trigger))
         .route("/api/models/{model_id}/promote", post(models_api::promote))
         .route("/api/models/rollback", post(models_api::rollback))
+        .merge(pages::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             metrics,
             metrics::track,
@@ -100,6 +102,7 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    pages::monitoring::spawn_sampler(state.clone());
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await

@@ -131,6 +131,8 @@ pub struct AppState {
     pub pipeline: Option<Mutex<std::sync::mpsc::Sender<super::worker::Command>>>,
     /// Where served predictions go (None: not logged).
     pub prediction_log: Option<PredictionLog>,
+    /// The last hour of request counters, for the monitoring page.
+    pub history: super::pages::monitoring::History,
     /// A connection of the API's own, for promotions and reads that must not wait for a
     /// pipeline run (DuckDB serves several connections of one process).
     pub db: Option<Mutex<Connection>>,
@@ -144,6 +146,7 @@ impl AppState {
             settings,
             pipeline: None,
             prediction_log: None,
+            history: Default::default(),
             db: None,
         };
         state.publish_gauges();

@@ -1,0 +1,251 @@
+//! `/models?model=`: the registry with aliases and the promotion history, experiments with their
+//! params, and for one model its learning curves and the walk-forward table against the
+//! baselines per horizon.
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::response::Response;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::svg::{self, Chart, Series};
+use super::{age, pct, read, render, Layout};
+use crate::model::registry::{self, ModelRow};
+use crate::serve::error::ApiError;
+use crate::serve::state::AppState;
+
+#[derive(Debug, Deserialize)]
+pub struct ModelsQuery {
+    pub model: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Experiment {
+    pub run_id: i64,
+    pub state: String,
+    pub started: String,
+    pub seconds: f64,
+    pub params: String,
+    pub device: String,
+    pub dataset_version: String,
+    pub model_id: String,
+    pub error: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ModelEvent {
+    pub model_id: String,
+    pub at: String,
+    pub event: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct WalkForwardRow {
+    pub model: String,
+    pub horizon: i64,
+    pub mae: f64,
+    pub mape: f64,
+    pub direction: f64,
+    pub skill: f64,
+    pub coverage: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ModelsPage {
+    pub registry: Vec<ModelRow>,
+    pub events: Vec<ModelEvent>,
+    pub experiments: Vec<Experiment>,
+    /// The model shown in detail: the one asked for, else the champion, else the newest.
+    pub selected: Option<String>,
+    /// (epoch, train loss, validation loss).
+    pub learning_curve: Vec<(i64, f64, f64)>,
+    pub walk_forward: Vec<WalkForwardRow>,
+}
+
+fn f(v: Option<f64>) -> f64 {
+    v.unwrap_or(f64::NAN)
+}
+
+pub async fn load(state: &Arc<AppState>, q: ModelsQuery) -> Result<ModelsPage, ApiError> {
+    read(state, move |conn| {
+        let registry = registry::list(conn).map_err(|e| match e {
+            crate::model::ModelError::Sql(e) => e,
+            other => duckdb::Error::ToSqlConversionFailure(Box::new(std::io::Error::other(
+                other.to_string(),
+            ))),
+        })?;
+        let mut stmt = conn.prepare(include_str!("../../../sql/reports/dash_model_events.sql"))?;
+        let events = stmt
+            .query_map([], |r| {
+                Ok(ModelEvent {
+                    model_id: r.get(0)?,
+                    at: r.get(1)?,
+                    event: r.get(2)?,
+                    reason: r.get(3)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut stmt = conn.prepare(include_str!("../../../sql/reports/dash_experiments.sql"))?;
+        let experiments = stmt
+            .query_map([], |r| {
+                Ok(Experiment {
+                    run_id: r.get(0)?,
+                    state: r.get(1)?,
+                    started: r.get(2)?,
+                    seconds: r.get(3)?,
+                    params: r.get(4)?,
+                    device: r.get(5)?,
+                    dataset_version: r.get(6)?,
+                    model_id: r.get(7)?,
+                    error: r.get(8)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let selected = q
+            .model
+            .filter(|m| registry.iter().any(|r| &r.model_id == m))
+            .or_else(|| {
+                registry
+                    .iter()
+                    .find(|r| r.alias.as_deref() == Some("champion"))
+                    .map(|r| r.model_id.clone())
+            })
+            .or_else(|| registry.first().map(|r| r.model_id.clone()));
+        let mut learning_curve: Vec<(i64, f64, f64)> = Vec::new();
+        let mut walk_forward = Vec::new();
+        if let Some(model_id) = &selected {
+            let run_id = experiments
+                .iter()
+                .find(|e| &e.model_id == model_id)
+                .map(|e| e.run_id);
+            if let Some(run_id) = run_id {
+                let mut stmt =
+                    conn.prepare(include_str!("../../../sql/reports/dash_learning_curve.sql"))?;
+                let rows = stmt.query_map([run_id], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, f64>(2)?,
+                    ))
+                })?;
+                for row in rows {
+                    let (step, name, value) = row?;
+                    let i = match learning_curve.iter().position(|p| p.0 == step) {
+                        Some(i) => i,
+                        None => {
+                            learning_curve.push((step, f64::NAN, f64::NAN));
+                            learning_curve.len() - 1
+                        }
+                    };
+                    if name == "train_loss" {
+                        learning_curve[i].1 = value;
+                    } else {
+                        learning_curve[i].2 = value;
+                    }
+                }
+            }
+            let mut stmt =
+                conn.prepare(include_str!("../../../sql/reports/dash_walk_forward.sql"))?;
+            walk_forward = stmt
+                .query_map([model_id], |r| {
+                    Ok(WalkForwardRow {
+                        model: r.get(0)?,
+                        horizon: r.get(1)?,
+                        mae: f(r.get(2)?),
+                        mape: f(r.get(3)?),
+                        direction: f(r.get(4)?),
+                        skill: f(r.get(5)?),
+                        coverage: f(r.get(6)?),
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+        }
+        Ok(ModelsPage {
+            registry,
+            events,
+            experiments,
+            selected,
+            learning_curve,
+            walk_forward,
+        })
+    })
+    .await
+}
+
+#[derive(Template)]
+#[template(path = "models.html")]
+struct ModelsHtml {
+    layout: Layout,
+    page: ModelsPage,
+    curve: String,
+    /// Horizons shown in the walk-forward table.
+    horizons: Vec<i64>,
+}
+
+impl ModelsHtml {
+    fn num(&self, x: &f64) -> String {
+        svg::num(*x)
+    }
+    fn opt(&self, x: &Option<f64>) -> String {
+        x.map_or("–".into(), svg::num)
+    }
+    fn pct(&self, x: &f64) -> String {
+        pct(*x)
+    }
+    fn age(&self, x: &f64) -> String {
+        age(*x)
+    }
+    fn short<'a>(&self, s: &'a str) -> &'a str {
+        s.get(..12).unwrap_or(s)
+    }
+    fn rows(&self, h: &i64) -> Vec<&WalkForwardRow> {
+        self.page
+            .walk_forward
+            .iter()
+            .filter(|r| r.horizon == *h)
+            .collect()
+    }
+}
+
+pub async fn html(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<ModelsQuery>,
+) -> Result<Response, ApiError> {
+    let page = load(&state, q).await?;
+    let mut chart = Chart::new(560.0, 220.0, svg::plain_label);
+    for (name, color, pick) in [
+        ("train loss", svg::PALETTE[0], 1usize),
+        ("validation loss", svg::PALETTE[1], 2usize),
+    ] {
+        chart.series.push(Series {
+            name: name.into(),
+            color,
+            points: page
+                .learning_curve
+                .iter()
+                .map(|p| (p.0 as f64, if pick == 1 { p.1 } else { p.2 }))
+                .collect(),
+            markers: false,
+        });
+    }
+    let curve = chart.render("no learning curve recorded for this model");
+    let mut horizons: Vec<i64> = page.walk_forward.iter().map(|r| r.horizon).collect();
+    horizons.dedup();
+    horizons.retain(|h| [1, 3, 6, 12, 24].contains(h));
+    Ok(render(&ModelsHtml {
+        layout: Layout::new("/models"),
+        page,
+        curve,
+        horizons,
+    }))
+}
+
+pub async fn json(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<ModelsQuery>,
+) -> Result<Json<ModelsPage>, ApiError> {
+    Ok(Json(load(&state, q).await?))
+}

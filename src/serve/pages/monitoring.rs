@@ -1,0 +1,397 @@
+//! `/monitoring`: request rate, errors, latency quantiles and prediction rate over the last hour
+//! (sampled in-process from the Prometheus registry every 15 s, so the page needs no Prometheus),
+//! drift ratio, model health, PSI per feature and its history, and live error and interval
+//! coverage per day.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use askama::Template;
+use axum::extract::State;
+use axum::response::Response;
+use axum::Json;
+use serde::Serialize;
+
+use super::svg::{self, Chart, Series};
+use super::{pct, read, render, Layout};
+use crate::monitor::FeaturePsi;
+use crate::serve::error::ApiError;
+use crate::serve::metrics::Metrics;
+use crate::serve::state::AppState;
+
+pub const SAMPLE_EVERY: Duration = Duration::from_secs(15);
+const KEEP: usize = 240;
+const LATENCY_BUCKETS: usize = 10;
+
+/// Cumulative counters at one instant.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    pub t: f64,
+    pub requests: f64,
+    pub errors: f64,
+    pub predictions: f64,
+    /// Cumulative request-latency bucket counts (all routes), upper bounds in `bounds`.
+    pub buckets: [f64; LATENCY_BUCKETS],
+}
+
+/// The last hour of samples.
+#[derive(Default)]
+pub struct History {
+    samples: Mutex<VecDeque<Sample>>,
+}
+
+impl History {
+    /// Takes a sample from the registry.
+    pub fn sample(&self, metrics: &Metrics) {
+        let mut s = Sample {
+            t: chrono::Utc::now().timestamp_millis() as f64 / 1000.0,
+            requests: 0.0,
+            errors: 0.0,
+            predictions: 0.0,
+            buckets: [0.0; LATENCY_BUCKETS],
+        };
+        for family in metrics.registry.gather() {
+            match family.name() {
+                "api_requests_total" => {
+                    for m in family.get_metric() {
+                        let v = m.get_counter().get_value();
+                        s.requests += v;
+                        if m.get_label()
+                            .iter()
+                            .any(|l| l.name() == "status" && l.value() == "error")
+                        {
+                            s.errors += v;
+                        }
+                    }
+                }
+                "model_predictions_total" => {
+                    s.predictions += family
+                        .get_metric()
+                        .iter()
+                        .map(|m| m.get_counter().get_value())
+                        .sum::<f64>();
+                }
+                "api_request_latency_seconds" => {
+                    for m in family.get_metric() {
+                        let h = m.get_histogram();
+                        for (i, b) in h.get_bucket().iter().take(LATENCY_BUCKETS - 1).enumerate() {
+                            s.buckets[i] += b.cumulative_count() as f64;
+                        }
+                        s.buckets[LATENCY_BUCKETS - 1] += h.get_sample_count() as f64;
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Ok(mut q) = self.samples.lock() {
+            q.push_back(s);
+            while q.len() > KEEP {
+                q.pop_front();
+            }
+        }
+    }
+
+    fn snapshot(&self) -> Vec<Sample> {
+        self.samples
+            .lock()
+            .map(|q| q.iter().copied().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Upper bounds of the request-latency buckets (the contract's), +Inf last.
+const BOUNDS: [f64; LATENCY_BUCKETS] = [
+    0.01,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    f64::INFINITY,
+];
+
+/// A quantile from bucket increments, interpolated within the bucket like `histogram_quantile`.
+fn quantile(q: f64, delta: &[f64; LATENCY_BUCKETS]) -> f64 {
+    let total = delta[LATENCY_BUCKETS - 1];
+    if total <= 0.0 {
+        return f64::NAN;
+    }
+    let rank = q * total;
+    let mut prev_count = 0.0;
+    let mut prev_bound = 0.0;
+    for (i, &c) in delta.iter().enumerate() {
+        if c >= rank {
+            let bound = BOUNDS[i];
+            if !bound.is_finite() {
+                return prev_bound;
+            }
+            let in_bucket = c - prev_count;
+            return if in_bucket <= 0.0 {
+                bound
+            } else {
+                prev_bound + (bound - prev_bound) * (rank - prev_count) / in_bucket
+            };
+        }
+        prev_count = c;
+        prev_bound = BOUNDS[i];
+    }
+    prev_bound
+}
+
+/// Rates between two samples.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rates {
+    pub t: f64,
+    pub request_rate: f64,
+    pub error_rate: f64,
+    pub prediction_rate: f64,
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+}
+
+fn rates_between(a: &Sample, b: &Sample) -> Rates {
+    let dt = (b.t - a.t).max(1e-3);
+    let mut delta = [0.0; LATENCY_BUCKETS];
+    for (i, d) in delta.iter_mut().enumerate() {
+        *d = b.buckets[i] - a.buckets[i];
+    }
+    Rates {
+        t: b.t,
+        request_rate: (b.requests - a.requests) / dt,
+        error_rate: (b.errors - a.errors) / dt,
+        prediction_rate: (b.predictions - a.predictions) / dt,
+        p50: quantile(0.5, &delta),
+        p95: quantile(0.95, &delta),
+        p99: quantile(0.99, &delta),
+    }
+}
+
+/// Rates over the last `window` seconds, when the history reaches that far back (or nearly).
+pub fn rates(state: &AppState, window: f64) -> Option<Rates> {
+    let s = state.history.snapshot();
+    let last = s.last()?;
+    let first = s.iter().find(|x| last.t - x.t <= window)?;
+    (last.t - first.t >= window * 0.5).then(|| rates_between(first, last))
+}
+
+/// Starts sampling the registry for the monitoring page (a task on the server's runtime).
+pub fn spawn_sampler(state: Arc<AppState>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SAMPLE_EVERY);
+        loop {
+            tick.tick().await;
+            state.history.sample(&state.metrics);
+        }
+    });
+}
+
+#[derive(Debug, Serialize)]
+pub struct LiveDay {
+    pub coin_id: String,
+    pub day: i64,
+    pub forecasts: i64,
+    pub mape: f64,
+    pub coverage: f64,
+    pub direction: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MonitoringPage {
+    pub model_type: Option<String>,
+    pub model_healthy: bool,
+    pub drift_ratio: Option<f64>,
+    /// Per 15-second interval over the last hour.
+    pub rates: Vec<Rates>,
+    pub psi: Vec<FeaturePsi>,
+    /// (feature, epoch seconds, psi) per pipeline run.
+    pub psi_history: Vec<(String, i64, f64)>,
+    pub live_daily: Vec<LiveDay>,
+}
+
+pub async fn load(state: &Arc<AppState>) -> Result<MonitoringPage, ApiError> {
+    let snap = state.snapshot.load_full();
+    let samples = state.history.snapshot();
+    let rates: Vec<Rates> = samples
+        .windows(2)
+        .map(|w| rates_between(&w[0], &w[1]))
+        .collect();
+    let model_id = snap.model.as_ref().map(|m| m.model_id.clone());
+    let (psi_history, live_daily) = read(state, move |conn| {
+        let mut psi_history = Vec::new();
+        if let Some(id) = model_id {
+            let mut stmt =
+                conn.prepare(include_str!("../../../sql/reports/dash_psi_history.sql"))?;
+            psi_history = stmt
+                .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+        }
+        let mut stmt = conn.prepare(include_str!("../../../sql/reports/dash_live_daily.sql"))?;
+        let live = stmt
+            .query_map([], |r| {
+                Ok(LiveDay {
+                    coin_id: r.get(0)?,
+                    day: r.get(1)?,
+                    forecasts: r.get(2)?,
+                    mape: r.get::<_, Option<f64>>(3)?.unwrap_or(f64::NAN),
+                    coverage: r.get::<_, Option<f64>>(4)?.unwrap_or(f64::NAN),
+                    direction: r.get::<_, Option<f64>>(5)?.unwrap_or(f64::NAN),
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((psi_history, live))
+    })
+    .await?;
+    let model_type = snap.model.as_ref().map(|m| m.family.clone());
+    Ok(MonitoringPage {
+        drift_ratio: model_type.as_ref().map(|f| {
+            state
+                .metrics
+                .data_drift_ratio
+                .with_label_values(&[f.as_str()])
+                .get()
+        }),
+        model_healthy: snap.model.is_some(),
+        model_type,
+        rates,
+        psi: snap.psi.clone(),
+        psi_history,
+        live_daily,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "monitoring.html")]
+struct MonitoringHtml {
+    layout: Layout,
+    page: MonitoringPage,
+    traffic: String,
+    latency: String,
+    psi_bars: String,
+    psi_history: String,
+    live: String,
+}
+
+impl MonitoringHtml {
+    fn pct(&self, x: &f64) -> String {
+        pct(*x)
+    }
+}
+
+fn time_label(t: f64) -> String {
+    chrono::DateTime::from_timestamp(t as i64, 0)
+        .map(|d| d.format("%H:%M").to_string())
+        .unwrap_or_default()
+}
+
+fn day_label(t: f64) -> String {
+    chrono::DateTime::from_timestamp(t as i64, 0)
+        .map(|d| d.format("%m-%d").to_string())
+        .unwrap_or_default()
+}
+
+pub async fn html(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let page = load(&state).await?;
+    let line = |name: &str, color, pick: fn(&Rates) -> f64| Series {
+        name: name.into(),
+        color,
+        points: page.rates.iter().map(|r| (r.t, pick(r))).collect(),
+        markers: false,
+    };
+    let mut traffic = Chart::new(540.0, 220.0, time_label);
+    traffic.y_min_zero = true;
+    traffic.series = vec![
+        line("requests/s", svg::PALETTE[0], |r| r.request_rate),
+        line("errors/s", svg::PALETTE[1], |r| r.error_rate),
+        line("predictions/s", svg::PALETTE[2], |r| r.prediction_rate),
+    ];
+    let mut latency = Chart::new(540.0, 220.0, time_label);
+    latency.y_min_zero = true;
+    latency.series = vec![
+        line("p50 s", svg::PALETTE[0], |r| r.p50),
+        line("p95 s", svg::PALETTE[3], |r| r.p95),
+        line("p99 s", svg::PALETTE[1], |r| r.p99),
+    ];
+    let empty_traffic = "collecting: the first samples come 15 s after the start";
+    let mut psi: Vec<(String, f64)> = page
+        .psi
+        .iter()
+        .map(|f| (f.feature.clone(), f.psi))
+        .collect();
+    psi.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let psi_bars = svg::bars(
+        &psi,
+        700.0,
+        Some(0.25),
+        "no PSI yet: it is computed by each ingest run once a champion exists",
+    );
+    let mut history = Chart::new(1100.0, 240.0, svg::hour_label);
+    let mut features: Vec<&str> = page.psi_history.iter().map(|p| p.0.as_str()).collect();
+    features.dedup();
+    for (i, f) in features.iter().enumerate() {
+        history.series.push(Series {
+            name: f.to_string(),
+            color: svg::PALETTE[i % svg::PALETTE.len()],
+            points: page
+                .psi_history
+                .iter()
+                .filter(|p| p.0 == *f)
+                .map(|p| (p.1 as f64, p.2))
+                .collect(),
+            markers: page.psi_history.iter().filter(|p| p.0 == *f).count() < 3,
+        });
+    }
+    let mut live = Chart::new(1100.0, 240.0, day_label);
+    let mut coins: Vec<&str> = page.live_daily.iter().map(|d| d.coin_id.as_str()).collect();
+    coins.dedup();
+    for (i, c) in coins.iter().enumerate() {
+        let days = page.live_daily.iter().filter(|d| d.coin_id == *c);
+        live.series.push(Series {
+            name: format!("{c} MAPE"),
+            color: svg::PALETTE[(2 * i) % svg::PALETTE.len()],
+            points: days.clone().map(|d| (d.day as f64, d.mape)).collect(),
+            markers: true,
+        });
+        live.series.push(Series {
+            name: format!("{c} coverage"),
+            color: svg::PALETTE[(2 * i + 1) % svg::PALETTE.len()],
+            points: days.map(|d| (d.day as f64, d.coverage)).collect(),
+            markers: true,
+        });
+    }
+    Ok(render(&MonitoringHtml {
+        layout: Layout::new("/monitoring"),
+        traffic: traffic.render(empty_traffic),
+        latency: latency.render(empty_traffic),
+        psi_bars,
+        psi_history: history.render("no PSI history yet"),
+        live: live.render(
+            "no scored forecasts yet: logged predictions are scored when their hour arrives",
+        ),
+        page,
+    }))
+}
+
+pub async fn json(State(state): State<Arc<AppState>>) -> Result<Json<MonitoringPage>, ApiError> {
+    Ok(Json(load(&state).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_interpolate_within_the_bucket() {
+        // 100 requests: 50 under 10 ms, 50 between 10 and 50 ms.
+        let delta = [
+            50.0, 100.0, 100.0, 100.0, 100.0, 100.0, 100.0, 100.0, 100.0, 100.0,
+        ];
+        assert!((quantile(0.5, &delta) - 0.01).abs() < 1e-12);
+        assert!((quantile(0.75, &delta) - 0.03).abs() < 1e-12);
+        assert!(quantile(0.5, &[0.0; LATENCY_BUCKETS]).is_nan());
+    }
+}

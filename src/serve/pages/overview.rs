@@ -1,0 +1,300 @@
+//! `/`: per coin the last price and its age, the champion's next-hour and next-day forecast with
+//! its interval, live accuracy; the last run of each job; active alerts (the alert rules'
+//! conditions evaluated now, without their `for` durations).
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::extract::State;
+use axum::response::Response;
+use axum::Json;
+use chrono::Utc;
+use duckdb::Connection;
+use serde::Serialize;
+
+use super::svg::{self, Chart, Series};
+use super::{age, pct, read, render, utc, Layout};
+use crate::monitor::LiveAccuracy;
+use crate::serve::error::ApiError;
+use crate::serve::predict::infer;
+use crate::serve::state::AppState;
+
+#[derive(Debug, Serialize)]
+pub struct ForecastCell {
+    pub hours_ahead: usize,
+    pub target: String,
+    pub price: f64,
+    pub lower: f64,
+    pub upper: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CoinCard {
+    pub coin_id: String,
+    pub last_price: f64,
+    pub last_hour: String,
+    pub age_seconds: f64,
+    pub stale: bool,
+    pub forecasts: Vec<ForecastCell>,
+    pub live: Vec<LiveAccuracy>,
+    #[serde(skip)]
+    pub sparkline: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RunRow {
+    pub run_id: i64,
+    pub job: String,
+    pub trigger: String,
+    pub state: String,
+    pub started: String,
+    pub seconds: f64,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Alert {
+    pub alert: &'static str,
+    pub severity: &'static str,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OverviewPage {
+    pub champion: Option<String>,
+    pub model_age_seconds: Option<f64>,
+    pub coins: Vec<CoinCard>,
+    pub last_runs: Vec<RunRow>,
+    pub alerts: Vec<Alert>,
+    pub problems: Vec<String>,
+}
+
+pub fn runs(conn: &Connection, limit: i64) -> Result<Vec<RunRow>, duckdb::Error> {
+    let mut stmt = conn.prepare(include_str!("../../../sql/reports/dash_runs.sql"))?;
+    let rows = stmt.query_map([limit], |r| {
+        Ok(RunRow {
+            run_id: r.get(0)?,
+            job: r
+                .get::<_, Option<String>>(1)?
+                .unwrap_or_else(|| "ingest".into()),
+            trigger: r.get(2)?,
+            state: r.get(3)?,
+            started: utc(r.get(4)?),
+            seconds: r.get(5)?,
+            error: r.get(6)?,
+        })
+    })?;
+    rows.collect()
+}
+
+pub async fn load(state: &Arc<AppState>) -> Result<OverviewPage, ApiError> {
+    let snap = state.snapshot.load_full();
+    let now = Utc::now();
+    let mut coins = Vec::new();
+    for (coin, series) in &snap.series {
+        let last = series.len().saturating_sub(1);
+        let last_hour = series.first_hour + last as i64;
+        let age_seconds = (now.timestamp() - last_hour * 3600) as f64;
+        let mut forecasts = Vec::new();
+        if let Some(model) = &snap.model {
+            let s = series.clone();
+            if let Ok(f) = infer(model, move |lstm| lstm.forecast_latest(&s)).await {
+                for h in [1usize, 24] {
+                    if let Some(x) = f.horizons.get(h - 1) {
+                        forecasts.push(ForecastCell {
+                            hours_ahead: h,
+                            target: utc((f.as_of_hour + h as i64) * 3600),
+                            price: x.price,
+                            lower: x.lower,
+                            upper: x.upper,
+                        });
+                    }
+                }
+            }
+        }
+        // The last 7 days, gaps as gaps.
+        let from = last.saturating_sub(7 * 24);
+        let mut chart = Chart::new(260.0, 90.0, svg::hour_label);
+        chart.series.push(Series {
+            name: coin.clone(),
+            color: svg::PALETTE[0],
+            points: (from..=last)
+                .map(|i| {
+                    (
+                        ((series.first_hour + i as i64) * 3600) as f64,
+                        series.price[i],
+                    )
+                })
+                .collect(),
+            markers: false,
+        });
+        coins.push(CoinCard {
+            coin_id: coin.clone(),
+            last_price: series.price.get(last).copied().unwrap_or(f64::NAN),
+            last_hour: utc(last_hour * 3600),
+            age_seconds,
+            stale: age_seconds > state.settings.serve.max_data_age_hours as f64 * 3600.0,
+            forecasts,
+            live: snap
+                .live_accuracy
+                .iter()
+                .filter(|a| &a.coin_id == coin)
+                .cloned()
+                .collect(),
+            sparkline: chart.render("no prices yet"),
+        });
+    }
+    let (last_runs, failed_3h) = read(state, |conn| {
+        let mut last: Vec<RunRow> = Vec::new();
+        for r in runs(conn, 50)? {
+            if !last.iter().any(|x| x.job == r.job) {
+                last.push(r);
+            }
+        }
+        let failed: i64 = conn.query_row(
+            include_str!("../../../sql/reports/dash_failed_runs.sql"),
+            [],
+            |r| r.get(0),
+        )?;
+        Ok((last, failed))
+    })
+    .await?;
+
+    let mut alerts = Vec::new();
+    let model_age_seconds = snap
+        .model
+        .as_ref()
+        .map(|m| (now.timestamp() - m.card.trained_until_hour * 3600) as f64);
+    match &snap.model {
+        None => alerts.push(Alert {
+            alert: "ModelUnhealthy",
+            severity: "critical",
+            message: "no healthy model is serving: /predict answers 503 (run `coincast train`)"
+                .into(),
+        }),
+        Some(m) => {
+            let drift = state
+                .metrics
+                .data_drift_ratio
+                .with_label_values(&[&m.family])
+                .get();
+            if drift > 0.3 {
+                alerts.push(Alert {
+                    alert: "DataDriftDetected",
+                    severity: "warning",
+                    message: format!(
+                        "{} of the {} inputs are outside their training range",
+                        pct(drift),
+                        m.family
+                    ),
+                });
+            }
+        }
+    }
+    if model_age_seconds.is_some_and(|a| a > 30.0 * 86400.0) {
+        alerts.push(Alert {
+            alert: "ModelExpired",
+            severity: "info",
+            message: "the champion was trained on data older than 30 days: retrain".into(),
+        });
+    }
+    for c in coins.iter().filter(|c| c.age_seconds > 3.0 * 3600.0) {
+        alerts.push(Alert {
+            alert: "DataStale",
+            severity: "warning",
+            message: format!(
+                "{}: newest stored hour is {} old",
+                c.coin_id,
+                age(c.age_seconds)
+            ),
+        });
+    }
+    if failed_3h >= 2 {
+        alerts.push(Alert {
+            alert: "PipelineFailing",
+            severity: "warning",
+            message: format!("{failed_3h} failed runs in the last 3 hours: see the Pipeline page"),
+        });
+    }
+    for f in snap.psi.iter().filter(|f| f.psi > 0.25) {
+        alerts.push(Alert {
+            alert: "FeatureDrift",
+            severity: "info",
+            message: format!(
+                "input {} has shifted (PSI {:.2} over the last 24 h vs training)",
+                f.feature, f.psi
+            ),
+        });
+    }
+    for a in snap
+        .live_accuracy
+        .iter()
+        .filter(|a| a.window == "7d" && a.forecasts >= 50 && a.coverage < 0.75)
+    {
+        alerts.push(Alert {
+            alert: "IntervalCoverageLow",
+            severity: "warning",
+            message: format!(
+                "{}: only {} of actuals inside the intervals over 7 days",
+                a.coin_id,
+                pct(a.coverage)
+            ),
+        });
+    }
+    let history = super::monitoring::rates(state, 300.0);
+    if let Some(r) = history {
+        if r.error_rate > 0.1 {
+            alerts.push(Alert {
+                alert: "HighErrorRate",
+                severity: "warning",
+                message: format!("{:.2} failed requests/s over 5 minutes", r.error_rate),
+            });
+        }
+        if r.p95 > 0.5 {
+            alerts.push(Alert {
+                alert: "HighPredictionLatency",
+                severity: "warning",
+                message: format!("request P95 latency {:.3} s over 5 minutes", r.p95),
+            });
+        }
+    }
+    Ok(OverviewPage {
+        champion: snap.model.as_ref().map(|m| m.model_id.clone()),
+        model_age_seconds,
+        coins,
+        last_runs,
+        alerts,
+        problems: snap.problems.clone(),
+    })
+}
+
+#[derive(Template)]
+#[template(path = "overview.html")]
+struct OverviewHtml {
+    layout: Layout,
+    page: OverviewPage,
+}
+
+impl OverviewHtml {
+    fn num(&self, x: &f64) -> String {
+        svg::num(*x)
+    }
+    fn pct(&self, x: &f64) -> String {
+        pct(*x)
+    }
+    fn age(&self, x: &f64) -> String {
+        age(*x)
+    }
+}
+
+pub async fn html(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let page = load(&state).await?;
+    Ok(render(&OverviewHtml {
+        layout: Layout::new("/"),
+        page,
+    }))
+}
+
+pub async fn json(State(state): State<Arc<AppState>>) -> Result<Json<OverviewPage>, ApiError> {
+    Ok(Json(load(&state).await?))
+}
