@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::svg::{self, Chart, Series};
 use super::{age, pct, read, render, Layout};
-use crate::model::registry::{self, ModelRow};
+use crate::model::registry::ModelRow;
 use crate::serve::error::ApiError;
 use crate::serve::state::AppState;
 
@@ -70,13 +70,9 @@ fn f(v: Option<f64>) -> f64 {
 }
 
 pub async fn load(state: &Arc<AppState>, q: ModelsQuery) -> Result<ModelsPage, ApiError> {
+    // The registry as of the last reload (after every run and promotion).
+    let registry = state.snapshot.load().registry.clone();
     read(state, move |conn| {
-        let registry = registry::list(conn).map_err(|e| match e {
-            crate::model::ModelError::Sql(e) => e,
-            other => duckdb::Error::ToSqlConversionFailure(Box::new(std::io::Error::other(
-                other.to_string(),
-            ))),
-        })?;
         let mut stmt = conn.prepare(include_str!("../../../sql/reports/dash_model_events.sql"))?;
         let events = stmt
             .query_map([], |r| {
