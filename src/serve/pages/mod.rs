@@ -128,10 +128,11 @@ pub fn utc(t: i64) -> String {
         .unwrap_or_default()
 }
 
-/// A duration in words: `42 s`, `5 min`, `3.2 h`, `4 days`.
+/// A duration in words: `0.43 s`, `42 s`, `5 min`, `3.2 h`, `4 days`.
 pub fn age(seconds: f64) -> String {
     match seconds {
         s if !s.is_finite() => "–".into(),
+        s if s < 10.0 => format!("{s:.2} s"),
         s if s < 120.0 => format!("{s:.0} s"),
         s if s < 7200.0 => format!("{:.0} min", s / 60.0),
         s if s < 172_800.0 => format!("{:.1} h", s / 3600.0),

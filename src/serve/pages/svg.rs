@@ -346,10 +346,9 @@ pub fn gantt(rows: &[(String, Vec<GanttBar>)], width: f64, empty: &str) -> Strin
         let t = span * i as f64 / 4.0;
         let _ = write!(
             svg,
-            "<text class=\"tick\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{} s</text>",
+            "<text class=\"tick\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{t:.2} s</text>",
             label_w + t * scale,
-            height - 6.0,
-            esc(&num(t))
+            height - 6.0
         );
     }
     svg.push_str("</svg>");
