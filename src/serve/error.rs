@@ -109,3 +109,13 @@ where
         }
     }
 }
+
+/// A JSON body that may be left out: empty (or blank) means the type's default, anything else
+/// must parse (400 otherwise).
+pub fn optional_json<T: Default + serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}

@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::error::ApiError;
+use super::error::{optional_json, ApiError};
 use super::pipeline_api::require_token;
 use super::state::{AppState, Snapshot};
 use crate::model::lstm::{resolve_device, TrainedLstm};
@@ -39,12 +39,7 @@ pub async fn promote(
     body: Bytes,
 ) -> Result<Json<ChampionResponse>, ApiError> {
     require_token(&state, &headers)?;
-    let req: PromoteRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        PromoteRequest::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
-    };
+    let req: PromoteRequest = optional_json(&body)?;
     with_db(state, move |conn| {
         let previous = registry::champion(conn)?.map(|c| c.model_id);
         // Refuse a model that could not serve, before it replaces one that can.

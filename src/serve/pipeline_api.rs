@@ -11,7 +11,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::error::ApiError;
+use super::error::{optional_json, ApiError};
 use super::state::AppState;
 use super::worker::{Command, Job};
 
@@ -29,12 +29,7 @@ pub async fn trigger(
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     require_token(&state, &headers)?;
-    let req: TriggerRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        TriggerRequest::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
-    };
+    let req: TriggerRequest = optional_json(&body)?;
     let job = match req.job.as_deref() {
         None | Some("ingest") => Job::Ingest,
         Some("retrain") => Job::Retrain,

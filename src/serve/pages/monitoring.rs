@@ -282,18 +282,6 @@ impl MonitoringHtml {
     }
 }
 
-fn time_label(t: f64) -> String {
-    chrono::DateTime::from_timestamp(t as i64, 0)
-        .map(|d| d.format("%H:%M").to_string())
-        .unwrap_or_default()
-}
-
-fn day_label(t: f64) -> String {
-    chrono::DateTime::from_timestamp(t as i64, 0)
-        .map(|d| d.format("%m-%d").to_string())
-        .unwrap_or_default()
-}
-
 pub async fn html(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let page = load(&state).await?;
     let line = |name: &str, color, pick: fn(&Rates) -> f64| Series {
@@ -302,14 +290,14 @@ pub async fn html(State(state): State<Arc<AppState>>) -> Result<Response, ApiErr
         points: page.rates.iter().map(|r| (r.t, pick(r))).collect(),
         markers: false,
     };
-    let mut traffic = Chart::new(540.0, 220.0, time_label);
+    let mut traffic = Chart::new(540.0, 220.0, svg::minute_label);
     traffic.y_min_zero = true;
     traffic.series = vec![
         line("requests/s", svg::PALETTE[0], |r| r.request_rate),
         line("errors/s", svg::PALETTE[1], |r| r.error_rate),
         line("predictions/s", svg::PALETTE[2], |r| r.prediction_rate),
     ];
-    let mut latency = Chart::new(540.0, 220.0, time_label);
+    let mut latency = Chart::new(540.0, 220.0, svg::minute_label);
     latency.y_min_zero = true;
     latency.series = vec![
         line("p50 s", svg::PALETTE[0], |r| r.p50),
@@ -345,7 +333,7 @@ pub async fn html(State(state): State<Arc<AppState>>) -> Result<Response, ApiErr
             markers: page.psi_history.iter().filter(|p| p.0 == *f).count() < 3,
         });
     }
-    let mut live = Chart::new(1100.0, 240.0, day_label);
+    let mut live = Chart::new(1100.0, 240.0, svg::day_label);
     let mut coins: Vec<&str> = page.live_daily.iter().map(|d| d.coin_id.as_str()).collect();
     coins.dedup();
     for (i, c) in coins.iter().enumerate() {

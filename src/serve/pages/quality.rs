@@ -141,16 +141,10 @@ struct QualityHtml {
     history: String,
 }
 
-fn day_label(t: f64) -> String {
-    chrono::DateTime::from_timestamp(t as i64, 0)
-        .map(|d| d.format("%Y-%m-%d").to_string())
-        .unwrap_or_default()
-}
-
 pub async fn html(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let page = load(&state).await?;
     // Failures per day of every rule that ever failed.
-    let mut chart = Chart::new(1100.0, 240.0, day_label);
+    let mut chart = Chart::new(1100.0, 240.0, svg::day_label);
     chart.y_min_zero = true;
     for (i, h) in page.rules.iter().filter(|h| h.failures > 0).enumerate() {
         chart.series.push(Series {

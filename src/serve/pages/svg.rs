@@ -357,8 +357,22 @@ pub fn gantt(rows: &[(String, Vec<GanttBar>)], width: f64, empty: &str) -> Strin
 
 /// Epoch seconds as `MM-DD HH:00` (UTC).
 pub fn hour_label(t: f64) -> String {
+    epoch_label(t, "%m-%d %H:00")
+}
+
+/// Epoch seconds as `YYYY-MM-DD` (UTC).
+pub fn day_label(t: f64) -> String {
+    epoch_label(t, "%Y-%m-%d")
+}
+
+/// Epoch seconds as `HH:MM` (UTC).
+pub fn minute_label(t: f64) -> String {
+    epoch_label(t, "%H:%M")
+}
+
+fn epoch_label(t: f64, format: &str) -> String {
     chrono::DateTime::from_timestamp(t as i64, 0)
-        .map(|d| d.format("%m-%d %H:00").to_string())
+        .map(|d| d.format(format).to_string())
         .unwrap_or_default()
 }
 
