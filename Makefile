@@ -18,7 +18,7 @@ CONFIG ?=
 CONFIG_FLAG := $(if $(CONFIG),--config $(CONFIG),)
 CARGO_FLAGS := --release --locked
 
-.PHONY: all deps system-deps duckdb libtorch venv torch-venv build test test-rust test-parity test-rules run replay bench fmt lint clean
+.PHONY: all deps system-deps duckdb libtorch venv torch-venv build test test-rust test-parity test-rules run replay bench chaos fmt lint clean
 
 all: build
 
@@ -78,6 +78,13 @@ bench: deps venv torch-venv
 	  --pandas "$(VENV)/bin/python bench/pandas_features.py" \
 	  --pytorch "$(CACHE)/torchvenv/bin/python bench/pytorch_lstm.py"
 	bench/load.sh $(BIN) $(REAL_DATA)/coingecko
+
+## chaos: random kill -9 of real coincast processes during replay, ingest, train and serve under
+## load (50 trials; CHAOS_TRIALS, CHAOS_SEED), the crash checks after each, and a table per phase
+CHAOS_TRIALS ?= 50
+chaos: deps
+	COINCAST_CHAOS_TRIALS=$(CHAOS_TRIALS) $(if $(CHAOS_SEED),COINCAST_CHAOS_SEED=$(CHAOS_SEED)) \
+	  cargo test $(CARGO_FLAGS) --test it chaos -- --ignored --nocapture
 
 torch-venv:
 	@[ -x $(CACHE)/torchvenv/bin/python ] && $(CACHE)/torchvenv/bin/python -c 'import torch' 2>/dev/null || \

@@ -154,6 +154,23 @@ enum Command {
         #[command(subcommand)]
         action: ModelsAction,
     },
+    /// An online backup: a consistent copy of the database and every registered model, as one tar
+    /// archive. While `coincast serve` holds the file, the server makes the copy
+    /// (POST /api/admin/backup, with serve.api_token).
+    Backup {
+        /// The archive to write (through `<dest>.partial`, renamed when complete).
+        dest: PathBuf,
+        /// The server to ask when the database is in use; default http://<serve.bind>.
+        #[arg(long)]
+        server: Option<String>,
+    },
+    /// Restore a backup archive into the data folder (which must hold no database, unless
+    /// --force: then the current file is kept beside it as coincast.duckdb.before-restore-<time>).
+    Restore {
+        archive: PathBuf,
+        #[arg(long)]
+        force: bool,
+    },
     /// What the database holds: coins, hours, gaps, batches, the last run.
     Status {
         /// Print JSON instead of a table.
@@ -374,7 +391,7 @@ fn execute(cli: Cli) -> anyhow::Result<Exit> {
                     registry::get(store.conn(), id)?
                 };
                 let m = TrainedLstm::load(
-                    Path::new(&row.artifact_path),
+                    &row.artifact_dir(&settings.data_dir),
                     lstm::resolve_device("auto")?,
                 )?;
                 p.horizon = m.card.spec.horizon;
@@ -487,8 +504,10 @@ fn execute(cli: Cli) -> anyhow::Result<Exit> {
                     anyhow::anyhow!("there is no champion yet: run `coincast train`, or pass --model ID (see `coincast models list`)")
                 })?,
             };
-            let m =
-                TrainedLstm::load(Path::new(&row.artifact_path), lstm::resolve_device("auto")?)?;
+            let m = TrainedLstm::load(
+                &row.artifact_dir(&settings.data_dir),
+                lstm::resolve_device("auto")?,
+            )?;
             let series = coincast::model::dataset::CoinSeries::load(
                 store.conn(),
                 &coin,
@@ -572,9 +591,10 @@ fn execute(cli: Cli) -> anyhow::Result<Exit> {
                 ModelsAction::Show { model_id } => {
                     let m = registry::get(store.conn(), &model_id)?;
                     println!("{}", serde_json::to_string_pretty(&m)?);
-                    let card =
-                        std::fs::read_to_string(Path::new(&m.artifact_path).join("model.json"))
-                            .with_context(|| format!("reading the artifact of {model_id}"))?;
+                    let card = std::fs::read_to_string(
+                        m.artifact_dir(&settings.data_dir).join("model.json"),
+                    )
+                    .with_context(|| format!("reading the artifact of {model_id}"))?;
                     println!("{card}");
                 }
                 ModelsAction::Promote { model_id, force } => {
@@ -586,6 +606,26 @@ fn execute(cli: Cli) -> anyhow::Result<Exit> {
                     println!("{id} is champion again");
                 }
             }
+            Ok(Exit::Ok)
+        }
+        Command::Backup { dest, server } => backup(&settings, &dest, server.as_deref()),
+        Command::Restore { archive, force } => {
+            let existing = if force {
+                coincast::store::Existing::SetAside
+            } else {
+                coincast::store::Existing::Refuse
+            };
+            let m = coincast::store::restore(&archive, &settings.data_dir, existing)
+                .with_context(|| format!("restoring {}", archive.display()))?;
+            println!(
+                "restored {} into {}: schema {} from {}, {} model(s), champion {}",
+                archive.display(),
+                settings.database_path().display(),
+                m.schema_version,
+                m.created_at,
+                m.models.len(),
+                m.champion.as_deref().unwrap_or("none")
+            );
             Ok(Exit::Ok)
         }
         Command::Run(args) => fetch(settings, args, "run"),
@@ -621,7 +661,86 @@ fn fetch(settings: Settings, args: FetchArgs, trigger: &str) -> anyhow::Result<E
 
 fn open(settings: &Settings) -> anyhow::Result<Store> {
     let path = settings.database_path();
+    // What opening repaired is logged by the store (warn and error: shown by default).
     Store::open(&settings.data_dir).with_context(|| format!("opening {}", path.display()))
+}
+
+/// A backup made here when the file is free, else by the server that holds it.
+fn backup(settings: &Settings, dest: &Path, server: Option<&str>) -> anyhow::Result<Exit> {
+    let manifest = match Store::open(&settings.data_dir) {
+        Ok(store) => coincast::store::write_backup(store.conn(), store.data_dir(), dest)?,
+        Err(StoreError::Locked { .. }) => backup_from_server(settings, dest, server)?,
+        Err(e) => {
+            return Err(anyhow::Error::new(e)
+                .context(format!("opening {}", settings.database_path().display())))
+        }
+    };
+    let bytes = std::fs::metadata(dest).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "backup {} ({bytes} bytes): database {} bytes (schema {}), {} model(s), champion {}",
+        dest.display(),
+        manifest.database_bytes,
+        manifest.schema_version,
+        manifest.models.len(),
+        manifest.champion.as_deref().unwrap_or("none")
+    );
+    Ok(Exit::Ok)
+}
+
+fn backup_from_server(
+    settings: &Settings,
+    dest: &Path,
+    server: Option<&str>,
+) -> anyhow::Result<coincast::store::BackupManifest> {
+    let token = settings.serve.api_token().ok_or_else(|| {
+        anyhow::anyhow!(
+            "the database is in use by a running server, which makes online backups only with its \
+             token: set serve.api_token (COINCAST__SERVE__API_TOKEN) as the server has it"
+        )
+    })?;
+    let base = match server {
+        Some(s) => s.trim_end_matches('/').to_string(),
+        None => format!("http://{}", loopback_for(&settings.serve.bind)),
+    };
+    let url = format!("{base}/api/admin/backup");
+    let rt = runtime()?;
+    let manifest = rt.block_on(async {
+        let client = reqwest::Client::new();
+        let mut response = client
+            .post(&url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .with_context(|| format!("asking the server for a backup ({url})"))?;
+        if !response.status().is_success() {
+            let status = response.status();
+            let body = response.text().await.unwrap_or_default();
+            anyhow::bail!("the server answered {status} to {url}: {body}");
+        }
+        let manifest: coincast::store::BackupManifest = response
+            .headers()
+            .get(coincast::serve::admin_api::MANIFEST_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| serde_json::from_str(v).ok())
+            .ok_or_else(|| anyhow::anyhow!("{url} sent no backup manifest"))?;
+        let mut out = coincast::store::PartialFile::create(dest)?;
+        while let Some(chunk) = response.chunk().await? {
+            std::io::Write::write_all(&mut out, &chunk)
+                .with_context(|| format!("writing {}", dest.display()))?;
+        }
+        out.commit()?;
+        anyhow::Ok(manifest)
+    })?;
+    Ok(manifest)
+}
+
+/// The address to call a server bound to `bind`: a wildcard bind is reached on loopback.
+fn loopback_for(bind: &str) -> String {
+    match bind.parse::<std::net::SocketAddr>() {
+        Ok(a) if a.ip().is_unspecified() && a.is_ipv4() => format!("127.0.0.1:{}", a.port()),
+        Ok(a) if a.ip().is_unspecified() => format!("[::1]:{}", a.port()),
+        _ => bind.to_string(),
+    }
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -764,6 +883,6 @@ fn print_run(report: &RunReport) -> Exit {
         RunState::Success => Exit::Ok,
         _ if s.source_unavailable => Exit::SourceUnavailable,
         RunState::Partial => Exit::DataRejected,
-        RunState::Failed => Exit::Internal,
+        RunState::Failed | RunState::Interrupted => Exit::Internal,
     }
 }

@@ -64,6 +64,8 @@ impl ServeSettings {
 #[serde(deny_unknown_fields)]
 pub struct ModelSettings {
     pub promotion_min_skill: f64,
+    /// Artifact folders that no registered model names (left by a crash) are removed after this.
+    pub orphan_artifact_grace_hours: f64,
     /// LSTM spec file for training inside `serve`; empty: the built-in models/lstm.toml.
     pub spec: String,
     /// Walk-forward protocol file; empty: the built-in models/baselines.toml.
@@ -198,6 +200,13 @@ impl Settings {
         };
         if self.coins.is_empty() {
             return Err(invalid("coins", "at least one coin id is needed".into()));
+        }
+        let grace = self.model.orphan_artifact_grace_hours;
+        if !grace.is_finite() || grace < 0.0 {
+            return Err(invalid(
+                "model.orphan_artifact_grace_hours",
+                format!("{grace} is not a number of hours >= 0"),
+            ));
         }
         for coin in &self.coins {
             if !is_valid_coin_id(coin) {

@@ -6,6 +6,7 @@
 //! opens the database.
 
 pub mod config;
+pub mod crashpoint;
 pub mod features;
 pub mod ingest;
 pub mod merge;

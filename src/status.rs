@@ -1,4 +1,5 @@
-//! `coincast status`: what the database holds (coins, hours, gaps, batches, the last run).
+//! `coincast status`: what the database holds (coins, hours, gaps, batches, the last run), and
+//! the store's open incidents.
 
 use std::fmt;
 
@@ -44,6 +45,8 @@ pub struct StatusReport {
     pub batches_by_state: Vec<(String, i64)>,
     pub problem_batches: Vec<ProblemBatch>,
     pub last_run: Option<LastRun>,
+    /// Repairs at start-up that may have lost data, until a successful ingest or replay.
+    pub open_incidents: Vec<crate::store::Incident>,
 }
 
 pub fn report(conn: &Connection, database: &str) -> Result<StatusReport, duckdb::Error> {
@@ -106,6 +109,7 @@ pub fn report(conn: &Connection, database: &str) -> Result<StatusReport, duckdb:
         batches_by_state,
         problem_batches,
         last_run,
+        open_incidents: crate::store::open_incidents(conn)?,
     })
 }
 
@@ -116,6 +120,13 @@ impl fmt::Display for StatusReport {
             "database  {} (schema {})",
             self.database, self.schema_version
         )?;
+        for i in &self.open_incidents {
+            writeln!(f, "INCIDENT  {}", i.summary())?;
+            writeln!(
+                f,
+                "          the next successful `coincast run` (or `serve`'s ingest) fetches every coin again from its newest kept hour; re-run `coincast replay` for replayed data. See README, \"Incidents\"."
+            )?;
+        }
         if self.coins.is_empty() {
             writeln!(
                 f,

@@ -9,6 +9,7 @@ use duckdb::{params, Connection, OptionalExt};
 use sha2::{Digest, Sha256};
 
 use super::market_chart::{self, ParseError, ParsedChart};
+use crate::crashpoint::{self, CrashPoint};
 
 /// Where a batch came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,17 +108,21 @@ pub fn record(
 
 /// Records a body and stages it: parse, staged_series/staged_points, staged_rows. A body that
 /// cannot be parsed is recorded as `failed` with the reason; nothing is lost either way.
+///
+/// The batch row and its staged rows commit together: a crash in between leaves neither, so the
+/// gate never sees a half-staged batch (the source is asked again by the next run).
 pub fn record_and_stage(
     conn: &Connection,
     batch: &NewBatch<'_>,
     parsed: Result<&ParsedChart, &ParseError>,
 ) -> Result<StageOutcome, BatchError> {
     match parsed {
-        Ok(chart) => {
+        Ok(chart) => crate::store::in_transaction(conn, || {
             let batch_id = record(conn, batch, BatchState::Staged, None)?;
+            crashpoint::hit(CrashPoint::AfterBatchInsert);
             let hours = stage(conn, batch_id, chart)?;
             Ok(StageOutcome::Staged { batch_id, hours })
-        }
+        }),
         Err(err) => {
             let reason = format!("{} {}: {err}", batch.coin_id, batch.request);
             let batch_id = record(conn, batch, BatchState::Failed, Some(&reason))?;
@@ -160,6 +165,7 @@ pub fn stage(conn: &Connection, batch_id: i64, chart: &ParsedChart) -> Result<u3
         series_app.flush()?;
         points_app.flush()?;
     }
+    crashpoint::hit(CrashPoint::MidStaging);
     set_batch_variable(conn, batch_id)?;
     conn.execute_batch(include_str!("../../sql/ingest/stage_rows.sql"))?;
     let hours: i64 = conn.query_row(
@@ -176,8 +182,13 @@ pub fn stage(conn: &Connection, batch_id: i64, chart: &ParsedChart) -> Result<u3
     Ok(hours)
 }
 
-/// Parses a recorded batch again from its stored body and restages it (after a rule or parser change).
+/// Parses a recorded batch again from its stored body and restages it (after a rule or parser
+/// change), in one transaction.
 pub fn restage(conn: &Connection, batch_id: i64) -> Result<StageOutcome, BatchError> {
+    crate::store::in_transaction(conn, || restage_in_transaction(conn, batch_id))
+}
+
+fn restage_in_transaction(conn: &Connection, batch_id: i64) -> Result<StageOutcome, BatchError> {
     let row: Option<(Option<Vec<u8>>, String, String)> = conn
         .query_row(
             "SELECT body, coin_id, request FROM raw_batches WHERE batch_id = ?",

@@ -529,8 +529,9 @@ impl TrainedLstm {
         Ok(out)
     }
 
-    /// Writes `weights.safetensors` and `model.json` into `dir`.
-    pub fn save(&mut self, dir: &Path) -> Result<(), ModelError> {
+    /// Writes `weights.safetensors`, then `model.json`, into `dir` (a temporary folder: see
+    /// `artifacts::write_atomically`); `after_weights` runs in between (a crash point).
+    pub fn save(&mut self, dir: &Path, after_weights: &dyn Fn()) -> Result<(), ModelError> {
         std::fs::create_dir_all(dir).map_err(|e| ModelError::Artifact {
             path: dir.display().to_string(),
             message: e.to_string(),
@@ -539,6 +540,7 @@ impl TrainedLstm {
         self.vs
             .save(&weights)
             .map_err(|e| ModelError::Torch(e.to_string()))?;
+        after_weights();
         self.card.weights_sha256 = sha256_file(&weights)?;
         let json = serde_json::to_string_pretty(&self.card).map_err(|e| ModelError::Artifact {
             path: dir.display().to_string(),

@@ -5,6 +5,7 @@
 //! `windows` does the split and fold arithmetic over sample origins (with the gap that keeps
 //! training targets out of test inputs); `metrics` scores forecasts per horizon in price space.
 
+pub mod artifacts;
 pub mod baselines;
 pub mod dataset;
 pub mod evaluate;

@@ -6,6 +6,7 @@ use duckdb::{params, Connection, OptionalExt};
 use serde::Serialize;
 
 use super::ModelError;
+use crate::crashpoint::{self, CrashPoint};
 
 /// The git revision the binary was built from (set by build.rs; "unknown" outside a checkout).
 pub const GIT_REVISION: &str = env!("COINCAST_GIT_REVISION");
@@ -170,7 +171,18 @@ pub fn register(conn: &Connection, m: &NewModel<'_>) -> Result<(), ModelError> {
             event(conn, m.model_id, "promoted", &m.verdict.reason)?;
         }
         Ok(())
-    })
+    })?;
+    crashpoint::hit(CrashPoint::AfterRegistryCommit);
+    checkpoint_after_change(conn);
+    Ok(())
+}
+
+/// A registry change is checkpointed at once, so the WAL a crash could leave is as short as
+/// possible. A failed checkpoint loses nothing (the change is committed to the WAL).
+fn checkpoint_after_change(conn: &Connection) {
+    if let Err(e) = crate::store::checkpoint(conn) {
+        tracing::warn!("checkpoint after a registry change failed: {e}");
+    }
 }
 
 fn demote_champion(conn: &Connection, reason: &str) -> Result<(), ModelError> {
@@ -203,6 +215,13 @@ pub struct ModelRow {
     pub gate_reason: String,
     pub artifact_path: String,
     pub dataset_version: String,
+}
+
+impl ModelRow {
+    /// The artifact folder (`artifact_path` is relative to the data folder).
+    pub fn artifact_dir(&self, data_dir: &std::path::Path) -> std::path::PathBuf {
+        super::artifacts::resolve(data_dir, &self.artifact_path)
+    }
 }
 
 const MODEL_COLUMNS: &str =
@@ -281,7 +300,9 @@ pub fn promote(conn: &Connection, model_id: &str, force: bool) -> Result<(), Mod
                 "manual promotion"
             },
         )
-    })
+    })?;
+    checkpoint_after_change(conn);
+    Ok(())
 }
 
 /// Gives the champion role back to the model that held it before the current champion.
@@ -325,6 +346,7 @@ pub fn rollback(conn: &Connection) -> Result<String, ModelError> {
             &format!("rollback from {}", current.model_id),
         )
     })?;
+    checkpoint_after_change(conn);
     Ok(previous)
 }
 

@@ -8,6 +8,7 @@ use chrono::Utc;
 use duckdb::Connection;
 use serde::Serialize;
 
+use super::artifacts;
 use super::dataset::CoinSeries;
 use super::evaluate::{self, Evaluation, Protocol};
 use super::lstm::{LstmForecaster, LstmSpec, TrainReport, TrainedLstm};
@@ -140,8 +141,9 @@ pub fn train_and_register(
             registry::log_metric(conn, run_id, epoch as i64, "val_loss", vl)?;
         }
         let model_id = format!("lstm-{run_id}-{}", Utc::now().format("%Y%m%dT%H%M%S"));
-        let artifact = req.data_dir.join("models").join(&model_id);
-        model.save(&artifact)?;
+        let artifact = artifacts::write_atomically(req.data_dir, &model_id, |dir, mid_write| {
+            model.save(dir, mid_write)
+        })?;
         let training_stats = serde_json::json!({
             "train_losses": model.card.train_losses,
             "val_losses": model.card.val_losses,
@@ -156,7 +158,7 @@ pub fn train_and_register(
         let champion = registry::champion(conn)?;
         let mut champion_in_eval = false;
         if let Some(c) = &champion {
-            if let Ok(m) = TrainedLstm::load(Path::new(&c.artifact_path), device) {
+            if let Ok(m) = TrainedLstm::load(&c.artifact_dir(req.data_dir), device) {
                 let comparable = m.card.trained_until_hour <= until
                     && m.card.spec.horizon == spec.horizon
                     && series.iter().all(|s| m.card.coins.contains(&s.coin_id));
@@ -197,7 +199,7 @@ pub fn train_and_register(
                 run_id,
                 family: "lstm",
                 dataset_version: &dataset_version,
-                artifact_path: &artifact.display().to_string(),
+                artifact_path: &artifacts::registered_path(&model_id),
                 score,
                 metrics_json: &metrics_json,
                 training_stats_json: &training_stats.to_string(),

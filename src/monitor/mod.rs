@@ -68,6 +68,7 @@ pub fn run_stats(conn: &Connection, run_id: i64) -> Result<RunStats, duckdb::Err
 /// Scores what can be scored, then computes and stores the champion's PSI under `run_id`.
 pub fn run(
     conn: &Connection,
+    data_dir: &Path,
     vs_currency: &str,
     run_id: i64,
 ) -> Result<MonitorReport, MonitorError> {
@@ -79,7 +80,7 @@ pub fn run(
         report.psi_skipped = Some("no champion yet".into());
         return Ok(report);
     };
-    let card = ModelCard::read(Path::new(&champion.artifact_path))?;
+    let card = ModelCard::read(&champion.artifact_dir(data_dir))?;
     match psi::compute(conn, &card, vs_currency, PSI_WINDOW_HOURS)? {
         Some(psi) => {
             psi::record(conn, run_id, &champion.model_id, &psi)?;

@@ -6,8 +6,9 @@
 //!
 //! Each task reads its input from the database, not from the task before it: the gate takes every
 //! `staged` batch and the transform the whole `feature_backlog`, so whatever a crashed run left
-//! behind is finished by the next one. Later stages (profile, store, version, train) are added as
-//! further tasks of the same runner.
+//! behind is finished by the next one (a run left `running` is marked `interrupted` by the
+//! store's start-up recovery). A successful run resolves open store incidents; every run sweeps
+//! model folders that no registered model names once their grace period is over.
 
 mod record;
 
@@ -70,6 +71,8 @@ pub enum RunState {
     Partial,
     /// A task failed.
     Failed,
+    /// Stopped before it finished: by a shutdown, or found `running` at start-up after a crash.
+    Interrupted,
 }
 
 impl RunState {
@@ -78,6 +81,7 @@ impl RunState {
             RunState::Success => "success",
             RunState::Partial => "partial",
             RunState::Failed => "failed",
+            RunState::Interrupted => "interrupted",
         }
     }
 }
@@ -187,8 +191,13 @@ pub async fn run(
         // monitor
         let monitored = recorder
             .task("monitor", attempts, delay, || {
-                let report = monitor::run(store.conn(), &settings.vs_currency, recorder.run_id)
-                    .map_err(|e| e.to_string())?;
+                let report = monitor::run(
+                    store.conn(),
+                    &settings.data_dir,
+                    &settings.vs_currency,
+                    recorder.run_id,
+                )
+                .map_err(|e| e.to_string())?;
                 let log = monitor_log(&report);
                 Ok(TaskOutput::new(report, log))
             })
@@ -210,12 +219,56 @@ pub async fn run(
         Ok(()) => (RunState::Success, None),
     };
     finish(store, &recorder, state, error.as_ref(), &summary)?;
+    if state == RunState::Success {
+        resolve_incidents(store, recorder.run_id, trigger);
+    }
+    sweep_orphan_artifacts(store, settings);
     Ok(RunReport {
         run_id: recorder.run_id,
         state,
         summary,
         error,
     })
+}
+
+/// Every coin was fetched again from its newest stored hour (or replayed): whatever an incident
+/// may have lost is back.
+fn resolve_incidents(store: &Store, run_id: i64, trigger: &str) {
+    let resolution = format!(
+        "run #{run_id} ({trigger}) succeeded: every coin was fetched again from its newest stored hour"
+    );
+    match crate::store::resolve_incidents(store.conn(), &resolution) {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!("{n} incident(s) resolved: {resolution}"),
+        Err(e) => tracing::warn!("cannot resolve incidents: {e}"),
+    }
+}
+
+/// Artifact folders that no registered model names (a crash mid-training) go after the grace period.
+pub fn sweep_orphan_artifacts(store: &Store, settings: &Settings) {
+    if let Err(e) = model::artifacts::sweep(
+        store.conn(),
+        store.data_dir(),
+        settings.model.orphan_artifact_grace_hours,
+    ) {
+        tracing::warn!("cannot sweep orphan artifacts: {e}");
+    }
+}
+
+/// Marks the run in flight, and its running task, interrupted (the server is stopping).
+pub fn interrupt_running(store: &Store) -> Result<(), duckdb::Error> {
+    store.conn().execute(
+        "UPDATE pipeline_runs SET state = ?, finished_at = now(), error = ? WHERE state = 'running'",
+        duckdb::params![RunState::Interrupted.name(), record::INTERRUPTED_BY_SHUTDOWN],
+    )?;
+    store.conn().execute(
+        "UPDATE task_runs SET state = ?, finished_at = now(), error = ? WHERE state = 'running'",
+        duckdb::params![
+            RunState::Interrupted.name(),
+            record::INTERRUPTED_BY_SHUTDOWN
+        ],
+    )?;
+    Ok(())
 }
 
 /// What a retrain run registered.

@@ -27,6 +27,9 @@ impl TaskState {
     }
 }
 
+/// Why a run (and its running task) stopped at shutdown.
+pub const INTERRUPTED_BY_SHUTDOWN: &str = "interrupted by shutdown";
+
 pub(super) struct RunRecorder<'c> {
     conn: &'c Connection,
     pub run_id: i64,

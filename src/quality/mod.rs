@@ -192,9 +192,13 @@ pub fn gate_batch(
     batch_id: i64,
     max_failing_rows: u32,
 ) -> Result<GateOutcome, QualityError> {
-    crate::store::in_transaction(conn, || {
+    let outcome = crate::store::in_transaction(conn, || {
         gate_in_transaction(conn, rules, batch_id, max_failing_rows)
-    })
+    })?;
+    if matches!(outcome, GateOutcome::Merged { .. }) {
+        crate::crashpoint::hit(crate::crashpoint::CrashPoint::AfterMergeCommit);
+    }
+    Ok(outcome)
 }
 
 fn gate_in_transaction(

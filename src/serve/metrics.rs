@@ -46,6 +46,7 @@ pub struct Metrics {
     pub coincast_live_scored_forecasts: GaugeVec,
     pub coincast_predictions_logged_total: IntCounter,
     pub coincast_predictions_dropped_total: IntCounterVec,
+    pub coincast_store_incidents_open: GaugeVec,
 }
 
 impl Metrics {
@@ -195,6 +196,12 @@ impl Metrics {
                 "coincast_predictions_dropped_total",
                 "Predictions not logged, by reason (queue_full, write_failed)",
                 &["reason"],
+                r
+            )?,
+            coincast_store_incidents_open: register_gauge_vec_with_registry!(
+                "coincast_store_incidents_open",
+                "Store incidents not yet resolved, by kind (unreplayable_wal: a WAL DuckDB could not replay was set aside; data after the last checkpoint may be missing until the next successful ingest)",
+                &["kind"],
                 r
             )?,
             registry: r,

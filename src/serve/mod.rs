@@ -1,9 +1,10 @@
 //! The HTTP API (axum): `POST /predict`, `/predict/batch`, `GET /health`, `/ready`,
-//! `/models/status`, `/metrics`, `/openapi.json`, the token-guarded `POST /api/pipeline/runs` and
-//! promotion endpoints; the prediction log; and the pipeline worker that runs the schedules
-//! inside `serve`.
+//! `/models/status`, `/metrics`, `/openapi.json`, the token-guarded `POST /api/pipeline/runs`,
+//! promotion and backup endpoints; the prediction log; and the pipeline worker that runs the
+//! schedules inside `serve`.
 //! Only this module knows HTTP and the API's JSON shapes; one concern per file.
 
+pub mod admin_api;
 pub mod batch;
 pub mod error;
 pub mod health;
@@ -47,6 +48,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/pipeline/runs", post(pipeline_api::trigger))
         .route("/api/models/{model_id}/promote", post(models_api::promote))
         .route("/api/models/rollback", post(models_api::rollback))
+        .route("/api/admin/backup", post(admin_api::backup))
         .merge(pages::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             metrics,

@@ -3,7 +3,6 @@
 //! manual runs. They write through the API's own connection, so they never wait behind a
 //! pipeline run, and the new champion serves as soon as they answer (snapshot reload).
 
-use std::path::Path;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -40,11 +39,12 @@ pub async fn promote(
 ) -> Result<Json<ChampionResponse>, ApiError> {
     require_token(&state, &headers)?;
     let req: PromoteRequest = optional_json(&body)?;
+    let data_dir = state.settings.data_dir.clone();
     with_db(state, move |conn| {
         let previous = registry::champion(conn)?.map(|c| c.model_id);
         // Refuse a model that could not serve, before it replaces one that can.
         let row = registry::get(conn, &model_id)?;
-        TrainedLstm::load(Path::new(&row.artifact_path), resolve_device("auto")?)?;
+        TrainedLstm::load(&row.artifact_dir(&data_dir), resolve_device("auto")?)?;
         registry::promote(conn, &model_id, req.force)?;
         Ok(ChampionResponse {
             champion: model_id,

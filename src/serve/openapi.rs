@@ -80,6 +80,12 @@ pub fn document() -> Value {
                                "401": error_response("Missing or wrong bearer token"),
                                "404": error_response("Off: no serve.api_token configured"),
                                "409": error_response("Nothing to roll back to") } } },
+            "/api/admin/backup": { "post": {
+                "summary": "An online backup: a tar of a consistent copy of the database (BACKUP.json, coincast.duckdb, models/); `coincast backup` writes it, `coincast restore` reads it",
+                "security": [ { "bearer": [] } ],
+                "responses": { "200": { "description": "The archive", "content": { "application/x-tar": {} } },
+                               "401": error_response("Missing or wrong bearer token"),
+                               "404": error_response("Off: no serve.api_token configured") } } },
             "/openapi.json": { "get": { "summary": "This document", "responses": { "200": { "description": "OpenAPI 3.0" } } } }
         },
         "components": {

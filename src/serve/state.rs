@@ -3,7 +3,6 @@
 //! it atomically and the `/predict` hot path reads no SQL.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -17,6 +16,7 @@ use crate::model::dataset::CoinSeries;
 use crate::model::lstm::{resolve_device, ModelCard, TrainedLstm};
 use crate::model::registry;
 use crate::monitor::{self, FeaturePsi, LiveAccuracy};
+use crate::store::{self, Incident, IncidentKind};
 
 pub struct ServingModel {
     pub model_id: String,
@@ -39,6 +39,8 @@ pub struct Snapshot {
     pub psi: Vec<FeaturePsi>,
     /// Every registered model, newest first.
     pub registry: Vec<registry::ModelRow>,
+    /// Store incidents not yet resolved (an unreplayable WAL set aside at start-up).
+    pub incidents: Vec<Incident>,
 }
 
 impl Snapshot {
@@ -47,7 +49,7 @@ impl Snapshot {
         let mut problems = Vec::new();
         let model = match registry::champion(conn) {
             Ok(Some(row)) => match resolve_device("auto")
-                .and_then(|d| TrainedLstm::load(Path::new(&row.artifact_path), d))
+                .and_then(|d| TrainedLstm::load(&row.artifact_dir(&settings.data_dir), d))
             {
                 Ok(lstm) => Some(Arc::new(ServingModel {
                     model_id: row.model_id,
@@ -100,6 +102,10 @@ impl Snapshot {
             problems.push(format!("the model registry cannot be read: {e}"));
             Vec::new()
         });
+        let incidents = store::open_incidents(conn).unwrap_or_else(|e| {
+            problems.push(format!("the incidents cannot be read: {e}"));
+            Vec::new()
+        });
         Self {
             model,
             series,
@@ -108,6 +114,7 @@ impl Snapshot {
             live_accuracy,
             psi,
             registry,
+            incidents,
         }
     }
 
@@ -209,8 +216,17 @@ impl AppState {
                 .with_label_values(&[&coin])
                 .set((now - last).num_seconds() as f64);
         }
-        // Series of coins or features that left (a new champion) must not linger.
         let m = &self.metrics;
+        m.coincast_store_incidents_open.reset();
+        m.coincast_store_incidents_open
+            .with_label_values(&[IncidentKind::UnreplayableWal.name()])
+            .set(0.0);
+        for i in &snap.incidents {
+            m.coincast_store_incidents_open
+                .with_label_values(&[&i.kind])
+                .inc();
+        }
+        // Series of coins or features that left (a new champion) must not linger.
         m.coincast_feature_psi.reset();
         for f in &snap.psi {
             m.coincast_feature_psi

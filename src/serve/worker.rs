@@ -81,6 +81,7 @@ impl Worker {
                         return;
                     }
                 };
+                pipeline::sweep_orphan_artifacts(&store, &settings);
                 let snapshot = Snapshot::load(store.conn(), &settings);
                 for p in &snapshot.problems {
                     tracing::warn!("{p}");
@@ -296,10 +297,9 @@ fn run_ingest(
         }
     });
     let Some(report) = report else {
-        let _ = store.conn().execute_batch(
-            "UPDATE pipeline_runs SET state = 'failed', finished_at = now(), error = 'interrupted by shutdown' WHERE state = 'running';
-             UPDATE task_runs SET state = 'failed', finished_at = now(), error = 'interrupted by shutdown' WHERE state = 'running';",
-        );
+        if let Err(e) = pipeline::interrupt_running(store) {
+            tracing::warn!("cannot record the interrupted run: {e}");
+        }
         return Err("interrupted by shutdown".to_string());
     };
     let report = report.map_err(|e| e.to_string())?;

@@ -1,12 +1,16 @@
-//! Schema migrations: `sql/schema/NNNN_name.sql`, applied in order, each in its own transaction,
-//! recorded with a checksum in `schema_migrations`.
+//! Schema migrations: `sql/schema/NNNN_name.sql`, recorded with a checksum in `schema_migrations`.
+//!
+//! A migration never runs on the live file: a new file gets every migration in one transaction
+//! before it is linked into place, and an existing file is migrated on a checkpointed copy that
+//! replaces it (`super::file`). So no WAL the live file could replay ever holds a schema change.
 
 use std::path::Path;
 
 use duckdb::{params, Connection, OptionalExt};
 use sha2::{Digest, Sha256};
 
-use super::StoreError;
+use super::{file, StoreError};
+use crate::crashpoint::{self, CrashPoint};
 
 /// A migration file compiled into the binary.
 pub struct Migration {
@@ -37,74 +41,131 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0004_monitoring",
         sql: include_str!("../../sql/schema/0004_monitoring.sql"),
     },
+    Migration {
+        version: 5,
+        name: "0005_crash_safety",
+        sql: include_str!("../../sql/schema/0005_crash_safety.sql"),
+    },
 ];
 
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
 
+const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY,
+    name VARCHAR NOT NULL,
+    checksum VARCHAR NOT NULL,
+    applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);";
+
 fn checksum(sql: &str) -> String {
     hex::encode(Sha256::digest(sql.as_bytes()))
 }
 
-pub(super) fn apply(conn: &Connection, path: &Path) -> Result<(), StoreError> {
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (
-             version INTEGER PRIMARY KEY,
-             name VARCHAR NOT NULL,
-             checksum VARCHAR NOT NULL,
-             applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
-         );",
+/// Gives a new, empty file the whole schema in one transaction.
+pub(super) fn create_schema(conn: &Connection) -> Result<(), StoreError> {
+    apply_pending(conn, 0)
+}
+
+/// Returns a connection to an up-to-date file: `conn` itself when nothing is pending, else a
+/// connection to the migrated copy that replaced the file.
+pub(super) fn bring_up_to_date(conn: Connection, path: &Path) -> Result<Connection, StoreError> {
+    let applied = applied_version(&conn, path)?;
+    if applied == SCHEMA_VERSION {
+        return Ok(conn);
+    }
+    tracing::warn!(
+        from = applied,
+        to = SCHEMA_VERSION,
+        "migrating {} on a copy",
+        path.display()
+    );
+    file::migrate_on_copy(conn, path, |work| apply_pending(work, applied))
+}
+
+/// The newest applied migration (0 for a file without a schema), after checking that every
+/// applied one is the one this binary knows.
+fn applied_version(conn: &Connection, path: &Path) -> Result<i64, StoreError> {
+    let has_table: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM duckdb_tables() WHERE table_name = 'schema_migrations'",
+        [],
+        |r| r.get(0),
     )?;
-    let newest: Option<i64> = conn
-        .query_row("SELECT max(version) FROM schema_migrations", [], |r| {
-            r.get(0)
-        })
-        .optional()?
-        .flatten();
-    if let Some(found) = newest {
-        if found > SCHEMA_VERSION {
-            return Err(StoreError::NewerSchema {
+    if !has_table {
+        let tables: i64 =
+            conn.query_row("SELECT count(*) FROM duckdb_tables()", [], |r| r.get(0))?;
+        if tables > 0 {
+            return Err(StoreError::Foreign {
                 path: path.to_path_buf(),
-                found,
-                known: SCHEMA_VERSION,
             });
         }
+        return Ok(0);
     }
-    for m in MIGRATIONS {
+    let newest: i64 = conn
+        .query_row(
+            "SELECT coalesce(max(version), 0) FROM schema_migrations",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or(0);
+    if newest > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema {
+            path: path.to_path_buf(),
+            found: newest,
+            known: SCHEMA_VERSION,
+        });
+    }
+    for m in MIGRATIONS.iter().filter(|m| m.version <= newest) {
         let expected = checksum(m.sql);
-        let applied: Option<String> = conn
+        let found: Option<String> = conn
             .query_row(
                 "SELECT checksum FROM schema_migrations WHERE version = ?",
                 params![m.version],
                 |r| r.get(0),
             )
             .optional()?;
-        match applied {
-            Some(found) if found == expected => continue,
-            Some(found) => {
-                return Err(StoreError::MigrationChanged {
-                    version: m.version,
-                    name: m.name.to_string(),
-                    found,
-                    expected,
-                })
-            }
-            None => {}
+        if let Some(found) = found.filter(|f| *f != expected) {
+            return Err(StoreError::MigrationChanged {
+                version: m.version,
+                name: m.name.to_string(),
+                found,
+                expected,
+            });
         }
-        super::in_transaction(conn, || -> Result<(), duckdb::Error> {
-            conn.execute_batch(m.sql)?;
+    }
+    Ok(newest)
+}
+
+/// Applies every migration after `applied` in one transaction (on a file nobody else sees).
+fn apply_pending(conn: &Connection, applied: i64) -> Result<(), StoreError> {
+    let pending: Vec<&Migration> = MIGRATIONS.iter().filter(|m| m.version > applied).collect();
+    let Some(first) = pending.first() else {
+        return Ok(());
+    };
+    super::in_transaction(conn, || -> Result<(), StoreError> {
+        conn.execute_batch(MIGRATIONS_TABLE)?;
+        for m in &pending {
+            let failed = |source| StoreError::Migration {
+                version: m.version,
+                name: m.name.to_string(),
+                source,
+            };
+            conn.execute_batch(m.sql).map_err(failed)?;
             conn.execute(
                 "INSERT INTO schema_migrations (version, name, checksum) VALUES (?, ?, ?)",
-                params![m.version, m.name, expected],
-            )?;
-            Ok(())
-        })
-        .map_err(|source| StoreError::Migration {
-            version: m.version,
-            name: m.name.to_string(),
-            source,
-        })?;
-        tracing::info!(version = m.version, name = m.name, "applied migration");
-    }
+                params![m.version, m.name, checksum(m.sql)],
+            )
+            .map_err(failed)?;
+        }
+        Ok(())
+    })?;
+    crashpoint::hit(CrashPoint::AfterMigrationCommit);
+    tracing::info!(
+        from = first.version,
+        to = SCHEMA_VERSION,
+        "applied {} migration(s)",
+        pending.len()
+    );
     Ok(())
 }

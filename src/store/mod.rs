@@ -1,16 +1,38 @@
-//! The DuckDB file: the only module that opens it.
+//! The DuckDB file: the only module that opens it, and the one that keeps it openable.
 //!
-//! Opening applies the migrations in `sql/schema/` in order (each recorded in `schema_migrations`),
-//! refuses a file written by a newer schema, and turns DuckDB's raw lock error into a message that
-//! says another coincast process holds the file. Every connection runs in UTC.
+//! `Store::open` runs under a short lock on the data folder, so two coincast processes never
+//! create or migrate the file at once:
+//! 1. leftovers of a crashed create or migration are removed (`file`);
+//! 2. a missing file is created with the final schema in one transaction, checkpointed, and only
+//!    then linked into place, so no WAL ever holds schema history (`file`, `migrate`);
+//! 3. a WAL that DuckDB cannot replay is moved aside with a timestamp, never deleted; the
+//!    checkpointed file opens and the loss is recorded as an incident (`wal`, `incident`);
+//! 4. pending migrations run on a checkpointed copy that is fsynced and renamed into place; the
+//!    old file is kept until the new one opens (`file`, `migrate`);
+//! 5. runs, tasks and experiments left `running` by a dead process become `interrupted`
+//!    (`recovery`).
+//!
+//! DuckDB's own lock keeps a second process out while one has the file open; its raw lock error
+//! becomes "in use by another process". Every connection runs in UTC.
 
+mod backup;
+mod file;
+mod incident;
 mod migrate;
+mod recovery;
+mod wal;
 
 use std::path::{Path, PathBuf};
 
 use duckdb::Connection;
 
+pub use backup::{
+    restore, snapshot_to, write_backup, BackupError, BackupManifest, Existing, PartialFile,
+    BACKUP_MANIFEST,
+};
+pub use incident::{open_incidents, resolve_incidents, Incident, IncidentKind, MissingHours};
 pub use migrate::{MIGRATIONS, SCHEMA_VERSION};
+pub use recovery::Recovery;
 
 /// File name of the database inside the data folder.
 pub const DATABASE_FILE: &str = "coincast.duckdb";
@@ -31,8 +53,16 @@ pub enum StoreError {
         found: i64,
         known: i64,
     },
-    #[error("cannot create the data folder {path}: {source}")]
+    #[error("{path} is not a coincast database (it has tables but no schema_migrations)")]
+    Foreign { path: PathBuf },
+    #[error("cannot use the data folder {path}: {source}")]
     DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{action} {path}: {source}")]
+    File {
+        action: &'static str,
         path: PathBuf,
         source: std::io::Error,
     },
@@ -58,30 +88,45 @@ pub enum StoreError {
     Sql(#[from] duckdb::Error),
 }
 
-/// An open database: one read-write connection, the schema up to date.
+/// An open database: one read-write connection, the schema up to date, crash debris repaired.
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    data_dir: PathBuf,
+    recovery: Recovery,
 }
 
 impl Store {
-    /// Opens (creating if needed) `<data_dir>/coincast.duckdb` and migrates it.
+    /// Opens (creating if needed) `<data_dir>/coincast.duckdb`, repairs what a crash left, and
+    /// migrates it.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
             path: data_dir.to_path_buf(),
             source,
         })?;
-        Self::open_file(&data_dir.join(DATABASE_FILE))
-    }
-
-    /// Opens a database file at an explicit path.
-    pub fn open_file(path: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open(path).map_err(|e| classify_open_error(path, e))?;
+        let path = data_dir.join(DATABASE_FILE);
+        let _open_lock = file::OpenLock::acquire(data_dir)?;
+        file::remove_leftovers(&path)?;
+        file::restore_kept_if_missing(&path)?;
+        if !path.exists() {
+            file::create(&path)?;
+        }
+        let (conn, set_aside) = match wal::open(&path) {
+            Err(e) if !matches!(e, StoreError::Locked { .. }) && file::restore_kept(&path)? => {
+                tracing::warn!("{e}; went back to the file kept from before the last migration");
+                wal::open(&path)?
+            }
+            other => other?,
+        };
+        let conn = migrate::bring_up_to_date(conn, &path)?;
+        file::drop_kept(&path);
         conn.execute_batch("SET TimeZone = 'UTC';")?;
-        migrate::apply(&conn, path)?;
+        let recovery = recovery::run(&conn, data_dir, set_aside)?;
         Ok(Self {
             conn,
-            path: path.to_path_buf(),
+            path,
+            data_dir: data_dir.to_path_buf(),
+            recovery,
         })
     }
 
@@ -93,11 +138,26 @@ impl Store {
         &self.path
     }
 
-    /// Writes the WAL into the main file, so that readers of the file alone see every row.
-    pub fn checkpoint(&self) -> Result<(), StoreError> {
-        self.conn.execute_batch("CHECKPOINT;")?;
-        Ok(())
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
     }
+
+    /// What opening repaired: interrupted runs, an incident.
+    pub fn recovery(&self) -> &Recovery {
+        &self.recovery
+    }
+
+    /// Writes the WAL into the main file, so that readers of the file alone see every row and
+    /// a crash has as little WAL as possible to replay.
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        checkpoint(&self.conn)
+    }
+}
+
+/// `CHECKPOINT` on any connection of the store (after a pipeline run, after a registry change).
+pub fn checkpoint(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch("CHECKPOINT;")?;
+    Ok(())
 }
 
 /// Runs `f` in a transaction on `conn`: committed if it returns Ok, rolled back otherwise.

@@ -1,26 +1,6 @@
 //! The binary as scripts use it: exit codes and messages (lock, config errors, quarantine).
 
-use std::process::{Command, Output};
-
-use crate::support::{real_coingecko, TestApp};
-
-fn coincast(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_coincast"));
-    cmd.args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.env_remove("RUST_LOG");
-    cmd.output().expect("run coincast")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use crate::support::{coincast, nan_fixture, real_coingecko, text, TestApp};
 
 #[test]
 fn a_second_process_is_told_the_database_is_in_use() {
@@ -102,16 +82,12 @@ fn replay_status_and_recheck_from_the_command_line() {
     let d = dir.path().to_str().expect("utf-8");
     let data = real_coingecko();
     let data = data.to_str().expect("utf-8");
+    let out = coincast(&["--data-dir", d, "replay", data, "--coins", "solana"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     // A corrupt batch: quarantined, exit 3, the failing rule printed.
+    let nan = nan_fixture();
     let out = coincast(
-        &[
-            "--data-dir",
-            d,
-            "replay",
-            data,
-            "--coins",
-            "ethereum,solana",
-        ],
+        &["--data-dir", d, "replay", nan.to_str().expect("utf-8")],
         &[],
     );
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));

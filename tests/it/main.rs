@@ -5,7 +5,9 @@ mod support;
 
 mod bad_input;
 mod browser;
+mod chaos;
 mod cli;
+mod crash;
 mod features;
 mod ingest_live;
 mod model;

@@ -2,42 +2,20 @@
 
 use std::path::Path;
 
-use crate::support::{real_coingecko, TestApp};
+use crate::support::{nan_fixture, real_coingecko, TestApp};
 use coincast::pipeline::RunState;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replay_of_the_real_data_merges_good_files_and_quarantines_the_nan_one() {
+async fn replay_of_the_real_data_merges_every_coin() {
     let app = TestApp::new(&[]);
     let report = app.replay(&real_coingecko(), None).await;
-    // ethereum.json carries bare NaN volumes from 2019-11-07 on (see README: known data defect).
-    assert_eq!(report.state, RunState::Partial);
-    assert_eq!(report.summary.merged, 4);
-    assert_eq!(report.summary.quarantined, 1);
-    let eth = report
-        .summary
-        .gated
-        .iter()
-        .find(|g| g.coin_id == "ethereum")
-        .expect("ethereum gated");
-    assert!(!eth.merged);
-    assert!(
-        eth.problems
-            .iter()
-            .any(|p| p.starts_with("numeric_types (error)") && p.contains("NaN")),
-        "{:?}",
-        eth.problems
-    );
-    assert!(eth
-        .problems
-        .iter()
-        .any(|p| p.starts_with("null_share (error)")));
-    assert_eq!(
-        app.count("SELECT count(*) FROM market_data WHERE coin_id = 'ethereum'"),
-        0
-    );
-    // Every other coin: all its hours, one feature row per hour.
+    assert_eq!(report.state, RunState::Success, "{:?}", report.summary);
+    assert_eq!(report.summary.merged, 5);
+    assert_eq!(report.summary.quarantined, 0);
+    // Every coin: all its hours, one feature row per hour.
     for (coin, hours) in [
         ("bitcoin", 55_816),
+        ("ethereum", 55_817),
         ("cardano", 29_882),
         ("solana", 23_987),
         ("ripple", 23_987),
@@ -57,26 +35,54 @@ async fn replay_of_the_real_data_merges_good_files_and_quarantines_the_nan_one()
             "{coin}"
         );
     }
-    // The quarantined body is kept byte for byte, with its failing rows.
-    let size = std::fs::metadata(real_coingecko().join("ethereum.json"))
-        .expect("file")
-        .len() as i64;
-    assert_eq!(
-        app.count("SELECT body_bytes FROM raw_batches WHERE coin_id = 'ethereum' AND state = 'quarantined'"),
-        size
-    );
-    assert_eq!(
-        app.count("SELECT octet_length(body) FROM raw_batches WHERE coin_id = 'ethereum'"),
-        size
-    );
-    assert_eq!(
-        app.count("SELECT count(*) FROM quality_violations WHERE rule = 'numeric_types'"),
-        100
-    );
     // The run and its four tasks are recorded.
     assert_eq!(
         app.count("SELECT count(*) FROM task_runs WHERE state = 'success'"),
         4
+    );
+    assert_eq!(
+        app.string("SELECT state FROM pipeline_runs"),
+        "success".to_string()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_with_nan_volumes_is_quarantined_and_kept_byte_for_byte() {
+    let app = TestApp::new(&[]);
+    let report = app.replay(&nan_fixture(), None).await;
+    assert_eq!(report.state, RunState::Partial);
+    assert_eq!(report.summary.merged, 0);
+    assert_eq!(report.summary.quarantined, 1);
+    let bad = &report.summary.gated[0];
+    assert_eq!(bad.coin_id, "nancoin");
+    assert!(!bad.merged);
+    assert!(
+        bad.problems
+            .iter()
+            .any(|p| p.starts_with("numeric_types (error)") && p.contains("NaN")),
+        "{:?}",
+        bad.problems
+    );
+    assert!(bad
+        .problems
+        .iter()
+        .any(|p| p.starts_with("null_share (error)")));
+    assert_eq!(app.count("SELECT count(*) FROM market_data"), 0);
+    let size = std::fs::metadata(nan_fixture().join("nancoin.json"))
+        .expect("file")
+        .len() as i64;
+    assert_eq!(
+        app.count("SELECT body_bytes FROM raw_batches WHERE state = 'quarantined'"),
+        size
+    );
+    assert_eq!(
+        app.count("SELECT octet_length(body) FROM raw_batches WHERE coin_id = 'nancoin'"),
+        size
+    );
+    // 120 NaN points; quality.max_failing_rows keeps the first 100.
+    assert_eq!(
+        app.count("SELECT count(*) FROM quality_violations WHERE rule = 'numeric_types'"),
+        100
     );
     assert_eq!(
         app.string("SELECT state FROM pipeline_runs"),

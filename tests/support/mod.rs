@@ -18,6 +18,32 @@ use coincast::pipeline::{self, Extract, RunReport};
 use coincast::quality::RuleSet;
 use coincast::store::Store;
 
+/// Runs the coincast binary with `args` and extra environment (RUST_LOG unset), to the end.
+pub fn coincast(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    coincast_command(args, env).output().expect("run coincast")
+}
+
+/// The coincast binary as a command, not yet started.
+pub fn coincast_command(args: &[&str], env: &[(&str, &str)]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_coincast"));
+    cmd.args(args);
+    cmd.env_remove("RUST_LOG");
+    cmd.env_remove(coincast::crashpoint::ENV);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// Standard output and error of a finished command, as text.
+pub fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
 /// Serves the app on a free port of 127.0.0.1; returns its base URL.
 pub async fn serve_on_localhost(state: std::sync::Arc<coincast::serve::state::AppState>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -30,6 +56,37 @@ pub async fn serve_on_localhost(state: std::sync::Arc<coincast::serve::state::Ap
         std::future::pending(),
     ));
     base
+}
+
+/// A server on 127.0.0.1 that can be stopped, releasing its state (and database connections).
+pub struct LocalServer {
+    pub base: String,
+    shutdown: tokio::sync::oneshot::Sender<()>,
+    handle: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl LocalServer {
+    pub async fn start(state: std::sync::Arc<coincast::serve::state::AppState>) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(coincast::serve::serve(listener, state, async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            base,
+            shutdown,
+            handle,
+        }
+    }
+
+    /// Stops serving and waits until the server (and its hold on the state) is gone.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(());
+        self.handle.await.expect("server task").expect("server");
+    }
 }
 
 /// The body of a GET as text (e.g. /metrics).
@@ -71,6 +128,11 @@ pub fn real_data() -> PathBuf {
 
 pub fn real_coingecko() -> PathBuf {
     real_data().join("coingecko")
+}
+
+/// `tests/fixtures/nan-volumes`: one market_chart file with bare NaN volumes (see its README).
+pub fn nan_fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/nan-volumes")
 }
 
 pub fn t(s: &str) -> DateTime<Utc> {

@@ -181,10 +181,16 @@ pub fn rates(state: &AppState, window: f64) -> Option<Rates> {
 
 /// Starts sampling the registry for the monitoring page (a task on the server's runtime).
 pub fn spawn_sampler(state: Arc<AppState>) {
+    // A weak reference: the sampler ends with the server, and never keeps the state (and its
+    // database connections) alive after it.
+    let state = Arc::downgrade(&state);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(SAMPLE_EVERY);
         loop {
             tick.tick().await;
+            let Some(state) = state.upgrade() else {
+                return;
+            };
             state.history.sample(&state.metrics);
         }
     });

@@ -209,6 +209,16 @@ pub async fn load(state: &Arc<AppState>) -> Result<OverviewPage, ApiError> {
             ),
         });
     }
+    for i in &snap.incidents {
+        alerts.push(Alert {
+            alert: "StoreIncident",
+            severity: "critical",
+            message: format!(
+                "{}. The next successful ingest fetches every coin again from its newest kept hour (replayed data: run `coincast replay` again); README, \"Incidents\", says what to do with the kept file",
+                i.summary()
+            ),
+        });
+    }
     if failed_3h >= 2 {
         alerts.push(Alert {
             alert: "PipelineFailing",

@@ -12,6 +12,7 @@ use serde::Serialize;
 use super::overview::{runs, RunRow};
 use super::svg::{self, GanttBar};
 use super::{age, read, render, Layout};
+use crate::model::artifacts::{self, OrphanArtifact};
 use crate::serve::error::ApiError;
 use crate::serve::state::AppState;
 
@@ -41,9 +42,16 @@ pub struct PipelinePage {
     pub ingest_schedule: String,
     pub retrain_schedule: String,
     pub trigger_enabled: bool,
+    /// Artifact folders no registered model names (a crash while training), removed after
+    /// `orphan_grace_hours`.
+    pub orphan_artifacts: Vec<OrphanArtifact>,
+    pub orphan_grace_hours: f64,
 }
 
 pub async fn load(state: &Arc<AppState>) -> Result<PipelinePage, ApiError> {
+    let registered = read(state, artifacts::registered_names).await?;
+    let grace = state.settings.model.orphan_artifact_grace_hours;
+    let orphan_artifacts = artifacts::orphans_among(&registered, &state.settings.data_dir, grace);
     let runs = read(state, |conn| {
         let recent = runs(conn, 30)?;
         let oldest = recent.last().map_or(i64::MAX, |r| r.run_id);
@@ -88,6 +96,8 @@ pub async fn load(state: &Arc<AppState>) -> Result<PipelinePage, ApiError> {
         ingest_schedule: serve.pipeline_schedule.clone(),
         retrain_schedule: serve.retrain_schedule.clone(),
         trigger_enabled: serve.api_token().is_some(),
+        orphan_artifacts,
+        orphan_grace_hours: grace,
     })
 }
 
@@ -102,6 +112,9 @@ struct PipelineHtml {
 impl PipelineHtml {
     fn age(&self, x: &f64) -> String {
         age(*x)
+    }
+    fn hours(&self, h: &f64) -> String {
+        format!("{h:.1} h")
     }
     fn dur(&self, t: &TaskRow) -> String {
         format!("{:.2} s", t.end_offset - t.start_offset)
@@ -125,6 +138,7 @@ pub async fn html(State(state): State<Arc<AppState>>) -> Result<Response, ApiErr
                         class: match t.state.as_str() {
                             "success" => "success",
                             "failed" => "failed",
+                            "interrupted" => "interrupted",
                             _ => "running",
                         },
                         title: format!(
