@@ -73,21 +73,6 @@ fn secs(d: Duration) -> f64 {
 }
 
 /// One line per walk-forward row: the scale-free metrics.
-fn print_rows<'a>(rows: impl Iterator<Item = &'a coincast::model::evaluate::EvalRow>) {
-    for r in rows {
-        println!(
-            "  {:<8} {:<12} h{:<2}  MAPE {:>6.3}%  skill {:>8.4}  dir {:.3}  coverage {:.3}",
-            r.coin_id,
-            r.model,
-            r.metrics.horizon,
-            r.metrics.mape,
-            r.metrics.skill,
-            r.metrics.directional_accuracy,
-            r.metrics.coverage
-        );
-    }
-}
-
 fn settings(dir: &Path) -> Settings {
     let mut s = Settings::load_with_env(None, Vec::<(String, String)>::new()).expect("settings");
     s.data_dir = dir.to_path_buf();
@@ -378,42 +363,14 @@ fn main() {
         secs(median(inc_features))
     );
 
-    // Issue 3's table: the baselines, walk-forward over the last 26 weeks, horizons 1 and 24.
+    // The forecast issue's table: every candidate through the same walk-forward over the last
+    // 26 weeks (refit every 4 folds), at horizons 1, 6 and 24; the gate's decision; the winner
+    // refit on all data. Every candidate is also registered, so the LSTM can be timed below.
     let protocol = coincast::model::evaluate::Protocol::parse(
         "models/baselines.toml",
         coincast::model::evaluate::DEFAULT_PROTOCOL,
     )
     .expect("protocol");
-    let mut series = Vec::new();
-    for coin in &s.coins {
-        if let Ok(cs) = coincast::model::dataset::CoinSeries::load(
-            store.conn(),
-            coin,
-            &s.vs_currency,
-            &protocol.features,
-        ) {
-            series.push(cs);
-        }
-    }
-    let t = Instant::now();
-    let eval =
-        coincast::model::evaluate::walk_forward(&series, &mut protocol.baselines(), &protocol)
-            .expect("walk-forward");
-    println!(
-        "walk-forward of the baselines: {} folds x {} h over {} coins in {:.2} s (1 run); skill vs persistence / 90% interval coverage:",
-        eval.folds,
-        protocol.step_hours,
-        series.len(),
-        secs(t.elapsed())
-    );
-    print_rows(
-        eval.rows
-            .iter()
-            .filter(|r| [1, 24].contains(&r.metrics.horizon)),
-    );
-
-    // Issue 3: the default LSTM on all real data (training throughput, wall time), its
-    // walk-forward against the baselines, and inference latency.
     let spec = coincast::model::lstm::LstmSpec::parse(
         "models/lstm.toml",
         coincast::model::lstm::DEFAULT_SPEC,
@@ -427,41 +384,109 @@ fn main() {
             vs_currency: &s.vs_currency,
             spec: spec.clone(),
             protocol: protocol.clone(),
-            min_score: 0.0,
+            gate: s.model.gate.clone(),
             data_dir: dir.path(),
+            register: coincast::model::train::RegisterPolicy::AllCandidates,
         },
-        |_, _, _| {},
+        |_| {},
     )
-    .expect("train");
+    .expect("selection run");
+    let total = secs(t.elapsed());
+    let e = &trained.evaluation;
     println!(
-        "lstm, default spec, {} coins: {} training samples, {} epochs in {:.1} s -> {:.0} samples/s; train + walk-forward + register {:.1} s (1 run, {} thread, cpu)",
-        series.len(),
-        trained.report.train_samples,
-        trained.report.epochs_run,
-        trained.report.seconds,
-        trained.report.samples_per_second,
-        secs(t.elapsed()),
+        "selection run, {} coins, {} candidates, {} weekly folds (refit every {} folds), {} to {} UTC, 90% intervals; IS = interval score and pinball in % of price, lower is better:",
+        e.coins.len(),
+        e.candidates.len(),
+        e.folds,
+        e.refit_every_folds,
+        coincast::model::dataset::hour_label(e.test_from_hour),
+        coincast::model::dataset::hour_label(e.test_to_hour)
+    );
+    println!(
+        "  {:<9} {:<18} {:>3} {:>8} {:>8} {:>6} {:>7} {:>11} {:>8} {:>6}",
+        "coin", "forecaster", "h", "IS", "pinball", "cover", "width", "MAE", "skill", "dir"
+    );
+    for r in e
+        .rows
+        .iter()
+        .filter(|r| [1, 6, 24].contains(&r.metrics.horizon))
+    {
+        let m = &r.metrics;
+        println!(
+            "  {:<9} {:<18} {:>3} {:>8.4} {:>8.4} {:>6.3} {:>7.4} {:>11.4} {:>8.4} {:>6.3}",
+            r.coin_id,
+            r.model,
+            m.horizon,
+            m.interval_score,
+            m.pinball,
+            m.coverage,
+            m.width,
+            m.mae,
+            m.skill,
+            m.directional_accuracy
+        );
+    }
+    println!("  the gate, per candidate (mean over coins and horizons 1-24):");
+    for c in &trained.selection.scorecards {
+        let run = e.candidates.iter().find(|r| r.label == c.label);
+        println!(
+            "  {:<18} IS {:>8.4}  MSE/persistence {:>7.4}  fit {:>6.1} s in {} refits  {}",
+            c.label,
+            c.interval_score,
+            c.mse_ratio,
+            run.map_or(0.0, |r| r.fit_seconds),
+            run.map_or(0, |r| r.refits),
+            trained
+                .selection
+                .verdict(&c.label)
+                .map(|v| v.reason())
+                .unwrap_or_default()
+        );
+    }
+    println!(
+        "  champion: {} ({}): {}",
+        trained.model_id, trained.family, trained.selection.summary
+    );
+    println!(
+        "  trained_until {} UTC, newest hour {} UTC: {} h apart",
+        coincast::model::dataset::hour_label(trained.trained_until_hour),
+        coincast::model::dataset::hour_label(trained.newest_hour),
+        trained.newest_hour - trained.trained_until_hour
+    );
+    println!(
+        "  CPU wall time: walk-forward {:.1} s; the winner's refit on all data {:.1} s; with the floor and every other candidate refit and registered too {:.1} s; {:.1} s in all (1 run, {} libtorch thread)",
+        trained.timings.walk_forward_seconds,
+        trained.refit.seconds,
+        trained.timings.refit_seconds,
+        total,
         spec.threads
     );
-    print_rows(
+    let lstm_id = if trained.family == "lstm" {
+        trained.model_id.clone()
+    } else {
         trained
-            .evaluation
-            .rows
+            .challengers
             .iter()
-            .filter(|r| r.model == "lstm" && [1, 24].contains(&r.metrics.horizon)),
-    );
-    println!(
-        "  gate: {} (mean skill {:.5}): {}",
-        if trained.verdict.passed {
-            "champion"
-        } else {
-            "challenger"
-        },
-        trained.score,
-        trained.verdict.reason
-    );
-    let model = coincast::model::lstm::TrainedLstm::load(&trained.artifact, tch::Device::Cpu)
-        .expect("load");
+            .find(|(label, _)| label == "lstm")
+            .map(|(_, id)| id.clone())
+            .expect("the LSTM registered")
+    };
+    let mut series = Vec::new();
+    for coin in &s.coins {
+        if let Ok(cs) = coincast::model::dataset::CoinSeries::load(
+            store.conn(),
+            coin,
+            &s.vs_currency,
+            &spec.features,
+        ) {
+            series.push(cs);
+        }
+    }
+    let model = coincast::model::lstm::TrainedLstm::load(
+        &dir.path().join("models").join(&lstm_id),
+        tch::Device::Cpu,
+    )
+    .expect("load");
     let mut single: Vec<Duration> = (0..300)
         .map(|k| {
             let cs = &series[k % series.len()];

@@ -12,7 +12,9 @@ use clap::{Args, Parser, Subcommand};
 use coincast::config::{is_valid_coin_id, Settings};
 use coincast::ingest::batch::{self, BatchState};
 use coincast::ingest::coingecko::CoinGeckoClient;
-use coincast::model::lstm::{self, TrainedLstm};
+use coincast::model::lstm;
+use coincast::model::recipe::Recipe;
+use coincast::model::served::ServedModel;
 use coincast::model::{evaluate, registry, train};
 use coincast::pipeline::{self, Extract, RunReport, RunState};
 use coincast::quality::RuleSet;
@@ -106,14 +108,20 @@ enum Command {
         /// Protocol and baseline settings; default: the built-in models/baselines.toml.
         #[arg(long)]
         protocol: Option<PathBuf>,
-        /// Also evaluate this registered model (fixed, trained before the windows), or `champion`.
+        /// Forecasters to evaluate (comma-separated names like persistence_ewma, linear, lstm);
+        /// default: the protocol's candidates without the LSTM.
+        #[arg(long, value_delimiter = ',')]
+        candidates: Option<Vec<String>>,
+        /// Also evaluate a registered model, or `champion`, by re-running its recipe on the same
+        /// folds (never with weights that saw the test windows).
         #[arg(long)]
         model: Option<String>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
-    /// Train the LSTM, evaluate it walk-forward against the baselines, register it through the gate.
+    /// A selection run: every candidate (persistence variants, HAR, ridge, the LSTM ...) through the
+    /// same walk-forward; the gate's winner is refit on all data and registered as champion.
     Train {
         /// Coins to train on (comma-separated); default: every configured coin with features.
         #[arg(long, value_delimiter = ',')]
@@ -127,11 +135,22 @@ enum Command {
         /// Number of weekly walk-forward windows (overrides models/baselines.toml).
         #[arg(long)]
         windows: Option<u32>,
-        /// Model spec; default: the built-in models/lstm.toml.
+        /// The LSTM candidate's spec; default: model.spec (the built-in models/lstm.toml).
         #[arg(long)]
         spec: Option<PathBuf>,
+        /// Walk-forward protocol and candidates; default: model.protocol (models/baselines.toml).
+        #[arg(long)]
+        protocol: Option<PathBuf>,
+        /// Candidates (comma-separated), overriding the protocol's.
+        #[arg(long, value_delimiter = ',')]
+        candidates: Option<Vec<String>>,
+        /// Also register every other candidate, refit on all data, as challenger (to inspect it
+        /// or promote it by hand); by default only the champion and the floor are registered.
+        #[arg(long)]
+        register_all: bool,
     },
-    /// Forecast every horizon from a coin's latest hour with the champion (or a given model).
+    /// Forecast every horizon from a coin's latest hour with the champion (the floor for a coin it
+    /// does not cover), or a given model.
     Predict {
         /// The coin.
         #[arg(long, default_value = "bitcoin")]
@@ -200,7 +219,8 @@ struct FetchArgs {
     /// Coins to fetch (comma-separated CoinGecko ids); default: `coins` from the config.
     #[arg(long, value_delimiter = ',')]
     coins: Option<Vec<String>>,
-    /// Days of history for coins with no data yet; default: coingecko.backfill_days.
+    /// Days of history for coins with no data yet; default: coingecko.backfill_days (0: the
+    /// plan's hourly range).
     #[arg(long)]
     backfill_days: Option<u32>,
     /// Fetch up to this time (RFC 3339) instead of now, e.g. to backfill a past stretch.
@@ -371,6 +391,7 @@ fn execute(cli: Cli) -> anyhow::Result<Exit> {
             horizons,
             windows,
             protocol,
+            candidates,
             model,
             json,
         } => {
@@ -379,10 +400,23 @@ fn execute(cli: Cli) -> anyhow::Result<Exit> {
             if let Some(w) = windows {
                 p.windows = w;
             }
+            let spec = lstm::LstmSpec::parse("models/lstm.toml", lstm::DEFAULT_SPEC)?;
+            p.features = spec.features.clone();
+            // Without --candidates: the protocol's, less the LSTM (training it takes minutes).
+            let names = candidates.unwrap_or_else(|| {
+                p.candidates
+                    .iter()
+                    .filter(|n| !n.starts_with("lstm"))
+                    .cloned()
+                    .collect()
+            });
+            let mut list = names
+                .iter()
+                .map(|n| Recipe::from_name(n, &p, &spec).map(evaluate::Candidate::new))
+                .collect::<Result<Vec<_>, _>>()?;
             let store = open(&settings)?;
-            let wanted = coins.unwrap_or_else(|| settings.coins.clone());
-            let mut forecasters = p.baselines();
             if let Some(id) = &model {
+                // A registered model is judged by re-running its recipe on these folds.
                 let row = if id == "champion" {
                     registry::champion(store.conn())?.ok_or_else(|| {
                         anyhow::anyhow!("there is no champion yet: run `coincast train`")
@@ -390,23 +424,37 @@ fn execute(cli: Cli) -> anyhow::Result<Exit> {
                 } else {
                     registry::get(store.conn(), id)?
                 };
-                let m = TrainedLstm::load(
+                let m = ServedModel::load(
                     &row.artifact_dir(&settings.data_dir),
                     lstm::resolve_device("auto")?,
                 )?;
-                p.horizon = m.card.spec.horizon;
-                p.lookback_hours = m.card.spec.lookback_hours;
-                p.features = m.card.spec.features.clone();
-                forecasters = p.baselines();
-                forecasters.push(Box::new(lstm::LstmForecaster { model: m }));
+                list.push(evaluate::Candidate {
+                    label: row.model_id.clone(),
+                    recipe: m.recipe(),
+                });
             }
+            let wanted = coins.unwrap_or_else(|| settings.coins.clone());
+            let features: Vec<String> = list
+                .iter()
+                .flat_map(|c| c.recipe.features().to_vec())
+                .chain(p.features.clone())
+                .fold(Vec::new(), |mut acc, f| {
+                    if !acc.contains(&f) {
+                        acc.push(f);
+                    }
+                    acc
+                });
             let (series, skipped) =
-                train::load_series(store.conn(), &wanted, &settings.vs_currency, &p.features)?;
+                train::load_series(store.conn(), &wanted, &settings.vs_currency, &features)?;
             for c in skipped {
                 eprintln!("skipping {c}: no features stored");
             }
-            let bar = progress::spinner("walk-forward");
-            let result = evaluate::walk_forward(&series, &mut forecasters, &p);
+            let bar = progress::bar("walk-forward");
+            bar.set_length(list.len() as u64);
+            let result = evaluate::walk_forward(&series, &list, &p, |label, index, _| {
+                bar.set_position(index as u64);
+                bar.set_message(label.to_string());
+            });
             bar.finish_and_clear();
             let mut eval = result?;
             eval.rows.retain(|r| horizons.contains(&r.metrics.horizon));
@@ -423,6 +471,9 @@ fn execute(cli: Cli) -> anyhow::Result<Exit> {
             device,
             windows,
             spec,
+            protocol,
+            candidates,
+            register_all,
         } => {
             check_coins(coins.as_deref())?;
             let mut s = match &spec {
@@ -431,7 +482,7 @@ fn execute(cli: Cli) -> anyhow::Result<Exit> {
                     &std::fs::read_to_string(path)
                         .with_context(|| format!("reading {}", path.display()))?,
                 )?,
-                None => lstm::LstmSpec::parse("models/lstm.toml", lstm::DEFAULT_SPEC)?,
+                None => train::spec_from(&settings.model.spec)?,
             };
             if let Some(e) = epochs {
                 s.epochs = e.max(1);
@@ -440,28 +491,43 @@ fn execute(cli: Cli) -> anyhow::Result<Exit> {
                 lstm::resolve_device(&d)?;
                 s.device = d;
             }
-            let mut protocol = load_protocol(None)?;
+            let mut p = match &protocol {
+                Some(path) => load_protocol(Some(path))?,
+                None => train::protocol_from(&settings.model.protocol)?,
+            };
             if let Some(w) = windows {
-                protocol.windows = w;
+                p.windows = w;
+            }
+            if let Some(c) = candidates {
+                p.candidates = c;
             }
             let store = open(&settings)?;
             let wanted = coins.unwrap_or_else(|| settings.coins.clone());
             let bar = progress::bar("train");
-            bar.set_length(s.epochs as u64);
             let outcome = train::train_and_register(
                 store.conn(),
                 train::TrainRequest {
                     coins: &wanted,
                     vs_currency: &settings.vs_currency,
                     spec: s,
-                    protocol: protocol.clone(),
-                    min_score: settings.model.promotion_min_skill,
+                    protocol: p.clone(),
+                    gate: settings.model.gate.clone(),
                     data_dir: &settings.data_dir,
+                    register: if register_all {
+                        train::RegisterPolicy::AllCandidates
+                    } else {
+                        train::RegisterPolicy::Winner
+                    },
                 },
-                |epoch, tl, vl| {
-                    bar.set_position(epoch as u64);
-                    bar.set_message(format!("loss {tl:.4} val {vl:.4}"));
-                    tracing::info!(epoch, train_loss = tl, val_loss = vl, "epoch");
+                |progress| match progress {
+                    train::Progress::Candidate { label, index, of } => {
+                        bar.set_length(of as u64 + 1);
+                        bar.set_position(index as u64);
+                        bar.set_message(format!("walk-forward: {label}"));
+                    }
+                    train::Progress::Refit { label } => {
+                        bar.set_message(format!("refit on all data: {label}"));
+                    }
                 },
             );
             bar.finish_and_clear();
@@ -470,29 +536,7 @@ fn execute(cli: Cli) -> anyhow::Result<Exit> {
             for c in &o.skipped_coins {
                 eprintln!("skipped {c}: no features stored");
             }
-            println!(
-                "trained {} on {} samples ({} validation) in {:.1} s, {} epochs, {:.0} samples/s",
-                o.model_id,
-                o.report.train_samples,
-                o.report.val_samples,
-                o.report.seconds,
-                o.report.epochs_run,
-                o.report.samples_per_second
-            );
-            let mut eval = o.evaluation.clone();
-            eval.rows.retain(|r| [1, 24].contains(&r.metrics.horizon));
-            print_evaluation(&eval, &protocol);
-            println!(
-                "{} -> {} (mean skill {:.5}): {}",
-                o.model_id,
-                if o.verdict.passed {
-                    "CHAMPION"
-                } else {
-                    "challenger"
-                },
-                o.score,
-                o.verdict.reason
-            );
+            print_selection(&o);
             Ok(Exit::Ok)
         }
         Command::Predict { coin, model, json } => {
@@ -500,11 +544,9 @@ fn execute(cli: Cli) -> anyhow::Result<Exit> {
             let store = open(&settings)?;
             let row = match &model {
                 Some(id) => registry::get(store.conn(), id)?,
-                None => registry::champion(store.conn())?.ok_or_else(|| {
-                    anyhow::anyhow!("there is no champion yet: run `coincast train`, or pass --model ID (see `coincast models list`)")
-                })?,
+                None => serving_row(&store, &coin, &settings)?,
             };
-            let m = TrainedLstm::load(
+            let m = ServedModel::load(
                 &row.artifact_dir(&settings.data_dir),
                 lstm::resolve_device("auto")?,
             )?;
@@ -512,7 +554,7 @@ fn execute(cli: Cli) -> anyhow::Result<Exit> {
                 store.conn(),
                 &coin,
                 &settings.vs_currency,
-                &m.card.spec.features,
+                &m.series_features(),
             )?;
             let f = m.forecast_latest(&series)?;
             if json {
@@ -521,9 +563,10 @@ fn execute(cli: Cli) -> anyhow::Result<Exit> {
                 let when =
                     DateTime::<Utc>::from_timestamp(f.as_of_hour * 3600, 0).unwrap_or_default();
                 println!(
-                    "{} with {}: price {} at {} UTC; {:.0}% intervals",
+                    "{} with {} ({}): price {} at {} UTC; {:.0}% intervals",
                     f.coin_id,
                     row.model_id,
+                    m.name(),
                     f.current_price,
                     when.format("%Y-%m-%d %H:00"),
                     f.interval_level * 100.0
@@ -577,13 +620,24 @@ fn execute(cli: Cli) -> anyhow::Result<Exit> {
                     if rows.is_empty() {
                         println!("no models yet: run `coincast train`");
                     }
+                    println!(
+                        "{:<40} {:<18} {:<16} {:<19} {:>9}  verdict",
+                        "model", "kind", "alias", "created (UTC)", "IS%"
+                    );
                     for m in rows {
+                        let alias = match (m.alias.as_deref(), m.floor) {
+                            (Some(a), true) => format!("{a}, floor"),
+                            (Some(a), false) => a.to_string(),
+                            (None, true) => "floor".into(),
+                            (None, false) => "-".into(),
+                        };
                         println!(
-                            "{:<32} {:<10} {:<19} score {:>9} {}",
+                            "{:<40} {:<18} {:<16} {:<19} {:>9}  {}",
                             m.model_id,
-                            m.alias.as_deref().unwrap_or("-"),
+                            m.family,
+                            alias,
                             m.created_at,
-                            m.score.map_or("-".into(), |s| format!("{s:.5}")),
+                            m.score.map_or("-".into(), |s| format!("{s:.4}")),
                             m.gate_reason
                         );
                     }
@@ -641,7 +695,7 @@ fn fetch(settings: Settings, args: FetchArgs, trigger: &str) -> anyhow::Result<E
     let coins = args.coins.unwrap_or_else(|| settings.coins.clone());
     let backfill_days = args
         .backfill_days
-        .unwrap_or(settings.coingecko.backfill_days)
+        .unwrap_or_else(|| coincast::ingest::budget::backfill_days(&settings.coingecko))
         .max(1);
     let until = args.until.unwrap_or_else(Utc::now);
     let report = runtime()?.block_on(pipeline::run(
@@ -654,6 +708,7 @@ fn fetch(settings: Settings, args: FetchArgs, trigger: &str) -> anyhow::Result<E
             coins,
             until,
             backfill_days,
+            cadence: pipeline::Cadence::EveryCoin,
         },
     ))?;
     Ok(print_run(&report))
@@ -814,34 +869,132 @@ fn load_protocol(path: Option<&std::path::Path>) -> anyhow::Result<evaluate::Pro
     })
 }
 
+fn hour_utc(h: i64) -> String {
+    DateTime::<Utc>::from_timestamp(h * 3600, 0)
+        .map(|t| t.format("%Y-%m-%d %H:00").to_string())
+        .unwrap_or_default()
+}
+
 fn print_evaluation(eval: &evaluate::Evaluation, p: &evaluate::Protocol) {
-    let hour = |h: i64| {
-        DateTime::<Utc>::from_timestamp(h * 3600, 0)
-            .map(|t| t.format("%Y-%m-%d %H:00").to_string())
-            .unwrap_or_default()
-    };
     println!(
-        "walk-forward: {} folds of {} h, test origins {} .. {} UTC, gap {} h, {:.0}% split-conformal intervals",
+        "walk-forward: {} weekly folds (of {} configured) of {} h, test origins {} .. {} UTC, gap {} h, refit every {} folds, {:.0}% intervals",
         eval.folds,
+        eval.windows_configured,
         p.step_hours,
-        hour(eval.test_from_hour),
-        hour(eval.test_to_hour),
+        hour_utc(eval.test_from_hour),
+        hour_utc(eval.test_to_hour),
         p.gap(),
+        eval.refit_every_folds,
         p.interval_level * 100.0
     );
     println!(
-        "{:<10} {:<12} {:>3} {:>6} {:>12} {:>12} {:>7} {:>6} {:>6} {:>7} {:>6} {:>7}",
-        "coin", "model", "h", "n", "MAE", "RMSE", "MAPE%", "MASE", "dir", "skill", "cover", "width"
+        "{:<10} {:<18} {:>3} {:>6} {:>8} {:>8} {:>6} {:>7} {:>12} {:>7} {:>6}",
+        "coin", "model", "h", "n", "IS%", "pinball", "cover", "width", "MAE", "skill", "dir"
     );
     for r in &eval.rows {
         let m = &r.metrics;
         println!(
-            "{:<10} {:<12} {:>3} {:>6} {:>12.4} {:>12.4} {:>7.3} {:>6.3} {:>6.3} {:>7.4} {:>6.3} {:>7.4}",
-            r.coin_id, r.model, m.horizon, m.n, m.mae, m.rmse, m.mape, m.mase,
-            m.directional_accuracy, m.skill, m.coverage, m.width
+            "{:<10} {:<18} {:>3} {:>6} {:>8.4} {:>8.4} {:>6.3} {:>7.4} {:>12.4} {:>7.4} {:>6.3}",
+            r.coin_id,
+            r.model,
+            m.horizon,
+            m.n,
+            m.interval_score,
+            m.pinball,
+            m.coverage,
+            m.width,
+            m.mae,
+            m.skill,
+            m.directional_accuracy
         );
     }
-    println!("skill = 1 - MSE/MSE(persistence) in price space (> 0 beats persistence); dir: a no-move forecast counts half; width relative to price");
+    for c in &eval.candidates {
+        if let Some(e) = &c.error {
+            println!("{}: not evaluated: {e}", c.label);
+        }
+    }
+    println!("IS%: interval (Winkler) score in percent of the price, pinball: mean pinball loss of the interval ends and the point; lower is better. skill = 1 - MSE/MSE(persistence) (> 0 beats persistence); width relative to price; dir: a no-move forecast counts half");
+}
+
+/// The candidates' scorecards, the gate's verdicts and what was registered.
+fn print_selection(o: &train::TrainOutcome) {
+    let e = &o.evaluation;
+    println!(
+        "walk-forward: {} weekly folds (of {} configured), test origins {} .. {} UTC, refit every {} folds",
+        e.folds,
+        e.windows_configured,
+        hour_utc(e.test_from_hour),
+        hour_utc(e.test_to_hour),
+        e.refit_every_folds
+    );
+    println!(
+        "{:<20} {:>9} {:>13} {:>9} {:>7} {:>8}  verdict",
+        "candidate", "IS%", "coverage", "MSE/pers", "refits", "fit s"
+    );
+    for c in &o.selection.scorecards {
+        let run = e.candidates.iter().find(|r| r.label == c.label);
+        let (lo, hi) = c.coverage_range();
+        println!(
+            "{:<20} {:>9.4} {:>5.1}-{:>5.1}% {:>9.4} {:>7} {:>8.1}  {}",
+            c.label,
+            c.interval_score,
+            100.0 * lo,
+            100.0 * hi,
+            c.mse_ratio,
+            run.map_or(0, |r| r.refits),
+            run.map_or(0.0, |r| r.fit_seconds),
+            o.selection
+                .verdict(&c.label)
+                .map(|v| v.reason())
+                .unwrap_or_default()
+        );
+    }
+    for c in e.candidates.iter().filter(|c| c.error.is_some()) {
+        println!(
+            "{:<20} not evaluated: {}",
+            c.label,
+            c.error.as_deref().unwrap_or_default()
+        );
+    }
+    println!("\n{}", o.selection.summary);
+    println!(
+        "registered {} ({}) as champion, refit on every origin up to {} UTC ({} h before the newest hour, {} UTC){}",
+        o.model_id,
+        o.family,
+        hour_utc(o.trained_until_hour),
+        o.newest_hour - o.trained_until_hour,
+        hour_utc(o.newest_hour),
+        o.floor_id
+            .as_ref()
+            .map(|f| format!("; the floor is {f}"))
+            .unwrap_or_else(|| "; it is also the floor".into())
+    );
+    for (label, id) in &o.challengers {
+        println!("registered {id} ({label}) as challenger");
+    }
+    println!(
+        "time: walk-forward {:.1} s, refit {:.1} s, total {:.1} s",
+        o.timings.walk_forward_seconds, o.timings.refit_seconds, o.timings.total_seconds
+    );
+}
+
+/// The model that answers for a coin: the champion when it covers the coin, else the floor.
+fn serving_row(
+    store: &Store,
+    coin: &str,
+    settings: &Settings,
+) -> anyhow::Result<registry::ModelRow> {
+    if let Some(row) = registry::champion(store.conn())? {
+        let m = ServedModel::load(&row.artifact_dir(&settings.data_dir), tch::Device::Cpu)?;
+        if m.coins().iter().any(|c| c == coin) {
+            return Ok(row);
+        }
+    }
+    registry::floor(store.conn())?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "no model serves {coin} yet: the floor is registered by the first pipeline run with a day of data (`coincast run` or `replay`), `coincast train` selects a champion"
+        )
+    })
 }
 
 /// Prints what a run did and picks the exit code.

@@ -63,7 +63,8 @@ impl ServeSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSettings {
-    pub promotion_min_skill: f64,
+    /// The promotion gate (`[model.gate]`).
+    pub gate: crate::model::gate::GateRules,
     /// Artifact folders that no registered model names (left by a crash) are removed after this.
     pub orphan_artifact_grace_hours: f64,
     /// LSTM spec file for training inside `serve`; empty: the built-in models/lstm.toml.
@@ -92,8 +93,13 @@ pub struct CoinGeckoSettings {
     pub backoff_base_ms: u64,
     pub backoff_max_ms: u64,
     pub max_retry_after_secs: u64,
+    /// Days of history for a coin with none; 0: the plan's hourly range.
     pub backfill_days: u32,
     pub max_chunk_days: u32,
+    /// Calls a month the plan allows; 0: the plan's (Demo 10,000, paid Basic 100,000; public none).
+    pub monthly_call_budget: u32,
+    /// Hours between two fetches of a coin by the schedule; 0: the smallest that fits the budget.
+    pub fetch_every_hours: u32,
 }
 
 impl CoinGeckoSettings {
@@ -243,10 +249,22 @@ impl Settings {
                 "must be 4..=90: CoinGecko answers ranges over 90 days with daily points".into(),
             ));
         }
-        if cg.backfill_days == 0 {
+        if cg.backfill_days > 3650 {
             return Err(invalid(
                 "coingecko.backfill_days",
-                "must be at least 1".into(),
+                format!(
+                    "{} days is more than 10 years; 0 means the plan's hourly range",
+                    cg.backfill_days
+                ),
+            ));
+        }
+        if cg.fetch_every_hours > 24 {
+            return Err(invalid(
+                "coingecko.fetch_every_hours",
+                format!(
+                    "{} is more than a day; 0 means: fit the plan's budget",
+                    cg.fetch_every_hours
+                ),
             ));
         }
         if cg.backoff_base_ms > cg.backoff_max_ms {
@@ -271,11 +289,26 @@ impl Settings {
                 format!("plan `{:?}` needs a key", cg.plan).to_lowercase(),
             ));
         }
-        if !self.model.promotion_min_skill.is_finite() {
-            return Err(invalid(
-                "model.promotion_min_skill",
-                "must be a finite number".into(),
-            ));
+        let gate = &self.model.gate;
+        for (key, value, range) in [
+            (
+                "model.gate.coverage_tolerance",
+                gate.coverage_tolerance,
+                0.0..=0.5,
+            ),
+            ("model.gate.max_mse_ratio", gate.max_mse_ratio, 0.5..=2.0),
+            (
+                "model.gate.min_improvement",
+                gate.min_improvement,
+                0.0..=0.5,
+            ),
+        ] {
+            if !range.contains(&value) {
+                return Err(invalid(
+                    key,
+                    format!("{value} is outside {}..={}", range.start(), range.end()),
+                ));
+            }
         }
         if self.serve.bind.parse::<std::net::SocketAddr>().is_err() {
             return Err(invalid(

@@ -4,6 +4,7 @@
 //! `market_data`; batches reach it only through the quality gate (see `crate::quality`).
 
 pub mod batch;
+pub mod budget;
 pub mod coingecko;
 pub mod error_body;
 pub mod market_chart;
@@ -42,6 +43,8 @@ pub struct ExtractReport {
     /// Coins whose fetch gave up, with the reason.
     pub fetch_errors: Vec<FetchError>,
     pub requests: u32,
+    /// Coins left for a later run by the fetch cadence (the plan's call budget).
+    pub not_due: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +79,10 @@ pub struct LiveRequest<'a> {
     pub backfill_days: u32,
     pub max_chunk_days: u32,
     pub run_id: Option<i64>,
+    /// Fetch a coin only when its last fetch is this many hours old (1: every coin, every run).
+    pub cadence_hours: u32,
+    /// The plan's monthly budget when it is spent: nothing is fetched.
+    pub budget_spent: Option<String>,
 }
 
 /// Fetches each coin from its last stored hour (or `backfill_days` back) to `until`, in chunks,
@@ -89,6 +96,17 @@ pub async fn extract_live(
     let mut report = ExtractReport::default();
     let mut plans = Vec::new();
     for coin in req.coins {
+        if let Some(reason) = &req.budget_spent {
+            report.fetch_errors.push(FetchError::Skipped {
+                coin_id: coin.clone(),
+                reason: reason.clone(),
+            });
+            continue;
+        }
+        if !budget::is_due(conn, coin, req.cadence_hours, req.until)? {
+            report.not_due.push(coin.clone());
+            continue;
+        }
         let last = last_stored_hour(conn, coin, req.vs_currency)?;
         let start = plan::start_for(last, req.until, req.backfill_days);
         plans.push((coin, plan::windows(start, req.until, req.max_chunk_days)));

@@ -1,13 +1,33 @@
-//! The forecaster interface and the baselines every model is judged against. All forecast log
-//! returns r_h for h = 1..=H from what is known at the origin hour.
+//! The point forecaster interface and the classical point models: persistence, drift, SMA/EMA
+//! trend and ridge. All forecast log returns r_h for h = 1..=H from what is known at the origin.
+//! The classical ones are one serializable enum (`PointModel`), so a fitted model goes into a
+//! model card as it is; the LSTM implements the same trait (`lstm`).
+
+use std::ops::Range;
+
+use serde::{Deserialize, Serialize};
 
 use super::dataset::CoinSeries;
 use super::ModelError;
 
-pub trait Forecaster {
-    fn name(&self) -> &'static str;
-    /// Learns from training origins (each coin's series with its origin indices).
-    fn fit(&mut self, train: &[(&CoinSeries, Vec<usize>)]) -> Result<(), ModelError>;
+/// What a fit reports besides the fitted state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct FitReport {
+    /// Epochs the validation chose (the LSTM's best epoch); None for closed-form fits.
+    pub epochs: Option<usize>,
+    pub samples: usize,
+}
+
+pub trait Forecaster: Send {
+    /// Learns from the valid origins of `series` in the hours `train` (inputs over `lookback`
+    /// hours, targets `horizon` hours ahead).
+    fn fit(
+        &mut self,
+        series: &[CoinSeries],
+        train: &Range<i64>,
+        lookback: usize,
+        horizon: usize,
+    ) -> Result<FitReport, ModelError>;
     /// Fills `out[h-1]` with the predicted log return at horizon h for origin `i`.
     fn predict(&self, series: &CoinSeries, i: usize, out: &mut [f64]);
     /// Predictions for many origins of a coin (models that batch override this).
@@ -26,94 +46,92 @@ pub trait Forecaster {
             })
             .collect())
     }
-    /// Interval half-widths per horizon that the model carries (calibrated on its own validation
-    /// data); `None`: the evaluation calibrates them per fold.
-    fn fixed_widths(&self, _series: &CoinSeries) -> Option<Vec<f64>> {
+    /// The fitted classical model, for a forecaster that is one.
+    fn into_point(self: Box<Self>) -> Option<PointModel> {
+        None
+    }
+    /// The trained network, for a forecaster that is one (the LSTM).
+    fn into_lstm(self: Box<Self>) -> Option<super::lstm::TrainedLstm> {
         None
     }
 }
 
-/// r_h = 0: the price stays where it is.
-pub struct Persistence;
+/// The classical point models with their fitted state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PointModel {
+    /// r_h = 0: the price stays where it is.
+    Persistence,
+    /// r_h = h * the mean hourly log return of the past `hours`.
+    Drift { hours: usize },
+    /// r_h = h * the last hourly change of the 24-hour simple moving average.
+    SmaTrend,
+    /// r_h = h * the last hourly change of the 24-hour EMA.
+    EmaTrend,
+    /// Ridge regression of every horizon's return on the standardized features at the origin.
+    Linear(Ridge),
+}
 
-impl Forecaster for Persistence {
-    fn name(&self) -> &'static str {
-        "persistence"
-    }
-    fn fit(&mut self, _: &[(&CoinSeries, Vec<usize>)]) -> Result<(), ModelError> {
-        Ok(())
-    }
-    fn predict(&self, _: &CoinSeries, _: usize, out: &mut [f64]) {
-        out.fill(0.0);
+impl PointModel {
+    /// Whether the model reads features (else it needs only prices).
+    pub fn reads_features(&self) -> bool {
+        matches!(self, PointModel::Linear(_))
     }
 }
 
-/// r_h = h * the mean hourly log return of the past `hours`.
-pub struct Drift {
-    pub hours: usize,
-}
+impl Forecaster for PointModel {
+    fn fit(
+        &mut self,
+        series: &[CoinSeries],
+        train: &Range<i64>,
+        lookback: usize,
+        horizon: usize,
+    ) -> Result<FitReport, ModelError> {
+        match self {
+            PointModel::Linear(ridge) => ridge.fit(series, train, lookback, horizon),
+            _ => Ok(FitReport::default()),
+        }
+    }
 
-impl Forecaster for Drift {
-    fn name(&self) -> &'static str {
-        "drift"
-    }
-    fn fit(&mut self, _: &[(&CoinSeries, Vec<usize>)]) -> Result<(), ModelError> {
-        Ok(())
-    }
     fn predict(&self, s: &CoinSeries, i: usize, out: &mut [f64]) {
-        let from = i.saturating_sub(self.hours).max(1);
-        let (sum, n) = (from..=i)
-            .map(|j| (s.price[j] / s.price[j - 1]).ln())
-            .filter(|r| r.is_finite())
-            .fold((0.0, 0usize), |(a, n), r| (a + r, n + 1));
-        let mean = if n > 0 { sum / n as f64 } else { 0.0 };
-        extrapolate(mean, out);
-    }
-}
-
-/// r_h = h * the last hourly change of the 24-hour simple moving average.
-pub struct SmaTrend;
-
-impl Forecaster for SmaTrend {
-    fn name(&self) -> &'static str {
-        "sma_trend"
-    }
-    fn fit(&mut self, _: &[(&CoinSeries, Vec<usize>)]) -> Result<(), ModelError> {
-        Ok(())
-    }
-    fn predict(&self, s: &CoinSeries, i: usize, out: &mut [f64]) {
-        let sma = |end: usize| -> f64 {
-            if end < 23 {
-                return f64::NAN;
+        match self {
+            PointModel::Persistence => out.fill(0.0),
+            PointModel::Drift { hours } => {
+                let from = i.saturating_sub(*hours).max(1);
+                let (sum, n) = (from..=i)
+                    .map(|j| s.hourly_return(j))
+                    .filter(|r| r.is_finite())
+                    .fold((0.0, 0usize), |(a, n), r| (a + r, n + 1));
+                extrapolate(if n > 0 { sum / n as f64 } else { 0.0 }, out);
             }
-            s.price[end - 23..=end].iter().sum::<f64>() / 24.0
-        };
-        let slope = if i >= 24 {
-            (sma(i) / sma(i - 1)).ln()
-        } else {
-            f64::NAN
-        };
-        extrapolate(if slope.is_finite() { slope } else { 0.0 }, out);
+            PointModel::SmaTrend => {
+                let sma = |end: usize| -> f64 {
+                    if end < 23 {
+                        return f64::NAN;
+                    }
+                    s.price[end - 23..=end].iter().sum::<f64>() / 24.0
+                };
+                let slope = if i >= 24 {
+                    (sma(i) / sma(i - 1)).ln()
+                } else {
+                    f64::NAN
+                };
+                extrapolate(if slope.is_finite() { slope } else { 0.0 }, out);
+            }
+            PointModel::EmaTrend => {
+                let slope = if i >= 1 {
+                    (s.ema24[i] / s.ema24[i - 1]).ln()
+                } else {
+                    f64::NAN
+                };
+                extrapolate(if slope.is_finite() { slope } else { 0.0 }, out);
+            }
+            PointModel::Linear(ridge) => ridge.predict(s, i, out),
+        }
     }
-}
 
-/// r_h = h * the last hourly change of the 24-hour EMA.
-pub struct EmaTrend;
-
-impl Forecaster for EmaTrend {
-    fn name(&self) -> &'static str {
-        "ema_trend"
-    }
-    fn fit(&mut self, _: &[(&CoinSeries, Vec<usize>)]) -> Result<(), ModelError> {
-        Ok(())
-    }
-    fn predict(&self, s: &CoinSeries, i: usize, out: &mut [f64]) {
-        let slope = if i >= 1 {
-            (s.ema24[i] / s.ema24[i - 1]).ln()
-        } else {
-            f64::NAN
-        };
-        extrapolate(if slope.is_finite() { slope } else { 0.0 }, out);
+    fn into_point(self: Box<Self>) -> Option<PointModel> {
+        Some(*self)
     }
 }
 
@@ -125,35 +143,40 @@ fn extrapolate(per_hour: f64, out: &mut [f64]) {
 
 /// Ridge regression of every horizon's return on the standardized features at the origin, with
 /// an unpenalized intercept; standardization uses the training origins only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Ridge {
     pub lambda: f64,
-    pub horizon: usize,
     mean: Vec<f64>,
     scale: Vec<f64>,
-    /// `[feature][horizon]`, then the intercepts `[horizon]`.
+    /// `[feature][horizon]`.
     coef: Vec<f64>,
+    /// `[horizon]`.
     intercept: Vec<f64>,
 }
 
 impl Ridge {
-    pub fn new(lambda: f64, horizon: usize) -> Self {
+    pub fn new(lambda: f64) -> Self {
         Self {
             lambda,
-            horizon,
             mean: Vec::new(),
             scale: Vec::new(),
             coef: Vec::new(),
             intercept: Vec::new(),
         }
     }
-}
 
-impl Forecaster for Ridge {
-    fn name(&self) -> &'static str {
-        "linear"
-    }
-
-    fn fit(&mut self, train: &[(&CoinSeries, Vec<usize>)]) -> Result<(), ModelError> {
+    fn fit(
+        &mut self,
+        series: &[CoinSeries],
+        range: &Range<i64>,
+        lookback: usize,
+        horizon: usize,
+    ) -> Result<FitReport, ModelError> {
+        let train: Vec<(&CoinSeries, Vec<usize>)> = series
+            .iter()
+            .map(|s| (s, s.origins_in(range, lookback, horizon)))
+            .filter(|(_, o)| !o.is_empty())
+            .collect();
         let Some((first, _)) = train.first() else {
             return Err(ModelError::TooFewSamples { needed: 1, have: 0 });
         };
@@ -165,10 +188,9 @@ impl Forecaster for Ridge {
                 have: n,
             });
         }
-        let horizon = self.horizon;
         // Means and scales of the features.
         let (mut mean, mut sq) = (vec![0.0; f], vec![0.0; f]);
-        for (s, origins) in train {
+        for (s, origins) in &train {
             for &i in origins {
                 for (k, v) in s.row(i).iter().enumerate() {
                     mean[k] += v;
@@ -190,7 +212,7 @@ impl Forecaster for Ridge {
             .collect();
         // Normal equations on centered targets: (Z'Z + lambda I) B = Z'(Y - mean Y).
         let mut ymean = vec![0.0; horizon];
-        for (s, origins) in train {
+        for (s, origins) in &train {
             for &i in origins {
                 for (h, y) in ymean.iter_mut().enumerate() {
                     *y += s.target(i, h + 1);
@@ -201,7 +223,7 @@ impl Forecaster for Ridge {
         let mut a = vec![0.0; f * f];
         let mut b = vec![0.0; f * horizon];
         let mut z = vec![0.0; f];
-        for (s, origins) in train {
+        for (s, origins) in &train {
             for &i in origins {
                 for (k, v) in s.row(i).iter().enumerate() {
                     z[k] = (v - mean[k]) / scale[k];
@@ -227,7 +249,10 @@ impl Forecaster for Ridge {
         self.scale = scale;
         self.coef = b;
         self.intercept = ymean;
-        Ok(())
+        Ok(FitReport {
+            epochs: None,
+            samples: n,
+        })
     }
 
     fn predict(&self, s: &CoinSeries, i: usize, out: &mut [f64]) {
@@ -310,7 +335,7 @@ mod tests {
         let price: Vec<f64> = (0..50).map(|i| 100.0 * (0.01 * i as f64).exp()).collect();
         let s = series(price, vec![0.0; 50]);
         let mut out = [0.0; 3];
-        Drift { hours: 10 }.predict(&s, 30, &mut out);
+        PointModel::Drift { hours: 10 }.predict(&s, 30, &mut out);
         for (k, o) in out.iter().enumerate() {
             assert!((o - 0.01 * (k + 1) as f64).abs() < 1e-12);
         }
@@ -327,9 +352,10 @@ mod tests {
             price.push(last * (0.002 * x[i]).exp());
         }
         let s = series(price, x.clone());
-        let origins: Vec<usize> = (0..n - 30).collect();
-        let mut model = Ridge::new(1e-6, 24);
-        model.fit(&[(&s, origins)]).expect("fit");
+        let mut model = PointModel::Linear(Ridge::new(1e-6));
+        model
+            .fit(std::slice::from_ref(&s), &(0..n as i64 - 30), 1, 24)
+            .expect("fit");
         let mut out = [0.0; 24];
         model.predict(&s, n - 10, &mut out);
         assert!((out[0] - 0.002 * x[n - 10]).abs() < 1e-6, "{}", out[0]);

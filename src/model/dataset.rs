@@ -3,6 +3,8 @@
 //! arithmetic. A sample at origin i has inputs from rows (i - lookback, i] and targets
 //! r_h = ln(price[i+h] / price[i]) for h = 1..=horizon.
 
+use std::borrow::Cow;
+
 use duckdb::{params, Connection};
 
 use super::ModelError;
@@ -22,6 +24,10 @@ pub struct CoinSeries {
     complete: Vec<u32>,
     /// priced[i] = rows before i with a price (prefix count).
     priced: Vec<u32>,
+    /// returned[i] = hourly log returns before i that exist (both hours priced; prefix count).
+    returned: Vec<u32>,
+    /// squared[i] = sum of the squared hourly log returns before i (prefix sum).
+    squared: Vec<f64>,
 }
 
 impl CoinSeries {
@@ -50,6 +56,17 @@ impl CoinSeries {
         let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
             return Err(ModelError::NoData(coin_id.to_string()));
         };
+        // NULL is a gap (NaN here, skipped by every model); an infinite value is a defect that
+        // would poison standardization and training, so it stops here, named.
+        for (h, _, values) in &rows {
+            if let Some(k) = values.iter().position(|v| v.is_infinite()) {
+                return Err(ModelError::NonFinite {
+                    coin: coin_id.to_string(),
+                    feature: feature_names[k].clone(),
+                    at: hour_label(*h),
+                });
+            }
+        }
         let (first_hour, len) = (first.0, (last.0 - first.0 + 1) as usize);
         let mut price = vec![f64::NAN; len];
         let mut features = vec![f64::NAN; len * width];
@@ -78,6 +95,8 @@ impl CoinSeries {
         let width = feature_names.len();
         let mut complete = vec![0u32; price.len() + 1];
         let mut priced = vec![0u32; price.len() + 1];
+        let mut returned = vec![0u32; price.len() + 1];
+        let mut squared = vec![0.0; price.len() + 1];
         for i in 0..price.len() {
             let has_price = price[i].is_finite();
             let row_ok = features[i * width..(i + 1) * width]
@@ -85,6 +104,13 @@ impl CoinSeries {
                 .all(|v| v.is_finite());
             priced[i + 1] = priced[i] + u32::from(has_price);
             complete[i + 1] = complete[i] + u32::from(has_price && row_ok);
+            let r = if i > 0 {
+                (price[i] / price[i - 1]).ln()
+            } else {
+                f64::NAN
+            };
+            returned[i + 1] = returned[i] + u32::from(r.is_finite());
+            squared[i + 1] = squared[i] + if r.is_finite() { r * r } else { 0.0 };
         }
         Self {
             coin_id: coin_id.to_string(),
@@ -95,7 +121,75 @@ impl CoinSeries {
             feature_names,
             complete,
             priced,
+            returned,
+            squared,
         }
+    }
+
+    /// The hourly log return into hour i, ln(price[i] / price[i-1]); NaN across a gap.
+    pub fn hourly_return(&self, i: usize) -> f64 {
+        if i == 0 || i >= self.len() {
+            return f64::NAN;
+        }
+        (self.price[i] / self.price[i - 1]).ln()
+    }
+
+    /// Mean squared hourly return over the `hours` returns ending at hour i (inclusive), and how
+    /// many of them exist; `(NaN, 0)` when none do.
+    pub fn realized_variance(&self, i: usize, hours: usize) -> (f64, usize) {
+        if i >= self.len() || hours == 0 {
+            return (f64::NAN, 0);
+        }
+        let lo = (i + 1).saturating_sub(hours);
+        let n = (self.returned[i + 1] - self.returned[lo]) as usize;
+        if n == 0 {
+            return (f64::NAN, 0);
+        }
+        ((self.squared[i + 1] - self.squared[lo]) / n as f64, n)
+    }
+
+    /// Hourly returns that exist among hours 1..=i.
+    pub fn returns_up_to(&self, i: usize) -> usize {
+        self.returned[(i + 1).min(self.len())] as usize
+    }
+
+    /// The same hours with only the named feature columns, in that order (borrowed when they are
+    /// already exactly these).
+    pub fn with_features(&self, names: &[String]) -> Result<Cow<'_, CoinSeries>, ModelError> {
+        if names == self.feature_names.as_slice() {
+            return Ok(Cow::Borrowed(self));
+        }
+        let columns = names
+            .iter()
+            .map(|n| {
+                self.feature_names
+                    .iter()
+                    .position(|f| f == n)
+                    .ok_or_else(|| ModelError::UnknownFeature(n.clone()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut features = Vec::with_capacity(self.len() * columns.len());
+        for i in 0..self.len() {
+            let row = self.row(i);
+            features.extend(columns.iter().map(|&k| row[k]));
+        }
+        Ok(Cow::Owned(CoinSeries::from_arrays(
+            &self.coin_id,
+            self.first_hour,
+            self.price.clone(),
+            features,
+            names.to_vec(),
+        )))
+    }
+
+    /// The index of the newest hour (the series is never empty once loaded).
+    pub fn last_index(&self) -> usize {
+        self.len().saturating_sub(1)
+    }
+
+    /// The hour (since the epoch) of index i.
+    pub fn hour_of(&self, i: usize) -> i64 {
+        self.first_hour + i as i64
     }
 
     pub fn len(&self) -> usize {
@@ -185,6 +279,13 @@ pub fn feature_columns(conn: &Connection) -> Result<Vec<String>, ModelError> {
     Ok(names)
 }
 
+/// An hour since the epoch as `YYYY-MM-DD HH:00`.
+pub fn hour_label(hour: i64) -> String {
+    chrono::DateTime::from_timestamp(hour * 3600, 0)
+        .map(|t| t.format("%Y-%m-%d %H:00").to_string())
+        .unwrap_or_else(|| format!("hour {hour}"))
+}
+
 /// pandas `ewm(span, adjust=True, ignore_na=False).mean()` over a grid with NaN holes.
 fn ewm_on_grid(x: &[f64], span: u32) -> Vec<f64> {
     let decay = 1.0 - 2.0 / (f64::from(span) + 1.0);
@@ -226,6 +327,21 @@ mod tests {
         assert_eq!(valid, vec![2, 3, 4, 5, 6, 7, 13, 14, 15, 16, 17]);
         assert_eq!(s.origins_in(&(1005..1014), 3, 2), vec![5, 6, 7, 13]);
         assert!((s.target(2, 2) - (104.0f64 / 102.0).ln()).abs() < 1e-15);
+    }
+
+    #[test]
+    fn realized_variance_skips_returns_across_a_gap() {
+        let s = series(vec![100.0, 110.0, f64::NAN, 121.0, 133.1]);
+        let r = (1.1f64).ln();
+        assert!((s.hourly_return(1) - r).abs() < 1e-15);
+        assert!(s.hourly_return(2).is_nan() && s.hourly_return(3).is_nan());
+        // Returns into hours 1 and 4 exist; 2 and 3 touch the gap.
+        let (v, n) = s.realized_variance(4, 4);
+        assert_eq!(n, 2);
+        assert!((v - r * r).abs() < 1e-15);
+        let (none, count) = s.realized_variance(3, 2);
+        assert!(none.is_nan() && count == 0);
+        assert_eq!(s.returns_up_to(4), 2);
     }
 
     #[test]

@@ -1,15 +1,21 @@
-//! Walk-forward evaluation: every forecaster on the same folds, the same origins, with
-//! split-conformal intervals calibrated on the newest part of each fold's training data.
+//! Walk-forward evaluation: every candidate on the same folds and the same origins, refit by the
+//! same rule (at the first fold and every `refit_every_folds` folds after), with intervals from
+//! normalized split-conformal calibration on the newest part of each refit's training data.
+//! The out-of-sample residuals of the test windows are kept: the winner's final intervals are
+//! calibrated on them.
+
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::baselines::{Drift, EmaTrend, Forecaster, Persistence, Ridge, SmaTrend};
 use super::dataset::CoinSeries;
 use super::metrics::{horizon_metrics, HorizonMetrics, Scored};
-use super::windows::WalkForward;
+use super::recipe::Recipe;
+use super::volatility::ScaleModel;
+use super::windows::{Fold, WalkForward};
 use super::ModelError;
 
-/// `models/baselines.toml`: the walk-forward protocol and the baselines' settings.
+/// `models/baselines.toml`: the walk-forward protocol, the candidates and their settings.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Protocol {
@@ -17,10 +23,14 @@ pub struct Protocol {
     pub windows: u32,
     pub step_hours: i64,
     pub lookback_hours: usize,
+    pub min_train_hours: i64,
+    pub refit_every_folds: u32,
     pub calibration_share: f64,
     pub interval_level: f64,
     pub drift_hours: usize,
     pub ridge_lambda: f64,
+    pub ewma_lambda: f64,
+    pub candidates: Vec<String>,
     pub features: Vec<String>,
 }
 
@@ -42,9 +52,14 @@ impl Protocol {
         if !(1..=24).contains(&self.horizon) {
             return Err(bad("`horizon` must be 1..=24"));
         }
-        if self.lookback_hours == 0 || self.windows == 0 || self.step_hours <= 0 {
+        if self.lookback_hours == 0
+            || self.windows == 0
+            || self.step_hours <= 0
+            || self.refit_every_folds == 0
+            || self.min_train_hours <= 0
+        {
             return Err(bad(
-                "`lookback_hours`, `windows` and `step_hours` must be positive",
+                "`lookback_hours`, `windows`, `step_hours`, `refit_every_folds` and `min_train_hours` must be positive",
             ));
         }
         if !(0.01..=0.5).contains(&self.calibration_share) {
@@ -56,6 +71,12 @@ impl Protocol {
         if !self.ridge_lambda.is_finite() || self.ridge_lambda < 0.0 {
             return Err(bad("`ridge_lambda` must be >= 0"));
         }
+        if !(0.5..1.0).contains(&self.ewma_lambda) {
+            return Err(bad("`ewma_lambda` must be within 0.5..1"));
+        }
+        if self.candidates.is_empty() {
+            return Err(bad("`candidates` must name at least one forecaster"));
+        }
         Ok(())
     }
 
@@ -64,38 +85,60 @@ impl Protocol {
         (self.lookback_hours + self.horizon) as i64
     }
 
-    /// The walk-forward folds over the coins' common calendar (absolute hours).
-    pub fn folds(&self, series: &[CoinSeries]) -> Result<Vec<super::windows::Fold>, ModelError> {
-        let start = series
-            .iter()
-            .map(|s| s.first_hour)
-            .min()
-            .ok_or(ModelError::NoCoins)?;
-        let end = series
-            .iter()
-            .map(|s| s.first_hour + s.len() as i64)
-            .max()
-            .ok_or(ModelError::NoCoins)?;
+    /// The walk-forward folds over the coins' common calendar (absolute hours): as many weekly
+    /// windows as the history allows after `min_train_hours` of training origins, up to
+    /// `windows`. Too little history is an error that says how many hours are missing.
+    pub fn folds(&self, series: &[CoinSeries]) -> Result<Vec<Fold>, ModelError> {
+        let (start, end) = calendar(series)?;
+        let origins = start..end - self.horizon as i64;
+        let have = origins.end - origins.start;
+        let fit = (have - self.gap() - self.min_train_hours) / self.step_hours;
+        let windows = u32::try_from(fit.clamp(0, i64::from(self.windows))).unwrap_or(0);
+        if windows == 0 {
+            return Err(super::windows::WindowError::TooShort {
+                what: "one weekly test window after the minimum training history",
+                needed: self.min_train_hours + self.gap() + self.step_hours,
+                have,
+            }
+            .into());
+        }
         let wf = WalkForward {
-            windows: self.windows,
+            windows,
             step_hours: self.step_hours,
             gap_hours: self.gap(),
         };
-        // A training window needs room for its calibration part, a gap and something to fit on.
-        Ok(wf.folds(start..end - self.horizon as i64, 2 * self.gap() + 14 * 24)?)
+        Ok(wf.folds(origins, self.min_train_hours)?)
     }
+}
 
-    /// The baselines, fresh.
-    pub fn baselines(&self) -> Vec<Box<dyn Forecaster>> {
-        vec![
-            Box::new(Persistence),
-            Box::new(Drift {
-                hours: self.drift_hours,
-            }),
-            Box::new(SmaTrend),
-            Box::new(EmaTrend),
-            Box::new(Ridge::new(self.ridge_lambda, self.horizon)),
-        ]
+/// The first hour and the end (exclusive) of the coins' common calendar.
+pub fn calendar(series: &[CoinSeries]) -> Result<(i64, i64), ModelError> {
+    let start = series
+        .iter()
+        .map(|s| s.first_hour)
+        .min()
+        .ok_or(ModelError::NoCoins)?;
+    let end = series
+        .iter()
+        .map(|s| s.first_hour + s.len() as i64)
+        .max()
+        .ok_or(ModelError::NoCoins)?;
+    Ok((start, end))
+}
+
+/// A candidate of the walk-forward: a recipe under a label (its name, or `champion`).
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub label: String,
+    pub recipe: Recipe,
+}
+
+impl Candidate {
+    pub fn new(recipe: Recipe) -> Self {
+        Self {
+            label: recipe.name(),
+            recipe,
+        }
     }
 }
 
@@ -108,109 +151,248 @@ pub struct EvalRow {
     pub metrics: HorizonMetrics,
 }
 
+/// How a candidate went: its refits, their cost, and the epochs validation chose.
+#[derive(Debug, Clone, Serialize)]
+pub struct CandidateRun {
+    pub label: String,
+    pub recipe: Recipe,
+    pub refits: usize,
+    /// Seconds spent fitting (all refits) and predicting.
+    pub fit_seconds: f64,
+    pub predict_seconds: f64,
+    /// Per refit: the epoch early stopping kept (networks only).
+    pub chosen_epochs: Vec<usize>,
+    /// Why it has no rows, when a fit failed.
+    pub error: Option<String>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Evaluation {
     pub folds: usize,
+    pub windows_configured: u32,
+    pub refit_every_folds: u32,
+    pub interval_level: f64,
     pub test_from_hour: i64,
     pub test_to_hour: i64,
+    pub coins: Vec<String>,
     pub rows: Vec<EvalRow>,
+    pub candidates: Vec<CandidateRun>,
+    /// Per candidate, coin and horizon: the test windows' normalized residuals |r − r̂| / σ̂.
+    #[serde(skip)]
+    pub residuals: Vec<Vec<Vec<Vec<f64>>>>,
 }
 
-/// Runs every forecaster through the same walk-forward folds over all coins.
+impl Evaluation {
+    /// A candidate's row at one coin and horizon.
+    pub fn row(&self, label: &str, coin: &str, horizon: u32) -> Option<&HorizonMetrics> {
+        self.rows
+            .iter()
+            .find(|r| r.model == label && r.coin_id == coin && r.metrics.horizon == horizon)
+            .map(|r| &r.metrics)
+    }
+
+    /// The out-of-sample residuals of a candidate, per coin, for its final calibration.
+    pub fn residuals_of(&self, label: &str) -> Vec<(String, Vec<Vec<f64>>)> {
+        let Some(k) = self.candidates.iter().position(|c| c.label == label) else {
+            return Vec::new();
+        };
+        self.coins
+            .iter()
+            .cloned()
+            .zip(self.residuals.get(k).cloned().unwrap_or_default())
+            .collect()
+    }
+}
+
+/// Runs every candidate through the same walk-forward folds over all coins. A candidate that
+/// cannot be fitted is reported (no rows) instead of failing the others.
 pub fn walk_forward(
     series: &[CoinSeries],
-    forecasters: &mut [Box<dyn Forecaster>],
+    candidates: &[Candidate],
     p: &Protocol,
+    mut on_candidate: impl FnMut(&str, usize, usize),
 ) -> Result<Evaluation, ModelError> {
     let folds = p.folds(series)?;
-    let (l, hz) = (p.lookback_hours, p.horizon);
-    let models = forecasters.len();
-    // scored[model][coin][h]
-    let mut scored: Vec<Vec<Vec<Vec<Scored>>>> =
-        vec![vec![vec![Vec::new(); hz]; series.len()]; models];
-    let mut naive = vec![vec![(0.0, 0usize); hz]; series.len()];
-    for fold in &folds {
-        let train_len = fold.train.end - fold.train.start;
-        let cal_start = fold.train.end - (train_len as f64 * p.calibration_share) as i64;
-        let proper = fold.train.start..cal_start - p.gap();
-        let calibration = cal_start..fold.train.end;
-        let fit_set: Vec<(&CoinSeries, Vec<usize>)> = series
-            .iter()
-            .map(|s| (s, s.origins_in(&proper, l, hz)))
-            .filter(|(_, o)| !o.is_empty())
-            .collect();
-        if fit_set.is_empty() {
-            continue;
-        }
-        for (c, s) in series.iter().enumerate() {
-            for &i in &s.origins_in(&proper, l, hz) {
-                for (h, acc) in naive[c].iter_mut().enumerate() {
-                    acc.0 += (s.price[i + h + 1] - s.price[i]).abs();
-                    acc.1 += 1;
-                }
-            }
-        }
-        for (m, model) in forecasters.iter_mut().enumerate() {
-            model.fit(&fit_set)?;
-            // Split-conformal per coin (volatility differs by coin): the level-quantile of
-            // |residual| on that coin's calibration origins, per horizon.
-            let widths: Vec<Vec<f64>> = series
-                .iter()
-                .map(|s| {
-                    if let Some(w) = model.fixed_widths(s) {
-                        return Ok(w);
-                    }
-                    let origins = s.origins_in(&calibration, l, hz);
-                    let preds = model.predict_many(s, &origins, hz)?;
-                    let mut residuals = vec![Vec::new(); hz];
-                    for (pred, &i) in preds.iter().zip(&origins) {
-                        for (h, r) in residuals.iter_mut().enumerate() {
-                            r.push((s.target(i, h + 1) - pred[h]).abs());
-                        }
-                    }
-                    Ok(residuals
-                        .iter_mut()
-                        .map(|r| conformal_quantile(r, p.interval_level))
-                        .collect())
-                })
-                .collect::<Result<_, ModelError>>()?;
-            for (c, s) in series.iter().enumerate() {
-                let origins = s.origins_in(&fold.test, l, hz);
-                let preds = model.predict_many(s, &origins, hz)?;
-                for (pred, &i) in preds.iter().zip(&origins) {
+    let hz = p.horizon;
+    let naive = naive_mae(series, &folds, p);
+    let mut rows = Vec::new();
+    let mut runs = Vec::new();
+    let mut residuals = Vec::new();
+    for (k, candidate) in candidates.iter().enumerate() {
+        on_candidate(&candidate.label, k, candidates.len());
+        let mut run = CandidateRun {
+            label: candidate.label.clone(),
+            recipe: candidate.recipe.clone(),
+            refits: 0,
+            fit_seconds: 0.0,
+            predict_seconds: 0.0,
+            chosen_epochs: Vec::new(),
+            error: None,
+        };
+        match evaluate_candidate(series, &folds, candidate, p, &mut run) {
+            Ok((scored, oos)) => {
+                for (c, s) in series.iter().enumerate() {
                     for h in 0..hz {
-                        let w = widths[c].get(h).copied().unwrap_or(f64::NAN);
-                        scored[m][c][h].push(Scored {
-                            price: s.price[i],
-                            actual: s.target(i, h + 1),
-                            predicted: pred[h],
-                            interval: w.is_finite().then(|| (pred[h] - w, pred[h] + w)),
+                        rows.push(EvalRow {
+                            coin_id: s.coin_id.clone(),
+                            model: candidate.label.clone(),
+                            metrics: horizon_metrics(
+                                h as u32 + 1,
+                                &scored[c][h],
+                                naive[c][h],
+                                p.interval_level,
+                            ),
                         });
                     }
                 }
+                residuals.push(oos);
+            }
+            Err(e) => {
+                tracing::warn!("candidate {} dropped: {e}", candidate.label);
+                run.error = Some(e.to_string());
+                residuals.push(vec![vec![Vec::new(); hz]; series.len()]);
             }
         }
-    }
-    let mut rows = Vec::new();
-    for (c, s) in series.iter().enumerate() {
-        for (m, model) in forecasters.iter().enumerate() {
-            for h in 0..hz {
-                let (sum, n) = naive[c][h];
-                let naive_mae = if n > 0 { sum / n as f64 } else { f64::NAN };
-                rows.push(EvalRow {
-                    coin_id: s.coin_id.clone(),
-                    model: model.name().to_string(),
-                    metrics: horizon_metrics(h as u32 + 1, &scored[m][c][h], naive_mae),
-                });
-            }
-        }
+        runs.push(run);
     }
     Ok(Evaluation {
         folds: folds.len(),
+        windows_configured: p.windows,
+        refit_every_folds: p.refit_every_folds,
+        interval_level: p.interval_level,
         test_from_hour: folds.first().map_or(0, |f| f.test.start),
         test_to_hour: folds.last().map_or(0, |f| f.test.end),
+        coins: series.iter().map(|s| s.coin_id.clone()).collect(),
         rows,
+        candidates: runs,
+        residuals,
     })
+}
+
+/// Persistence's in-sample MAE per coin and horizon over every fold's training origins (MASE).
+fn naive_mae(series: &[CoinSeries], folds: &[Fold], p: &Protocol) -> Vec<Vec<f64>> {
+    let hz = p.horizon;
+    series
+        .iter()
+        .map(|s| {
+            let mut acc = vec![(0.0, 0usize); hz];
+            for fold in folds {
+                for &i in &s.origins_in(&fold.train, p.lookback_hours, hz) {
+                    for (h, a) in acc.iter_mut().enumerate() {
+                        a.0 += (s.price[i + h + 1] - s.price[i]).abs();
+                        a.1 += 1;
+                    }
+                }
+            }
+            acc.iter()
+                .map(|&(sum, n)| if n > 0 { sum / n as f64 } else { f64::NAN })
+                .collect()
+        })
+        .collect()
+}
+
+type PerCoinHorizon<T> = Vec<Vec<Vec<T>>>;
+
+/// One candidate over every fold: scored test forecasts and normalized residuals, per coin and
+/// horizon.
+fn evaluate_candidate(
+    series: &[CoinSeries],
+    folds: &[Fold],
+    candidate: &Candidate,
+    p: &Protocol,
+    run: &mut CandidateRun,
+) -> Result<(PerCoinHorizon<Scored>, PerCoinHorizon<f64>), ModelError> {
+    let (l, hz) = (p.lookback_hours, p.horizon);
+    let mut scored = vec![vec![Vec::new(); hz]; series.len()];
+    let mut oos = vec![vec![Vec::new(); hz]; series.len()];
+    let mut point = candidate.recipe.build(None);
+    let mut scale = ScaleModel::new(candidate.recipe.scale);
+    let mut multipliers: Vec<Vec<f64>> = Vec::new();
+    for (k, fold) in folds.iter().enumerate() {
+        if k % p.refit_every_folds as usize == 0 {
+            let started = Instant::now();
+            let train_len = fold.train.end - fold.train.start;
+            let cal_start = fold.train.end - (train_len as f64 * p.calibration_share) as i64;
+            let proper = fold.train.start..cal_start - p.gap();
+            let fitted = point.fit(series, &proper, l, hz)?;
+            scale.fit(series, &proper, hz)?;
+            run.refits += 1;
+            run.chosen_epochs.extend(fitted.epochs);
+            run.fit_seconds += started.elapsed().as_secs_f64();
+            // Normalized split-conformal on the calibration slice, per coin (pooled for coins
+            // with too few residuals there).
+            let calibration = cal_start..fold.train.end;
+            let mut by_coin = Vec::with_capacity(series.len());
+            for s in series {
+                let origins = s.origins_in(&calibration, l, hz);
+                let r = normalized_residuals(&*point, &scale, s, &origins, hz)?;
+                by_coin.push((s.coin_id.clone(), r));
+            }
+            let cal = super::forecast::Calibration::from_residuals(
+                p.interval_level,
+                &by_coin,
+                String::new(),
+            );
+            multipliers = series
+                .iter()
+                .map(|s| cal.multipliers(&s.coin_id).to_vec())
+                .collect();
+        }
+        let started = Instant::now();
+        for (c, s) in series.iter().enumerate() {
+            let origins = s.origins_in(&fold.test, l, hz);
+            if origins.is_empty() {
+                continue;
+            }
+            let preds = point.predict_many(s, &origins, hz)?;
+            let mut sigma = vec![0.0; hz];
+            for (pred, &i) in preds.iter().zip(&origins) {
+                scale.scales(s, i, &mut sigma);
+                for h in 0..hz {
+                    let actual = s.target(i, h + 1);
+                    let half = sigma[h] * multipliers[c].get(h).copied().unwrap_or(f64::NAN);
+                    scored[c][h].push(Scored {
+                        price: s.price[i],
+                        actual,
+                        predicted: pred[h],
+                        interval: half.is_finite().then(|| (pred[h] - half, pred[h] + half)),
+                    });
+                    let e = (actual - pred[h]).abs() / sigma[h];
+                    if e.is_finite() {
+                        oos[c][h].push(e);
+                    }
+                }
+            }
+        }
+        run.predict_seconds += started.elapsed().as_secs_f64();
+    }
+    Ok((scored, oos))
+}
+
+/// |r − r̂| / σ̂ at each origin, per horizon (origins without a scale are skipped).
+pub fn normalized_residuals(
+    point: &dyn super::baselines::Forecaster,
+    scale: &ScaleModel,
+    s: &CoinSeries,
+    origins: &[usize],
+    hz: usize,
+) -> Result<Vec<Vec<f64>>, ModelError> {
+    let mut out = vec![Vec::with_capacity(origins.len()); hz];
+    if origins.is_empty() {
+        return Ok(out);
+    }
+    let preds = point.predict_many(s, origins, hz)?;
+    let mut sigma = vec![0.0; hz];
+    for (pred, &i) in preds.iter().zip(origins) {
+        scale.scales(s, i, &mut sigma);
+        for (h, r) in out.iter_mut().enumerate() {
+            let e = (s.target(i, h + 1) - pred[h]).abs() / sigma[h];
+            if e.is_finite() {
+                r.push(e);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The ceil((n+1) * level)-th smallest value: split-conformal's finite-sample quantile.
@@ -256,12 +438,9 @@ mod tests {
         assert!(conformal_quantile(&mut [], 0.9).is_nan());
     }
 
-    /// A random walk with drift-free noise: no baseline can beat persistence by much, the
-    /// intervals cover close to their level, and a drifting walk is caught by `drift`.
-    #[test]
-    fn walk_forward_on_synthetic_walks() {
-        let mut state = 42u64;
-        let mut noise = || {
+    fn gaussian(seed: u64) -> impl FnMut() -> f64 {
+        let mut state = seed;
+        move || {
             // xorshift + Box-Muller: deterministic Gaussian noise.
             let mut u = || {
                 state ^= state << 13;
@@ -271,7 +450,26 @@ mod tests {
             };
             let (a, b) = (u().max(1e-12), u());
             (-2.0 * a.ln()).sqrt() * (2.0 * std::f64::consts::PI * b).cos()
-        };
+        }
+    }
+
+    fn candidates(names: &[&str], p: &Protocol) -> Vec<Candidate> {
+        let spec = crate::model::lstm::LstmSpec::parse(
+            "models/lstm.toml",
+            crate::model::lstm::DEFAULT_SPEC,
+        )
+        .expect("spec");
+        names
+            .iter()
+            .map(|n| Candidate::new(Recipe::from_name(n, p, &spec).expect("recipe")))
+            .collect()
+    }
+
+    /// A random walk with drift-free noise: no baseline can beat persistence by much, the
+    /// intervals cover close to their level, and a drifting walk is caught by `drift`.
+    #[test]
+    fn walk_forward_on_synthetic_walks() {
+        let mut noise = gaussian(42);
         let n = 6000;
         let make = |name: &str, drift: f64, noise: &mut dyn FnMut() -> f64| {
             let mut price = vec![100.0];
@@ -287,16 +485,21 @@ mod tests {
         let mut p = Protocol::parse("t", DEFAULT_PROTOCOL).expect("protocol");
         p.windows = 10;
         p.features = vec!["hour".into()];
-        let mut models = p.baselines();
-        let eval = walk_forward(&[walk, trend], &mut models, &p).expect("evaluates");
+        let cands = candidates(&["persistence", "drift", "linear"], &p);
+        let mut seen = Vec::new();
+        let eval = walk_forward(&[walk, trend], &cands, &p, |label, _, _| {
+            seen.push(label.to_string())
+        })
+        .expect("evaluates");
+        assert_eq!(seen, vec!["persistence", "drift", "linear"]);
         assert_eq!(eval.folds, 10);
-        let get = |coin: &str, model: &str, h: u32| {
-            eval.rows
-                .iter()
-                .find(|r| r.coin_id == coin && r.model == model && r.metrics.horizon == h)
-                .map(|r| r.metrics)
-                .expect("row")
-        };
+        // Refit at folds 0, 4 and 8.
+        assert!(
+            eval.candidates.iter().all(|c| c.refits == 3),
+            "{:?}",
+            eval.candidates
+        );
+        let get = |coin: &str, model: &str, h: u32| *eval.row(model, coin, h).expect("row");
         let persistence = get("walk", "persistence", 1);
         assert_eq!(persistence.n, 10 * 168);
         assert!(persistence.skill.abs() < 1e-12);
@@ -305,12 +508,62 @@ mod tests {
             "{}",
             persistence.coverage
         );
+        assert!(persistence.interval_score.is_finite() && persistence.pinball > 0.0);
         assert!(get("walk", "linear", 1).skill < 0.02);
         // On a drifting walk, 24 h ahead, the drift baseline beats persistence.
         assert!(
             get("trend", "drift", 24).skill > 0.05,
             "{:?}",
             get("trend", "drift", 24)
+        );
+        // The test windows' residuals are kept for the final calibration.
+        let oos = eval.residuals_of("persistence");
+        assert_eq!(oos.len(), 2);
+        assert_eq!(oos[0].1[0].len(), 10 * 168);
+    }
+
+    /// Volatility clusters (GARCH): intervals that scale with it beat constant ones on the
+    /// interval score at 1 h, while covering as well.
+    #[test]
+    fn volatility_scaled_intervals_win_when_volatility_clusters() {
+        let price = crate::model::volatility::tests::garch_path(12_000, 11);
+        let n = price.len();
+        let s = CoinSeries::from_arrays("g", 400_000, price, vec![0.0; n], vec!["f".into()]);
+        let mut p = Protocol::parse("t", DEFAULT_PROTOCOL).expect("protocol");
+        p.windows = 8;
+        p.features = vec!["f".into()];
+        let cands = candidates(
+            &["persistence", "persistence_ewma", "persistence_garch"],
+            &p,
+        );
+        let eval = walk_forward(&[s], &cands, &p, |_, _, _| {}).expect("evaluates");
+        let score = |m: &str| eval.row(m, "g", 1).expect("row").interval_score;
+        assert!(
+            score("persistence_garch") < 0.95 * score("persistence"),
+            "garch {} vs constant {}",
+            score("persistence_garch"),
+            score("persistence")
+        );
+        assert!(score("persistence_ewma") < score("persistence"));
+        let cover = eval.row("persistence_garch", "g", 1).expect("row").coverage;
+        assert!((cover - 0.9).abs() < 0.04, "{cover}");
+    }
+
+    #[test]
+    fn the_windows_fit_the_history_and_too_little_says_how_much_is_missing() {
+        let p = Protocol::parse("t", DEFAULT_PROTOCOL).expect("protocol");
+        let walk = |hours: usize| {
+            let price: Vec<f64> = (0..hours).map(|i| 100.0 + (i % 7) as f64).collect();
+            CoinSeries::from_arrays("w", 0, price, vec![0.0; hours], vec!["f".into()])
+        };
+        // 120 days: (2880 - 24 - 72 - 720) / 168 = 12 windows.
+        assert_eq!(p.folds(&[walk(2880)]).expect("folds").len(), 12);
+        assert_eq!(p.folds(&[walk(60_000)]).expect("folds").len(), 26);
+        let err = p.folds(&[walk(900)]).expect_err("too short").to_string();
+        // 720 + 72 + 168 = 960 hours of origins needed, 876 there: 84 missing.
+        assert!(
+            err.contains("960") && err.contains("876") && err.contains("84 missing"),
+            "{err}"
         );
     }
 }

@@ -11,9 +11,10 @@ use sha2::{Digest, Sha256};
 use tch::nn::{self, Module, OptimizerConfig, RNN};
 use tch::{Device, Kind, Tensor};
 
-use super::baselines::Forecaster;
+use super::baselines::{FitReport, Forecaster};
 use super::dataset::CoinSeries;
 use super::evaluate::conformal_quantile;
+use super::forecast::{Forecast, HorizonForecast};
 use super::ModelError;
 
 pub const DEFAULT_SPEC: &str = include_str!("../../models/lstm.toml");
@@ -110,9 +111,18 @@ pub fn psi_bin(edges: &[f64], x: f64) -> usize {
     edges.partition_point(|e| *e <= x)
 }
 
+/// The model card format this binary writes. 1: cards before schema 5 (read as they are).
+pub const CARD_FORMAT: u32 = 2;
+
+fn legacy_format() -> u32 {
+    1
+}
+
 /// What the artifact carries besides the weights.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelCard {
+    #[serde(default = "legacy_format")]
+    pub format_version: u32,
     pub spec: LstmSpec,
     /// Coins in input order (the one-hot part of the input).
     pub coins: Vec<String>,
@@ -120,7 +130,8 @@ pub struct ModelCard {
     pub feature_std: Vec<f64>,
     /// Per horizon: the std of the training targets (outputs are scaled by it).
     pub target_scale: Vec<f64>,
-    /// Per coin, per horizon: split-conformal half-widths on the log return, from validation residuals.
+    /// Per coin, per horizon: conformal half-widths on the log return (from the walk-forward's
+    /// out-of-sample residuals; format 1: from validation residuals).
     pub interval_widths: Vec<Vec<f64>>,
     /// Per feature: training distribution for drift checks.
     pub feature_stats: Vec<FeatureStats>,
@@ -142,6 +153,7 @@ impl ModelCard {
             message,
         };
         let text = std::fs::read_to_string(&path).map_err(|e| art(e.to_string()))?;
+        check_card_format(&path, &text)?;
         serde_json::from_str(&text).map_err(|e| art(e.to_string()))
     }
 }
@@ -240,22 +252,49 @@ struct InputScaling<'a> {
     coin_slot: Vec<usize>,
 }
 
+/// How long to train.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrainMode {
+    /// Up to `spec.epochs`, keeping the epoch with the best loss on held-out validation origins.
+    EarlyStopping,
+    /// Exactly this many epochs on every origin (a refit after selection).
+    FixedEpochs(usize),
+}
+
 /// Training report for tracking.
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainReport {
     pub train_samples: usize,
     pub val_samples: usize,
     pub epochs_run: usize,
+    /// The epoch whose weights were kept (early stopping's choice).
+    pub best_epoch: usize,
     pub seconds: f64,
     pub samples_per_second: f64,
 }
 
 impl TrainedLstm {
-    /// Trains on the valid origins of `series` up to `until_hour` (exclusive).
+    /// Trains on the valid origins of `series` before `until_hour` (its own feature columns
+    /// are picked from whatever the series carry).
     pub fn train(
         series: &[CoinSeries],
         spec: &LstmSpec,
         until_hour: i64,
+        mode: TrainMode,
+        on_epoch: impl FnMut(usize, f64, f64),
+    ) -> Result<(Self, TrainReport), ModelError> {
+        let own: Vec<CoinSeries> = series
+            .iter()
+            .map(|s| s.with_features(&spec.features).map(|c| c.into_owned()))
+            .collect::<Result<_, _>>()?;
+        Self::train_own(&own, spec, until_hour, mode, on_epoch)
+    }
+
+    fn train_own(
+        series: &[CoinSeries],
+        spec: &LstmSpec,
+        until_hour: i64,
+        mode: TrainMode,
         mut on_epoch: impl FnMut(usize, f64, f64),
     ) -> Result<(Self, TrainReport), ModelError> {
         let device = resolve_device(&spec.device)?;
@@ -268,8 +307,20 @@ impl TrainedLstm {
             .min()
             .ok_or(ModelError::NoCoins)?;
         let span = until_hour - start;
-        let val_len = (span as f64 * spec.validation_share) as i64;
-        let train_range = start..until_hour - val_len - spec.gap();
+        // A fixed epoch count needs no validation: every origin trains.
+        let (val_len, epochs, patience) = match mode {
+            TrainMode::EarlyStopping => (
+                (span as f64 * spec.validation_share) as i64,
+                spec.epochs,
+                spec.patience,
+            ),
+            TrainMode::FixedEpochs(n) => (0, n.max(1), usize::MAX),
+        };
+        let train_range = if val_len > 0 {
+            start..until_hour - val_len - spec.gap()
+        } else {
+            start..until_hour
+        };
         let val_range = until_hour - val_len..until_hour;
         let collect = |range: &std::ops::Range<i64>| -> Vec<(usize, usize)> {
             series
@@ -287,7 +338,7 @@ impl TrainedLstm {
                 have: train.len(),
             });
         }
-        if val.len() < 10 {
+        if mode == TrainMode::EarlyStopping && val.len() < 10 {
             return Err(ModelError::TooFewSamples {
                 needed: 10,
                 have: val.len(),
@@ -356,7 +407,7 @@ impl TrainedLstm {
         let started = std::time::Instant::now();
         let mut seen = 0usize;
         let mut order = train.clone();
-        for epoch in 1..=spec.epochs {
+        for epoch in 1..=epochs {
             order.shuffle(&mut rng);
             let take = spec.samples_per_epoch.min(order.len());
             let (mut sum, mut batches) = (0.0, 0usize);
@@ -373,12 +424,17 @@ impl TrainedLstm {
             eval_vs
                 .copy(&vs)
                 .map_err(|e| ModelError::Torch(e.to_string()))?;
-            let val_loss = tch::no_grad(|| {
-                eval_net
-                    .forward(&val_x)
-                    .mse_loss(&val_y, tch::Reduction::Mean)
-                    .double_value(&[])
-            });
+            let val_loss = if val.is_empty() {
+                // No validation (a fixed epoch count): the newest epoch is the one kept.
+                -(epoch as f64)
+            } else {
+                tch::no_grad(|| {
+                    eval_net
+                        .forward(&val_x)
+                        .mse_loss(&val_y, tch::Reduction::Mean)
+                        .double_value(&[])
+                })
+            };
             if !train_loss.is_finite() || !val_loss.is_finite() {
                 return Err(ModelError::Numeric(format!(
                     "training diverged at epoch {epoch} (loss {train_loss}, validation {val_loss})"
@@ -396,7 +452,7 @@ impl TrainedLstm {
                     .map_err(|e| ModelError::Torch(e.to_string()))?;
             } else {
                 since_best += 1;
-                if since_best >= spec.patience {
+                if since_best >= patience {
                     break;
                 }
             }
@@ -412,6 +468,7 @@ impl TrainedLstm {
         let feature_stats = feature_stats(&spec.features, &train, series);
         let mut model = TrainedLstm {
             card: ModelCard {
+                format_version: CARD_FORMAT,
                 spec: spec.clone(),
                 coins: series.iter().map(|s| s.coin_id.clone()).collect(),
                 feature_mean: mean,
@@ -430,7 +487,8 @@ impl TrainedLstm {
             net: final_net,
             device,
         };
-        // Split-conformal widths per coin and horizon from the validation residuals.
+        // Split-conformal widths per coin and horizon from the validation residuals (replaced by
+        // the walk-forward's out-of-sample ones when a selection run registers the model).
         let widths = series
             .iter()
             .map(|s| {
@@ -453,6 +511,7 @@ impl TrainedLstm {
             train_samples: train.len(),
             val_samples: val.len(),
             epochs_run,
+            best_epoch,
             seconds,
             samples_per_second: seen as f64 / seconds.max(1e-9),
         };
@@ -465,6 +524,8 @@ impl TrainedLstm {
         s: &CoinSeries,
         origins: &[usize],
     ) -> Result<Vec<Vec<f64>>, ModelError> {
+        let own = s.with_features(&self.card.spec.features)?;
+        let s: &CoinSeries = &own;
         let slot = self.coin_slot(&s.coin_id)?;
         let l = self.card.spec.lookback_hours;
         if let Some(&bad) = origins.iter().find(|&&i| i + 1 < l || i >= s.len()) {
@@ -589,27 +650,55 @@ impl TrainedLstm {
     }
 }
 
-/// A forecast of every horizon from a coin's latest hour.
-#[derive(Debug, Clone, Serialize)]
-pub struct Forecast {
-    pub coin_id: String,
-    /// The hour the inputs end at (hours since the epoch).
-    pub as_of_hour: i64,
-    pub current_price: f64,
-    pub interval_level: f64,
-    pub horizons: Vec<HorizonForecast>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct HorizonForecast {
-    pub hours_ahead: usize,
-    pub log_return: f64,
-    pub price: f64,
-    pub lower: f64,
-    pub upper: f64,
-}
-
 impl TrainedLstm {
+    /// Forecasts from past origins (a backtest); origins whose inputs are incomplete are left out.
+    pub fn forecast_at(
+        &self,
+        s: &CoinSeries,
+        origins: &[usize],
+    ) -> Result<Vec<Forecast>, ModelError> {
+        let lookback = self.card.spec.lookback_hours;
+        let own = s.with_features(&self.card.spec.features)?;
+        let usable: Vec<usize> = origins
+            .iter()
+            .copied()
+            .filter(|&i| own.has_inputs(i, lookback))
+            .collect();
+        self.forecast_origins(&own, &usable)
+    }
+
+    /// Forecasts from the given origins of a coin it knows (their inputs must be complete).
+    pub fn forecast_origins(
+        &self,
+        s: &CoinSeries,
+        origins: &[usize],
+    ) -> Result<Vec<Forecast>, ModelError> {
+        let slot = self.coin_slot(&s.coin_id)?;
+        let returns = self.predict_origins(s, origins)?;
+        let widths = self
+            .card
+            .interval_widths
+            .get(slot)
+            .cloned()
+            .unwrap_or_default();
+        let ones = vec![1.0; self.card.spec.horizon];
+        Ok(origins
+            .iter()
+            .zip(returns)
+            .map(|(&i, r)| {
+                super::forecast::interval_forecast(
+                    &s.coin_id,
+                    s.hour_of(i),
+                    s.price[i],
+                    self.card.spec.interval_level,
+                    &r,
+                    &ones,
+                    &widths,
+                )
+            })
+            .collect())
+    }
+
     /// Predicts every horizon from the newest hour of `s` (its inputs must be complete).
     pub fn forecast_latest(&self, s: &CoinSeries) -> Result<Forecast, ModelError> {
         let mut all = self.forecast_latest_many(&[s])?;
@@ -622,6 +711,12 @@ impl TrainedLstm {
         &self,
         series: &[&CoinSeries],
     ) -> Result<Vec<Forecast>, ModelError> {
+        let own: Vec<std::borrow::Cow<'_, CoinSeries>> = series
+            .iter()
+            .map(|s| s.with_features(&self.card.spec.features))
+            .collect::<Result<_, _>>()?;
+        let series: Vec<&CoinSeries> = own.iter().map(|c| c.as_ref()).collect();
+        let series = series.as_slice();
         let l = self.card.spec.lookback_hours;
         let mut slots = Vec::with_capacity(series.len());
         let mut samples = Vec::with_capacity(series.len());
@@ -684,6 +779,23 @@ impl TrainedLstm {
     }
 }
 
+/// Refuses a card written by a newer coincast, naming its format.
+pub fn check_card_format(path: &Path, text: &str) -> Result<(), ModelError> {
+    let found = serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|v| v.get("format_version").and_then(serde_json::Value::as_u64))
+        .unwrap_or(1);
+    if found > u64::from(CARD_FORMAT) {
+        return Err(ModelError::Artifact {
+            path: path.display().to_string(),
+            message: format!(
+                "model format {found} is newer than this coincast reads (up to {CARD_FORMAT}); upgrade coincast to serve it"
+            ),
+        });
+    }
+    Ok(())
+}
+
 fn sha256_file(path: &Path) -> Result<String, ModelError> {
     let bytes = std::fs::read(path).map_err(|e| ModelError::Artifact {
         path: path.display().to_string(),
@@ -692,7 +804,7 @@ fn sha256_file(path: &Path) -> Result<String, ModelError> {
     Ok(hex::encode(Sha256::digest(bytes)))
 }
 
-fn feature_stats(
+pub(crate) fn feature_stats(
     names: &[String],
     train: &[(usize, usize)],
     series: &[CoinSeries],
@@ -732,35 +844,73 @@ fn feature_stats(
         .collect()
 }
 
-/// The LSTM in the walk-forward: trained once before the first test window (no refit), with the
-/// intervals it carries from its own validation residuals.
-pub struct LstmForecaster {
-    pub model: TrainedLstm,
+/// The LSTM as a candidate: `fit` trains a network (early stopping, or a fixed epoch count for a
+/// refit after selection), like any other forecaster of the walk-forward.
+pub struct LstmCandidate {
+    spec: LstmSpec,
+    fixed_epochs: Option<usize>,
+    pub model: Option<TrainedLstm>,
+    pub reports: Vec<TrainReport>,
 }
 
-impl Forecaster for LstmForecaster {
-    fn name(&self) -> &'static str {
-        "lstm"
+impl LstmCandidate {
+    pub fn new(spec: LstmSpec, fixed_epochs: Option<usize>) -> Self {
+        Self {
+            spec,
+            fixed_epochs,
+            model: None,
+            reports: Vec::new(),
+        }
     }
-    fn fit(&mut self, _: &[(&CoinSeries, Vec<usize>)]) -> Result<(), ModelError> {
-        Ok(())
+}
+
+impl Forecaster for LstmCandidate {
+    fn fit(
+        &mut self,
+        series: &[CoinSeries],
+        train: &std::ops::Range<i64>,
+        _lookback: usize,
+        _horizon: usize,
+    ) -> Result<FitReport, ModelError> {
+        let mode = match self.fixed_epochs {
+            Some(n) => TrainMode::FixedEpochs(n),
+            None => TrainMode::EarlyStopping,
+        };
+        let (model, report) =
+            TrainedLstm::train(series, &self.spec, train.end, mode, |e, t, v| {
+                tracing::debug!(epoch = e, train_loss = t, val_loss = v, "epoch")
+            })?;
+        let fit = FitReport {
+            epochs: Some(report.best_epoch),
+            samples: report.train_samples,
+        };
+        self.reports.push(report);
+        self.model = Some(model);
+        Ok(fit)
     }
+
     fn predict(&self, s: &CoinSeries, i: usize, out: &mut [f64]) {
-        match self.model.predict_origins(s, &[i]) {
+        match self.predict_many(s, &[i], out.len()) {
             Ok(p) => out.copy_from_slice(&p[0][..out.len()]),
             Err(_) => out.fill(f64::NAN),
         }
     }
+
     fn predict_many(
         &self,
         s: &CoinSeries,
         origins: &[usize],
         _horizon: usize,
     ) -> Result<Vec<Vec<f64>>, ModelError> {
-        self.model.predict_origins(s, origins)
+        self.model
+            .as_ref()
+            .ok_or_else(|| {
+                ModelError::Numeric("the LSTM was asked to predict before fitting".into())
+            })?
+            .predict_origins(s, origins)
     }
-    fn fixed_widths(&self, s: &CoinSeries) -> Option<Vec<f64>> {
-        let slot = self.model.card.coins.iter().position(|c| c == &s.coin_id)?;
-        self.model.card.interval_widths.get(slot).cloned()
+
+    fn into_lstm(self: Box<Self>) -> Option<TrainedLstm> {
+        self.model
     }
 }

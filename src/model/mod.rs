@@ -1,18 +1,26 @@
-//! The forecaster: the dataset from `features`, the baselines every model
-//! is judged against, walk-forward evaluation with split-conformal intervals, and the LSTM
-//! (`lstm`), one more [`baselines::Forecaster`] evaluated by the same code.
-//!
-//! `windows` does the split and fold arithmetic over sample origins (with the gap that keeps
-//! training targets out of test inputs); `metrics` scores forecasts per horizon in price space.
+//! The forecasters and their judge. `dataset` reads a coin as dense hourly arrays; a `recipe` is
+//! a point model (`baselines`: persistence, drift, trends, ridge; `lstm`) with an interval scale
+//! (`volatility`: constant, EWMA, GARCH, HAR); `evaluate` runs every candidate through the same
+//! walk-forward folds (`windows`) with the same refit rule and normalized conformal intervals,
+//! scored by `metrics`; `gate` decides; `train` refits the winner on all data, calibrates it
+//! (`forecast`) and registers it (`registry`, `artifacts`) as a `classical` card or an LSTM;
+//! `served` loads either kind; `floor` registers persistence before any training.
 
 pub mod artifacts;
 pub mod baselines;
+pub mod classical;
 pub mod dataset;
 pub mod evaluate;
+pub mod floor;
+pub mod forecast;
+pub mod gate;
 pub mod lstm;
 pub mod metrics;
+pub mod recipe;
 pub mod registry;
+pub mod served;
 pub mod train;
+pub mod volatility;
 pub mod windows;
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +49,18 @@ pub enum ModelError {
     Artifact { path: String, message: String },
     #[error("numerical problem: {0}")]
     Numeric(String),
+    #[error("coin `{coin}`: its newest hours are a gap (its data end at {last} UTC, {behind} h before the newest hour of the other coins); ingest it (`coincast run`) or leave it out with --coins")]
+    StaleCoin {
+        coin: String,
+        last: String,
+        behind: i64,
+    },
+    #[error("coin `{coin}`: feature `{feature}` is infinite at {at} UTC; fix the data or leave the feature out of the spec")]
+    NonFinite {
+        coin: String,
+        feature: String,
+        at: String,
+    },
     #[error(transparent)]
     Windows(#[from] windows::WindowError),
     #[error(transparent)]

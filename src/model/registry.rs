@@ -80,50 +80,36 @@ pub fn finish_experiment(
     Ok(())
 }
 
-/// The verdict of the promotion gate.
+/// The verdict a registration records: passed the gate or not, in words.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GateVerdict {
     pub passed: bool,
     pub reason: String,
 }
 
-/// A new model must beat persistence (score above `min_score`; skill is 0 for persistence by
-/// definition) and the current champion's score measured on the same windows, when there is one.
-pub fn gate(score: f64, min_score: f64, champion: Option<(&str, f64)>) -> GateVerdict {
-    if !score.is_finite() {
-        return GateVerdict {
-            passed: false,
-            reason: "the walk-forward score is not a number".into(),
-        };
-    }
-    if score <= min_score {
-        return GateVerdict {
-            passed: false,
-            reason: format!(
-                "mean skill vs persistence {score:.5} does not exceed {min_score}: the model does not beat persistence"
-            ),
-        };
-    }
-    if let Some((id, champion_score)) = champion {
-        if score <= champion_score {
-            return GateVerdict {
-                passed: false,
-                reason: format!(
-                    "mean skill {score:.5} does not beat the champion {id} ({champion_score:.5}) on the same windows"
-                ),
-            };
+/// The registry role a new version takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The champion (the previous one is demoted in the same transaction).
+    Champion,
+    /// Registered and kept for comparison or manual promotion.
+    Challenger,
+}
+
+impl Role {
+    pub fn alias(self) -> &'static str {
+        match self {
+            Role::Champion => "champion",
+            Role::Challenger => "challenger",
         }
-        return GateVerdict {
-            passed: true,
-            reason: format!(
-                "mean skill {score:.5} beats persistence and the champion {id} ({champion_score:.5})"
-            ),
-        };
     }
-    GateVerdict {
-        passed: true,
-        reason: format!("mean skill {score:.5} beats persistence; no champion yet"),
-    }
+}
+
+/// Whether a new version is the floor (the previous floor is retired in the same transaction).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Floor {
+    Yes,
+    No,
 }
 
 pub struct NewModel<'a> {
@@ -132,22 +118,36 @@ pub struct NewModel<'a> {
     pub family: &'a str,
     pub dataset_version: &'a str,
     pub artifact_path: &'a str,
+    /// The promotion metric: mean interval score on the walk-forward windows (lower is better).
     pub score: f64,
     pub metrics_json: &'a str,
     pub training_stats_json: &'a str,
     pub verdict: &'a GateVerdict,
+    /// The gate's conditions with their numbers (JSON).
+    pub verdict_json: &'a str,
+    pub recipe_json: &'a str,
+    pub trained_until_hour: i64,
+    pub role: Role,
+    pub floor: Floor,
+    /// Why the previous champion steps down, when `role` is champion.
+    pub demotion_reason: &'a str,
 }
 
-/// Registers a model; if it passed the gate it becomes champion (the old one turns challenger).
+/// Registers a model in its role; a new champion demotes the old one, a new floor retires the
+/// old floor, all in one transaction.
 pub fn register(conn: &Connection, m: &NewModel<'_>) -> Result<(), ModelError> {
     crate::store::in_transaction(conn, || -> Result<(), ModelError> {
-        if m.verdict.passed {
-            demote_champion(conn, &format!("replaced by {}", m.model_id))?;
+        if m.role == Role::Champion {
+            demote_champion(conn, m.demotion_reason)?;
+        }
+        if m.floor == Floor::Yes {
+            conn.execute("UPDATE model_versions SET floor = false WHERE floor", [])?;
         }
         conn.execute(
             "INSERT INTO model_versions (model_id, run_id, family, created_at, dataset_version,
-                 artifact_path, score, metrics, training_stats, alias, gate_passed, gate_reason)
-             VALUES (?, ?, ?, now(), ?, ?, ?, ?, ?, ?, ?, ?)",
+                 artifact_path, score, metrics, training_stats, alias, gate_passed, gate_reason,
+                 floor, verdict, trained_until, recipe)
+             VALUES (?, ?, ?, now(), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, to_timestamp(? * 3600), ?)",
             params![
                 m.model_id,
                 m.run_id,
@@ -157,18 +157,26 @@ pub fn register(conn: &Connection, m: &NewModel<'_>) -> Result<(), ModelError> {
                 m.score.is_finite().then_some(m.score),
                 m.metrics_json,
                 m.training_stats_json,
-                if m.verdict.passed {
-                    "champion"
-                } else {
-                    "challenger"
-                },
+                m.role.alias(),
                 m.verdict.passed,
-                m.verdict.reason
+                m.verdict.reason,
+                m.floor == Floor::Yes,
+                m.verdict_json,
+                m.trained_until_hour,
+                m.recipe_json,
             ],
         )?;
         event(conn, m.model_id, "registered", &m.verdict.reason)?;
-        if m.verdict.passed {
+        if m.role == Role::Champion {
             event(conn, m.model_id, "promoted", &m.verdict.reason)?;
+        }
+        if m.floor == Floor::Yes {
+            event(
+                conn,
+                m.model_id,
+                "floor",
+                "serves coins the champion does not cover",
+            )?;
         }
         Ok(())
     })?;
@@ -215,6 +223,10 @@ pub struct ModelRow {
     pub gate_reason: String,
     pub artifact_path: String,
     pub dataset_version: String,
+    /// Whether it is the floor.
+    pub floor: bool,
+    /// Hours since the epoch of the newest origin it was fitted on (None: older registrations).
+    pub trained_until_hour: Option<i64>,
 }
 
 impl ModelRow {
@@ -226,7 +238,8 @@ impl ModelRow {
 
 const MODEL_COLUMNS: &str =
     "model_id, family, strftime(created_at AT TIME ZONE 'UTC', '%Y-%m-%d %H:%M:%S'),
-    alias, score, gate_passed, gate_reason, artifact_path, dataset_version";
+    alias, score, gate_passed, gate_reason, artifact_path, dataset_version, coalesce(floor, false),
+    CAST(epoch(trained_until) AS BIGINT) // 3600";
 
 fn model_row(r: &duckdb::Row<'_>) -> Result<ModelRow, duckdb::Error> {
     Ok(ModelRow {
@@ -239,6 +252,8 @@ fn model_row(r: &duckdb::Row<'_>) -> Result<ModelRow, duckdb::Error> {
         gate_reason: r.get(6)?,
         artifact_path: r.get(7)?,
         dataset_version: r.get(8)?,
+        floor: r.get(9)?,
+        trained_until_hour: r.get(10)?,
     })
 }
 
@@ -260,6 +275,19 @@ pub fn get(conn: &Connection, model_id: &str) -> Result<ModelRow, ModelError> {
     )
     .optional()?
     .ok_or_else(|| ModelError::UnknownModel(model_id.to_string()))
+}
+
+/// The floor: serves coins the champion does not cover, and everything before a champion exists.
+pub fn floor(conn: &Connection) -> Result<Option<ModelRow>, ModelError> {
+    Ok(conn
+        .query_row(
+            &format!(
+                "SELECT {MODEL_COLUMNS} FROM model_versions WHERE floor ORDER BY created_at DESC LIMIT 1"
+            ),
+            [],
+            model_row,
+        )
+        .optional()?)
 }
 
 pub fn champion(conn: &Connection) -> Result<Option<ModelRow>, ModelError> {
@@ -373,20 +401,4 @@ pub fn dataset_version(
         hasher.update(digest.unwrap_or_default().as_bytes());
     }
     Ok(hex::encode(hasher.finalize()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_gate_demands_beating_persistence_and_the_champion() {
-        assert!(!gate(-0.01, 0.0, None).passed);
-        assert!(!gate(0.0, 0.0, None).passed);
-        assert!(!gate(f64::NAN, 0.0, None).passed);
-        assert!(gate(0.01, 0.0, None).passed);
-        let v = gate(0.01, 0.0, Some(("old", 0.02)));
-        assert!(!v.passed && v.reason.contains("old"), "{}", v.reason);
-        assert!(gate(0.03, 0.0, Some(("old", 0.02))).passed);
-    }
 }

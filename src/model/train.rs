@@ -1,24 +1,37 @@
-//! `coincast train`: train the LSTM on everything before the walk-forward test windows, evaluate
-//! it against the baselines on exactly those windows, save the artifact, and register it through
-//! the promotion gate. Every step is tracked in `experiments` / `run_metrics`.
+//! `coincast train`: a selection run. Every candidate recipe (the persistence variants, HAR,
+//! ridge, the LSTM ... and the champion's own recipe) goes through the same walk-forward, with
+//! the same refit rule; the gate decides; the winner is refit on all data up to the newest hour
+//! that has a target, calibrated on its walk-forward residuals, and registered as champion, with
+//! the floor beside it. Every step is tracked in `experiments` / `run_metrics`.
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use chrono::Utc;
 use duckdb::Connection;
 use serde::Serialize;
 
 use super::artifacts;
-use super::dataset::CoinSeries;
-use super::evaluate::{self, Evaluation, Protocol};
-use super::lstm::{LstmForecaster, LstmSpec, TrainReport, TrainedLstm};
-use super::registry::{self, GateVerdict, NewExperiment, NewModel};
+use super::classical::ClassicalCard;
+use super::dataset::{hour_label, CoinSeries};
+use super::evaluate::{self, Candidate, Evaluation, Protocol};
+use super::forecast::Calibration;
+use super::gate::{self, ChampionOutcome, GateRules, Selection, FLOOR_CANDIDATES};
+use super::lstm::{self, LstmSpec, CARD_FORMAT};
+use super::recipe::Recipe;
+use super::registry::{self, Floor, GateVerdict, NewExperiment, NewModel, Role};
+use super::served::ServedModel;
+use super::volatility::ScaleModel;
 use super::ModelError;
+
+/// A coin whose newest stored hour is this much older than the newest of all is refused: its
+/// newest hours are a gap (ingest it, or leave it out).
+pub const MAX_STALE_HOURS: i64 = 24;
 
 /// The LSTM spec in `path`, or the built-in models/lstm.toml when `path` is empty.
 pub fn spec_from(path: &str) -> Result<LstmSpec, ModelError> {
     match path.trim() {
-        "" => LstmSpec::parse("models/lstm.toml", super::lstm::DEFAULT_SPEC),
+        "" => LstmSpec::parse("models/lstm.toml", lstm::DEFAULT_SPEC),
         p => LstmSpec::parse(p, &read_definition(p)?),
     }
 }
@@ -41,24 +54,77 @@ fn read_definition(path: &str) -> Result<String, ModelError> {
 pub struct TrainRequest<'a> {
     pub coins: &'a [String],
     pub vs_currency: &'a str,
+    /// The LSTM candidate's spec; its horizon, lookback and features set the protocol's.
     pub spec: LstmSpec,
-    /// The walk-forward protocol (windows, step, baselines); its horizon and lookback follow the spec.
+    /// The walk-forward protocol and the candidates.
     pub protocol: Protocol,
-    /// The gate's floor for the mean skill vs persistence.
-    pub min_score: f64,
+    pub gate: GateRules,
     pub data_dir: &'a Path,
+    pub register: RegisterPolicy,
+}
+
+/// Which candidates a run registers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegisterPolicy {
+    /// The winner (champion) and the floor.
+    Winner,
+    /// Also every other candidate, refit on all data, as challenger (to inspect or promote).
+    AllCandidates,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Timings {
+    /// The walk-forward of every candidate (all refits).
+    pub walk_forward_seconds: f64,
+    /// The winner's (and the floor's) refit on all data.
+    pub refit_seconds: f64,
+    pub total_seconds: f64,
 }
 
 #[derive(Debug, Serialize)]
 pub struct TrainOutcome {
-    pub model_id: String,
     pub run_id: i64,
+    /// The registered winner: champion after the run.
+    pub model_id: String,
+    pub family: String,
     pub artifact: PathBuf,
-    pub score: f64,
-    pub verdict: GateVerdict,
-    pub report: TrainReport,
+    /// The floor, when it was registered apart from the winner.
+    pub floor_id: Option<String>,
+    /// (candidate, model id) of the challengers registered with `RegisterPolicy::AllCandidates`.
+    pub challengers: Vec<(String, String)>,
+    pub selection: Selection,
     pub evaluation: Evaluation,
+    /// The newest origin the winner was fitted on, and the newest stored hour.
+    pub trained_until_hour: i64,
+    pub newest_hour: i64,
     pub skipped_coins: Vec<String>,
+    pub timings: Timings,
+    /// The winner's refit on all data.
+    pub refit: RefitReport,
+}
+
+/// A refit after selection.
+#[derive(Debug, Clone, Serialize)]
+pub struct RefitReport {
+    pub label: String,
+    pub samples: usize,
+    /// The fixed epoch count a network was trained for (the walk-forward fits' median choice).
+    pub epochs: Option<usize>,
+    /// A network's training loss per epoch (empty for the others).
+    pub train_losses: Vec<f64>,
+    pub seconds: f64,
+}
+
+/// What a run reports while it works.
+pub enum Progress<'a> {
+    Candidate {
+        label: &'a str,
+        index: usize,
+        of: usize,
+    },
+    Refit {
+        label: &'a str,
+    },
 }
 
 /// Loads the coins that have features; the others are reported as skipped.
@@ -82,145 +148,325 @@ pub fn load_series(
     Ok((series, skipped))
 }
 
-/// The mean skill vs persistence of `model` over every coin and horizon of an evaluation.
-pub fn mean_skill(eval: &Evaluation, model: &str) -> f64 {
-    let skills: Vec<f64> = eval
-        .rows
-        .iter()
-        .filter(|r| r.model == model && r.metrics.skill.is_finite())
-        .map(|r| r.metrics.skill)
-        .collect();
-    if skills.is_empty() {
-        f64::NAN
-    } else {
-        skills.iter().sum::<f64>() / skills.len() as f64
+/// Refuses coins whose newest hours are a gap: the refit would end there for them.
+fn check_newest_hours(series: &[CoinSeries]) -> Result<i64, ModelError> {
+    let last = |s: &CoinSeries| s.first_hour + s.last_index() as i64;
+    let newest = series.iter().map(last).max().ok_or(ModelError::NoCoins)?;
+    for s in series {
+        let behind = newest - last(s);
+        if behind > MAX_STALE_HOURS {
+            return Err(ModelError::StaleCoin {
+                coin: s.coin_id.clone(),
+                last: hour_label(last(s)),
+                behind,
+            });
+        }
     }
+    Ok(newest)
+}
+
+/// The candidates of the protocol, plus the champion's recipe when it is none of them; returns
+/// them with the champion's label among them.
+fn candidates(
+    protocol: &Protocol,
+    spec: &LstmSpec,
+    champion: Option<&Recipe>,
+) -> Result<(Vec<Candidate>, Option<String>), ModelError> {
+    let mut list = protocol
+        .candidates
+        .iter()
+        .map(|n| Recipe::from_name(n, protocol, spec).map(Candidate::new))
+        .collect::<Result<Vec<_>, _>>()?;
+    // The floor's two interval methods are always judged: the floor comes from them.
+    for name in FLOOR_CANDIDATES {
+        if !list.iter().any(|c| c.label == name) {
+            list.push(Candidate::new(Recipe::from_name(name, protocol, spec)?));
+        }
+    }
+    let champion_label = champion.map(|recipe| match list.iter().find(|c| &c.recipe == recipe) {
+        Some(c) => c.label.clone(),
+        None => {
+            list.push(Candidate {
+                label: "champion".into(),
+                recipe: recipe.clone(),
+            });
+            "champion".into()
+        }
+    });
+    Ok((list, champion_label))
+}
+
+fn union_features(lists: &[&[String]]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for name in lists.iter().flat_map(|l| l.iter()) {
+        if !out.contains(name) {
+            out.push(name.clone());
+        }
+    }
+    out
 }
 
 pub fn train_and_register(
     conn: &Connection,
     req: TrainRequest<'_>,
-    mut on_epoch: impl FnMut(usize, f64, f64),
+    mut on_progress: impl FnMut(Progress<'_>),
 ) -> Result<TrainOutcome, ModelError> {
+    let started = Instant::now();
     let spec = req.spec;
     let mut protocol = req.protocol;
     protocol.horizon = spec.horizon;
     protocol.lookback_hours = spec.lookback_hours;
     protocol.features = spec.features.clone();
-    let (series, skipped_coins) = load_series(conn, req.coins, req.vs_currency, &spec.features)?;
-    let folds = protocol.folds(&series)?;
-    let first_test = folds
-        .first()
-        .map(|f| f.test.start)
-        .ok_or(ModelError::NoCoins)?;
-    let until = first_test - protocol.gap();
+    // The champion is judged by its recipe, re-run on today's folds (never by its weights).
+    let champion_row = registry::champion(conn)?;
+    let champion_recipe = champion_row.as_ref().and_then(|c| {
+        match ServedModel::load(&c.artifact_dir(req.data_dir), tch::Device::Cpu) {
+            Ok(m) => Some(m.recipe()),
+            Err(e) => {
+                tracing::warn!(
+                    "the champion {} cannot be loaded to read its recipe: {e}",
+                    c.model_id
+                );
+                None
+            }
+        }
+    });
+    let (candidates, champion_label) = candidates(&protocol, &spec, champion_recipe.as_ref())?;
+    let champion_label = match (&champion_row, champion_label) {
+        (Some(row), None) => Some(format!("{} (unreadable)", row.model_id)),
+        (_, label) => label,
+    };
+    let feature_lists: Vec<&[String]> = std::iter::once(spec.features.as_slice())
+        .chain(candidates.iter().map(|c| c.recipe.features()))
+        .collect();
+    let features = union_features(&feature_lists);
+    let (series, skipped_coins) = load_series(conn, req.coins, req.vs_currency, &features)?;
+    let newest_hour = check_newest_hours(&series)?;
+    protocol.folds(&series)?;
+    let trained_until_hour = newest_hour - protocol.horizon as i64;
     let coins: Vec<String> = series.iter().map(|s| s.coin_id.clone()).collect();
-    let dataset_version = registry::dataset_version(conn, &coins, req.vs_currency, until)?;
-    let params_json = serde_json::to_string(&spec).unwrap_or_default();
-    let device = super::lstm::resolve_device(&spec.device)?;
+    let dataset_version =
+        registry::dataset_version(conn, &coins, req.vs_currency, trained_until_hour + 1)?;
+    let params = serde_json::json!({
+        "candidates": candidates.iter().map(|c| (&c.label, &c.recipe)).collect::<Vec<_>>(),
+        "protocol": protocol,
+        "gate": req.gate,
+    });
     let run_id = registry::start_experiment(
         conn,
         &NewExperiment {
-            family: "lstm",
-            params_json: &params_json,
+            family: "selection",
+            params_json: &params.to_string(),
             coins: &coins,
             dataset_version: &dataset_version,
-            trained_until_hour: until,
-            device: &super::lstm::device_name(device),
+            trained_until_hour: trained_until_hour + 1,
+            device: &lstm::device_name(lstm::resolve_device(&spec.device)?),
         },
     )?;
-    tracing::info!(run_id, device = %super::lstm::device_name(device), "training the LSTM");
+    tracing::info!(run_id, candidates = candidates.len(), "selection run");
     let result = (|| -> Result<TrainOutcome, ModelError> {
-        let mut epoch_log = Vec::new();
-        let (mut model, report) = TrainedLstm::train(&series, &spec, until, |epoch, tl, vl| {
-            epoch_log.push((epoch, tl, vl));
-            on_epoch(epoch, tl, vl);
-        })?;
-        for (epoch, tl, vl) in epoch_log {
-            registry::log_metric(conn, run_id, epoch as i64, "train_loss", tl)?;
-            registry::log_metric(conn, run_id, epoch as i64, "val_loss", vl)?;
-        }
-        let model_id = format!("lstm-{run_id}-{}", Utc::now().format("%Y%m%dT%H%M%S"));
-        let artifact = artifacts::write_atomically(req.data_dir, &model_id, |dir, mid_write| {
-            model.save(dir, mid_write)
-        })?;
-        let training_stats = serde_json::json!({
-            "train_losses": model.card.train_losses,
-            "val_losses": model.card.val_losses,
-            "best_epoch": model.card.best_epoch,
-            "feature_stats": model.card.feature_stats,
-            "interval_widths": model.card.interval_widths,
+        let wf_started = Instant::now();
+        let evaluation =
+            evaluate::walk_forward(&series, &candidates, &protocol, |label, index, of| {
+                on_progress(Progress::Candidate { label, index, of })
+            })?;
+        let walk_forward_seconds = wf_started.elapsed().as_secs_f64();
+        log_evaluation(conn, run_id, &evaluation)?;
+        let selection = gate::select(&evaluation, champion_label.as_deref(), &req.gate)
+            .ok_or_else(|| {
+                ModelError::Numeric(
+                    "not even persistence could be evaluated (no interval on any window)".into(),
+                )
+            })?;
+        let refit_started = Instant::now();
+        let context = RefitContext {
+            series: &series,
+            protocol: &protocol,
+            spec: &spec,
+            evaluation: &evaluation,
+            trained_until_hour,
+            data_dir: req.data_dir,
+            run_id,
+        };
+        let winner = candidate(&candidates, &selection.winner)?;
+        on_progress(Progress::Refit {
+            label: &selection.winner,
         });
-        // The candidate and the baselines on the same folds; the champion joins when it was
-        // trained on data before these windows (otherwise its stored score stands in).
-        let mut forecasters = protocol.baselines();
-        forecasters.push(Box::new(LstmForecaster { model }));
-        let champion = registry::champion(conn)?;
-        let mut champion_in_eval = false;
-        if let Some(c) = &champion {
-            if let Ok(m) = TrainedLstm::load(&c.artifact_dir(req.data_dir), device) {
-                let comparable = m.card.trained_until_hour <= until
-                    && m.card.spec.horizon == spec.horizon
-                    && series.iter().all(|s| m.card.coins.contains(&s.coin_id));
-                if comparable {
-                    forecasters.push(Box::new(ChampionForecaster(LstmForecaster { model: m })));
-                    champion_in_eval = true;
-                }
-            }
+        let (winner_id, refit) = context.refit_and_save(winner)?;
+        // The champion's learning curve, when it is a network (the models page draws it).
+        for (epoch, loss) in refit.train_losses.iter().enumerate() {
+            registry::log_metric(conn, run_id, epoch as i64 + 1, "train_loss", *loss)?;
         }
-        let evaluation = evaluate::walk_forward(&series, &mut forecasters, &protocol)?;
-        let score = mean_skill(&evaluation, "lstm");
-        let champion_score = champion.as_ref().map(|c| {
-            let s = if champion_in_eval {
-                mean_skill(&evaluation, "champion")
-            } else {
-                c.score.unwrap_or(f64::NEG_INFINITY)
-            };
-            (c.model_id.as_str(), s)
-        });
-        let verdict = registry::gate(score, req.min_score, champion_score);
-        for r in &evaluation.rows {
-            let key = format!("{}/{}/h{}", r.model, r.coin_id, r.metrics.horizon);
-            registry::log_metric(conn, run_id, 0, &format!("{key}/skill"), r.metrics.skill)?;
-            registry::log_metric(conn, run_id, 0, &format!("{key}/mape"), r.metrics.mape)?;
-            registry::log_metric(
-                conn,
-                run_id,
-                0,
-                &format!("{key}/coverage"),
-                r.metrics.coverage,
-            )?;
-        }
+        let floor_is_winner = winner.recipe == candidate(&candidates, &selection.floor)?.recipe;
         let metrics_json = serde_json::to_string(&evaluation).unwrap_or_default();
+        let winner_label = recipe_name(&winner.recipe);
+        let verdict = GateVerdict {
+            passed: selection.pick_qualified || selection.outcome == ChampionOutcome::Refreshed,
+            reason: selection.summary.clone(),
+        };
+        let verdict_json = serde_json::json!({
+            "summary": selection.summary,
+            "outcome": selection.outcome,
+            "conditions": selection.verdict(&selection.winner).map(|v| &v.conditions),
+        })
+        .to_string();
+        let demotion = match &selection.outcome {
+            ChampionOutcome::Demoted { why } => format!("demoted: {why}"),
+            ChampionOutcome::Refreshed => {
+                format!("refreshed by {winner_id} (same recipe, newer data)")
+            }
+            _ => format!("replaced by {winner_id}"),
+        };
+        let stats = training_stats(&refit, &evaluation, &selection.winner);
+        let score = |label: &str| {
+            selection
+                .scorecard(label)
+                .map_or(f64::NAN, |c| c.interval_score)
+        };
         registry::register(
             conn,
             &NewModel {
-                model_id: &model_id,
+                model_id: &winner_id,
                 run_id,
-                family: "lstm",
+                family: &winner_label,
                 dataset_version: &dataset_version,
-                artifact_path: &artifacts::registered_path(&model_id),
-                score,
+                artifact_path: &artifacts::registered_path(&winner_id),
+                score: score(&selection.winner),
                 metrics_json: &metrics_json,
-                training_stats_json: &training_stats.to_string(),
+                training_stats_json: &stats,
                 verdict: &verdict,
+                verdict_json: &verdict_json,
+                recipe_json: &serde_json::to_string(&winner.recipe).unwrap_or_default(),
+                trained_until_hour,
+                role: Role::Champion,
+                floor: if floor_is_winner {
+                    Floor::Yes
+                } else {
+                    Floor::No
+                },
+                demotion_reason: &demotion,
             },
         )?;
+        let floor_id = if floor_is_winner {
+            None
+        } else {
+            let floor = candidate(&candidates, &selection.floor)?;
+            let (floor_id, _) = context.refit_and_save(floor)?;
+            let floor_verdict = GateVerdict {
+                passed: false,
+                reason: format!(
+                    "the floor: the better persistence interval method on these windows ({})",
+                    selection.floor
+                ),
+            };
+            registry::register(
+                conn,
+                &NewModel {
+                    model_id: &floor_id,
+                    run_id,
+                    family: &selection.floor,
+                    dataset_version: &dataset_version,
+                    artifact_path: &artifacts::registered_path(&floor_id),
+                    score: score(&selection.floor),
+                    metrics_json: "{}",
+                    training_stats_json: "{}",
+                    verdict: &floor_verdict,
+                    verdict_json: &serde_json::json!({
+                        "summary": floor_verdict.reason,
+                        "conditions": selection.verdict(&selection.floor).map(|v| &v.conditions),
+                    })
+                    .to_string(),
+                    recipe_json: &serde_json::to_string(&floor.recipe).unwrap_or_default(),
+                    trained_until_hour,
+                    role: Role::Challenger,
+                    floor: Floor::Yes,
+                    demotion_reason: "",
+                },
+            )?;
+            Some(floor_id)
+        };
+        let mut challengers = Vec::new();
+        if req.register == RegisterPolicy::AllCandidates {
+            for c in candidates.iter().filter(|c| {
+                c.label != selection.winner
+                    && c.label != selection.floor
+                    && c.label != "champion"
+                    && selection.scorecard(&c.label).is_some()
+            }) {
+                let (id, _) = context.refit_and_save(c)?;
+                let verdict = selection.verdict(&c.label);
+                let reason = GateVerdict {
+                    passed: false,
+                    reason: format!(
+                        "challenger of run {run_id}: {}",
+                        verdict.map(|v| v.reason()).unwrap_or_default()
+                    ),
+                };
+                registry::register(
+                    conn,
+                    &NewModel {
+                        model_id: &id,
+                        run_id,
+                        family: &c.label,
+                        dataset_version: &dataset_version,
+                        artifact_path: &artifacts::registered_path(&id),
+                        score: score(&c.label),
+                        metrics_json: &metrics_json,
+                        training_stats_json: "{}",
+                        verdict: &reason,
+                        verdict_json: &serde_json::json!({
+                            "summary": reason.reason,
+                            "conditions": verdict.map(|v| &v.conditions),
+                        })
+                        .to_string(),
+                        recipe_json: &serde_json::to_string(&c.recipe).unwrap_or_default(),
+                        trained_until_hour,
+                        role: Role::Challenger,
+                        floor: Floor::No,
+                        demotion_reason: "",
+                    },
+                )?;
+                challengers.push((c.label.clone(), id));
+            }
+        }
+        let refit_seconds = refit_started.elapsed().as_secs_f64();
         Ok(TrainOutcome {
-            model_id,
+            challengers,
             run_id,
-            artifact,
-            score,
-            verdict,
-            report,
+            artifact: artifacts::resolve(req.data_dir, &artifacts::registered_path(&winner_id)),
+            model_id: winner_id,
+            family: winner_label,
+            floor_id,
+            selection,
             evaluation,
+            trained_until_hour,
+            newest_hour,
             skipped_coins: skipped_coins.clone(),
+            timings: Timings {
+                walk_forward_seconds,
+                refit_seconds,
+                total_seconds: started.elapsed().as_secs_f64(),
+            },
+            refit,
         })
     })();
     match &result {
         Ok(o) => {
             let summary = serde_json::json!({
-                "model_id": o.model_id, "score": o.score, "gate": o.verdict, "training": o.report,
+                "model_id": o.model_id,
+                "family": o.family,
+                "floor_id": o.floor_id,
+                "selection": {
+                    "pick": o.selection.pick,
+                    "winner": o.selection.winner,
+                    "floor": o.selection.floor,
+                    "outcome": o.selection.outcome,
+                    "summary": o.selection.summary,
+                    "verdicts": o.selection.verdicts,
+                },
+                "candidates": o.evaluation.candidates,
+                "timings": o.timings,
+                "refit": o.refit,
             });
             registry::finish_experiment(conn, run_id, None, &summary.to_string())?;
         }
@@ -229,28 +475,171 @@ pub fn train_and_register(
     result
 }
 
-/// The current champion, under its own name in the evaluation table.
-struct ChampionForecaster(LstmForecaster);
+fn recipe_name(recipe: &Recipe) -> String {
+    recipe.name()
+}
 
-impl super::baselines::Forecaster for ChampionForecaster {
-    fn name(&self) -> &'static str {
-        "champion"
+fn candidate<'a>(list: &'a [Candidate], label: &str) -> Result<&'a Candidate, ModelError> {
+    list.iter()
+        .find(|c| c.label == label)
+        .ok_or_else(|| ModelError::Numeric(format!("no candidate `{label}`")))
+}
+
+/// Losses, epochs and the refit rule's cost, for the registry and the models page.
+fn training_stats(refit: &RefitReport, eval: &Evaluation, label: &str) -> String {
+    let run = eval.candidates.iter().find(|c| c.label == label);
+    serde_json::json!({
+        "refit": refit,
+        "walk_forward": run,
+    })
+    .to_string()
+}
+
+/// Records the walk-forward table in `run_metrics` (`<model>/<coin>/h<h>/<metric>`, step 0).
+fn log_evaluation(conn: &Connection, run_id: i64, eval: &Evaluation) -> Result<(), ModelError> {
+    let mut app = conn.appender("run_metrics")?;
+    for r in &eval.rows {
+        let key = format!("{}/{}/h{}", r.model, r.coin_id, r.metrics.horizon);
+        let m = &r.metrics;
+        for (name, value) in [
+            ("skill", m.skill),
+            ("mape", m.mape),
+            ("coverage", m.coverage),
+            ("interval_score", m.interval_score),
+            ("pinball", m.pinball),
+            ("width", m.width),
+        ] {
+            app.append_row(duckdb::params![
+                run_id,
+                0i64,
+                format!("{key}/{name}"),
+                value.is_finite().then_some(value)
+            ])?;
+        }
     }
-    fn fit(&mut self, t: &[(&CoinSeries, Vec<usize>)]) -> Result<(), ModelError> {
-        self.0.fit(t)
+    app.flush()?;
+    Ok(())
+}
+
+/// What a refit after selection needs.
+struct RefitContext<'a> {
+    series: &'a [CoinSeries],
+    protocol: &'a Protocol,
+    spec: &'a LstmSpec,
+    evaluation: &'a Evaluation,
+    trained_until_hour: i64,
+    data_dir: &'a Path,
+    run_id: i64,
+}
+
+impl RefitContext<'_> {
+    /// Fits the candidate's recipe on every origin up to `trained_until_hour` (the LSTM for the
+    /// epochs its walk-forward fits chose), calibrates it on its walk-forward residuals, and
+    /// writes the artifact. Returns the new model id.
+    fn refit_and_save(&self, candidate: &Candidate) -> Result<(String, RefitReport), ModelError> {
+        let p = self.protocol;
+        let start = self.series.iter().map(|s| s.first_hour).min().unwrap_or(0);
+        let range = start..self.trained_until_hour + 1;
+        let run = self
+            .evaluation
+            .candidates
+            .iter()
+            .find(|c| c.label == candidate.label);
+        let epochs = run.and_then(|r| median(&r.chosen_epochs));
+        let mut point = candidate.recipe.build(epochs);
+        point.fit(self.series, &range, p.lookback_hours, p.horizon)?;
+        let mut scale = ScaleModel::new(candidate.recipe.scale);
+        scale.fit(self.series, &range, p.horizon)?;
+        let calibration = Calibration::from_residuals(
+            p.interval_level,
+            &self.evaluation.residuals_of(&candidate.label),
+            format!(
+                "walk-forward out-of-sample residuals: {} weekly windows ({} to {} UTC)",
+                self.evaluation.folds,
+                hour_label(self.evaluation.test_from_hour),
+                hour_label(self.evaluation.test_to_hour)
+            ),
+        );
+        let name = candidate.recipe.name();
+        let model_id = format!(
+            "{name}-{}-{}",
+            self.run_id,
+            Utc::now().format("%Y%m%dT%H%M%S%3f")
+        );
+        let coins: Vec<String> = self.series.iter().map(|s| s.coin_id.clone()).collect();
+        let fitted = Instant::now();
+        let mut point = candidate.recipe.build(epochs);
+        let fit = point.fit(self.series, &range, p.lookback_hours, p.horizon)?;
+        let mut report = RefitReport {
+            label: candidate.label.clone(),
+            samples: fit.samples,
+            epochs: fit.epochs,
+            train_losses: Vec::new(),
+            seconds: fitted.elapsed().as_secs_f64(),
+        };
+        if candidate.recipe.is_lstm() {
+            let mut model = point
+                .into_lstm()
+                .ok_or_else(|| ModelError::Numeric(format!("{name}: no network after fitting")))?;
+            model.card.interval_widths = coins
+                .iter()
+                .map(|c| calibration.multipliers(c).to_vec())
+                .collect();
+            model.card.trained_until_hour = self.trained_until_hour;
+            report.train_losses = model.card.train_losses.clone();
+            artifacts::write_atomically(self.data_dir, &model_id, |dir, mid_write| {
+                model.save(dir, mid_write)
+            })?;
+            return Ok((model_id, report));
+        }
+        let point = point
+            .into_point()
+            .ok_or_else(|| ModelError::Numeric(format!("{name} has no classical form to save")))?;
+        let card = ClassicalCard {
+            format_version: CARD_FORMAT,
+            name,
+            recipe: candidate.recipe.clone(),
+            point,
+            scale,
+            horizon: p.horizon,
+            calibration,
+            coins,
+            trained_until_hour: self.trained_until_hour,
+            monitor_features: self.spec.features.clone(),
+            feature_stats: self.monitor_stats(&range)?,
+        };
+        artifacts::write_atomically(self.data_dir, &model_id, |dir, mid_write| {
+            mid_write();
+            card.save(dir)
+        })?;
+        Ok((model_id, report))
     }
-    fn predict(&self, s: &CoinSeries, i: usize, out: &mut [f64]) {
-        self.0.predict(s, i, out)
-    }
-    fn predict_many(
+
+    /// Training statistics of the configured features over the refit's origins (PSI, drift).
+    fn monitor_stats(
         &self,
-        s: &CoinSeries,
-        origins: &[usize],
-        horizon: usize,
-    ) -> Result<Vec<Vec<f64>>, ModelError> {
-        self.0.predict_many(s, origins, horizon)
+        range: &std::ops::Range<i64>,
+    ) -> Result<Vec<lstm::FeatureStats>, ModelError> {
+        let own: Vec<CoinSeries> = self
+            .series
+            .iter()
+            .map(|s| s.with_features(&self.spec.features).map(|c| c.into_owned()))
+            .collect::<Result<_, _>>()?;
+        let samples: Vec<(usize, usize)> = own
+            .iter()
+            .enumerate()
+            .flat_map(|(c, s)| {
+                s.origins_in(range, self.protocol.lookback_hours, self.protocol.horizon)
+                    .into_iter()
+                    .map(move |i| (c, i))
+            })
+            .collect();
+        Ok(lstm::feature_stats(&self.spec.features, &samples, &own))
     }
-    fn fixed_widths(&self, s: &CoinSeries) -> Option<Vec<f64>> {
-        self.0.fixed_widths(s)
-    }
+}
+
+fn median(values: &[usize]) -> Option<usize> {
+    let mut v = values.to_vec();
+    v.sort_unstable();
+    v.get(v.len() / 2).copied()
 }

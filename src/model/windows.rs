@@ -27,7 +27,8 @@ pub struct WalkForward {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WindowError {
     #[error(
-        "not enough history: {needed} hours of sample origins needed for {what}, {have} available"
+        "not enough history: {} hours of sample origins needed for {}, {} available ({} missing)",
+        .needed, .what, .have, .needed - .have
     )]
     TooShort {
         what: &'static str,

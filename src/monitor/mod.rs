@@ -13,7 +13,7 @@ use std::path::Path;
 use duckdb::Connection;
 use serde::Serialize;
 
-use crate::model::lstm::ModelCard;
+use crate::model::served::ServedModel;
 use crate::model::{registry, ModelError};
 
 pub use accuracy::{live_accuracy, score_predictions, LiveAccuracy};
@@ -65,7 +65,10 @@ pub fn run_stats(conn: &Connection, run_id: i64) -> Result<RunStats, duckdb::Err
     })
 }
 
-/// Scores what can be scored, then computes and stores the champion's PSI under `run_id`.
+/// Scores what can be scored, then computes and stores the PSI of the configured features for
+/// the model that serves (the champion, else the floor) under `run_id`. It is computed whatever
+/// the model reads: persistence reads no feature, and its card still carries their training
+/// statistics.
 pub fn run(
     conn: &Connection,
     data_dir: &Path,
@@ -76,20 +79,30 @@ pub fn run(
         scored_predictions: score_predictions(conn)?,
         ..Default::default()
     };
-    let Some(champion) = registry::champion(conn)? else {
-        report.psi_skipped = Some("no champion yet".into());
+    let serving = match registry::champion(conn)? {
+        Some(c) => Some(c),
+        None => registry::floor(conn)?,
+    };
+    let Some(model) = serving else {
+        report.psi_skipped = Some("no model yet".into());
         return Ok(report);
     };
-    let card = ModelCard::read(&champion.artifact_dir(data_dir))?;
-    match psi::compute(conn, &card, vs_currency, PSI_WINDOW_HOURS)? {
+    let loaded = ServedModel::load(&model.artifact_dir(data_dir), tch::Device::Cpu)?;
+    match psi::compute(
+        conn,
+        loaded.feature_stats(),
+        loaded.coins(),
+        vs_currency,
+        PSI_WINDOW_HOURS,
+    )? {
         Some(psi) => {
-            psi::record(conn, run_id, &champion.model_id, &psi)?;
+            psi::record(conn, run_id, &model.model_id, &psi)?;
             report.psi = Some(psi);
         }
         None => {
             report.psi_skipped = Some(format!(
                 "{}: no PSI bins in its card (trained before PSI) or no recent features",
-                champion.model_id
+                model.model_id
             ))
         }
     }

@@ -9,7 +9,7 @@ use duckdb::{params, Connection};
 use serde::Serialize;
 
 use crate::model::dataset::feature_select_list;
-use crate::model::lstm::{psi_bin, ModelCard};
+use crate::model::lstm::{psi_bin, FeatureStats};
 
 use super::MonitorError;
 
@@ -58,15 +58,35 @@ pub fn psi(edges: &[f64], expected: &[f64], values: &[f64]) -> Option<f64> {
     )
 }
 
-/// The PSI of every input of the model over the newest `hours` of each of its coins.
+/// Calendar encodings (`hour_sin`, `day_cos`, `month`...) are not watched: a day's worth of
+/// them always differs from years of them, which says nothing about the market.
+pub fn is_calendar_feature(name: &str) -> bool {
+    let base = name
+        .strip_suffix("_sin")
+        .or_else(|| name.strip_suffix("_cos"))
+        .unwrap_or(name);
+    matches!(base, "hour" | "day" | "day_of_week" | "month")
+}
+
+/// The PSI of every monitored feature of a model (its training statistics `stats`) over the
+/// newest `hours` of each of `coins`, calendar encodings left out.
 pub fn compute(
     conn: &Connection,
-    card: &ModelCard,
+    stats: &[FeatureStats],
+    coins: &[String],
     vs_currency: &str,
     hours: i64,
 ) -> Result<Option<PsiReport>, MonitorError> {
-    let names = &card.spec.features;
-    if card.feature_stats.iter().all(|s| s.psi_edges.is_empty()) {
+    let stats: Vec<&FeatureStats> = stats
+        .iter()
+        .filter(|s| !is_calendar_feature(&s.name))
+        .collect();
+    if stats.is_empty() {
+        return Ok(None);
+    }
+    let names: Vec<String> = stats.iter().map(|s| s.name.clone()).collect();
+    let names = &names;
+    if stats.iter().all(|s| s.psi_edges.is_empty()) {
         return Ok(None);
     }
     let columns = feature_select_list(conn, names)?;
@@ -74,7 +94,7 @@ pub fn compute(
     let mut stmt = conn.prepare(&sql)?;
     let mut values: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
     let (mut from, mut to) = (i64::MAX, i64::MIN);
-    for coin in &card.coins {
+    for coin in coins {
         let mut rows = stmt.query(params![coin, vs_currency, coin, vs_currency, hours])?;
         while let Some(row) = rows.next()? {
             let t: i64 = row.get(0)?;
@@ -88,8 +108,7 @@ pub fn compute(
     if from > to {
         return Ok(None);
     }
-    let features = card
-        .feature_stats
+    let features = stats
         .iter()
         .zip(&values)
         .filter_map(|(stats, recent)| {

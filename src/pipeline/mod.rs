@@ -43,6 +43,15 @@ pub enum PipelineError {
     Record(#[from] duckdb::Error),
 }
 
+/// Which coins a live extract fetches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cadence {
+    /// Every coin (manual runs, the start-up catch-up).
+    EveryCoin,
+    /// The coins due under the plan's monthly budget (scheduled runs).
+    WithinBudget,
+}
+
 /// Where the extract task gets its batches.
 pub enum Extract<'a> {
     /// CoinGecko, from each coin's last stored hour (or a backfill) to `until`.
@@ -51,6 +60,7 @@ pub enum Extract<'a> {
         coins: Vec<String>,
         until: DateTime<Utc>,
         backfill_days: u32,
+        cadence: Cadence,
     },
     /// Recorded `<coin_id>.json` files.
     Replay {
@@ -191,6 +201,7 @@ pub async fn run(
         // monitor
         let monitored = recorder
             .task("monitor", attempts, delay, || {
+                let floor = ensure_floor(store, settings)?;
                 let report = monitor::run(
                     store.conn(),
                     &settings.data_dir,
@@ -198,7 +209,12 @@ pub async fn run(
                     recorder.run_id,
                 )
                 .map_err(|e| e.to_string())?;
-                let log = monitor_log(&report);
+                let mut log = monitor_log(&report);
+                if let Some(id) = floor {
+                    log.push_str(&format!(
+                        "registered the floor {id} (uncalibrated: no training yet)\n"
+                    ));
+                }
                 Ok(TaskOutput::new(report, log))
             })
             .await?;
@@ -274,15 +290,19 @@ pub fn interrupt_running(store: &Store) -> Result<(), duckdb::Error> {
 /// What a retrain run registered.
 #[derive(Debug, Clone, Serialize)]
 pub struct RetrainSummary {
+    /// The champion after the run (refit on all data).
     pub model_id: String,
-    /// Mean skill vs persistence on the walk-forward windows.
-    pub score: f64,
-    /// Whether the gate made it champion.
-    pub promoted: bool,
-    pub gate_reason: String,
-    pub train_samples: usize,
-    pub epochs: usize,
-    pub seconds: f64,
+    pub family: String,
+    /// What happened to the previous champion (first, replaced, demoted, refreshed).
+    pub outcome: model::gate::ChampionOutcome,
+    /// Who is champion and why, in one sentence.
+    pub summary: String,
+    /// The floor, when it was registered apart from the champion.
+    pub floor_id: Option<String>,
+    pub candidates: usize,
+    pub folds: usize,
+    pub walk_forward_seconds: f64,
+    pub refit_seconds: f64,
 }
 
 #[derive(Debug)]
@@ -293,62 +313,67 @@ pub struct RetrainReport {
     pub error: Option<PipelineError>,
 }
 
-/// One retrain run, recorded like any pipeline run (trigger, a single task `train`): the LSTM
-/// from `model.spec` on every configured coin with features, evaluated walk-forward and
-/// registered through the promotion gate. It becomes champion only if the gate passes.
+/// One retrain run, recorded like any pipeline run (trigger, a single task `train`): a selection
+/// run over every candidate of `model.protocol` (the LSTM from `model.spec` among them) on every
+/// configured coin with features; the gate's winner is refit on all data and becomes champion.
 pub async fn retrain(
     store: &Store,
     settings: &Settings,
     trigger: &str,
 ) -> Result<RetrainReport, PipelineError> {
     let recorder = RunRecorder::start(store.conn(), "retrain", trigger)?;
-    let outcome =
-        recorder
-            .task("train", 1, Duration::ZERO, || {
-                let spec =
-                    model::train::spec_from(&settings.model.spec).map_err(|e| e.to_string())?;
-                let protocol = model::train::protocol_from(&settings.model.protocol)
-                    .map_err(|e| e.to_string())?;
-                let o = model::train::train_and_register(
-                    store.conn(),
-                    model::train::TrainRequest {
-                        coins: &settings.coins,
-                        vs_currency: &settings.vs_currency,
-                        spec,
-                        protocol,
-                        min_score: settings.model.promotion_min_skill,
-                        data_dir: &settings.data_dir,
-                    },
-                    |epoch, tl, vl| tracing::info!(epoch, train_loss = tl, val_loss = vl, "epoch"),
-                )
+    let outcome = recorder
+        .task("train", 1, Duration::ZERO, || {
+            let spec = model::train::spec_from(&settings.model.spec).map_err(|e| e.to_string())?;
+            let protocol = model::train::protocol_from(&settings.model.protocol)
                 .map_err(|e| e.to_string())?;
-                let summary = RetrainSummary {
-                    model_id: o.model_id,
-                    score: o.score,
-                    promoted: o.verdict.passed,
-                    gate_reason: o.verdict.reason,
-                    train_samples: o.report.train_samples,
-                    epochs: o.report.epochs_run,
-                    seconds: o.report.seconds,
-                };
-                let log =
-                    format!(
-                "{} trained on {} samples, {} epochs in {:.1} s; mean skill {:.5}; {}: {}{}",
+            let o = model::train::train_and_register(
+                store.conn(),
+                model::train::TrainRequest {
+                    coins: &settings.coins,
+                    vs_currency: &settings.vs_currency,
+                    spec,
+                    protocol,
+                    gate: settings.model.gate.clone(),
+                    data_dir: &settings.data_dir,
+                    register: model::train::RegisterPolicy::Winner,
+                },
+                |p| {
+                    if let model::train::Progress::Candidate { label, index, of } = p {
+                        tracing::info!(candidate = label, index, of, "walk-forward")
+                    }
+                },
+            )
+            .map_err(|e| e.to_string())?;
+            let summary = RetrainSummary {
+                model_id: o.model_id.clone(),
+                family: o.family.clone(),
+                outcome: o.selection.outcome.clone(),
+                summary: o.selection.summary.clone(),
+                floor_id: o.floor_id.clone(),
+                candidates: o.evaluation.candidates.len(),
+                folds: o.evaluation.folds,
+                walk_forward_seconds: o.timings.walk_forward_seconds,
+                refit_seconds: o.timings.refit_seconds,
+            };
+            let log = format!(
+                "{} candidates on {} weekly windows in {:.1} s (refit every {} folds), winner refit in {:.1} s; champion {} ({}): {}{}",
+                summary.candidates,
+                summary.folds,
+                summary.walk_forward_seconds,
+                o.evaluation.refit_every_folds,
+                summary.refit_seconds,
                 summary.model_id,
-                summary.train_samples,
-                summary.epochs,
-                summary.seconds,
-                summary.score,
-                if summary.promoted { "champion" } else { "challenger" },
-                summary.gate_reason,
+                summary.family,
+                summary.summary,
                 o.skipped_coins
                     .iter()
                     .map(|c| format!("\nskipped {c}: no features stored"))
                     .collect::<String>()
             );
-                Ok(TaskOutput::new(summary, log))
-            })
-            .await;
+            Ok(TaskOutput::new(summary, log))
+        })
+        .await;
     let (state, summary, error) = match outcome {
         Ok(s) => (RunState::Success, Some(s), None),
         Err(e) => (RunState::Failed, None, Some(e)),
@@ -405,7 +430,13 @@ async fn run_extract(
             coins,
             until,
             backfill_days,
+            cadence,
         } => {
+            let usage = ingest::budget::usage(conn, &settings.coingecko, coins.len(), *until)
+                .map_err(|e| e.to_string())?;
+            if let Some(w) = usage.warning() {
+                tracing::warn!("{w}");
+            }
             let bar = progress::bar("fetch");
             let req = LiveRequest {
                 coins,
@@ -414,6 +445,17 @@ async fn run_extract(
                 backfill_days: *backfill_days,
                 max_chunk_days: settings.coingecko.max_chunk_days,
                 run_id: Some(run_id),
+                cadence_hours: match cadence {
+                    Cadence::EveryCoin => 1,
+                    Cadence::WithinBudget => usage.cadence_hours,
+                },
+                budget_spent: usage.exhausted().then(|| {
+                    format!(
+                        "the plan's monthly budget of {} calls is spent ({} this month); fetching resumes next month (coingecko.monthly_call_budget)",
+                        usage.budget.unwrap_or_default(),
+                        usage.calls_this_month
+                    )
+                }),
             };
             let r = ingest::extract_live(conn, client, &req, &bar).await;
             bar.finish_and_clear();
@@ -550,6 +592,36 @@ fn gate_staged(
     }
     bar.finish_and_clear();
     Ok(TaskOutput::new(gated, log))
+}
+
+/// The floor, once any coin has a day of returns: `/predict` answers from then on.
+fn ensure_floor(store: &Store, settings: &Settings) -> Result<Option<String>, String> {
+    let spec = model::train::spec_from(&settings.model.spec).map_err(|e| e.to_string())?;
+    let protocol =
+        model::train::protocol_from(&settings.model.protocol).map_err(|e| e.to_string())?;
+    let coins = stored_coins(store, &settings.vs_currency).map_err(|e| e.to_string())?;
+    model::floor::ensure_floor(
+        store.conn(),
+        &model::floor::FloorRequest {
+            coins: &coins,
+            vs_currency: &settings.vs_currency,
+            spec: &spec,
+            ewma_lambda: protocol.ewma_lambda,
+            data_dir: &settings.data_dir,
+        },
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// Every coin with market data in the quote currency.
+fn stored_coins(store: &Store, vs_currency: &str) -> Result<Vec<String>, duckdb::Error> {
+    let mut stmt = store.conn().prepare(
+        "SELECT DISTINCT coin_id FROM market_data WHERE vs_currency = ? ORDER BY coin_id",
+    )?;
+    let coins = stmt
+        .query_map([vs_currency], |r| r.get(0))?
+        .collect::<Result<Vec<String>, _>>()?;
+    Ok(coins)
 }
 
 fn monitor_log(report: &MonitorReport) -> String {

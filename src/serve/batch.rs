@@ -10,8 +10,11 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiJson};
-use super::predict::{check_hours_ahead, infer, iso_hour, resolve};
-use super::state::AppState;
+use super::predict::{
+    answerers, check_horizon, check_hours_ahead, check_model_type, infer, iso_hour,
+};
+use super::state::{AppState, ServedBy};
+use crate::model::ModelError;
 
 /// Most hours one batch may cover (90 days).
 pub const MAX_BATCH_HOURS: i64 = 90 * 24;
@@ -48,6 +51,8 @@ pub struct BatchResponse {
     pub coin_id: String,
     pub model_type: String,
     pub model_version: String,
+    /// `champion`, or `floor` for a coin the champion does not cover or cannot forecast.
+    pub served_by: ServedBy,
     pub prediction_horizon_hours: i64,
     pub interval_level: f64,
     pub predictions: Vec<BatchPrediction>,
@@ -93,62 +98,55 @@ pub async fn predict_batch(
             end - start + 1
         )));
     }
-    let (model, series) = resolve(&state, &req.coin_id, req.model_type.as_deref())?;
-    let lookback = model.card.spec.lookback_hours;
-    let origins: Vec<usize> = (start..=end)
-        .filter_map(|h| usize::try_from(h - series.first_hour).ok())
-        .filter(|&i| series.has_inputs(i, lookback))
-        .collect();
-    let skipped = (end - start + 1) as usize - origins.len();
-    let slot = model
-        .card
-        .coins
-        .iter()
-        .position(|c| c == &req.coin_id)
-        .unwrap_or(0);
-    let width = model
-        .card
-        .interval_widths
-        .get(slot)
-        .and_then(|w| w.get(req.hours_ahead as usize - 1))
-        .copied()
-        .unwrap_or(f64::NAN);
-    let (worker_series, worker_origins) = (series.clone(), origins.clone());
-    let returns = infer(&model, move |lstm| {
-        lstm.predict_origins(&worker_series, &worker_origins)
+    check_model_type(req.model_type.as_deref())?;
+    let candidates = answerers(&state, &req.coin_id)?;
+    check_horizon(&candidates[0].model, req.hours_ahead)?;
+    let h = req.hours_ahead as usize;
+    let (forecasts, answered) = infer(candidates, move |model, series| {
+        let origins: Vec<usize> = (start..=end)
+            .filter_map(|hour| usize::try_from(hour - series.first_hour).ok())
+            .filter(|&i| i < series.len())
+            .collect();
+        let forecasts = model.forecast_at(series, &origins)?;
+        if forecasts.is_empty() && !origins.is_empty() {
+            return Err(ModelError::Numeric(
+                "no hour of the range has the inputs this model needs".into(),
+            ));
+        }
+        Ok(forecasts)
     })
     .await?;
-    let h = req.hours_ahead as usize;
+    let (model, series) = (&answered.model, &answered.series);
     let iso = iso_hour;
-    let predictions = origins
+    let predictions: Vec<BatchPrediction> = forecasts
         .iter()
-        .zip(returns)
-        .map(|(&i, r)| {
-            let price = series.price[i];
-            let lr = r[h - 1];
-            let origin = series.first_hour + i as i64;
-            BatchPrediction {
-                as_of: iso(origin),
-                timestamp: iso(origin + h as i64),
-                current_price: price,
-                predicted_price: price * lr.exp(),
-                lower: price * (lr - width).exp(),
-                upper: price * (lr + width).exp(),
+        .filter_map(|f| {
+            let at = f.horizons.get(h - 1)?;
+            let i = usize::try_from(f.as_of_hour - series.first_hour).ok()?;
+            Some(BatchPrediction {
+                as_of: iso(f.as_of_hour),
+                timestamp: iso(f.as_of_hour + h as i64),
+                current_price: f.current_price,
+                predicted_price: at.price,
+                lower: at.lower,
+                upper: at.upper,
                 actual_price: series.price.get(i + h).copied().filter(|p| p.is_finite()),
-            }
+            })
         })
         .collect();
+    let skipped = (end - start + 1) as usize - predictions.len();
     state
         .metrics
         .model_predictions_total
         .with_label_values(&[&model.family, &req.coin_id])
-        .inc_by(origins.len() as u64);
+        .inc_by(predictions.len() as u64);
     Ok(Json(BatchResponse {
         coin_id: req.coin_id,
         model_type: model.family.clone(),
         model_version: model.model_id.clone(),
+        served_by: answered.by,
         prediction_horizon_hours: req.hours_ahead,
-        interval_level: model.card.spec.interval_level,
+        interval_level: model.interval_level,
         predictions,
         skipped_hours: skipped,
     }))

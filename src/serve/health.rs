@@ -15,7 +15,7 @@ pub async fn health() -> Json<Value> {
     Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
 }
 
-/// Readiness: a champion is loaded and every served coin has data newer than
+/// Readiness: a model serves (the champion, or the floor) and every coin has data newer than
 /// `serve.max_data_age_hours`; otherwise 503 naming each reason.
 pub async fn ready(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let snap = state.snapshot.load();
@@ -38,7 +38,7 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Result<Json<Value>, Ap
     }
 }
 
-/// The champion, the data behind it, the registry, live accuracy and feature drift.
+/// The champion and the floor, the data behind them, the registry, live accuracy and drift.
 pub async fn models_status(State(state): State<Arc<AppState>>) -> Json<Value> {
     let snap = state.snapshot.load();
     let iso = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
@@ -47,20 +47,22 @@ pub async fn models_status(State(state): State<Arc<AppState>>) -> Json<Value> {
         .into_iter()
         .map(|(coin, last)| json!({ "coin_id": coin, "last_hour": iso(last) }))
         .collect();
-    let champion = snap.model.as_ref().map(|m| {
+    let describe = |m: &crate::serve::state::ServingModel| {
         json!({
             "model_id": m.model_id,
             "model_type": m.family,
-            "coins": m.card.coins,
-            "horizon_hours": m.card.spec.horizon,
-            "interval_level": m.card.spec.interval_level,
-            "trained_until": DateTime::<Utc>::from_timestamp(m.card.trained_until_hour * 3600, 0).map(iso),
-            "device": m.card.device,
+            "coins": m.coins,
+            "forecasts_any_coin": m.forecasts_any_coin,
+            "horizon_hours": m.horizon,
+            "interval_level": m.interval_level,
+            "calibration": m.calibration_source,
+            "trained_until": DateTime::<Utc>::from_timestamp(m.trained_until_hour * 3600, 0).map(iso),
         })
-    });
+    };
     Json(json!({
-        "champion": champion,
-        "healthy": snap.model.is_some(),
+        "champion": snap.champion.as_deref().map(describe),
+        "floor": snap.floor.as_deref().map(describe),
+        "healthy": snap.serving().is_some(),
         "loaded_at": iso(snap.loaded_at),
         "coins": coins,
         "problems": snap.problems,
@@ -72,6 +74,7 @@ pub async fn models_status(State(state): State<Arc<AppState>>) -> Json<Value> {
             "score": m.score,
             "gate_passed": m.gate_passed,
             "gate_reason": m.gate_reason,
+            "floor": m.floor,
         })).collect::<Vec<_>>(),
         "live_accuracy": snap.live_accuracy,
         "feature_psi": snap.psi,

@@ -47,6 +47,10 @@ pub struct Metrics {
     pub coincast_predictions_logged_total: IntCounter,
     pub coincast_predictions_dropped_total: IntCounterVec,
     pub coincast_store_incidents_open: GaugeVec,
+    pub coincast_champion_info: GaugeVec,
+    pub coincast_api_calls_month: Gauge,
+    pub coincast_api_call_budget: Gauge,
+    pub coincast_champion_changes_total: IntCounterVec,
 }
 
 impl Metrics {
@@ -202,6 +206,28 @@ impl Metrics {
                 "coincast_store_incidents_open",
                 "Store incidents not yet resolved, by kind (unreplayable_wal: a WAL DuckDB could not replay was set aside; data after the last checkpoint may be missing until the next successful ingest)",
                 &["kind"],
+                r
+            )?,
+            coincast_champion_info: register_gauge_vec_with_registry!(
+                "coincast_champion_info",
+                "The champion (always 1): its model type, version, and whether it is the floor (persistence, because nothing else passed the gate)",
+                &["model_type", "model_id", "is_floor"],
+                r
+            )?,
+            coincast_api_calls_month: register_gauge_with_registry!(
+                "coincast_api_calls_month",
+                "CoinGecko calls this UTC month (every call and retry, as recorded in raw_batches)",
+                r
+            )?,
+            coincast_api_call_budget: register_gauge_with_registry!(
+                "coincast_api_call_budget",
+                "Calls a month the CoinGecko plan allows (NaN: no monthly quota, keyless public use)",
+                r
+            )?,
+            coincast_champion_changes_total: register_int_counter_vec_with_registry!(
+                "coincast_champion_changes_total",
+                "Champion changes seen by this server, by the new champion's model type and whether it is the floor",
+                &["model_type", "to_floor"],
                 r
             )?,
             registry: r,

@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 use super::error::{optional_json, ApiError};
 use super::pipeline_api::require_token;
 use super::state::{AppState, Snapshot};
-use crate::model::lstm::{resolve_device, TrainedLstm};
+use crate::model::lstm::resolve_device;
+use crate::model::served::ServedModel;
 use crate::model::{registry, ModelError};
 
 #[derive(Debug, Default, Deserialize)]
@@ -44,7 +45,7 @@ pub async fn promote(
         let previous = registry::champion(conn)?.map(|c| c.model_id);
         // Refuse a model that could not serve, before it replaces one that can.
         let row = registry::get(conn, &model_id)?;
-        TrainedLstm::load(&row.artifact_dir(&data_dir), resolve_device("auto")?)?;
+        ServedModel::load(&row.artifact_dir(&data_dir), resolve_device("auto")?)?;
         registry::promote(conn, &model_id, req.force)?;
         Ok(ChampionResponse {
             champion: model_id,

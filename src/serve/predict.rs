@@ -1,5 +1,7 @@
 //! `POST /predict`: the champion's forecast for one coin and horizon, from memory (no SQL), with
-//! its split-conformal interval, and the per-request drift check of the inputs.
+//! its conformal interval, and the per-request drift check of the monitored features. A coin the
+//! champion does not cover (or cannot forecast now) is answered by the floor, persistence; once a
+//! coin has data, something answers.
 //!
 //! Drift rule: a feature drifts when its value at the newest hour lies outside the
 //! [p01, p99] range of the training origins (stored with the model); `data_drift_ratio` is the
@@ -16,10 +18,9 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiJson};
 use super::prediction_log::PredictionRecord;
-use super::state::{AppState, ServingModel};
+use super::state::{AppState, ServedBy, ServingModel};
 use crate::config::is_valid_coin_id;
 use crate::model::dataset::CoinSeries;
-use crate::model::lstm::TrainedLstm;
 use crate::model::ModelError;
 
 pub(super) fn default_coin() -> String {
@@ -40,58 +41,94 @@ pub(super) fn check_hours_ahead(hours_ahead: i64) -> Result<(), ApiError> {
     )))
 }
 
-/// The served model and the coin's series for a request: 503 without a model, 404 for a model
-/// type or coin that is not served, 503 when the coin has no data yet.
-pub(super) fn resolve(
-    state: &AppState,
-    coin_id: &str,
-    model_type: Option<&str>,
-) -> Result<(Arc<ServingModel>, Arc<CoinSeries>), ApiError> {
-    let snap = state.snapshot.load_full();
-    let Some(model) = snap.model.clone() else {
-        return Err(ApiError::unavailable("no_model", snap.problems.join("; ")));
+/// A `model_type` is a name (letters, digits, `_`, `-`, at most 64); any well-formed one is
+/// answered by the champion, whose type the response names (clients of the old service send
+/// `lstm`). Only a malformed one is refused.
+pub(super) fn check_model_type(model_type: Option<&str>) -> Result<(), ApiError> {
+    let Some(t) = model_type else {
+        return Ok(());
     };
-    if let Some(t) = model_type {
-        if t != model.family && t != "champion" {
-            return Err(ApiError::not_found(
-                "unknown_model",
-                format!(
-                    "model type `{t}` is not served; available: `{}` (the champion)",
-                    model.family
-                ),
-            ));
-        }
+    let well_formed = !t.is_empty()
+        && t.len() <= 64
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if well_formed {
+        return Ok(());
     }
-    if !is_valid_coin_id(coin_id) || !model.card.coins.iter().any(|c| c == coin_id) {
+    Err(ApiError::unprocessable(format!(
+        "model_type must be a name of letters, digits, `_` or `-` (at most 64), got {:?}",
+        t.chars().take(80).collect::<String>()
+    )))
+}
+
+/// Who may answer for a coin, in order (the champion when it covers the coin, then the floor):
+/// 404 for a coin that is neither configured nor stored, 503 when nothing can serve it yet.
+pub(super) fn answerers(state: &AppState, coin_id: &str) -> Result<Vec<Answerer>, ApiError> {
+    let snap = state.snapshot.load_full();
+    if !is_valid_coin_id(coin_id)
+        || (!snap.coins.contains_key(coin_id) && !state.settings.coins.iter().any(|c| c == coin_id))
+    {
         return Err(ApiError::not_found(
             "unknown_coin",
             format!(
                 "coin `{coin_id}` is not served; available: {}",
-                model.card.coins.join(", ")
+                snap.coins.keys().cloned().collect::<Vec<_>>().join(", ")
             ),
         ));
     }
-    let Some(series) = snap.series.get(coin_id).cloned() else {
+    if !snap.coins.contains_key(coin_id) {
         return Err(ApiError::unavailable(
             "no_data",
-            format!("no data for `{coin_id}` yet: run `coincast run`"),
+            format!(
+                "no data for `{coin_id}` yet: the next pipeline run fetches it (`coincast run`)"
+            ),
         ));
-    };
-    Ok((model, series))
+    }
+    let found: Vec<Answerer> = snap
+        .answerers(coin_id)
+        .into_iter()
+        .map(|(model, series, by)| Answerer { model, series, by })
+        .collect();
+    if found.is_empty() {
+        return Err(ApiError::unavailable("no_model", snap.problems.join("; ")));
+    }
+    Ok(found)
 }
 
-/// Runs inference on the blocking pool under the model's lock (tch tensors are not Sync).
+/// A model that may answer for a coin, with the coin's series as it reads it.
+#[derive(Clone)]
+pub(super) struct Answerer {
+    pub model: Arc<ServingModel>,
+    pub series: Arc<CoinSeries>,
+    pub by: ServedBy,
+}
+
+/// 422 when the answering model forecasts fewer hours ahead than asked.
+pub(super) fn check_horizon(model: &ServingModel, hours_ahead: i64) -> Result<(), ApiError> {
+    if hours_ahead as usize <= model.horizon {
+        return Ok(());
+    }
+    Err(ApiError::unprocessable(format!(
+        "hours_ahead {hours_ahead} is beyond what the serving model {} ({}) forecasts: up to {} h ahead",
+        model.model_id, model.family, model.horizon
+    )))
+}
+
+/// Runs `f` on the blocking pool with the first answerer that can; the floor answers when the
+/// champion cannot forecast the coin now (its inputs are incomplete). 503 when none can.
 pub(super) async fn infer<T: Send + 'static>(
-    model: &Arc<ServingModel>,
-    f: impl FnOnce(&TrainedLstm) -> Result<T, ModelError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let model = model.clone();
+    answerers: Vec<Answerer>,
+    f: impl Fn(&ServingModel, &CoinSeries) -> Result<T, ModelError> + Send + 'static,
+) -> Result<(T, Answerer), ApiError> {
     tokio::task::spawn_blocking(move || {
-        let lstm = model
-            .lstm
-            .lock()
-            .map_err(|_| ApiError::internal("the model lock is poisoned"))?;
-        f(&lstm).map_err(|e| ApiError::unavailable("data_incomplete", e.to_string()))
+        let mut reasons = Vec::new();
+        for a in answerers {
+            match f(&a.model, &a.series) {
+                Ok(value) => return Ok((value, a)),
+                Err(e) => reasons.push(format!("{} ({}): {e}", a.model.model_id, a.by.name())),
+            }
+        }
+        Err(ApiError::unavailable("data_incomplete", reasons.join("; ")))
     })
     .await
     .map_err(|e| ApiError::internal(format!("inference task failed: {e}")))?
@@ -111,7 +148,8 @@ pub struct PredictRequest {
     pub coin_id: String,
     #[serde(default = "default_hours")]
     pub hours_ahead: i64,
-    /// `lstm` (the champion's family) or `champion`; default: the champion.
+    /// Accepted for clients of the old service; the champion answers whatever it names, and the
+    /// response's `model_type` says which forecaster did.
     #[serde(default)]
     pub model_type: Option<String>,
 }
@@ -137,6 +175,9 @@ pub struct PredictResponse {
     /// The newest hour the forecast is based on.
     pub as_of: String,
     pub current_price: f64,
+    /// `champion`, or `floor` (persistence) for a coin the champion does not cover or cannot
+    /// forecast now.
+    pub served_by: ServedBy,
 }
 
 pub async fn predict(
@@ -145,25 +186,38 @@ pub async fn predict(
     ApiJson(req): ApiJson<PredictRequest>,
 ) -> Result<Json<PredictResponse>, ApiError> {
     check_hours_ahead(req.hours_ahead)?;
-    let (model, series) = resolve(&state, &req.coin_id, req.model_type.as_deref())?;
+    check_model_type(req.model_type.as_deref())?;
+    let candidates = answerers(&state, &req.coin_id)?;
+    check_horizon(&candidates[0].model, req.hours_ahead)?;
+    let hours_ahead = req.hours_ahead;
     let started = Instant::now();
-    let worker_series = series.clone();
-    let forecast = infer(&model, move |lstm| lstm.forecast_latest(&worker_series)).await?;
+    let (forecast, answered) = infer(candidates, move |model, series| {
+        check_horizon(model, hours_ahead).map_err(|e| ModelError::Numeric(e.message))?;
+        model.forecast_latest(series)
+    })
+    .await?;
     let latency = started.elapsed().as_secs_f64();
+    let model = &answered.model;
     let family = model.family.as_str();
     state
         .metrics
         .model_prediction_latency_seconds
         .with_label_values(&[family])
         .observe(latency);
-    let drift_ratio = record_drift(&state, &model, &series);
+    let drift_ratio = record_drift(&state, model, &answered.series);
     state
         .metrics
         .model_predictions_total
         .with_label_values(&[family, &req.coin_id])
         .inc();
 
-    let h = &forecast.horizons[(req.hours_ahead - 1) as usize];
+    let Some(h) = forecast.horizons.get((req.hours_ahead - 1) as usize) else {
+        return Err(ApiError::unprocessable(format!(
+            "hours_ahead {} is beyond the forecast's {} horizons",
+            req.hours_ahead,
+            forecast.horizons.len()
+        )));
+    };
     if let Some(log) = &state.prediction_log {
         log.record(PredictionRecord {
             requested_at_micros: Utc::now().timestamp_micros(),
@@ -201,6 +255,7 @@ pub async fn predict(
         model_version: model.model_id.clone(),
         as_of: iso(forecast.as_of_hour),
         current_price: forecast.current_price,
+        served_by: answered.by,
     }))
 }
 
@@ -210,7 +265,7 @@ fn record_drift(state: &AppState, model: &ServingModel, series: &CoinSeries) -> 
         return 0.0;
     };
     let row = series.row(last);
-    let stats = &model.card.feature_stats;
+    let stats = &model.feature_stats;
     let mut drifting = 0usize;
     for (value, s) in row.iter().zip(stats) {
         if !(s.p01..=s.p99).contains(value) {

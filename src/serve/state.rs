@@ -1,4 +1,4 @@
-//! What the server holds in memory: the champion model and each served coin's series, as one
+//! What the server holds in memory: the champion, the floor and each coin's series, as one
 //! snapshot behind an `ArcSwap`, so that a reload (after a pipeline run or a promotion) replaces
 //! it atomically and the `/predict` hot path reads no SQL.
 
@@ -12,86 +12,219 @@ use duckdb::Connection;
 use super::metrics::Metrics;
 use super::prediction_log::PredictionLog;
 use crate::config::Settings;
+use crate::ingest::budget::{self, Usage};
+use crate::model::classical::ClassicalCard;
 use crate::model::dataset::CoinSeries;
-use crate::model::lstm::{resolve_device, ModelCard, TrainedLstm};
-use crate::model::registry;
+use crate::model::forecast::Forecast;
+use crate::model::lstm::{resolve_device, FeatureStats, TrainedLstm};
+use crate::model::served::ServedModel;
+use crate::model::{registry, ModelError};
 use crate::monitor::{self, FeaturePsi, LiveAccuracy};
 use crate::store::{self, Incident, IncidentKind};
 
+/// A registered model loaded to serve, with what the pages and metrics read lock-free.
 pub struct ServingModel {
     pub model_id: String,
+    /// The forecaster's name: the `model_type` of the answers it gives.
     pub family: String,
-    /// A copy of the card, for lock-free reads (coins, features, intervals, drift bounds).
-    pub card: ModelCard,
-    /// tch tensors are Send but not Sync; inference takes the lock (one libtorch thread anyway).
-    pub lstm: Mutex<TrainedLstm>,
+    /// The coins it was trained or calibrated on.
+    pub coins: Vec<String>,
+    pub horizon: usize,
+    pub interval_level: f64,
+    pub trained_until_hour: i64,
+    /// The columns a coin's series carries for it, and their training statistics (drift, PSI).
+    pub series_features: Vec<String>,
+    pub feature_stats: Vec<FeatureStats>,
+    /// Where its interval multipliers came from, in words.
+    pub calibration_source: String,
+    /// Whether it forecasts coins it was not trained on (classical models, with pooled
+    /// parameters) or only its own (the LSTM: the coin is one of its inputs).
+    pub forecasts_any_coin: bool,
+    engine: Engine,
+}
+
+/// tch tensors are Send but not Sync: an LSTM infers under a lock (one libtorch thread anyway);
+/// a classical model is plain data.
+enum Engine {
+    Classical(Box<ClassicalCard>),
+    Lstm(Box<Mutex<TrainedLstm>>),
+}
+
+impl ServingModel {
+    pub fn load(row: &registry::ModelRow, data_dir: &std::path::Path) -> Result<Self, ModelError> {
+        let device = resolve_device("auto")?;
+        let served = ServedModel::load(&row.artifact_dir(data_dir), device)?;
+        let family = served.name();
+        let coins = served.coins().to_vec();
+        let horizon = served.horizon();
+        let interval_level = served.interval_level();
+        let trained_until_hour = served.trained_until_hour();
+        let series_features = served.series_features();
+        let feature_stats = served.feature_stats().to_vec();
+        let calibration_source = served.calibration_source();
+        let forecasts_any_coin = served.forecasts_any_coin();
+        let engine = match served {
+            ServedModel::Classical(c) => Engine::Classical(c),
+            ServedModel::Lstm(m) => Engine::Lstm(Box::new(Mutex::new(*m))),
+        };
+        Ok(Self {
+            model_id: row.model_id.clone(),
+            family,
+            coins,
+            horizon,
+            interval_level,
+            trained_until_hour,
+            series_features,
+            feature_stats,
+            calibration_source,
+            forecasts_any_coin,
+            engine,
+        })
+    }
+
+    /// Whether it was trained on `coin`: a champion answers only for those (a coin added later
+    /// is the floor's until the next training includes it).
+    pub fn covers(&self, coin: &str) -> bool {
+        self.coins.iter().any(|c| c == coin)
+    }
+
+    fn with_model<T>(
+        &self,
+        f: impl FnOnce(&ServedRef<'_>) -> Result<T, ModelError>,
+    ) -> Result<T, ModelError> {
+        match &self.engine {
+            Engine::Classical(c) => f(&ServedRef::Classical(c)),
+            Engine::Lstm(m) => {
+                let guard = m
+                    .lock()
+                    .map_err(|_| ModelError::Numeric("the model lock is poisoned".into()))?;
+                f(&ServedRef::Lstm(&guard))
+            }
+        }
+    }
+
+    /// Every horizon from the coin's newest hour.
+    pub fn forecast_latest(&self, s: &CoinSeries) -> Result<Forecast, ModelError> {
+        self.with_model(|m| match m {
+            ServedRef::Classical(c) => c.forecast_latest(s),
+            ServedRef::Lstm(l) => l.forecast_latest(s),
+        })
+    }
+
+    /// Forecasts from past origins (origins it cannot forecast are left out).
+    pub fn forecast_at(
+        &self,
+        s: &CoinSeries,
+        origins: &[usize],
+    ) -> Result<Vec<Forecast>, ModelError> {
+        self.with_model(|m| match m {
+            ServedRef::Classical(c) => Ok(c.forecast_many(s, origins)),
+            ServedRef::Lstm(l) => l.forecast_at(s, origins),
+        })
+    }
+}
+
+enum ServedRef<'a> {
+    Classical(&'a ClassicalCard),
+    Lstm(&'a TrainedLstm),
+}
+
+/// Which role answered a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServedBy {
+    Champion,
+    Floor,
+}
+
+impl ServedBy {
+    pub fn name(self) -> &'static str {
+        match self {
+            ServedBy::Champion => "champion",
+            ServedBy::Floor => "floor",
+        }
+    }
+}
+
+/// A coin with data: its series as the champion reads it (when the champion covers the coin),
+/// and as the floor reads it.
+#[derive(Default)]
+pub struct ServedCoin {
+    pub champion: Option<Arc<CoinSeries>>,
+    pub floor: Option<Arc<CoinSeries>>,
+}
+
+impl ServedCoin {
+    /// Any of its series (for prices and hours).
+    pub fn series(&self) -> Option<&Arc<CoinSeries>> {
+        self.champion.as_ref().or(self.floor.as_ref())
+    }
 }
 
 pub struct Snapshot {
-    pub model: Option<Arc<ServingModel>>,
-    pub series: BTreeMap<String, Arc<CoinSeries>>,
+    pub champion: Option<Arc<ServingModel>>,
+    /// Serves the coins the champion does not cover (or cannot forecast now), and everything
+    /// while there is no champion.
+    pub floor: Option<Arc<ServingModel>>,
+    /// Every coin with data in the quote currency.
+    pub coins: BTreeMap<String, ServedCoin>,
     pub loaded_at: DateTime<Utc>,
-    /// Why there is no model, or no data, in words for /ready and /predict.
+    /// Why something cannot be served, in words for /ready and /predict.
     pub problems: Vec<String>,
     /// Live accuracy of the served forecasts (last 24 h and 7 d) when the snapshot was loaded.
     pub live_accuracy: Vec<LiveAccuracy>,
-    /// The champion's PSI per input from the newest pipeline run that computed it.
+    /// The serving model's PSI per monitored feature from the newest pipeline run.
     pub psi: Vec<FeaturePsi>,
     /// Every registered model, newest first.
     pub registry: Vec<registry::ModelRow>,
     /// Store incidents not yet resolved (an unreplayable WAL set aside at start-up).
     pub incidents: Vec<Incident>,
+    /// The month's CoinGecko calls against the plan's budget, and the fetch cadence.
+    pub api_usage: Option<Usage>,
 }
 
 impl Snapshot {
-    /// Reads the champion and its coins' series from the database.
+    /// Reads the champion, the floor and every coin's series from the database.
     pub fn load(conn: &Connection, settings: &Settings) -> Self {
         let mut problems = Vec::new();
-        let model = match registry::champion(conn) {
-            Ok(Some(row)) => match resolve_device("auto")
-                .and_then(|d| TrainedLstm::load(&row.artifact_dir(&settings.data_dir), d))
-            {
-                Ok(lstm) => Some(Arc::new(ServingModel {
-                    model_id: row.model_id,
-                    family: row.family,
-                    card: lstm.card.clone(),
-                    lstm: Mutex::new(lstm),
-                })),
+        let mut load_role =
+            |row: Result<Option<registry::ModelRow>, ModelError>, role: &str| match row {
+                Ok(Some(row)) => match ServingModel::load(&row, &settings.data_dir) {
+                    Ok(m) => Some(Arc::new(m)),
+                    Err(e) => {
+                        problems.push(format!("the {role} {} cannot be loaded: {e}", row.model_id));
+                        None
+                    }
+                },
+                Ok(None) => None,
                 Err(e) => {
-                    problems.push(format!(
-                        "the champion {} cannot be loaded: {e}",
-                        row.model_id
-                    ));
+                    problems.push(format!("the model registry cannot be read: {e}"));
                     None
                 }
-            },
-            Ok(None) => {
-                problems
-                    .push("no model yet: run `coincast train` to train and register one".into());
-                None
-            }
-            Err(e) => {
-                problems.push(format!("the model registry cannot be read: {e}"));
-                None
-            }
-        };
-        let mut series = BTreeMap::new();
-        if let Some(m) = &model {
-            for coin in &m.card.coins {
-                match CoinSeries::load(conn, coin, &settings.vs_currency, &m.card.spec.features) {
-                    Ok(s) => {
-                        series.insert(coin.clone(), Arc::new(s));
-                    }
-                    Err(e) => problems.push(format!("{coin}: {e}")),
+            };
+        let champion = load_role(registry::champion(conn), "champion");
+        let floor = load_role(registry::floor(conn), "floor");
+        if champion.is_none() && floor.is_none() {
+            problems.push(
+                "no model yet: the floor (persistence) is registered by the first pipeline run once a coin has a day of data; `coincast train` selects a champion".into(),
+            );
+        }
+        let mut coins = BTreeMap::new();
+        match stored_coins(conn, &settings.vs_currency) {
+            Ok(ids) => {
+                for coin in ids {
+                    let entry = load_coin(conn, &coin, settings, &champion, &floor, &mut problems);
+                    coins.insert(coin, entry);
                 }
             }
+            Err(e) => problems.push(format!("the stored coins cannot be read: {e}")),
         }
         let now = Utc::now();
         let live_accuracy = monitor::live_accuracy(conn, now).unwrap_or_else(|e| {
             problems.push(format!("live accuracy cannot be read: {e}"));
             Vec::new()
         });
-        let psi = match &model {
+        let psi = match champion.as_ref().or(floor.as_ref()) {
             Some(m) => monitor::latest_psi(conn, &m.model_id).unwrap_or_else(|e| {
                 problems.push(format!("feature PSI cannot be read: {e}"));
                 Vec::new()
@@ -106,27 +239,97 @@ impl Snapshot {
             problems.push(format!("the incidents cannot be read: {e}"));
             Vec::new()
         });
+        let api_usage = budget::usage(conn, &settings.coingecko, settings.coins.len(), now)
+            .map_err(|e| problems.push(format!("the API usage cannot be read: {e}")))
+            .ok();
         Self {
-            model,
-            series,
+            champion,
+            floor,
+            coins,
             loaded_at: now,
             problems,
             live_accuracy,
             psi,
             registry,
             incidents,
+            api_usage,
         }
     }
 
-    /// The newest stored hour of each served coin.
+    /// The model that serves most: the champion, else the floor.
+    pub fn serving(&self) -> Option<&Arc<ServingModel>> {
+        self.champion.as_ref().or(self.floor.as_ref())
+    }
+
+    /// Who may answer for a coin, in order: the champion when it covers the coin, then the
+    /// floor. Empty when the coin is unknown or nothing can serve it.
+    pub fn answerers(&self, coin: &str) -> Vec<(Arc<ServingModel>, Arc<CoinSeries>, ServedBy)> {
+        let Some(entry) = self.coins.get(coin) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        if let (Some(m), Some(s)) = (&self.champion, &entry.champion) {
+            out.push((m.clone(), s.clone(), ServedBy::Champion));
+        }
+        if let (Some(m), Some(s)) = (&self.floor, &entry.floor) {
+            out.push((m.clone(), s.clone(), ServedBy::Floor));
+        }
+        out
+    }
+
+    /// The newest stored hour of each coin.
     pub fn last_hours(&self) -> BTreeMap<String, DateTime<Utc>> {
-        self.series
+        self.coins
             .iter()
-            .filter_map(|(coin, s)| {
+            .filter_map(|(coin, entry)| {
+                let s = entry.series()?;
                 let last = s.first_hour + s.len() as i64 - 1;
                 DateTime::from_timestamp(last * 3600, 0).map(|t| (coin.clone(), t))
             })
             .collect()
+    }
+}
+
+/// Every coin with features in the quote currency.
+fn stored_coins(conn: &Connection, vs_currency: &str) -> Result<Vec<String>, duckdb::Error> {
+    let mut stmt = conn
+        .prepare("SELECT DISTINCT coin_id FROM features WHERE vs_currency = ? ORDER BY coin_id")?;
+    let coins = stmt
+        .query_map([vs_currency], |r| r.get(0))?
+        .collect::<Result<Vec<String>, _>>()?;
+    Ok(coins)
+}
+
+/// A coin's series for the champion (if it covers the coin) and the floor; one load when both
+/// read the same columns.
+fn load_coin(
+    conn: &Connection,
+    coin: &str,
+    settings: &Settings,
+    champion: &Option<Arc<ServingModel>>,
+    floor: &Option<Arc<ServingModel>>,
+    problems: &mut Vec<String>,
+) -> ServedCoin {
+    let mut load =
+        |features: &[String]| match CoinSeries::load(conn, coin, &settings.vs_currency, features) {
+            Ok(s) => Some(Arc::new(s)),
+            Err(e) => {
+                problems.push(format!("{coin}: {e}"));
+                None
+            }
+        };
+    let champion_series = champion
+        .as_ref()
+        .filter(|m| m.covers(coin))
+        .and_then(|m| load(&m.series_features));
+    let floor_series = match (floor, &champion_series, champion) {
+        (Some(f), Some(s), Some(c)) if f.series_features == c.series_features => Some(s.clone()),
+        (Some(f), _, _) => load(&f.series_features),
+        (None, _, _) => None,
+    };
+    ServedCoin {
+        champion: champion_series,
+        floor: floor_series,
     }
 }
 
@@ -181,8 +384,27 @@ impl AppState {
         self
     }
 
-    /// Swaps in a new snapshot (no restart, no torn reads).
+    /// Swaps in a new snapshot (no restart, no torn reads); counts a change of champion.
     pub fn replace(&self, snapshot: Snapshot) {
+        let before = self
+            .snapshot
+            .load()
+            .champion
+            .as_ref()
+            .map(|m| m.model_id.clone());
+        let after = snapshot
+            .champion
+            .as_ref()
+            .map(|m| (m.model_id.clone(), m.family.clone()));
+        if let Some((id, family)) = &after {
+            if before.as_deref() != Some(id.as_str()) {
+                let to_floor = snapshot.floor.as_ref().is_some_and(|f| &f.model_id == id);
+                self.metrics
+                    .coincast_champion_changes_total
+                    .with_label_values(&[family.as_str(), if to_floor { "true" } else { "false" }])
+                    .inc();
+            }
+        }
         self.snapshot.store(Arc::new(snapshot));
         self.publish_gauges();
     }
@@ -192,23 +414,38 @@ impl AppState {
     pub fn publish_gauges(&self) {
         let snap = self.snapshot.load();
         let now = Utc::now();
-        match &snap.model {
-            Some(m) => {
-                self.metrics
-                    .model_health_status
-                    .with_label_values(&[&m.family])
-                    .set(1.0);
-                let trained = m.card.trained_until_hour * 3600;
-                self.metrics
-                    .coincast_model_age_seconds
-                    .with_label_values(&[&m.family])
-                    .set((now.timestamp() - trained) as f64);
-            }
-            None => self
-                .metrics
+        let m = &self.metrics;
+        m.model_health_status.reset();
+        m.coincast_model_age_seconds.reset();
+        m.coincast_champion_info.reset();
+        for model in [&snap.champion, &snap.floor].into_iter().flatten() {
+            m.model_health_status
+                .with_label_values(&[&model.family])
+                .set(1.0);
+        }
+        match snap.serving() {
+            Some(model) => m
+                .coincast_model_age_seconds
+                .with_label_values(&[&model.family])
+                .set((now.timestamp() - model.trained_until_hour * 3600) as f64),
+            // Nothing serves: /predict answers 503 (ModelUnhealthy).
+            None => m
                 .model_health_status
-                .with_label_values(&["lstm"])
+                .with_label_values(&["persistence"])
                 .set(0.0),
+        }
+        if let Some(c) = &snap.champion {
+            let is_floor = snap
+                .floor
+                .as_ref()
+                .is_some_and(|f| f.model_id == c.model_id);
+            m.coincast_champion_info
+                .with_label_values(&[
+                    c.family.as_str(),
+                    c.model_id.as_str(),
+                    if is_floor { "true" } else { "false" },
+                ])
+                .set(1.0);
         }
         for (coin, last) in snap.last_hours() {
             self.metrics
@@ -216,7 +453,11 @@ impl AppState {
                 .with_label_values(&[&coin])
                 .set((now - last).num_seconds() as f64);
         }
-        let m = &self.metrics;
+        if let Some(u) = &snap.api_usage {
+            m.coincast_api_calls_month.set(u.calls_this_month as f64);
+            m.coincast_api_call_budget
+                .set(u.budget.map_or(f64::NAN, f64::from));
+        }
         m.coincast_store_incidents_open.reset();
         m.coincast_store_incidents_open
             .with_label_values(&[IncidentKind::UnreplayableWal.name()])

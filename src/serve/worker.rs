@@ -282,7 +282,14 @@ fn run_ingest(
             client: &client,
             coins: settings.coins.clone(),
             until: Utc::now(),
-            backfill_days: settings.coingecko.backfill_days,
+            backfill_days: crate::ingest::budget::backfill_days(&settings.coingecko),
+            // Scheduled runs keep to the plan's budget; the start-up catch-up and manual runs
+            // fetch every coin.
+            cadence: if trigger == "schedule" {
+                pipeline::Cadence::WithinBudget
+            } else {
+                pipeline::Cadence::EveryCoin
+            },
         },
     );
     let interrupted = async {
@@ -330,7 +337,7 @@ fn run_ingest(
     })
 }
 
-/// One retrain run; the snapshot reload that follows serves a new champion if the gate passed.
+/// One retrain run; the snapshot reload that follows serves the run's champion.
 fn run_retrain(store: &Store, settings: &Settings, trigger: &str) -> Result<JobOutcome, String> {
     let rt = runtime()?;
     let report = rt
@@ -338,15 +345,8 @@ fn run_retrain(store: &Store, settings: &Settings, trigger: &str) -> Result<JobO
         .map_err(|e| e.to_string())?;
     let line = match (&report.summary, &report.error) {
         (Some(s), _) => format!(
-            "run #{} retrained {} (mean skill {:.5}): {}",
-            report.run_id,
-            s.model_id,
-            s.score,
-            if s.promoted {
-                "promoted to champion".to_string()
-            } else {
-                format!("kept as challenger: {}", s.gate_reason)
-            }
+            "run #{} retrained: champion {} ({}): {}",
+            report.run_id, s.model_id, s.family, s.summary
         ),
         (None, Some(e)) => format!("run #{} failed: {e}", report.run_id),
         (None, None) => format!("run #{} {}", report.run_id, report.state.name()),

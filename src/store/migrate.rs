@@ -46,6 +46,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0005_crash_safety",
         sql: include_str!("../../sql/schema/0005_crash_safety.sql"),
     },
+    Migration {
+        version: 6,
+        name: "0006_forecasters",
+        sql: include_str!("../../sql/schema/0006_forecasters.sql"),
+    },
 ];
 
 /// The schema version this binary writes.

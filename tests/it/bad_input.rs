@@ -1,11 +1,8 @@
 //! Every kind of bad body: a clear reason naming coin, batch and field; the body kept exactly;
 //! nothing merged; never a panic.
 
-use crate::support::TestApp;
+use crate::support::{TestApp, H, T0};
 use coincast::pipeline::RunState;
-
-const H: i64 = 3_600_000;
-const T0: i64 = 1_700_000_000_000 / H * H;
 
 fn good_points(n: i64) -> String {
     (0..n)

@@ -227,7 +227,7 @@ async fn every_page_renders_real_data_in_a_real_browser() {
     let mut spec = small_spec();
     spec.epochs = 2;
     spec.samples_per_epoch = 1000;
-    app.train_solana(spec, -10.0).expect("champion");
+    app.lstm_champion(&["solana"], spec);
     app.replay(&real_coingecko(), Some(&["solana"])).await;
     app.store
         .conn()

@@ -184,6 +184,8 @@ async fn chaos_random_kill_9() {
             "1",
             "--coins",
             "solana,ripple",
+            "--candidates",
+            "persistence,persistence_ewma,linear,lstm",
         ]
         .map(String::from)
         .to_vec()
@@ -222,19 +224,12 @@ async fn chaos_random_kill_9() {
     let model_id: String = coincast::store::Store::open(trained.path())
         .expect("open")
         .conn()
-        .query_row("SELECT model_id FROM model_versions", [], |r| r.get(0))
-        .expect("model");
-    timed_ok(
-        &[
-            "--data-dir",
-            arg(trained.path()),
-            "models",
-            "promote",
-            "--force",
-            &model_id,
-        ],
-        &[],
-    );
+        .query_row(
+            "SELECT model_id FROM model_versions WHERE alias = 'champion'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("a champion");
     eprintln!(
         "clean runs: replay {replay_secs:.1} s, ingest {ingest_secs:.1} s, train {train_secs:.1} s"
     );
@@ -293,7 +288,7 @@ async fn chaos_random_kill_9() {
             Phase::Serve => {
                 copy_dir(trained.path(), d);
                 let after = Duration::from_secs_f64(rng.random_range(0.5..4.0));
-                let (killed, r) = serve_trial(d, &live_env, after, &http).await;
+                let (killed, r) = serve_trial(d, &live_env, after, &http, &model_id).await;
                 (killed, r)
             }
         };
@@ -340,6 +335,7 @@ async fn serve_trial(
     live_env: &[(&str, &str)],
     after: Duration,
     http: &reqwest::Client,
+    model_id: &str,
 ) -> (bool, Result<(), String>) {
     let port = free_port();
     let bind = format!("127.0.0.1:{port}");
@@ -383,7 +379,7 @@ async fn serve_trial(
             {
                 let status = r.status();
                 let body = r.text().await.unwrap_or_default();
-                return if status.is_success() && body.contains("lstm-") {
+                return if status.is_success() && body.contains(model_id) {
                     Ok(())
                 } else {
                     Err(format!("/predict after restart: {status} {body}"))

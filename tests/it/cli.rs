@@ -183,8 +183,21 @@ fn evaluate_prints_the_walk_forward_table_of_every_baseline() {
     let eval: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(eval["folds"], 4);
     let rows = eval["rows"].as_array().expect("rows");
-    assert_eq!(rows.len(), 5 * 2, "five baselines x two horizons");
-    for model in ["persistence", "drift", "sma_trend", "ema_trend", "linear"] {
+    assert_eq!(
+        rows.len(),
+        8 * 2,
+        "the eight classical candidates x two horizons"
+    );
+    for model in [
+        "persistence",
+        "persistence_ewma",
+        "persistence_garch",
+        "persistence_har",
+        "drift",
+        "sma_trend",
+        "ema_trend",
+        "linear",
+    ] {
         for h in [1, 24] {
             let row = rows
                 .iter()

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use coincast::crashpoint::{CrashPoint, ENV};
 use coincast::model::artifacts;
-use coincast::model::lstm::TrainedLstm;
+use coincast::model::served::ServedModel;
 use coincast::store::{Store, DATABASE_FILE, SCHEMA_VERSION};
 
 use crate::support::{coincast, coincast_command, text, truncated_coin_file};
@@ -129,7 +129,7 @@ pub fn registry_consistent(store: &Store) -> Result<(), String> {
         if m.artifact_path != artifacts::registered_path(&m.model_id) {
             return Err(format!("{}: artifact_path {}", m.model_id, m.artifact_path));
         }
-        TrainedLstm::load(&m.artifact_dir(store.data_dir()), tch::Device::Cpu)
+        ServedModel::load(&m.artifact_dir(store.data_dir()), tch::Device::Cpu)
             .map_err(|e| format!("{}: {e}", m.model_id))?;
     }
     let orphan_models: i64 = conn
@@ -163,6 +163,8 @@ fn train_args(dir: &Path) -> Vec<String> {
         "1",
         "--coins",
         COINS,
+        "--candidates",
+        "persistence,persistence_ewma,linear,lstm",
     ]
     .map(String::from)
     .to_vec()
@@ -267,9 +269,11 @@ fn every_crash_point_leaves_a_file_that_opens_and_a_rerun_reaches_the_clean_coun
             }
             CrashPoint::MidArtifactWrite => {
                 run_ok(&replay_args(dir, seed.path()));
+                // The replay registered the floor.
+                assert_eq!(one(dir, "SELECT count(*) FROM model_versions"), 1);
                 crash_at(point, &train_args(dir));
                 assert_recovers(point, dir);
-                assert_eq!(one(dir, "SELECT count(*) FROM model_versions"), 0);
+                assert_eq!(one(dir, "SELECT count(*) FROM model_versions"), 1);
                 assert_eq!(
                     one(
                         dir,
@@ -291,17 +295,34 @@ fn every_crash_point_leaves_a_file_that_opens_and_a_rerun_reaches_the_clean_coun
                 drop(store);
                 run_ok(&train_args(dir));
                 assert_recovers(point, dir);
-                assert_eq!(one(dir, "SELECT count(*) FROM model_versions"), 1);
+                assert!(one(dir, "SELECT count(*) FROM model_versions") >= 2);
+                assert_eq!(
+                    one(
+                        dir,
+                        "SELECT count(*) FROM model_versions WHERE alias = 'champion'"
+                    ),
+                    1
+                );
             }
             CrashPoint::AfterRegistryCommit => {
                 run_ok(&replay_args(dir, seed.path()));
+                // The replay registered the floor.
+                let before = one(dir, "SELECT count(*) FROM model_versions");
+                assert_eq!(before, 1);
                 crash_at(point, &train_args(dir));
                 // The registration was committed (in the WAL, not yet checkpointed): it survives.
                 assert_recovers(point, dir);
-                assert_eq!(one(dir, "SELECT count(*) FROM model_versions"), 1);
+                assert_eq!(one(dir, "SELECT count(*) FROM model_versions"), before + 1);
+                assert_eq!(
+                    one(
+                        dir,
+                        "SELECT count(*) FROM model_versions WHERE alias = 'champion'"
+                    ),
+                    1
+                );
                 run_ok(&train_args(dir));
                 assert_recovers(point, dir);
-                assert_eq!(one(dir, "SELECT count(*) FROM model_versions"), 2);
+                assert!(one(dir, "SELECT count(*) FROM model_versions") > before + 1);
             }
         }
         eprintln!("crash point {}: recovered", point.name());
@@ -570,14 +591,13 @@ async fn an_online_backup_restored_into_a_wiped_folder_serves_the_same_champion(
     let store = Store::open(dir.path()).expect("open");
     let model_id: String = store
         .conn()
-        .query_row("SELECT model_id FROM model_versions", [], |r| r.get(0))
-        .expect("model");
+        .query_row(
+            "SELECT model_id FROM model_versions WHERE alias = 'champion'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("a champion");
     drop(store);
-    let out = coincast(
-        &["--data-dir", d, "models", "promote", "--force", &model_id],
-        &[],
-    );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 
     let mut settings = coincast::config::Settings::load_with_env(None, Vec::new()).expect("cfg");
     settings.data_dir = dir.path().to_path_buf();

@@ -2,10 +2,7 @@
 
 use proptest::prelude::*;
 
-use crate::support::TestApp;
-
-const H: i64 = 3_600_000;
-const T0: i64 = 1_700_000_000_000 / H * H;
+use crate::support::{TestApp, H, T0};
 
 /// Loads a series straight into market_data (the gate is tested elsewhere).
 fn load(app: &TestApp, prices: &[(i64, f64, Option<f64>)]) {

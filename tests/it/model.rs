@@ -1,13 +1,16 @@
-//! The LSTM end to end on real data with a small configuration: training, the promotion gate,
-//! the registry, saving and loading across processes, and the bad inputs of issue 3.
+//! Selection runs end to end on real and synthetic data: every candidate on the same folds, the
+//! readable gate, the winner refit on all data and calibrated out of sample, the floor, demotion,
+//! the registry, the LSTM saved and loaded across processes, and the bad inputs.
 
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::{real_coingecko, small_protocol, small_spec, TestApp};
+use crate::support::{garch_prices, real_coingecko, small_spec, write_chart, TestApp, H, T0};
+use coincast::model::gate::ChampionOutcome;
 use coincast::model::lstm::{LstmSpec, TrainedLstm, DEFAULT_SPEC};
 use coincast::model::registry;
-use coincast::model::train::{train_and_register, TrainRequest};
+use coincast::model::served::ServedModel;
+use coincast::model::train::RegisterPolicy;
 
 async fn app_with(coins: &[&str]) -> TestApp {
     let app = TestApp::new(&[]);
@@ -16,31 +19,32 @@ async fn app_with(coins: &[&str]) -> TestApp {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_weak_model_is_refused_by_the_gate_and_tracked() {
+async fn a_selection_run_judges_every_candidate_alike_and_registers_the_winner_refit() {
     let app = app_with(&["solana"]).await;
-    let mut weak = small_spec();
-    weak.hidden_size = 2;
-    weak.learning_rate = 0.5;
-    weak.epochs = 1;
-    let o = app.train_solana(weak, 0.0).expect("trains");
-    assert!(!o.verdict.passed, "{:?}", o.verdict);
-    assert!(
-        o.verdict.reason.contains("does not beat persistence"),
-        "{}",
-        o.verdict.reason
-    );
-    assert!(registry::champion(app.store.conn())
-        .expect("query")
-        .is_none());
-    let row = registry::get(app.store.conn(), &o.model_id).expect("registered");
-    assert_eq!(row.alias.as_deref(), Some("challenger"));
-    assert!(!row.gate_passed);
-    // The walk-forward includes every baseline, on the same origins as the model.
+    // The replay registered the floor before any training.
+    let cold = registry::floor(app.store.conn())
+        .expect("q")
+        .expect("a floor after the first data");
+    assert_eq!(cold.family, "persistence_ewma");
+    let o = app
+        .select(
+            &["solana"],
+            &[
+                "persistence",
+                "persistence_ewma",
+                "persistence_garch",
+                "linear",
+                "lstm",
+            ],
+            small_spec(),
+            RegisterPolicy::Winner,
+        )
+        .expect("selection");
+    // Every candidate on the same origins, one row per horizon, refit by the same rule.
     for model in [
         "persistence",
-        "drift",
-        "sma_trend",
-        "ema_trend",
+        "persistence_ewma",
+        "persistence_garch",
         "linear",
         "lstm",
     ] {
@@ -53,74 +57,202 @@ async fn a_weak_model_is_refused_by_the_gate_and_tracked() {
             .collect();
         assert_eq!(n.len(), 24, "{model}: one row per horizon");
         assert!(n.iter().all(|&x| x == 2 * 168), "{model}: {n:?}");
+        let run = o
+            .evaluation
+            .candidates
+            .iter()
+            .find(|c| c.label == model)
+            .expect("run");
+        assert_eq!(run.refits, 1, "{model}: 2 windows, refit every 4 folds");
     }
-    // Tracked: the experiment, its epochs, the evaluation.
-    assert_eq!(app.string("SELECT state FROM experiments"), "success");
+    let lstm = o
+        .evaluation
+        .candidates
+        .iter()
+        .find(|c| c.label == "lstm")
+        .expect("lstm");
+    assert_eq!(lstm.chosen_epochs.len(), 1, "early stopping chose an epoch");
+    // Every candidate has a verdict that names its numbers.
+    for v in &o.selection.verdicts {
+        let reason = v.reason();
+        assert!(
+            reason.contains("coverage") && reason.contains("interval score"),
+            "{reason}"
+        );
+    }
+    // The winner is champion, refit up to the newest hour with every target.
+    let champion = registry::champion(app.store.conn())
+        .expect("q")
+        .expect("champion");
+    assert_eq!(champion.model_id, o.model_id);
+    assert_eq!(champion.family, o.selection.winner);
+    assert_eq!(champion.artifact_path, format!("models/{}", o.model_id));
+    assert_eq!(o.newest_hour - o.trained_until_hour, 24);
+    assert_eq!(champion.trained_until_hour, Some(o.trained_until_hour));
+    let served = ServedModel::load(&o.artifact, tch::Device::Cpu).expect("loads");
+    assert_eq!(served.trained_until_hour(), o.trained_until_hour);
+    assert!(
+        served.calibration_source().contains("walk-forward") || served.name() == "lstm",
+        "{}",
+        served.calibration_source()
+    );
+    // Exactly one floor: the cold one retired, a persistence method in its place.
     assert_eq!(
-        app.count("SELECT count(*) FROM run_metrics WHERE name = 'train_loss'"),
+        app.count("SELECT count(*) FROM model_versions WHERE floor"),
         1
     );
-    assert!(
-        app.count("SELECT count(*) FROM run_metrics WHERE name LIKE 'lstm/solana/h%/skill'") == 24
-    );
-    assert_eq!(app.string("SELECT device FROM experiments"), "cpu");
+    let floor = registry::floor(app.store.conn())
+        .expect("q")
+        .expect("floor");
+    assert_ne!(floor.model_id, cold.model_id);
+    assert!(floor.family.starts_with("persistence"), "{}", floor.family);
+    // Tracked: the experiment, the table in run_metrics, the verdict with its conditions.
     assert_eq!(
-        app.count("SELECT length(dataset_version) FROM experiments"),
-        64
+        app.string(&format!(
+            "SELECT state FROM experiments WHERE run_id = {}",
+            o.run_id
+        )),
+        "success"
     );
-    assert!(o.artifact.join("weights.safetensors").is_file());
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM run_metrics WHERE name LIKE 'lstm/solana/h%/interval_score'"
+        ),
+        24
+    );
+    assert!(app
+        .string(&format!(
+            "SELECT CAST(verdict AS VARCHAR) FROM model_versions WHERE model_id = '{}'",
+            o.model_id
+        ))
+        .contains("conditions"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn promotion_compares_with_the_champion_and_rolls_back() {
-    let app = app_with(&["solana"]).await;
-    // A floor below any plausible skill: the first model becomes champion.
-    let first = app.train_solana(small_spec(), -10.0).expect("first");
-    assert!(first.verdict.passed);
-    assert_eq!(
-        registry::champion(app.store.conn())
-            .expect("q")
-            .map(|m| m.model_id),
-        Some(first.model_id.clone())
-    );
-    let mut other = small_spec();
-    other.seed = 8;
-    let second = app.train_solana(other, -10.0).expect("second");
-    // The champion was evaluated on the same windows; the verdict names it either way.
-    assert!(second.evaluation.rows.iter().any(|r| r.model == "champion"));
+async fn volatility_clusters_promote_a_scaled_interval_over_constant_width_then_refit() {
+    // 6,000 hours of a GARCH(1,1) walk: the predictable part is the scale.
+    let dir = tempfile::tempdir().expect("dir");
+    let prices = garch_prices(6000, 3);
+    let points: Vec<(i64, f64)> = prices
+        .iter()
+        .enumerate()
+        .map(|(h, p)| (T0 + h as i64 * H, *p))
+        .collect();
+    write_chart(dir.path(), "garchcoin", &points);
+    let app = TestApp::new(&[]);
+    app.replay(dir.path(), None).await;
+    let o = app
+        .select(
+            &["garchcoin"],
+            &["persistence", "persistence_ewma", "persistence_garch"],
+            small_spec(),
+            RegisterPolicy::Winner,
+        )
+        .expect("selection");
+    let score = |m: &str| o.selection.scorecard(m).expect("card").interval_score;
     assert!(
-        second.verdict.reason.contains(&first.model_id),
-        "{}",
-        second.verdict.reason
+        score("persistence_garch") < score("persistence")
+            && score("persistence_ewma") < score("persistence"),
+        "{:?}",
+        o.selection.scorecards
     );
-    let champion_now = registry::champion(app.store.conn())
+    assert_ne!(o.family, "persistence", "{}", o.selection.summary);
+    assert!(o.family.starts_with("persistence_"), "{}", o.family);
+    // Refit on everything up to the newest hour with targets, and it serves from there.
+    assert_eq!(o.newest_hour - o.trained_until_hour, 24);
+    let served = ServedModel::load(&o.artifact, tch::Device::Cpu).expect("load");
+    let series = coincast::model::dataset::CoinSeries::load(
+        app.store.conn(),
+        "garchcoin",
+        "usd",
+        &served.series_features(),
+    )
+    .expect("series");
+    let f = served.forecast_latest(&series).expect("forecast");
+    assert_eq!(f.as_of_hour, o.newest_hour);
+    assert!(f.horizons[0].lower < f.horizons[0].price && f.horizons[0].price < f.horizons[0].upper);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_champion_that_loses_to_persistence_is_demoted() {
+    // A random walk: drift's extrapolation only adds error.
+    let dir = tempfile::tempdir().expect("dir");
+    let prices = garch_prices(4000, 5);
+    let points: Vec<(i64, f64)> = prices
+        .iter()
+        .enumerate()
+        .map(|(h, p)| (T0 + h as i64 * H, *p))
+        .collect();
+    write_chart(dir.path(), "walk", &points);
+    let app = TestApp::new(&[]);
+    app.replay(dir.path(), None).await;
+    // Make drift champion by hand, as an operator could.
+    let o = app
+        .select(
+            &["walk"],
+            &["drift"],
+            small_spec(),
+            RegisterPolicy::AllCandidates,
+        )
+        .expect("selection");
+    let drift = o
+        .challengers
+        .iter()
+        .find(|(label, _)| label == "drift")
+        .map(|(_, id)| id.clone())
+        .expect("drift registered");
+    registry::promote(app.store.conn(), &drift, true).expect("forced");
+    // The next run re-runs drift's recipe on today's windows: it loses to persistence.
+    let again = app
+        .select(
+            &["walk"],
+            &["persistence", "persistence_ewma", "drift"],
+            small_spec(),
+            RegisterPolicy::Winner,
+        )
+        .expect("selection");
+    let ChampionOutcome::Demoted { why } = &again.selection.outcome else {
+        panic!("not demoted: {:?}", again.selection.outcome);
+    };
+    assert!(why.contains("persistence"), "{why}");
+    let champion = registry::champion(app.store.conn())
         .expect("q")
         .expect("one");
-    let expected = if second.verdict.passed {
-        &second.model_id
-    } else {
-        &first.model_id
-    };
-    assert_eq!(&champion_now.model_id, expected);
-
-    // Manual promotion of whichever is challenger (it may need --force), then rollback.
-    let challenger = if second.verdict.passed {
-        &first.model_id
-    } else {
-        &second.model_id
-    };
-    let forced = !registry::get(app.store.conn(), challenger)
-        .expect("get")
-        .gate_passed;
-    registry::promote(app.store.conn(), challenger, forced).expect("promote");
-    assert_eq!(
-        registry::champion(app.store.conn())
-            .expect("q")
-            .map(|m| m.model_id),
-        Some(challenger.clone())
+    assert!(
+        champion.family.starts_with("persistence"),
+        "{}",
+        champion.family
     );
+    let reason = app.string(&format!(
+        "SELECT reason FROM model_events WHERE model_id = '{drift}' AND event = 'demoted'"
+    ));
+    assert!(reason.starts_with("demoted: it"), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promotion_and_rollback_across_kinds() {
+    let app = app_with(&["solana"]).await;
+    let lstm = app.lstm_champion(&["solana"], small_spec());
+    let o = app
+        .select(
+            &["solana"],
+            &["persistence", "persistence_ewma"],
+            small_spec(),
+            RegisterPolicy::Winner,
+        )
+        .expect("selection");
+    // The LSTM champion's recipe ran on the same windows, under its own label.
+    assert!(o
+        .evaluation
+        .candidates
+        .iter()
+        .any(|c| c.label == "champion"));
+    let now = registry::champion(app.store.conn())
+        .expect("q")
+        .expect("one");
+    assert_eq!(now.model_id, o.model_id);
     let back = registry::rollback(app.store.conn()).expect("rollback");
-    assert_eq!(&back, expected);
+    assert_eq!(back, lstm);
     assert_eq!(
         app.count("SELECT count(*) FROM model_versions WHERE alias = 'champion'"),
         1
@@ -129,10 +261,11 @@ async fn promotion_compares_with_the_champion_and_rolls_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_saved_model_predicts_identically_in_another_process() {
+async fn a_saved_lstm_predicts_identically_in_another_process() {
     let app = app_with(&["solana"]).await;
-    let o = app.train_solana(small_spec(), -10.0).expect("trains");
-    let loaded = TrainedLstm::load(&o.artifact, tch::Device::Cpu).expect("loads");
+    let id = app.lstm_champion(&["solana"], small_spec());
+    let artifact = app.dir.path().join("models").join(&id);
+    let loaded = TrainedLstm::load(&artifact, tch::Device::Cpu).expect("loads");
     let series = coincast::model::dataset::CoinSeries::load(
         app.store.conn(),
         "solana",
@@ -190,14 +323,15 @@ async fn a_saved_model_predicts_identically_in_another_process() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn corrupted_or_incompatible_artifacts_are_refused() {
+async fn corrupted_incompatible_or_newer_artifacts_are_refused() {
     let app = app_with(&["solana"]).await;
-    let o = app.train_solana(small_spec(), -10.0).expect("trains");
+    let id = app.lstm_champion(&["solana"], small_spec());
+    let artifact = app.dir.path().join("models").join(&id);
     let copy = |name: &str| {
         let dir = app.dir.path().join(name);
         std::fs::create_dir_all(&dir).expect("dir");
         for f in ["weights.safetensors", "model.json"] {
-            std::fs::copy(o.artifact.join(f), dir.join(f)).expect("copy");
+            std::fs::copy(artifact.join(f), dir.join(f)).expect("copy");
         }
         dir
     };
@@ -225,6 +359,20 @@ async fn corrupted_or_incompatible_artifacts_are_refused() {
         .to_string();
     assert!(err.contains("do not fit"), "{err}");
 
+    // A card from a newer coincast is refused with its format named.
+    let newer = copy("newer");
+    let card = std::fs::read_to_string(newer.join("model.json")).expect("read");
+    std::fs::write(
+        newer.join("model.json"),
+        card.replace("\"format_version\": 2", "\"format_version\": 7"),
+    )
+    .expect("write");
+    let err = ServedModel::load(&newer, tch::Device::Cpu)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("model format 7"), "{err}");
+
     let err = TrainedLstm::load(Path::new("/nonexistent/model"), tch::Device::Cpu)
         .err()
         .expect("missing")
@@ -235,46 +383,36 @@ async fn corrupted_or_incompatible_artifacts_are_refused() {
         registry::champion(app.store.conn())
             .expect("q")
             .map(|m| m.model_id),
-        Some(o.model_id)
+        Some(id)
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn too_little_data_or_a_missing_gpu_registers_nothing() {
+async fn bad_input_registers_nothing_and_leaves_the_champion_alone() {
     let app = TestApp::new(&[]);
     let dir = tempfile::tempdir().expect("dir");
-    // 600 hours of a real-looking walk: far too little for 2 weekly windows plus training.
-    let points: Vec<String> = (0..600)
-        .map(|h| {
-            format!(
-                "[{},{}]",
-                1_700_000_000_000i64 / 3_600_000 * 3_600_000 + h * 3_600_000,
-                100.0 + (h % 7) as f64
-            )
-        })
+    // 900 hours: the floor serves, but a selection needs 960 hours of origins.
+    let points: Vec<(i64, f64)> = (0..900)
+        .map(|h| (T0 + h * H, 100.0 + (h % 7) as f64))
         .collect();
-    let body = format!(
-        r#"{{"prices":[{p}],"market_caps":[{p}],"total_volumes":[{p}]}}"#,
-        p = points.join(",")
-    );
-    std::fs::write(dir.path().join("tiny.json"), body).expect("write");
+    write_chart(dir.path(), "tiny", &points);
     app.replay(dir.path(), None).await;
-    let err = train_and_register(
-        app.store.conn(),
-        TrainRequest {
-            coins: &["tiny".to_string()],
-            vs_currency: "usd",
-            spec: small_spec(),
-            protocol: small_protocol(),
-            min_score: -10.0,
-            data_dir: app.dir.path(),
-        },
-        |_, _, _| {},
-    )
-    .expect_err("refused")
-    .to_string();
-    assert!(err.contains("not enough history"), "{err}");
-    assert_eq!(app.count("SELECT count(*) FROM model_versions"), 0);
+    let before = app.count("SELECT count(*) FROM model_versions");
+    assert_eq!(before, 1, "the floor");
+    let err = app
+        .select(
+            &["tiny"],
+            &["persistence"],
+            small_spec(),
+            RegisterPolicy::Winner,
+        )
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        err.contains("not enough history") && err.contains("missing"),
+        "{err}"
+    );
+    assert_eq!(app.count("SELECT count(*) FROM model_versions"), before);
 
     if !tch::Cuda::is_available() {
         let text = DEFAULT_SPEC.replace("device = \"auto\"", "device = \"cuda\"");
@@ -283,25 +421,69 @@ async fn too_little_data_or_a_missing_gpu_registers_nothing() {
             .to_string();
         assert!(err.contains("CUDA was requested"), "{err}");
     }
-    let err = app_with(&["solana"]).await;
-    let e = train_and_register(
-        err.store.conn(),
-        TrainRequest {
-            coins: &["solana".to_string()],
-            vs_currency: "usd",
-            spec: {
-                let mut s = small_spec();
-                s.features.push("no_such_feature".into());
-                s
-            },
-            protocol: small_protocol(),
-            min_score: 0.0,
-            data_dir: err.dir.path(),
-        },
-        |_, _, _| {},
-    )
-    .expect_err("unknown feature")
-    .to_string();
+
+    let app = app_with(&["solana", "ripple"]).await;
+    let champion = app.lstm_champion(&["solana"], small_spec());
+    let versions = app.count("SELECT count(*) FROM model_versions");
+    let unchanged = |app: &TestApp| {
+        assert_eq!(app.count("SELECT count(*) FROM model_versions"), versions);
+        assert_eq!(
+            registry::champion(app.store.conn())
+                .expect("q")
+                .map(|m| m.model_id),
+            Some(champion.clone())
+        );
+    };
+    // An unknown feature.
+    let mut spec = small_spec();
+    spec.features.push("no_such_feature".into());
+    let e = app
+        .select(&["solana"], &["lstm"], spec, RegisterPolicy::Winner)
+        .expect_err("unknown feature")
+        .to_string();
     assert!(e.contains("no_such_feature"), "{e}");
-    assert_eq!(err.count("SELECT count(*) FROM model_versions"), 0);
+    unchanged(&app);
+    // An infinite input.
+    app.store
+        .conn()
+        .execute_batch(
+            "UPDATE features SET volatility_24h = 'inf'::DOUBLE
+             WHERE coin_id = 'solana' AND ts = (SELECT max(ts) - INTERVAL 100 HOUR FROM features)",
+        )
+        .expect("poison");
+    let e = app
+        .select(&["solana"], &["lstm"], small_spec(), RegisterPolicy::Winner)
+        .expect_err("infinite")
+        .to_string();
+    assert!(
+        e.contains("volatility_24h") && e.contains("infinite"),
+        "{e}"
+    );
+    unchanged(&app);
+    app.store
+        .conn()
+        .execute_batch("UPDATE features SET volatility_24h = NULL WHERE isinf(volatility_24h)")
+        .expect("heal");
+    // A coin whose newest hours are a gap.
+    app.store
+        .conn()
+        .execute_batch(
+            "DELETE FROM features WHERE coin_id = 'ripple' AND ts > (SELECT max(ts) - INTERVAL 48 HOUR FROM features);
+             DELETE FROM market_data WHERE coin_id = 'ripple' AND ts > (SELECT max(ts) - INTERVAL 48 HOUR FROM market_data)",
+        )
+        .expect("gap");
+    let e = app
+        .select(
+            &["solana", "ripple"],
+            &["persistence"],
+            small_spec(),
+            RegisterPolicy::Winner,
+        )
+        .expect_err("stale coin")
+        .to_string();
+    assert!(
+        e.contains("ripple") && e.contains("newest hours are a gap"),
+        "{e}"
+    );
+    unchanged(&app);
 }

@@ -27,7 +27,7 @@ async fn predictions_are_logged_then_scored_when_their_hour_arrives() {
     let mut spec = small_spec();
     spec.epochs = 1;
     spec.samples_per_epoch = 1000;
-    let champion = app.train_solana(spec, -10.0).expect("champion").model_id;
+    let champion = app.lstm_champion(&["solana"], spec);
 
     let metrics = Arc::new(Metrics::new().expect("metrics"));
     let log = PredictionLog::start(app.store.conn().try_clone().expect("conn"), metrics.clone())
@@ -180,15 +180,36 @@ async fn predictions_are_logged_then_scored_when_their_hour_arrives() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_a_champion_the_monitor_task_scores_and_skips_psi() {
+async fn without_a_champion_the_floor_is_registered_and_its_monitored_features_get_psi() {
     let app = TestApp::new(&[]);
     let report = app.replay(&real_coingecko(), Some(&["solana"])).await;
     let monitor = report.summary.monitor.expect("monitor task ran");
     assert_eq!(monitor.scored_predictions, 0);
-    assert!(monitor.psi.is_none());
-    assert!(monitor
-        .psi_skipped
-        .is_some_and(|s| s.contains("no champion")));
+    // The floor reads no feature, yet the configured ones are watched.
+    let psi = monitor.psi.expect("PSI of the configured features");
+    let spec = coincast::model::lstm::LstmSpec::parse(
+        "models/lstm.toml",
+        coincast::model::lstm::DEFAULT_SPEC,
+    )
+    .expect("spec");
+    // Calendar encodings are not watched (a day of them always differs from years of them).
+    let watched = spec
+        .features
+        .iter()
+        .filter(|f| !coincast::monitor::psi::is_calendar_feature(f))
+        .count();
+    assert_eq!(psi.features.len(), watched);
+    assert!(watched >= 10 && watched < spec.features.len());
+    let floor = coincast::model::registry::floor(app.store.conn())
+        .expect("q")
+        .expect("a floor");
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) FROM feature_psi WHERE model_id = '{}'",
+            floor.model_id
+        )),
+        watched as i64
+    );
     assert_eq!(
         app.count(&format!(
             "SELECT count(*) FROM task_runs WHERE run_id = {} AND task = 'monitor' AND state = 'success'",

@@ -1,8 +1,6 @@
 //! Replay of the real recorded data, idempotence, late data, and re-checking quarantined batches.
 
-use std::path::Path;
-
-use crate::support::{nan_fixture, real_coingecko, TestApp};
+use crate::support::{nan_fixture, real_coingecko, write_chart, TestApp, H, T0};
 use coincast::pipeline::RunState;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -113,23 +111,6 @@ async fn replaying_the_same_data_twice_changes_nothing() {
     );
     assert_eq!(features_before, app.table_hash("features", "features.*"));
 }
-
-/// Writes a market_chart file for `coin` with the given hourly points (ms, price).
-fn write_chart(dir: &Path, coin: &str, points: &[(i64, f64)]) {
-    let series = |scale: f64| -> Vec<serde_json::Value> {
-        points
-            .iter()
-            .map(|(t, p)| serde_json::json!([t, p * scale]))
-            .collect()
-    };
-    let body = serde_json::json!({
-        "prices": series(1.0), "market_caps": series(1e6), "total_volumes": series(1e3)
-    });
-    std::fs::write(dir.join(format!("{coin}.json")), body.to_string()).expect("write chart");
-}
-
-const H: i64 = 3_600_000;
-const T0: i64 = 1_700_000_000_000 / H * H; // 2023-11-14 22:00 UTC
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_and_out_of_order_hours_are_merged_and_rebuild_features_from_there() {

@@ -16,7 +16,8 @@ struct Api {
     _app: TestApp,
 }
 
-/// A served app: solana replayed and, if `with_model`, a small champion trained on it.
+/// A served app: solana replayed (which registers the floor) and, if `with_model`, a small LSTM
+/// champion trained on it.
 async fn spawn_api(with_model: bool, max_data_age_hours: u64) -> Api {
     let app = TestApp::new(&[]);
     app.replay(&real_coingecko(), Some(&["solana"])).await;
@@ -24,7 +25,7 @@ async fn spawn_api(with_model: bool, max_data_age_hours: u64) -> Api {
         let mut spec = small_spec();
         spec.epochs = 1;
         spec.samples_per_epoch = 1000;
-        app.train_solana(spec, -10.0).expect("champion");
+        app.lstm_champion(&["solana"], spec);
     }
     let mut settings = app.settings.clone();
     settings.serve.max_data_age_hours = max_data_age_hours;
@@ -197,13 +198,24 @@ async fn every_bad_input_gets_its_status_and_a_json_error() {
         .post("/predict", r#"{"coin_id": "<script>alert(1)</script>"}"#)
         .await;
     assert_error(s, &b, StatusCode::NOT_FOUND, "unknown_coin");
+    // Any well-formed model_type is answered by the champion, which the answer names; only a
+    // malformed one is refused.
     let (s, b) = api
         .post(
             "/predict",
             r#"{"coin_id": "solana", "model_type": "arima"}"#,
         )
         .await;
-    assert_error(s, &b, StatusCode::NOT_FOUND, "unknown_model");
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["model_type"], "lstm");
+    assert_eq!(b["served_by"], "champion");
+    let (s, b) = api
+        .post(
+            "/predict",
+            r#"{"coin_id": "solana", "model_type": "<script>x</script>"}"#,
+        )
+        .await;
+    assert_error(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "out_of_range");
     let big = format!(r#"{{"coin_id": "{}"}}"#, "a".repeat(5000));
     let (s, b) = api.post("/predict", &big).await;
     assert_error(s, &b, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
@@ -230,8 +242,8 @@ async fn every_bad_input_gets_its_status_and_a_json_error() {
         "{metrics}"
     );
     assert!(metrics
-        .contains(r#"api_requests_total{endpoint="/predict",method="POST",status="success"} 1"#));
-    assert!(metrics.contains(r#"model_predictions_total{coin_id="solana",model_type="lstm"} 1"#));
+        .contains(r#"api_requests_total{endpoint="/predict",method="POST",status="success"} 2"#));
+    assert!(metrics.contains(r#"model_predictions_total{coin_id="solana",model_type="lstm"} 2"#));
     assert!(metrics.contains(r#"endpoint="unmatched""#));
     assert!(
         !metrics.contains("/no/such/route"),
@@ -240,23 +252,47 @@ async fn every_bad_input_gets_its_status_and_a_json_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_a_model_predict_is_503_and_ready_says_why() {
-    let api = spawn_api(false, 3).await;
-    let (s, b) = api.post("/predict", r#"{"coin_id": "solana"}"#).await;
-    assert_error(s, &b, StatusCode::SERVICE_UNAVAILABLE, "no_model");
-    assert!(
-        b["error"]["message"]
-            .as_str()
-            .unwrap_or("")
-            .contains("coincast train"),
-        "{b}"
+async fn without_a_champion_the_floor_answers_and_without_data_predict_is_503() {
+    // Replayed data, no training: the floor (persistence, EWMA intervals) answers.
+    let api = spawn_api(false, 1_000_000).await;
+    let (s, b) = api
+        .post("/predict", r#"{"coin_id": "solana", "hours_ahead": 24}"#)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["served_by"], "floor");
+    assert_eq!(b["model_type"], "persistence_ewma");
+    assert_eq!(b["predicted_price"], b["current_price"]);
+    let (lo, hi) = (
+        b["confidence_interval"]["lower"].as_f64().expect("lower"),
+        b["confidence_interval"]["upper"].as_f64().expect("upper"),
     );
+    assert!(lo < hi, "{b}");
     let (s, text) = api.get("/ready").await;
+    assert_eq!(s, StatusCode::OK, "{text}");
+
+    // No data at all: nothing can answer yet, and /ready says why.
+    let app = TestApp::new(&[]);
+    let settings = app.settings.clone();
+    let snapshot = Snapshot::load(app.store.conn(), &settings);
+    let state = Arc::new(AppState::new(
+        snapshot,
+        settings,
+        Arc::new(Metrics::new().expect("metrics")),
+    ));
+    let base = serve_on_localhost(state).await;
+    let empty = Api {
+        base,
+        http: reqwest::Client::new(),
+        _app: app,
+    };
+    let (s, b) = empty.post("/predict", r#"{"coin_id": "solana"}"#).await;
+    assert_error(s, &b, StatusCode::SERVICE_UNAVAILABLE, "no_data");
+    let (s, text) = empty.get("/ready").await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
     assert!(text.contains("no model yet"), "{text}");
-    let (_, metrics) = api.get("/metrics").await;
+    let (_, metrics) = empty.get("/metrics").await;
     assert!(
-        metrics.contains(r#"model_health_status{model_type="lstm"} 0"#),
+        metrics.contains(r#"model_health_status{model_type="persistence"} 0"#),
         "{metrics}"
     );
 }
@@ -720,7 +756,21 @@ fn small_definitions(dir: &std::path::Path) -> (String, String) {
         .replace("samples_per_epoch = 20000", "samples_per_epoch = 1000")
         .replace("device = \"auto\"", "device = \"cpu\"")
         + "features = [\"price_change_1h\", \"volatility_24h\", \"hour_sin\", \"hour_cos\"]\n";
-    let protocol = DEFAULT_PROTOCOL.replace("windows = 26", "windows = 2");
+    // Two windows, and the cheap candidates only (the LSTM's selection is tested in `model`).
+    let candidates_at = DEFAULT_PROTOCOL
+        .find("candidates = [")
+        .expect("candidates key");
+    let candidates_end = candidates_at
+        + DEFAULT_PROTOCOL[candidates_at..]
+            .find(']')
+            .expect("end of the candidates")
+        + 1;
+    let protocol = format!(
+        "{}candidates = [\"persistence\", \"persistence_ewma\", \"linear\"]{}",
+        &DEFAULT_PROTOCOL[..candidates_at],
+        &DEFAULT_PROTOCOL[candidates_end..]
+    )
+    .replace("windows = 26", "windows = 2");
     let (spec_path, protocol_path) = (dir.join("lstm.toml"), dir.join("baselines.toml"));
     std::fs::write(&spec_path, spec).expect("spec");
     std::fs::write(&protocol_path, protocol).expect("protocol");
@@ -747,7 +797,6 @@ async fn retrain_and_promotion_endpoints_change_the_served_champion() {
         ("COINCAST__SERVE__API_TOKEN", "s3cret"),
         ("COINCAST__SERVE__PIPELINE_SCHEDULE", ""),
         ("COINCAST__SERVE__RETRAIN_SCHEDULE", ""),
-        ("COINCAST__MODEL__PROMOTION_MIN_SKILL", "-10"),
         ("COINCAST__MODEL__SPEC", &spec),
         ("COINCAST__MODEL__PROTOCOL", &protocol),
     ]
@@ -819,7 +868,13 @@ async fn retrain_and_promotion_endpoints_change_the_served_champion() {
     assert_error(s, &b, StatusCode::CONFLICT, "gate_refused");
     assert_eq!(champion().await, "");
 
-    // A retrain registers the first model, which the gate makes champion, and it serves.
+    // Before any training the floor answers (the replay registered it).
+    let (s, b) = post("/predict", r#"{"coin_id": "solana"}"#, None).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["served_by"], "floor");
+    let cold_floor = b["model_version"].as_str().unwrap_or_default().to_string();
+
+    // A retrain selects a champion, refit on all data, and it serves at once.
     let (s, b) = post(
         "/api/pipeline/runs",
         r#"{"job": "retrain"}"#,
@@ -830,12 +885,13 @@ async fn retrain_and_promotion_endpoints_change_the_served_champion() {
     assert_eq!(b["job"], "retrain");
     assert!(retrained(1).await, "the first retrain did not succeed");
     let first = champion().await;
-    assert!(first.starts_with("lstm-"), "{first}");
+    assert!(!first.is_empty() && first != cold_floor, "{first}");
     let (s, b) = post("/predict", r#"{"coin_id": "solana"}"#, None).await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["model_version"], first.as_str());
+    assert_eq!(b["served_by"], "champion");
 
-    // Trained again on the same data it is no better than the champion: kept as challenger.
+    // The next retrain refits the winning recipe on the newest data: a new champion version.
     post(
         "/api/pipeline/runs",
         r#"{"job": "retrain"}"#,
@@ -843,34 +899,36 @@ async fn retrain_and_promotion_endpoints_change_the_served_champion() {
     )
     .await;
     assert!(retrained(2).await, "the second retrain did not succeed");
-    assert_eq!(champion().await, first);
-    let v = models_status().await;
-    let second = v["models"]
-        .as_array()
-        .and_then(|m| {
-            m.iter()
-                .filter_map(|x| x["model_id"].as_str())
-                .find(|id| *id != first)
-        })
-        .unwrap_or_else(|| panic!("no second model in {v}"))
-        .to_string();
-    let path = format!("/api/models/{second}/promote");
+    let second = champion().await;
+    assert_ne!(second, first);
+
+    // The uncalibrated floor failed no gate but passed none either: promoting it needs force.
+    let path = format!("/api/models/{cold_floor}/promote");
     let (s, b) = post(&path, "", Some("s3cret")).await;
     assert_error(s, &b, StatusCode::CONFLICT, "gate_refused");
     let (s, b) = post(&path, r#"{"force": "yes"}"#, Some("s3cret")).await;
     assert_error(s, &b, StatusCode::BAD_REQUEST, "bad_request");
     let (s, b) = post(&path, r#"{"force": true}"#, Some("s3cret")).await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    assert_eq!(b["champion"], second.as_str());
-    assert_eq!(b["previous"], first.as_str());
+    assert_eq!(b["champion"], cold_floor.as_str());
+    assert_eq!(b["previous"], second.as_str());
     // Served at once, without a restart.
     let (_, b) = post("/predict", r#"{"coin_id": "solana"}"#, None).await;
-    assert_eq!(b["model_version"], second.as_str());
+    assert_eq!(b["model_version"], cold_floor.as_str());
     let (s, b) = post("/api/models/rollback", "", Some("s3cret")).await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    assert_eq!(b["champion"], first.as_str());
+    assert_eq!(b["champion"], second.as_str());
     let (_, b) = post("/predict", r#"{"coin_id": "solana"}"#, None).await;
-    assert_eq!(b["model_version"], first.as_str());
+    assert_eq!(b["model_version"], second.as_str());
+    let metrics = get_text(&http, &format!("{base}/metrics")).await;
+    assert!(
+        metrics.contains(r#"coincast_champion_info{is_floor="#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("coincast_champion_changes_total{"),
+        "{metrics}"
+    );
 
     tokio::task::spawn_blocking(move || worker.stop())
         .await
@@ -894,5 +952,139 @@ async fn retrain_and_promotion_endpoints_change_the_served_champion() {
             |r| r.get(0),
         )
         .expect("events");
-    assert_eq!(events, 3, "gate promotion, forced promotion, rollback");
+    assert_eq!(
+        events, 4,
+        "two retrains, the forced promotion, the rollback"
+    );
+}
+
+/// A served state over `app` (its snapshot now), on a free port.
+async fn serve_app(app: &TestApp) -> String {
+    let snapshot = Snapshot::load(app.store.conn(), &app.settings);
+    let metrics = Arc::new(Metrics::new().expect("metrics"));
+    let state = Arc::new(AppState::new(snapshot, app.settings.clone(), metrics));
+    serve_on_localhost(state).await
+}
+
+async fn post_json(base: &str, path: &str, body: &str) -> (StatusCode, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{base}{path}"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("request");
+    let status = r.status();
+    (status, r.json_value().await)
+}
+
+/// 120 days from the CoinGecko-compatible server (a live install's first backfill): a selection
+/// run fits the windows the history allows, a champion is served, fitted up to a day before the
+/// newest hour; a coin fetched after training is answered by the floor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_install_gets_a_champion_and_a_new_coin_is_served_by_the_floor() {
+    let server = crate::support::coingecko_server::CoinGeckoServer::start_ending_now(
+        &real_coingecko(),
+        &["solana", "ripple", "cardano"],
+    )
+    .await;
+    let app = TestApp::with_server(&server.base_url(), &[]);
+    let now = chrono::Utc::now();
+    app.fetch(&["solana", "ripple"], now, 120).await;
+    // Every coin with data is answered from the first run on: by the floor.
+    let base = serve_app(&app).await;
+    let (s, b) = post_json(&base, "/predict", r#"{"coin_id": "ripple"}"#).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["served_by"], "floor");
+
+    // The shipped protocol (26 weekly windows configured) fits what 120 days allow.
+    let mut protocol = coincast::model::evaluate::Protocol::parse(
+        "models/baselines.toml",
+        coincast::model::evaluate::DEFAULT_PROTOCOL,
+    )
+    .expect("protocol");
+    protocol.candidates = ["persistence", "persistence_ewma", "linear"]
+        .map(String::from)
+        .to_vec();
+    let o = coincast::model::train::train_and_register(
+        app.store.conn(),
+        coincast::model::train::TrainRequest {
+            coins: &["solana".to_string(), "ripple".to_string()],
+            vs_currency: "usd",
+            spec: small_spec(),
+            protocol,
+            gate: app.settings.model.gate.clone(),
+            data_dir: app.dir.path(),
+            register: coincast::model::train::RegisterPolicy::Winner,
+        },
+        |_| {},
+    )
+    .expect("120 days are enough");
+    // (2880 h - 24 h of targets - 36 h gap - 720 h of training) / 168: 12 weeks.
+    assert!(
+        (11..=12).contains(&o.evaluation.folds),
+        "{} folds",
+        o.evaluation.folds
+    );
+    assert!(o.newest_hour - o.trained_until_hour <= 25);
+    let now_hour = now.timestamp() / 3600;
+    assert!(now_hour - o.newest_hour <= 2, "the newest hour is now");
+    // A coin fetched after training.
+    app.fetch(&["cardano"], chrono::Utc::now(), 30).await;
+    let base = serve_app(&app).await;
+    let (s, b) = post_json(
+        &base,
+        "/predict",
+        r#"{"coin_id": "solana", "hours_ahead": 24}"#,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["served_by"], "champion");
+    assert_eq!(b["model_version"], o.model_id.as_str());
+    assert_eq!(b["model_type"], o.family.as_str());
+    let (s, b) = post_json(&base, "/predict", r#"{"coin_id": "cardano"}"#).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["served_by"], "floor");
+    assert!(b["model_type"]
+        .as_str()
+        .is_some_and(|t| t.starts_with("persistence")));
+    let text = get_text(&reqwest::Client::new(), &format!("{base}/models/status")).await;
+    let v: Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(v["champion"]["model_id"], o.model_id.as_str());
+    assert!(v["floor"]["model_id"].is_string(), "{v}");
+}
+
+/// A champion that forecasts 6 hours ahead serves what it has and refuses hours beyond it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_champion_with_a_short_horizon_refuses_hours_beyond_it() {
+    let app = TestApp::new(&[]);
+    app.replay(&real_coingecko(), Some(&["solana"])).await;
+    let mut spec = small_spec();
+    spec.horizon = 6;
+    spec.epochs = 1;
+    spec.samples_per_epoch = 1000;
+    app.lstm_champion(&["solana"], spec);
+    let base = serve_app(&app).await;
+    let (s, b) = post_json(
+        &base,
+        "/predict",
+        r#"{"coin_id": "solana", "hours_ahead": 6}"#,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    for path in ["/predict", "/predict/batch"] {
+        let body = if path == "/predict" {
+            r#"{"coin_id": "solana", "hours_ahead": 7}"#
+        } else {
+            r#"{"coin_id": "solana", "start_date": "2023-12-20", "end_date": "2023-12-20", "hours_ahead": 7}"#
+        };
+        let (s, b) = post_json(&base, path, body).await;
+        assert_error(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "out_of_range");
+        assert!(
+            b["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("up to 6 h ahead")),
+            "{b}"
+        );
+    }
 }

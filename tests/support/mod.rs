@@ -12,7 +12,7 @@ use coincast::config::Settings;
 use coincast::ingest::coingecko::CoinGeckoClient;
 use coincast::model::evaluate::{Protocol, DEFAULT_PROTOCOL};
 use coincast::model::lstm::{LstmSpec, DEFAULT_SPEC};
-use coincast::model::train::{train_and_register, TrainOutcome, TrainRequest};
+use coincast::model::train::{train_and_register, RegisterPolicy, TrainOutcome, TrainRequest};
 use coincast::model::ModelError;
 use coincast::pipeline::{self, Extract, RunReport};
 use coincast::quality::RuleSet;
@@ -113,6 +113,49 @@ pub fn truncated_coin_file(dir: &Path, coin: &str, until_ms: f64) {
     std::fs::write(dir.join(format!("{coin}.json")), v.to_string()).expect("write coin file");
 }
 
+/// Writes a market_chart file for `coin` with the given hourly points (ms, price).
+pub fn write_chart(dir: &Path, coin: &str, points: &[(i64, f64)]) {
+    let series = |scale: f64| -> Vec<serde_json::Value> {
+        points
+            .iter()
+            .map(|(t, p)| serde_json::json!([t, p * scale]))
+            .collect()
+    };
+    let body = serde_json::json!({
+        "prices": series(1.0), "market_caps": series(1e6), "total_volumes": series(1e3)
+    });
+    std::fs::write(dir.join(format!("{coin}.json")), body.to_string()).expect("write chart");
+}
+
+/// One hour in milliseconds, and an hour to start synthetic series at.
+pub const H: i64 = 3_600_000;
+pub const T0: i64 = 1_700_000_000_000 / H * H; // 2023-11-14 22:00 UTC
+
+/// Prices of a GARCH(1,1) walk (α 0.12, β 0.87, long-run σ 1 % per hour) from deterministic
+/// noise: volatility clusters, the point forecast is a random walk.
+pub fn garch_prices(n: usize, seed: u64) -> Vec<f64> {
+    let mut state = seed.max(1);
+    let mut uniform = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let (alpha, beta, long_run) = (0.12, 0.87, 1e-4);
+    let omega = long_run * (1.0 - alpha - beta);
+    let mut v: f64 = long_run;
+    let mut price = vec![100.0];
+    for _ in 1..n {
+        let (a, b) = (uniform().max(1e-12), uniform());
+        let z = (-2.0 * a.ln()).sqrt() * (2.0 * std::f64::consts::PI * b).cos();
+        let r = v.sqrt() * z;
+        v = omega + alpha * r * r + beta * v;
+        let last = *price.last().unwrap_or(&100.0);
+        price.push(last * r.exp());
+    }
+    price
+}
+
 /// `shared/data/real` next to the repository (the clone sits beside `shared/`).
 pub fn real_data() -> PathBuf {
     let candidates = [
@@ -153,13 +196,14 @@ pub fn small_spec() -> LstmSpec {
     s.features = vec![
         "price_change_1h".into(),
         "volatility_24h".into(),
-        "hour_sin".into(),
-        "hour_cos".into(),
+        "volume_change_1h".into(),
+        "price_position_24h".into(),
     ];
     s
 }
 
-/// The shipped walk-forward protocol with 2 weekly windows.
+/// The shipped walk-forward protocol with 2 weekly windows (refit at the first: one fit per
+/// candidate, plus the refit of the winner).
 pub fn small_protocol() -> Protocol {
     let mut p = Protocol::parse("models/baselines.toml", DEFAULT_PROTOCOL).expect("protocol");
     p.windows = 2;
@@ -233,6 +277,7 @@ impl TestApp {
                 coins: coins.iter().map(|c| c.to_string()).collect(),
                 until,
                 backfill_days,
+                cadence: pipeline::Cadence::EveryCoin,
             },
         )
         .await
@@ -255,20 +300,50 @@ impl TestApp {
         .expect("pipeline run")
     }
 
-    /// Trains and registers an LSTM on solana (which must be loaded) with the given gate floor.
-    pub fn train_solana(&self, spec: LstmSpec, min_score: f64) -> Result<TrainOutcome, ModelError> {
+    /// A selection run on `coins` (loaded) among `candidates` (the floor's two are always
+    /// added) with the small protocol and the default gate.
+    pub fn select(
+        &self,
+        coins: &[&str],
+        candidates: &[&str],
+        spec: LstmSpec,
+        register: RegisterPolicy,
+    ) -> Result<TrainOutcome, ModelError> {
+        let mut protocol = small_protocol();
+        protocol.candidates = candidates.iter().map(|c| c.to_string()).collect();
+        let coins: Vec<String> = coins.iter().map(|c| c.to_string()).collect();
         train_and_register(
             self.store.conn(),
             TrainRequest {
-                coins: &["solana".to_string()],
+                coins: &coins,
                 vs_currency: "usd",
                 spec,
-                protocol: small_protocol(),
-                min_score,
+                protocol,
+                gate: self.settings.model.gate.clone(),
                 data_dir: self.dir.path(),
+                register,
             },
-            |_, _, _| {},
+            |_| {},
         )
+    }
+
+    /// An LSTM champion whatever the gate says: a selection run that registers every candidate,
+    /// then the LSTM promoted by hand (forced when it failed the gate). Returns its model id.
+    pub fn lstm_champion(&self, coins: &[&str], spec: LstmSpec) -> String {
+        let o = self
+            .select(coins, &["lstm"], spec, RegisterPolicy::AllCandidates)
+            .expect("selection run");
+        let id = if o.family == "lstm" {
+            o.model_id
+        } else {
+            o.challengers
+                .iter()
+                .find(|(label, _)| label == "lstm")
+                .map(|(_, id)| id.clone())
+                .expect("the LSTM registered as challenger")
+        };
+        coincast::model::registry::promote(self.store.conn(), &id, true).expect("promote");
+        id
     }
 
     pub fn count(&self, sql: &str) -> i64 {

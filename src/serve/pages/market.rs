@@ -51,14 +51,14 @@ const RANGES: [i64; 5] = [1, 7, 30, 90, 365];
 pub async fn load(state: &Arc<AppState>, q: MarketQuery) -> Result<MarketPage, ApiError> {
     let snap = state.snapshot.load_full();
     let mut coins: Vec<String> = state.settings.coins.clone();
-    for c in snap.series.keys() {
+    for c in snap.coins.keys() {
         if !coins.contains(c) {
             coins.push(c.clone());
         }
     }
     let coin = q
         .coin
-        .or_else(|| snap.series.keys().next().cloned())
+        .or_else(|| snap.coins.keys().next().cloned())
         .or_else(|| coins.first().cloned())
         .unwrap_or_else(|| "bitcoin".into());
     if !is_valid_coin_id(&coin) {
@@ -170,11 +170,18 @@ pub async fn html(
         markers: false,
     });
     if !page.forecasts.is_empty() {
+        // One interval per target hour (the shortest horizon asked for it), as a band.
+        let mut nearest: std::collections::BTreeMap<i64, &LoggedForecast> = Default::default();
+        for f in &page.forecasts {
+            let e = nearest.entry(f.target).or_insert(f);
+            if f.horizon < e.horizon {
+                *e = f;
+            }
+        }
         chart.bands.push(Band {
             color: svg::PALETTE[3],
-            points: page
-                .forecasts
-                .iter()
+            points: nearest
+                .values()
                 .map(|f| (f.target as f64, f.lower, f.upper))
                 .collect(),
         });

@@ -1,6 +1,6 @@
-//! `/models?model=`: the registry with aliases and the promotion history, experiments with their
-//! params, and for one model its learning curves and the walk-forward table against the
-//! baselines per horizon.
+//! `/models?model=`: the registry with aliases, the floor and the promotion history, experiments
+//! with their params, and for one model the gate's verdict condition by condition (for every
+//! candidate of its training run), its learning curve and the walk-forward table per horizon.
 
 use std::sync::Arc;
 
@@ -32,6 +32,36 @@ pub struct Experiment {
     pub dataset_version: String,
     pub model_id: String,
     pub error: String,
+    /// `selection` (a training run) or `floor` (the floor before any training).
+    pub family: String,
+}
+
+/// A gate condition with its numbers.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ConditionRow {
+    pub name: String,
+    pub passed: bool,
+    pub detail: String,
+}
+
+/// A candidate's verdict in the selected model's training run.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CandidateVerdict {
+    pub candidate: String,
+    pub passed: bool,
+    pub conditions: Vec<ConditionRow>,
+}
+
+/// What the registry says about the selected model.
+#[derive(Debug, Default, Serialize)]
+pub struct Registration {
+    pub model_type: String,
+    pub floor: bool,
+    pub trained_until: Option<String>,
+    /// The run's decision in one sentence.
+    pub summary: Option<String>,
+    pub conditions: Vec<ConditionRow>,
+    pub candidates: Vec<CandidateVerdict>,
 }
 
 #[derive(Debug, Serialize)]
@@ -51,6 +81,9 @@ pub struct WalkForwardRow {
     pub direction: f64,
     pub skill: f64,
     pub coverage: f64,
+    pub width: f64,
+    pub interval_score: f64,
+    pub pinball: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -63,6 +96,7 @@ pub struct ModelsPage {
     /// (epoch, train loss, validation loss).
     pub learning_curve: Vec<(i64, f64, f64)>,
     pub walk_forward: Vec<WalkForwardRow>,
+    pub registration: Registration,
 }
 
 fn f(v: Option<f64>) -> f64 {
@@ -97,6 +131,7 @@ pub async fn load(state: &Arc<AppState>, q: ModelsQuery) -> Result<ModelsPage, A
                     dataset_version: r.get(6)?,
                     model_id: r.get(7)?,
                     error: r.get(8)?,
+                    family: r.get(9)?,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
@@ -112,10 +147,11 @@ pub async fn load(state: &Arc<AppState>, q: ModelsQuery) -> Result<ModelsPage, A
             .or_else(|| registry.first().map(|r| r.model_id.clone()));
         let mut learning_curve: Vec<(i64, f64, f64)> = Vec::new();
         let mut walk_forward = Vec::new();
+        let mut registration = Registration::default();
         if let Some(model_id) = &selected {
             let run_id = experiments
                 .iter()
-                .find(|e| &e.model_id == model_id)
+                .find(|e| e.model_id.split(", ").any(|m| m == model_id))
                 .map(|e| e.run_id);
             if let Some(run_id) = run_id {
                 let mut stmt =
@@ -155,9 +191,27 @@ pub async fn load(state: &Arc<AppState>, q: ModelsQuery) -> Result<ModelsPage, A
                         direction: f(r.get(4)?),
                         skill: f(r.get(5)?),
                         coverage: f(r.get(6)?),
+                        width: f(r.get(7)?),
+                        interval_score: f(r.get(8)?),
+                        pinball: f(r.get(9)?),
                     })
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
+            registration = conn
+                .query_row(
+                    include_str!("../../../sql/reports/dash_model_verdict.sql"),
+                    [model_id],
+                    |r| {
+                        Ok(registration_of(
+                            r.get::<_, Option<String>>(0)?,
+                            r.get::<_, Option<String>>(1)?,
+                            r.get(2)?,
+                            r.get(3)?,
+                            r.get(4)?,
+                        ))
+                    },
+                )
+                .unwrap_or_default();
         }
         Ok(ModelsPage {
             registry,
@@ -166,9 +220,39 @@ pub async fn load(state: &Arc<AppState>, q: ModelsQuery) -> Result<ModelsPage, A
             selected,
             learning_curve,
             walk_forward,
+            registration,
         })
     })
     .await
+}
+
+/// Reads the verdict JSON of a registration and the run's candidate verdicts.
+fn registration_of(
+    verdict: Option<String>,
+    candidates: Option<String>,
+    model_type: String,
+    floor: bool,
+    trained_until: Option<String>,
+) -> Registration {
+    let verdict: serde_json::Value = verdict
+        .and_then(|v| serde_json::from_str(&v).ok())
+        .unwrap_or_default();
+    Registration {
+        model_type,
+        floor,
+        trained_until,
+        summary: verdict
+            .get("summary")
+            .and_then(|s| s.as_str())
+            .map(str::to_string),
+        conditions: verdict
+            .get("conditions")
+            .and_then(|c| serde_json::from_value(c.clone()).ok())
+            .unwrap_or_default(),
+        candidates: candidates
+            .and_then(|c| serde_json::from_str(&c).ok())
+            .unwrap_or_default(),
+    }
 }
 
 #[derive(Template)]
@@ -227,7 +311,9 @@ pub async fn html(
             markers: false,
         });
     }
-    let curve = chart.render("no learning curve recorded for this model");
+    let curve = chart.render(
+        "no learning curve: only a network has one (a champion LSTM's training loss per epoch of its refit on all data)",
+    );
     let mut horizons: Vec<i64> = page.walk_forward.iter().map(|r| r.horizon).collect();
     horizons.dedup();
     horizons.retain(|h| [1, 3, 6, 12, 24].contains(h));

@@ -226,7 +226,7 @@ pub async fn load(state: &Arc<AppState>) -> Result<MonitoringPage, ApiError> {
         .windows(2)
         .map(|w| rates_between(&w[0], &w[1]))
         .collect();
-    let model_id = snap.model.as_ref().map(|m| m.model_id.clone());
+    let model_id = snap.serving().map(|m| m.model_id.clone());
     let (psi_history, live_daily) = read(state, move |conn| {
         let mut psi_history = Vec::new();
         if let Some(id) = model_id {
@@ -252,7 +252,7 @@ pub async fn load(state: &Arc<AppState>) -> Result<MonitoringPage, ApiError> {
         Ok((psi_history, live))
     })
     .await?;
-    let model_type = snap.model.as_ref().map(|m| m.family.clone());
+    let model_type = snap.serving().map(|m| m.family.clone());
     Ok(MonitoringPage {
         drift_ratio: model_type.as_ref().map(|f| {
             state
@@ -261,7 +261,7 @@ pub async fn load(state: &Arc<AppState>) -> Result<MonitoringPage, ApiError> {
                 .with_label_values(&[f.as_str()])
                 .get()
         }),
-        model_healthy: snap.model.is_some(),
+        model_healthy: snap.serving().is_some(),
         model_type,
         rates,
         psi: snap.psi.clone(),

@@ -9,14 +9,14 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::Json;
 use chrono::Utc;
-use duckdb::Connection;
+use duckdb::{Connection, OptionalExt};
 use serde::Serialize;
 
 use super::svg::{self, Chart, Series};
 use super::{age, pct, read, render, utc, Layout};
 use crate::monitor::LiveAccuracy;
 use crate::serve::error::ApiError;
-use crate::serve::predict::infer;
+use crate::serve::predict::{infer, Answerer};
 use crate::serve::state::AppState;
 
 #[derive(Debug, Serialize)]
@@ -31,6 +31,9 @@ pub struct ForecastCell {
 #[derive(Debug, Serialize)]
 pub struct CoinCard {
     pub coin_id: String,
+    /// Which forecaster answered for it, and in which role (champion or floor).
+    pub model_type: Option<String>,
+    pub served_by: Option<String>,
     pub last_price: f64,
     pub last_hour: String,
     pub age_seconds: f64,
@@ -62,6 +65,13 @@ pub struct Alert {
 #[derive(Debug, Serialize)]
 pub struct OverviewPage {
     pub champion: Option<String>,
+    /// The champion's kind (`persistence_ewma`, `lstm` ...) and why it is champion.
+    pub champion_type: Option<String>,
+    pub champion_why: Option<String>,
+    /// The floor: serves coins the champion does not cover, and everything without a champion.
+    pub floor: Option<String>,
+    /// The month's CoinGecko calls against the plan's budget.
+    pub api_usage: Option<crate::ingest::budget::Usage>,
     pub model_age_seconds: Option<f64>,
     pub coins: Vec<CoinCard>,
     pub last_runs: Vec<RunRow>,
@@ -91,14 +101,24 @@ pub async fn load(state: &Arc<AppState>) -> Result<OverviewPage, ApiError> {
     let snap = state.snapshot.load_full();
     let now = Utc::now();
     let mut coins = Vec::new();
-    for (coin, series) in &snap.series {
+    for (coin, entry) in &snap.coins {
+        let Some(series) = entry.series() else {
+            continue;
+        };
         let last = series.len().saturating_sub(1);
         let last_hour = series.first_hour + last as i64;
         let age_seconds = (now.timestamp() - last_hour * 3600) as f64;
         let mut forecasts = Vec::new();
-        if let Some(model) = &snap.model {
-            let s = series.clone();
-            if let Ok(f) = infer(model, move |lstm| lstm.forecast_latest(&s)).await {
+        let (mut model_type, mut served_by) = (None, None);
+        let answerers: Vec<Answerer> = snap
+            .answerers(coin)
+            .into_iter()
+            .map(|(model, series, by)| Answerer { model, series, by })
+            .collect();
+        if !answerers.is_empty() {
+            if let Ok((f, who)) = infer(answerers, |m, s| m.forecast_latest(s)).await {
+                model_type = Some(who.model.family.clone());
+                served_by = Some(who.by.name().to_string());
                 for h in [1usize, 24] {
                     if let Some(x) = f.horizons.get(h - 1) {
                         forecasts.push(ForecastCell {
@@ -130,6 +150,8 @@ pub async fn load(state: &Arc<AppState>) -> Result<OverviewPage, ApiError> {
         });
         coins.push(CoinCard {
             coin_id: coin.clone(),
+            model_type,
+            served_by,
             last_price: series.price.get(last).copied().unwrap_or(f64::NAN),
             last_hour: utc(last_hour * 3600),
             age_seconds,
@@ -144,7 +166,8 @@ pub async fn load(state: &Arc<AppState>) -> Result<OverviewPage, ApiError> {
             sparkline: chart.render("no prices yet"),
         });
     }
-    let (last_runs, failed_3h) = read(state, |conn| {
+    let champion_id = snap.champion.as_ref().map(|c| c.model_id.clone());
+    let (last_runs, failed_3h, promoted_why) = read(state, move |conn| {
         let mut last: Vec<RunRow> = Vec::new();
         for r in runs(conn, 50)? {
             if !last.iter().any(|x| x.job == r.job) {
@@ -156,20 +179,32 @@ pub async fn load(state: &Arc<AppState>) -> Result<OverviewPage, ApiError> {
             [],
             |r| r.get(0),
         )?;
-        Ok((last, failed))
+        // Why the champion is champion: the reason of its latest promotion (the gate's
+        // summary, or a manual promotion).
+        let why: Option<String> = match &champion_id {
+            Some(id) => conn
+                .query_row(
+                    "SELECT reason FROM model_events WHERE model_id = ? AND event = 'promoted'
+                     ORDER BY event_at DESC LIMIT 1",
+                    [id],
+                    |r| r.get(0),
+                )
+                .optional()?,
+            None => None,
+        };
+        Ok((last, failed, why))
     })
     .await?;
 
     let mut alerts = Vec::new();
     let model_age_seconds = snap
-        .model
-        .as_ref()
-        .map(|m| (now.timestamp() - m.card.trained_until_hour * 3600) as f64);
-    match &snap.model {
+        .serving()
+        .map(|m| (now.timestamp() - m.trained_until_hour * 3600) as f64);
+    match snap.serving() {
         None => alerts.push(Alert {
             alert: "ModelUnhealthy",
             severity: "critical",
-            message: "no healthy model is serving: /predict answers 503 (run `coincast train`)"
+            message: "no model is serving: /predict answers 503 until a coin has a day of data (the floor) or `coincast train` selects a champion"
                 .into(),
         }),
         Some(m) => {
@@ -207,6 +242,13 @@ pub async fn load(state: &Arc<AppState>) -> Result<OverviewPage, ApiError> {
                 c.coin_id,
                 age(c.age_seconds)
             ),
+        });
+    }
+    if let Some(w) = snap.api_usage.as_ref().and_then(|u| u.warning()) {
+        alerts.push(Alert {
+            alert: "ApiBudget",
+            severity: "warning",
+            message: format!("{w}; raise coingecko.fetch_every_hours or follow fewer coins"),
         });
     }
     for i in &snap.incidents {
@@ -269,7 +311,14 @@ pub async fn load(state: &Arc<AppState>) -> Result<OverviewPage, ApiError> {
         }
     }
     Ok(OverviewPage {
-        champion: snap.model.as_ref().map(|m| m.model_id.clone()),
+        champion: snap.champion.as_ref().map(|m| m.model_id.clone()),
+        champion_type: snap.champion.as_ref().map(|m| m.family.clone()),
+        champion_why: promoted_why,
+        floor: snap
+            .floor
+            .as_ref()
+            .map(|m| format!("{} ({})", m.model_id, m.family)),
+        api_usage: snap.api_usage.clone(),
         model_age_seconds,
         coins,
         last_runs,

@@ -53,7 +53,30 @@ pub struct Series {
     pub markers: bool,
 }
 
-/// A shaded band (lower, upper) per x, e.g. prediction intervals; drawn as vertical bars.
+/// Runs of band points with finite bounds whose x are at most an hour apart.
+fn band_runs(points: &[(f64, f64, f64)]) -> Vec<&[(f64, f64, f64)]> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    for i in 0..=points.len() {
+        let breaks = i == points.len()
+            || !(points[i].1.is_finite() && points[i].2.is_finite())
+            || (i > start && points[i].0 - points[i - 1].0 > 3600.0);
+        if breaks {
+            if i > start {
+                runs.push(&points[start..i]);
+            }
+            start = if i < points.len() && !(points[i].1.is_finite() && points[i].2.is_finite()) {
+                i + 1
+            } else {
+                i
+            };
+        }
+    }
+    runs
+}
+
+/// A shaded band (lower, upper) per x, e.g. prediction intervals: an area over consecutive hours,
+/// a bar for an isolated one.
 pub struct Band {
     pub color: &'static str,
     pub points: Vec<(f64, f64, f64)>,
@@ -149,18 +172,38 @@ impl Chart {
             );
         }
         for band in &self.bands {
+            // Consecutive hours form a shaded area; an isolated hour is a bar.
             let w = (plot_w / band.points.len().max(1) as f64).clamp(1.0, 6.0);
-            for &(x, lo, hi) in &band.points {
-                if lo.is_finite() && hi.is_finite() {
+            for run in band_runs(&band.points) {
+                if let [(x, lo, hi)] = run {
                     let _ = write!(
                         svg,
                         "<rect class=\"band\" x=\"{:.1}\" y=\"{:.1}\" width=\"{w:.1}\" height=\"{:.1}\" fill=\"{}\" fill-opacity=\"0.25\"/>",
-                        sx(x) - w / 2.0,
-                        sy(hi),
-                        (sy(lo) - sy(hi)).max(0.5),
+                        sx(*x) - w / 2.0,
+                        sy(*hi),
+                        (sy(*lo) - sy(*hi)).max(0.5),
                         band.color
                     );
+                    continue;
                 }
+                let mut d = String::new();
+                for (k, (x, _, hi)) in run.iter().enumerate() {
+                    let _ = write!(
+                        d,
+                        "{}{:.1},{:.1}",
+                        if k == 0 { "M" } else { "L" },
+                        sx(*x),
+                        sy(*hi)
+                    );
+                }
+                for (x, lo, _) in run.iter().rev() {
+                    let _ = write!(d, "L{:.1},{:.1}", sx(*x), sy(*lo));
+                }
+                let _ = write!(
+                    svg,
+                    "<path class=\"band area\" d=\"{d}Z\" fill=\"{}\" fill-opacity=\"0.25\" stroke=\"none\"/>",
+                    band.color
+                );
             }
         }
         for s in &self.series {
