@@ -4,10 +4,11 @@
 
 SHELL := /bin/bash
 CACHE ?= $(HOME)/.cache/coincast
-export CARGO_TARGET_DIR ?= $(CACHE)/target
-export DUCKDB_LIB_DIR := $(CACHE)/duckdb-1.5.6/package
 # cpu (default) or cuda: `make build TORCH=cuda` links libtorch_cuda (2.5 GB of wheels, for GPU hosts).
 TORCH ?= cpu
+# The CPU and the CUDA builds keep separate target dirs: switching TORCH never rebuilds the other.
+export CARGO_TARGET_DIR ?= $(CACHE)/target$(if $(filter cuda,$(TORCH)),-cuda,)
+export DUCKDB_LIB_DIR := $(CACHE)/duckdb-1.5.6/package
 export LIBTORCH := $(CACHE)/libtorch-2.13.0-$(TORCH)
 VENV := $(CACHE)/venv
 REAL_DATA ?= $(abspath ../shared/data/real)

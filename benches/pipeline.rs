@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use coincast::config::Settings;
 use coincast::features;
+use coincast::model::evaluate::Evaluation;
+use coincast::model::forecast::Levels;
 use coincast::pipeline::{self, Extract};
 use coincast::quality::RuleSet;
 use coincast::store::Store;
@@ -229,6 +231,131 @@ fn tch_micro(spec: &coincast::model::lstm::LstmSpec, in_dim: i64) -> (f64, f64, 
     (train, lat[500], lat[990])
 }
 
+/// The forecast issues' table: per coin, forecaster and horizon (1, 6, 24): interval score,
+/// pinball, coverage, width, MAE, MSE skill, direction and (networks) the shrinkage weight; the
+/// quantile LSTM and the EWMA anchor also with online coverage control (ACI).
+fn print_selection_table(e: &Evaluation) {
+    println!(
+        "selection run, {} coins, {} candidates, {} weekly folds (refit every {} folds), {} to {} UTC, 90% intervals; IS = interval score and pinball in % of price, lower is better; +aci: the same forecasts with ACI (gamma {}):",
+        e.coins.len(),
+        e.candidates.len(),
+        e.folds,
+        e.refit_every_folds,
+        coincast::model::dataset::hour_label(e.test_from_hour),
+        coincast::model::dataset::hour_label(e.test_to_hour),
+        e.aci_gamma
+    );
+    println!(
+        "  {:<9} {:<22} {:>3} {:>8} {:>8} {:>6} {:>7} {:>11} {:>8} {:>6} {:>7}",
+        "coin",
+        "forecaster",
+        "h",
+        "IS",
+        "pinball",
+        "cover",
+        "width",
+        "MAE",
+        "skill",
+        "dir",
+        "shrink"
+    );
+    let aci_shown = ["lstm_quantile", "persistence_ewma"];
+    let rows = e
+        .rows
+        .iter()
+        .map(|r| (r, ""))
+        .chain(
+            e.aci_rows
+                .iter()
+                .filter(|r| aci_shown.contains(&r.model.as_str()))
+                .map(|r| (r, "+aci")),
+        )
+        .filter(|(r, _)| [1, 6, 24].contains(&r.metrics.horizon));
+    let mut rows: Vec<_> = rows.collect();
+    rows.sort_by_key(|(r, tag)| (r.coin_id.clone(), r.model.clone(), *tag, r.metrics.horizon));
+    for (r, tag) in rows {
+        let m = &r.metrics;
+        let coin = e.coins.iter().position(|c| *c == r.coin_id).unwrap_or(0);
+        let shrink = e
+            .run(&r.model)
+            .and_then(|run| run.mean_shrinkage(coin, m.horizon))
+            .map_or("".to_string(), |w| format!("{w:.3}"));
+        println!(
+            "  {:<9} {:<22} {:>3} {:>8.4} {:>8.4} {:>6.3} {:>7.4} {:>11.4} {:>8.4} {:>6.3} {:>7}",
+            r.coin_id,
+            format!("{}{tag}", r.model),
+            m.horizon,
+            m.interval_score,
+            m.pinball,
+            m.coverage,
+            m.width,
+            m.mae,
+            m.skill,
+            m.directional_accuracy,
+            shrink
+        );
+    }
+}
+
+/// The quantile LSTM issue's goal, measured: coverage of every coin within 88-92%, the interval
+/// score against persistence with constant width (at 1 h, and over 1-24 h), and the point MSE.
+fn print_goal(e: &Evaluation, champion: &str) {
+    println!("  goal: 90% intervals covering 88-92% on every coin; IS >= 15% better than constant-width persistence at 1 h and >= 5% over 1-24 h; MSE <= persistence's");
+    let mean = |rows: &[&coincast::model::metrics::HorizonMetrics],
+                f: fn(&coincast::model::metrics::HorizonMetrics) -> f64| {
+        rows.iter().map(|m| f(m)).sum::<f64>() / rows.len().max(1) as f64
+    };
+    let pick = |aci: bool,
+                label: &str,
+                h: Option<u32>|
+     -> Vec<&coincast::model::metrics::HorizonMetrics> {
+        let rows = if aci { &e.aci_rows } else { &e.rows };
+        rows.iter()
+            .filter(|r| r.model == label && h.is_none_or(|h| r.metrics.horizon == h))
+            .map(|r| &r.metrics)
+            .collect()
+    };
+    let base_1h = mean(&pick(false, "persistence", Some(1)), |m| m.interval_score);
+    let base_all = mean(&pick(false, "persistence", None), |m| m.interval_score);
+    let mut shown: Vec<(&str, bool)> = vec![("lstm_quantile", false), ("lstm_quantile", true)];
+    for label in [champion, "persistence_ewma"] {
+        if !shown.contains(&(label, false)) {
+            shown.push((label, false));
+            shown.push((label, true));
+        }
+    }
+    for (label, aci) in shown {
+        let all = pick(aci, label, None);
+        if all.is_empty() {
+            continue;
+        }
+        let per_coin: Vec<String> = e
+            .coins
+            .iter()
+            .map(|c| {
+                let rows: Vec<_> = (if aci { &e.aci_rows } else { &e.rows })
+                    .iter()
+                    .filter(|r| r.model == label && r.coin_id == *c)
+                    .map(|r| &r.metrics)
+                    .collect();
+                format!("{c} {:.1}%", 100.0 * mean(&rows, |m| m.coverage))
+            })
+            .collect();
+        let is_1h = mean(&pick(aci, label, Some(1)), |m| m.interval_score);
+        let is_all = mean(&all, |m| m.interval_score);
+        println!(
+            "  {:<22} coverage {}; IS {:.4} (1 h {:.4}); vs persistence: 1 h {:+.1}%, 1-24 h {:+.1}%; MSE/persistence {:.4}",
+            format!("{label}{}", if aci { "+aci" } else { "" }),
+            per_coin.join(", "),
+            is_all,
+            is_1h,
+            100.0 * (is_1h / base_1h - 1.0),
+            100.0 * (is_all / base_all - 1.0),
+            mean(&all, |m| 1.0 - m.skill),
+        );
+    }
+}
+
 fn pandas_seconds(cmd: &str, store: &Store, tmp: &Path, repeat: usize) -> Option<f64> {
     let parquet = tmp.join("market_data.parquet");
     store
@@ -393,46 +520,17 @@ fn main() {
     .expect("selection run");
     let total = secs(t.elapsed());
     let e = &trained.evaluation;
-    println!(
-        "selection run, {} coins, {} candidates, {} weekly folds (refit every {} folds), {} to {} UTC, 90% intervals; IS = interval score and pinball in % of price, lower is better:",
-        e.coins.len(),
-        e.candidates.len(),
-        e.folds,
-        e.refit_every_folds,
-        coincast::model::dataset::hour_label(e.test_from_hour),
-        coincast::model::dataset::hour_label(e.test_to_hour)
-    );
-    println!(
-        "  {:<9} {:<18} {:>3} {:>8} {:>8} {:>6} {:>7} {:>11} {:>8} {:>6}",
-        "coin", "forecaster", "h", "IS", "pinball", "cover", "width", "MAE", "skill", "dir"
-    );
-    for r in e
-        .rows
-        .iter()
-        .filter(|r| [1, 6, 24].contains(&r.metrics.horizon))
-    {
-        let m = &r.metrics;
-        println!(
-            "  {:<9} {:<18} {:>3} {:>8.4} {:>8.4} {:>6.3} {:>7.4} {:>11.4} {:>8.4} {:>6.3}",
-            r.coin_id,
-            r.model,
-            m.horizon,
-            m.interval_score,
-            m.pinball,
-            m.coverage,
-            m.width,
-            m.mae,
-            m.skill,
-            m.directional_accuracy
-        );
-    }
+    print_selection_table(e);
     println!("  the gate, per candidate (mean over coins and horizons 1-24):");
     for c in &trained.selection.scorecards {
-        let run = e.candidates.iter().find(|r| r.label == c.label);
+        let run = e.run(&c.label);
+        let (lo, hi) = c.coverage_range();
         println!(
-            "  {:<18} IS {:>8.4}  MSE/persistence {:>7.4}  fit {:>6.1} s in {} refits  {}",
+            "  {:<18} IS {:>8.4}  coverage {:>5.1}-{:>5.1}%  MSE/persistence {:>7.4}  fit {:>6.1} s in {} refits  {}",
             c.label,
             c.interval_score,
+            lo * 100.0,
+            hi * 100.0,
             c.mse_ratio,
             run.map_or(0.0, |r| r.fit_seconds),
             run.map_or(0, |r| r.refits),
@@ -461,6 +559,19 @@ fn main() {
         total,
         spec.threads
     );
+    print_goal(e, &trained.family);
+    for label in ["lstm", "lstm_quantile"] {
+        if let Some(run) = e.run(label) {
+            let mut sps = run.samples_per_second.clone();
+            sps.sort_by(f64::total_cmp);
+            println!(
+                "  {label} training on {}: {:.0} samples/s (median of {} refits; data resident on the device, batches indexed there)",
+                run.devices.join(","),
+                sps.get(sps.len() / 2).copied().unwrap_or(f64::NAN),
+                sps.len()
+            );
+        }
+    }
     let lstm_id = if trained.family == "lstm" {
         trained.model_id.clone()
     } else {
@@ -491,14 +602,16 @@ fn main() {
         .map(|k| {
             let cs = &series[k % series.len()];
             let t = Instant::now();
-            model.forecast_latest(cs).expect("forecast");
+            model
+                .forecast_latest(cs, Levels::Nominal)
+                .expect("forecast");
             t.elapsed()
         })
         .collect();
     single.sort();
     let mut batch: Vec<Duration> = (0..100)
         .map(|_| {
-            let refs: Vec<&coincast::model::dataset::CoinSeries> = series.iter().collect();
+            let refs: Vec<_> = series.iter().map(|s| (s, Levels::Nominal)).collect();
             let t = Instant::now();
             model.forecast_latest_many(&refs).expect("forecast");
             t.elapsed()

@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use coincast::config::{is_valid_coin_id, Settings};
 use coincast::ingest::batch::{self, BatchState};
 use coincast::ingest::coingecko::CoinGeckoClient;
+use coincast::model::forecast::Levels;
 use coincast::model::lstm;
 use coincast::model::recipe::Recipe;
 use coincast::model::served::ServedModel;
@@ -116,6 +117,15 @@ enum Command {
         /// folds (never with weights that saw the test windows).
         #[arg(long)]
         model: Option<String>,
+        /// The LSTM candidates' spec; default: model.spec (the built-in models/lstm.toml).
+        #[arg(long)]
+        spec: Option<PathBuf>,
+        /// auto | cpu | cuda for the LSTM candidates (overrides the spec).
+        #[arg(long)]
+        device: Option<String>,
+        /// Maximum epochs of the LSTM candidates (overrides the spec).
+        #[arg(long)]
+        epochs: Option<usize>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -393,6 +403,9 @@ fn execute(cli: Cli) -> anyhow::Result<Exit> {
             protocol,
             candidates,
             model,
+            spec,
+            device,
+            epochs,
             json,
         } => {
             check_coins(coins.as_deref())?;
@@ -400,8 +413,9 @@ fn execute(cli: Cli) -> anyhow::Result<Exit> {
             if let Some(w) = windows {
                 p.windows = w;
             }
-            let spec = lstm::LstmSpec::parse("models/lstm.toml", lstm::DEFAULT_SPEC)?;
+            let spec = load_spec(spec.as_deref(), &settings, epochs, device)?;
             p.features = spec.features.clone();
+            p.lookback_hours = spec.lookback_hours;
             // Without --candidates: the protocol's, less the LSTM (training it takes minutes).
             let names = candidates.unwrap_or_else(|| {
                 p.candidates
@@ -458,6 +472,8 @@ fn execute(cli: Cli) -> anyhow::Result<Exit> {
             bar.finish_and_clear();
             let mut eval = result?;
             eval.rows.retain(|r| horizons.contains(&r.metrics.horizon));
+            eval.aci_rows
+                .retain(|r| horizons.contains(&r.metrics.horizon));
             if json {
                 println!("{}", serde_json::to_string_pretty(&eval)?);
             } else {
@@ -476,21 +492,7 @@ fn execute(cli: Cli) -> anyhow::Result<Exit> {
             register_all,
         } => {
             check_coins(coins.as_deref())?;
-            let mut s = match &spec {
-                Some(path) => lstm::LstmSpec::parse(
-                    &path.display().to_string(),
-                    &std::fs::read_to_string(path)
-                        .with_context(|| format!("reading {}", path.display()))?,
-                )?,
-                None => train::spec_from(&settings.model.spec)?,
-            };
-            if let Some(e) = epochs {
-                s.epochs = e.max(1);
-            }
-            if let Some(d) = device {
-                lstm::resolve_device(&d)?;
-                s.device = d;
-            }
+            let s = load_spec(spec.as_deref(), &settings, epochs, device)?;
             let mut p = match &protocol {
                 Some(path) => load_protocol(Some(path))?,
                 None => train::protocol_from(&settings.model.protocol)?,
@@ -556,7 +558,16 @@ fn execute(cli: Cli) -> anyhow::Result<Exit> {
                 &settings.vs_currency,
                 &m.series_features(),
             )?;
-            let f = m.forecast_latest(&series)?;
+            // Intervals at the coin's online coverage levels, as /predict draws them.
+            let aci = coincast::monitor::coverage::load_state(store.conn(), &row.model_id)?;
+            let levels = coincast::monitor::coverage::levels(&aci, m.horizon(), m.interval_level());
+            let f = m.forecast_latest(
+                &series,
+                match levels.get(&coin) {
+                    Some(l) => Levels::PerHorizon(l),
+                    None => Levels::Nominal,
+                },
+            )?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&f)?);
             } else {
@@ -573,8 +584,12 @@ fn execute(cli: Cli) -> anyhow::Result<Exit> {
                 );
                 for h in &f.horizons {
                     println!(
-                        "  +{:>2}h  {:>14.6}  [{:.6}, {:.6}]",
-                        h.hours_ahead, h.price, h.lower, h.upper
+                        "  +{:>2}h  {:>14.6}  [{:.6}, {:.6}]  drawn at {:.1}%",
+                        h.hours_ahead,
+                        h.price,
+                        h.lower,
+                        h.upper,
+                        h.drawn_at_level * 100.0
                     );
                 }
             }
@@ -875,6 +890,31 @@ fn hour_utc(h: i64) -> String {
         .unwrap_or_default()
 }
 
+/// The LSTM spec at `path` (default: model.spec), with the epoch and device overrides.
+fn load_spec(
+    path: Option<&std::path::Path>,
+    settings: &Settings,
+    epochs: Option<usize>,
+    device: Option<String>,
+) -> anyhow::Result<lstm::LstmSpec> {
+    let mut spec = match path {
+        Some(path) => lstm::LstmSpec::parse(
+            &path.display().to_string(),
+            &std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?,
+        )?,
+        None => train::spec_from(&settings.model.spec)?,
+    };
+    if let Some(e) = epochs {
+        spec.epochs = e.max(1);
+    }
+    if let Some(d) = device {
+        lstm::resolve_device(&d)?;
+        spec.device = d;
+    }
+    Ok(spec)
+}
+
 fn print_evaluation(eval: &evaluate::Evaluation, p: &evaluate::Protocol) {
     println!(
         "walk-forward: {} weekly folds (of {} configured) of {} h, test origins {} .. {} UTC, gap {} h, refit every {} folds, {:.0}% intervals",
@@ -908,9 +948,27 @@ fn print_evaluation(eval: &evaluate::Evaluation, p: &evaluate::Protocol) {
             m.directional_accuracy
         );
     }
+    println!(
+        "the same forecasts with online coverage control (ACI, gamma {}): the level moves with each outcome once it is known",
+        eval.aci_gamma
+    );
+    for r in &eval.aci_rows {
+        let m = &r.metrics;
+        println!(
+            "{:<10} {:<18} {:>3} {:>6} {:>8.4} {:>8.4} {:>6.3} {:>7.4}",
+            r.coin_id, r.model, m.horizon, m.n, m.interval_score, m.pinball, m.coverage, m.width
+        );
+    }
     for c in &eval.candidates {
         if let Some(e) = &c.error {
             println!("{}: not evaluated: {e}", c.label);
+        }
+        if !c.samples_per_second.is_empty() {
+            let sps = median_f64(&c.samples_per_second);
+            println!(
+                "{}: {} refits, fit {:.1} s, training {:.0} samples/s (median), epochs chosen {:?}",
+                c.label, c.refits, c.fit_seconds, sps, c.chosen_epochs
+            );
         }
     }
     println!("IS%: interval (Winkler) score in percent of the price, pinball: mean pinball loss of the interval ends and the point; lower is better. skill = 1 - MSE/MSE(persistence) (> 0 beats persistence); width relative to price; dir: a no-move forecast counts half");
@@ -1038,4 +1096,10 @@ fn print_run(report: &RunReport) -> Exit {
         RunState::Partial => Exit::DataRejected,
         RunState::Failed | RunState::Interrupted => Exit::Internal,
     }
+}
+
+fn median_f64(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }

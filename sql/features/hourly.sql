@@ -18,10 +18,15 @@
 --   numerator and denominator). Older hours weigh less than 0.92^480 < 1e-17 and are dropped,
 --   which makes an incremental rebuild equal to a full one.
 -- * Ratios whose denominator is 0 are NULL (pandas gives inf or NaN there).
+-- * Volatility that forecasts can lean on: realized volatility (the root mean square of the hourly
+--   log returns) over 6, 24 and 168 hours, and its seasonality: the same over the same hour of the
+--   day on the last 30 days, and over the same hour of the week on the last 8 weeks (each needs
+--   every one of its returns). The longest reaches 1,344 hours back, so an incremental build reads
+--   from three 480-hour blocks before the first rewritten one.
 -- * No lookahead: every frame ends at the current row.
 WITH scope AS (
     SELECT coin_id, vs_currency, from_h,
-           (from_h // 480) * 480 - 480 AS read_from_h
+           (from_h // 480) * 480 - 1440 AS read_from_h
     FROM feature_scope
 ),
 base AS (
@@ -44,14 +49,37 @@ grid AS (
 ),
 changes AS (
     -- the 1-hour change in a narrow pass, so that its rolling std joins the one wide window pass
-    SELECT *, price / lag(price) OVER (PARTITION BY coin_id, vs_currency ORDER BY h) - 1 AS change_1h
+    SELECT *, price / lag(price) OVER (PARTITION BY coin_id, vs_currency ORDER BY h) - 1 AS change_1h,
+           ln(price / lag(price) OVER (PARTITION BY coin_id, vs_currency ORDER BY h)) ** 2 AS lr2
     FROM grid
+),
+seasonal_frames AS (
+    -- the same hour of the day (of the week) on consecutive days (weeks) are consecutive rows of
+    -- a partition by h % 24 (h % 168) on the dense grid. The frames are collected as lists and
+    -- averaged in order: a windowed avg() over these partitions sums in an order that depends on
+    -- where the partition lies among the others, so its last bits would change with later rows.
+    SELECT coin_id, vs_currency, h,
+        list(lr2) OVER d30 AS day30,
+        list(lr2) OVER w8 AS week8
+    FROM changes
+    WINDOW
+        d30 AS (PARTITION BY coin_id, vs_currency, h % 24 ORDER BY h ROWS BETWEEN 29 PRECEDING AND CURRENT ROW),
+        w8  AS (PARTITION BY coin_id, vs_currency, h % 168 ORDER BY h ROWS BETWEEN 7 PRECEDING AND CURRENT ROW)
+),
+seasonal AS (
+    SELECT coin_id, vs_currency, h,
+        CASE WHEN list_count(day30) = 30 THEN sqrt(list_avg(day30)) END AS seasonal_vol_hour_30d,
+        CASE WHEN list_count(week8) = 8 THEN sqrt(list_avg(week8)) END AS seasonal_vol_week_8w
+    FROM seasonal_frames
 ),
 level1 AS (
     SELECT coin_id, vs_currency, ts, h, from_h, price, volume, change_1h AS price_change_1h,
         CASE WHEN count(change_1h) OVER w6 = 6 THEN stddev_samp(change_1h) OVER w6 END AS volatility_6h,
         CASE WHEN count(change_1h) OVER w12 = 12 THEN stddev_samp(change_1h) OVER w12 END AS volatility_12h,
         CASE WHEN count(change_1h) OVER w24 = 24 THEN stddev_samp(change_1h) OVER w24 END AS volatility_24h,
+        CASE WHEN count(lr2) OVER w6 = 6 THEN sqrt(avg(lr2) OVER w6) END AS realized_vol_6h,
+        CASE WHEN count(lr2) OVER w24 = 24 THEN sqrt(avg(lr2) OVER w24) END AS realized_vol_24h,
+        CASE WHEN count(lr2) OVER w168 = 168 THEN sqrt(avg(lr2) OVER w168) END AS realized_vol_168h,
         lag(price, 1) OVER g AS price_lag_1h, lag(price, 3) OVER g AS price_lag_3h,
         lag(price, 6) OVER g AS price_lag_6h, lag(price, 12) OVER g AS price_lag_12h,
         lag(price, 24) OVER g AS price_lag_24h, lag(volume, 1) OVER g AS volume_lag_1h,
@@ -76,7 +104,8 @@ level1 AS (
         w3  AS (PARTITION BY coin_id, vs_currency ORDER BY h ROWS BETWEEN 2 PRECEDING AND CURRENT ROW),
         w6  AS (PARTITION BY coin_id, vs_currency ORDER BY h ROWS BETWEEN 5 PRECEDING AND CURRENT ROW),
         w12 AS (PARTITION BY coin_id, vs_currency ORDER BY h ROWS BETWEEN 11 PRECEDING AND CURRENT ROW),
-        w24 AS (PARTITION BY coin_id, vs_currency ORDER BY h ROWS BETWEEN 23 PRECEDING AND CURRENT ROW)
+        w24 AS (PARTITION BY coin_id, vs_currency ORDER BY h ROWS BETWEEN 23 PRECEDING AND CURRENT ROW),
+        w168 AS (PARTITION BY coin_id, vs_currency ORDER BY h ROWS BETWEEN 167 PRECEDING AND CURRENT ROW)
 ),
 level2 AS (
     SELECT *,
@@ -163,7 +192,10 @@ SELECT
     f.sma12 - 2 * f.sd12 AS bb_lower,
     (4 * f.sd12) / nullif(f.sma12, 0) AS bb_width,
     (f.price - (f.sma12 - 2 * f.sd12)) / nullif(4 * f.sd12, 0) AS price_bb_position,
-    (f.price - f.lo24) / nullif(f.hi24 - f.lo24, 0) AS price_position_24h
+    (f.price - f.lo24) / nullif(f.hi24 - f.lo24, 0) AS price_position_24h,
+    f.realized_vol_6h, f.realized_vol_24h, f.realized_vol_168h,
+    s.seasonal_vol_hour_30d, s.seasonal_vol_week_8w
 FROM level2 f
 JOIN ema e ON e.coin_id = f.coin_id AND e.vs_currency = f.vs_currency AND e.h = f.h
+JOIN seasonal s ON s.coin_id = f.coin_id AND s.vs_currency = f.vs_currency AND s.h = f.h
 WHERE f.price IS NOT NULL AND f.h >= f.from_h

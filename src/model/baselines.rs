@@ -11,11 +11,35 @@ use super::dataset::CoinSeries;
 use super::ModelError;
 
 /// What a fit reports besides the fitted state.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct FitReport {
     /// Epochs the validation chose (the LSTM's best epoch); None for closed-form fits.
     pub epochs: Option<usize>,
     pub samples: usize,
+    /// Where it trained, and its throughput (networks only).
+    pub device: Option<String>,
+    pub samples_per_second: Option<f64>,
+    /// Per coin (series order), per horizon: the point forecast's weight against persistence,
+    /// fitted on validation (networks only).
+    pub shrinkage: Option<Vec<Vec<f64>>>,
+}
+
+/// What a refit after selection reuses from the walk-forward's fits, instead of validating
+/// again on data it now trains on.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RefitHints {
+    /// The epochs to train for (the median of the walk-forward's choices).
+    pub epochs: Option<usize>,
+    /// Per coin (series order), per horizon: the mean of the walk-forward's shrinkage weights.
+    pub shrinkage: Vec<Vec<f64>>,
+}
+
+/// Forecasts of many origins: the point log return per horizon and, from a model with a
+/// quantile head, the band `(lower, upper)` of its nominal level per horizon.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Predictions {
+    pub point: Vec<Vec<f64>>,
+    pub band: Option<Vec<Vec<(f64, f64)>>>,
 }
 
 pub trait Forecaster: Send {
@@ -45,6 +69,18 @@ pub trait Forecaster: Send {
                 out
             })
             .collect())
+    }
+    /// Point forecasts and, from a model that forecasts quantiles, their band.
+    fn predict_full(
+        &self,
+        series: &CoinSeries,
+        origins: &[usize],
+        horizon: usize,
+    ) -> Result<Predictions, ModelError> {
+        Ok(Predictions {
+            point: self.predict_many(series, origins, horizon)?,
+            band: None,
+        })
     }
     /// The fitted classical model, for a forecaster that is one.
     fn into_point(self: Box<Self>) -> Option<PointModel> {
@@ -250,8 +286,8 @@ impl Ridge {
         self.coef = b;
         self.intercept = ymean;
         Ok(FitReport {
-            epochs: None,
             samples: n,
+            ..FitReport::default()
         })
     }
 

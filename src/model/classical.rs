@@ -1,5 +1,5 @@
 //! A classical forecaster as it is saved and served: its recipe, the fitted point model and
-//! scale, and the conformal multipliers of its intervals. There are no weights: `model.json` is
+//! scale, and the conformal calibration of its intervals. There are no weights: `model.json` is
 //! the whole artifact.
 
 use std::path::Path;
@@ -7,9 +7,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::baselines::{Forecaster, PointModel};
+use super::card::{check_card_format, FeatureStats, CARD_FORMAT};
 use super::dataset::CoinSeries;
-use super::forecast::{interval_forecast, Calibration, Forecast};
-use super::lstm::{check_card_format, FeatureStats, CARD_FORMAT};
+use super::forecast::{interval_forecast, Anchor, Calibration, Forecast, Levels};
 use super::recipe::{PointRecipe, Recipe};
 use super::volatility::{ScaleModel, ScaleRecipe, MIN_RETURNS};
 use super::ModelError;
@@ -93,21 +93,31 @@ impl ClassicalCard {
         }
     }
 
-    /// Every horizon from the coin's newest hour.
-    pub fn forecast_latest(&self, s: &CoinSeries) -> Result<Forecast, ModelError> {
-        self.forecast_at(s, s.last_index())
+    /// Every horizon from the coin's newest hour, with intervals at `levels`.
+    pub fn forecast_latest(
+        &self,
+        s: &CoinSeries,
+        levels: Levels<'_>,
+    ) -> Result<Forecast, ModelError> {
+        self.forecast_at(s, s.last_index(), levels)
     }
 
-    /// Forecasts from past origins (a backtest); origins it cannot forecast are left out.
+    /// Forecasts from past origins (a backtest) at the nominal level; origins it cannot
+    /// forecast are left out.
     pub fn forecast_many(&self, s: &CoinSeries, origins: &[usize]) -> Vec<Forecast> {
         origins
             .iter()
-            .filter_map(|&i| self.forecast_at(s, i).ok())
+            .filter_map(|&i| self.forecast_at(s, i, Levels::Nominal).ok())
             .collect()
     }
 
     /// Every horizon from origin `i`, with what was known then.
-    pub fn forecast_at(&self, s: &CoinSeries, i: usize) -> Result<Forecast, ModelError> {
+    pub fn forecast_at(
+        &self,
+        s: &CoinSeries,
+        i: usize,
+        levels: Levels<'_>,
+    ) -> Result<Forecast, ModelError> {
         let price = s.price.get(i).copied().unwrap_or(f64::NAN);
         if !price.is_finite() {
             return Err(ModelError::NoData(s.coin_id.clone()));
@@ -129,14 +139,20 @@ impl ClassicalCard {
                 have: s.returns_up_to(i),
             });
         }
+        let anchors: Vec<Anchor> = returns
+            .iter()
+            .zip(scales)
+            .map(|(&r, scale)| Anchor::point(r, scale))
+            .collect();
+        let bounds = self.calibration.bounds(&s.coin_id, &anchors, levels);
         Ok(interval_forecast(
             &s.coin_id,
             s.hour_of(i),
             price,
-            self.calibration.level,
+            &self.calibration,
+            levels,
             &returns,
-            &scales,
-            self.calibration.multipliers(&s.coin_id),
+            &bounds,
         ))
     }
 }
@@ -153,7 +169,7 @@ mod tests {
             .collect();
         let s = CoinSeries::from_arrays("new", 1000, price, vec![], vec![]);
         let f = floor
-            .forecast_latest(&s)
+            .forecast_latest(&s, Levels::Nominal)
             .expect("a day of returns is enough");
         assert_eq!(f.horizons.len(), 24);
         assert_eq!(f.as_of_hour, 1029);
@@ -164,7 +180,9 @@ mod tests {
         let w = |h: &super::super::forecast::HorizonForecast| (h.upper / h.lower).ln();
         assert!((w(&f.horizons[23]) / w(h1) - 24f64.sqrt()).abs() < 1e-9);
         let short = CoinSeries::from_arrays("new", 0, vec![100.0; 10], vec![], vec![]);
-        let err = floor.forecast_latest(&short).expect_err("too few returns");
+        let err = floor
+            .forecast_latest(&short, Levels::Nominal)
+            .expect_err("too few returns");
         assert!(err.to_string().contains("24"), "{err}");
     }
 
@@ -179,7 +197,7 @@ mod tests {
         let text = std::fs::read_to_string(dir.path().join("model.json")).expect("text");
         std::fs::write(
             dir.path().join("model.json"),
-            text.replace("\"format_version\": 2", "\"format_version\": 9"),
+            text.replace("\"format_version\": 3", "\"format_version\": 9"),
         )
         .expect("write");
         let err = ClassicalCard::read(dir.path())

@@ -43,7 +43,7 @@ impl CoinSeries {
         let mut stmt = conn.prepare(&sql)?;
         let width = feature_names.len();
         let rows = stmt
-            .query_map(params![coin_id, vs_currency], |r| {
+            .query_map(params![MARKET_COIN, coin_id, vs_currency], |r| {
                 let h: i64 = r.get(0)?;
                 let price: f64 = r.get(1)?;
                 let mut values = Vec::with_capacity(width);
@@ -244,25 +244,37 @@ impl CoinSeries {
     }
 }
 
-/// `CAST(f."name" AS DOUBLE), ...` for a SELECT over `features f`, once every name is checked to
-/// be a column of `features` (so the names are safe to splice into SQL).
+/// The coin whose features are every coin's market inputs (`market_<feature>`).
+pub const MARKET_COIN: &str = "bitcoin";
+/// The prefix of a market input: `market_log_return_1h` is bitcoin's `log_return_1h`.
+pub const MARKET_PREFIX: &str = "market_";
+
+/// `CAST(f."name" AS DOUBLE), ...` for a SELECT over `features f` (and `features mk`, the market
+/// coin's, for `market_<name>`), once every name is checked to be a column of `features` (so the
+/// names are safe to splice into SQL). A market input falls back to the coin's own value at an
+/// hour the market coin has no row for (it is not tracked, or a gap), so that every coin can
+/// train and serve without bitcoin.
 pub fn feature_select_list(
     conn: &Connection,
     feature_names: &[String],
 ) -> Result<String, ModelError> {
     let known = feature_columns(conn)?;
-    for name in feature_names {
-        if !known.iter().any(|k| k == name) {
-            return Err(ModelError::UnknownFeature(name.clone()));
+    let column = |name: &str| -> Result<String, ModelError> {
+        match name.strip_prefix(MARKET_PREFIX) {
+            Some(own) if known.iter().any(|k| k == own) => Ok(format!(
+                "CAST(COALESCE(mk.\"{own}\", f.\"{own}\") AS DOUBLE)"
+            )),
+            _ if known.iter().any(|k| k == name) => Ok(format!("CAST(f.\"{name}\" AS DOUBLE)")),
+            _ => Err(ModelError::UnknownFeature(name.to_string())),
         }
-    }
+    };
     Ok(if feature_names.is_empty() {
         "NULL AS no_features".to_string()
     } else {
         feature_names
             .iter()
-            .map(|n| format!("CAST(f.\"{n}\" AS DOUBLE)"))
-            .collect::<Vec<_>>()
+            .map(|n| column(n))
+            .collect::<Result<Vec<_>, _>>()?
             .join(", ")
     })
 }

@@ -1,14 +1,19 @@
 //! Walk-forward evaluation: every candidate on the same folds and the same origins, refit by the
 //! same rule (at the first fold and every `refit_every_folds` folds after), with intervals from
-//! normalized split-conformal calibration on the newest part of each refit's training data.
-//! The out-of-sample residuals of the test windows are kept: the winner's final intervals are
+//! split-conformal calibration on the newest part of each refit's training data (scores scaled by
+//! the candidate's σ̂, or CQR on a quantile band). The test forecasts are scored twice: at the
+//! nominal level (what the gate judges), and at the level online coverage control (ACI) would have
+//! set. The out-of-sample scores of the test windows are kept: the winner's final intervals are
 //! calibrated on them.
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use super::baselines::{Forecaster, RefitHints};
 use super::dataset::CoinSeries;
+use super::forecast::{default_aci_gamma, Aci, Anchor, Calibration, CalibrationMode};
 use super::metrics::{horizon_metrics, HorizonMetrics, Scored};
 use super::recipe::Recipe;
 use super::volatility::ScaleModel;
@@ -30,6 +35,9 @@ pub struct Protocol {
     pub drift_hours: usize,
     pub ridge_lambda: f64,
     pub ewma_lambda: f64,
+    /// The step of online coverage control (ACI) in the walk-forward and for live intervals.
+    #[serde(default = "default_aci_gamma")]
+    pub aci_gamma: f64,
     pub candidates: Vec<String>,
     pub features: Vec<String>,
 }
@@ -73,6 +81,9 @@ impl Protocol {
         }
         if !(0.5..1.0).contains(&self.ewma_lambda) {
             return Err(bad("`ewma_lambda` must be within 0.5..1"));
+        }
+        if !(self.aci_gamma > 0.0 && self.aci_gamma <= 0.1) {
+            return Err(bad("`aci_gamma` must be within (0, 0.1]"));
         }
         if self.candidates.is_empty() {
             return Err(bad("`candidates` must name at least one forecaster"));
@@ -151,19 +162,81 @@ pub struct EvalRow {
     pub metrics: HorizonMetrics,
 }
 
-/// How a candidate went: its refits, their cost, and the epochs validation chose.
+/// How a candidate went: its refits, their cost, and what validation chose.
 #[derive(Debug, Clone, Serialize)]
 pub struct CandidateRun {
     pub label: String,
     pub recipe: Recipe,
+    /// How its intervals are calibrated.
+    pub mode: CalibrationMode,
     pub refits: usize,
     /// Seconds spent fitting (all refits) and predicting.
     pub fit_seconds: f64,
     pub predict_seconds: f64,
     /// Per refit: the epoch early stopping kept (networks only).
     pub chosen_epochs: Vec<usize>,
+    /// The devices its refits trained on (networks only).
+    pub devices: Vec<String>,
+    /// Per refit: training samples per second (networks only).
+    pub samples_per_second: Vec<f64>,
+    /// Per refit, per coin, per horizon: the point forecast's weight against persistence
+    /// (networks only).
+    pub shrinkage: Vec<Vec<Vec<f64>>>,
     /// Why it has no rows, when a fit failed.
     pub error: Option<String>,
+}
+
+impl CandidateRun {
+    pub fn new(candidate: &Candidate) -> Self {
+        Self {
+            label: candidate.label.clone(),
+            recipe: candidate.recipe.clone(),
+            mode: candidate.recipe.calibration_mode(),
+            refits: 0,
+            fit_seconds: 0.0,
+            predict_seconds: 0.0,
+            chosen_epochs: Vec::new(),
+            devices: Vec::new(),
+            samples_per_second: Vec::new(),
+            shrinkage: Vec::new(),
+            error: None,
+        }
+    }
+
+    /// What a refit on all data reuses: the median epoch count and the mean shrinkage.
+    pub fn refit_hints(&self) -> RefitHints {
+        let mut epochs = self.chosen_epochs.clone();
+        epochs.sort_unstable();
+        let mean = |c: usize, h: usize| {
+            let v: Vec<f64> = self
+                .shrinkage
+                .iter()
+                .filter_map(|r| r.get(c).and_then(|w| w.get(h)).copied())
+                .collect();
+            v.iter().sum::<f64>() / v.len().max(1) as f64
+        };
+        let shape = self
+            .shrinkage
+            .first()
+            .map_or((0, 0), |r| (r.len(), r.first().map_or(0, Vec::len)));
+        RefitHints {
+            epochs: epochs.get(epochs.len() / 2).copied(),
+            shrinkage: (0..shape.0)
+                .map(|c| (0..shape.1).map(|h| mean(c, h)).collect())
+                .collect(),
+        }
+    }
+
+    /// The mean shrinkage weight of a coin (series index) at horizon `h` (1-based) over the
+    /// refits; None for a model without shrinkage.
+    pub fn mean_shrinkage(&self, coin: usize, h: u32) -> Option<f64> {
+        let v: Vec<f64> = self
+            .shrinkage
+            .iter()
+            .filter_map(|r| r.get(coin).and_then(|w| w.get(h as usize - 1)).copied())
+            .collect();
+        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -172,36 +245,59 @@ pub struct Evaluation {
     pub windows_configured: u32,
     pub refit_every_folds: u32,
     pub interval_level: f64,
+    pub aci_gamma: f64,
     pub test_from_hour: i64,
     pub test_to_hour: i64,
     pub coins: Vec<String>,
+    /// Intervals at the nominal level of each refit's conformal calibration: what the gate
+    /// judges.
     pub rows: Vec<EvalRow>,
+    /// The same forecasts with intervals at the level online coverage control (ACI) would have
+    /// set, fed each outcome once it was known (h hours after its origin).
+    pub aci_rows: Vec<EvalRow>,
     pub candidates: Vec<CandidateRun>,
-    /// Per candidate, coin and horizon: the test windows' normalized residuals |r − r̂| / σ̂.
+    /// Per candidate, coin and horizon: the test windows' conformity scores.
     #[serde(skip)]
-    pub residuals: Vec<Vec<Vec<Vec<f64>>>>,
+    pub scores: Vec<Vec<Vec<Vec<f64>>>>,
 }
 
 impl Evaluation {
     /// A candidate's row at one coin and horizon.
     pub fn row(&self, label: &str, coin: &str, horizon: u32) -> Option<&HorizonMetrics> {
-        self.rows
-            .iter()
-            .find(|r| r.model == label && r.coin_id == coin && r.metrics.horizon == horizon)
-            .map(|r| &r.metrics)
+        find_row(&self.rows, label, coin, horizon)
     }
 
-    /// The out-of-sample residuals of a candidate, per coin, for its final calibration.
-    pub fn residuals_of(&self, label: &str) -> Vec<(String, Vec<Vec<f64>>)> {
+    /// A candidate's row with ACI intervals.
+    pub fn aci_row(&self, label: &str, coin: &str, horizon: u32) -> Option<&HorizonMetrics> {
+        find_row(&self.aci_rows, label, coin, horizon)
+    }
+
+    pub fn run(&self, label: &str) -> Option<&CandidateRun> {
+        self.candidates.iter().find(|c| c.label == label)
+    }
+
+    /// The out-of-sample scores of a candidate, per coin, for its final calibration.
+    pub fn scores_of(&self, label: &str) -> Vec<(String, Vec<Vec<f64>>)> {
         let Some(k) = self.candidates.iter().position(|c| c.label == label) else {
             return Vec::new();
         };
         self.coins
             .iter()
             .cloned()
-            .zip(self.residuals.get(k).cloned().unwrap_or_default())
+            .zip(self.scores.get(k).cloned().unwrap_or_default())
             .collect()
     }
+}
+
+fn find_row<'a>(
+    rows: &'a [EvalRow],
+    label: &str,
+    coin: &str,
+    horizon: u32,
+) -> Option<&'a HorizonMetrics> {
+    rows.iter()
+        .find(|r| r.model == label && r.coin_id == coin && r.metrics.horizon == horizon)
+        .map(|r| &r.metrics)
 }
 
 /// Runs every candidate through the same walk-forward folds over all coins. A candidate that
@@ -215,42 +311,36 @@ pub fn walk_forward(
     let folds = p.folds(series)?;
     let hz = p.horizon;
     let naive = naive_mae(series, &folds, p);
-    let mut rows = Vec::new();
+    let (mut rows, mut aci_rows) = (Vec::new(), Vec::new());
     let mut runs = Vec::new();
-    let mut residuals = Vec::new();
+    let mut scores = Vec::new();
     for (k, candidate) in candidates.iter().enumerate() {
         on_candidate(&candidate.label, k, candidates.len());
-        let mut run = CandidateRun {
-            label: candidate.label.clone(),
-            recipe: candidate.recipe.clone(),
-            refits: 0,
-            fit_seconds: 0.0,
-            predict_seconds: 0.0,
-            chosen_epochs: Vec::new(),
-            error: None,
-        };
+        let mut run = CandidateRun::new(candidate);
         match evaluate_candidate(series, &folds, candidate, p, &mut run) {
-            Ok((scored, oos)) => {
+            Ok(outcome) => {
                 for (c, s) in series.iter().enumerate() {
-                    for h in 0..hz {
-                        rows.push(EvalRow {
+                    for (h, &naive_mae) in naive[c].iter().enumerate() {
+                        let row = |scored: &[Scored]| EvalRow {
                             coin_id: s.coin_id.clone(),
                             model: candidate.label.clone(),
                             metrics: horizon_metrics(
                                 h as u32 + 1,
-                                &scored[c][h],
-                                naive[c][h],
+                                scored,
+                                naive_mae,
                                 p.interval_level,
                             ),
-                        });
+                        };
+                        rows.push(row(&outcome.nominal[c][h]));
+                        aci_rows.push(row(&outcome.aci[c][h]));
                     }
                 }
-                residuals.push(oos);
+                scores.push(outcome.scores);
             }
             Err(e) => {
                 tracing::warn!("candidate {} dropped: {e}", candidate.label);
                 run.error = Some(e.to_string());
-                residuals.push(vec![vec![Vec::new(); hz]; series.len()]);
+                scores.push(vec![vec![Vec::new(); hz]; series.len()]);
             }
         }
         runs.push(run);
@@ -260,12 +350,14 @@ pub fn walk_forward(
         windows_configured: p.windows,
         refit_every_folds: p.refit_every_folds,
         interval_level: p.interval_level,
+        aci_gamma: p.aci_gamma,
         test_from_hour: folds.first().map_or(0, |f| f.test.start),
         test_to_hour: folds.last().map_or(0, |f| f.test.end),
         coins: series.iter().map(|s| s.coin_id.clone()).collect(),
         rows,
+        aci_rows,
         candidates: runs,
-        residuals,
+        scores,
     })
 }
 
@@ -293,21 +385,44 @@ fn naive_mae(series: &[CoinSeries], folds: &[Fold], p: &Protocol) -> Vec<Vec<f64
 
 type PerCoinHorizon<T> = Vec<Vec<Vec<T>>>;
 
-/// One candidate over every fold: scored test forecasts and normalized residuals, per coin and
-/// horizon.
+/// One test forecast, before its interval is drawn.
+struct TestForecast {
+    origin_hour: i64,
+    price: f64,
+    actual: f64,
+    predicted: f64,
+    /// What the interval is drawn around.
+    anchor: Anchor,
+    score: f64,
+    /// Which refit's calibration applies.
+    refit: usize,
+}
+
+/// A candidate's test forecasts scored with nominal and with ACI intervals, and its scores.
+struct CandidateOutcome {
+    nominal: PerCoinHorizon<Scored>,
+    aci: PerCoinHorizon<Scored>,
+    scores: PerCoinHorizon<f64>,
+}
+
+/// One candidate over every fold: each refit fits the point model and the scale on the proper
+/// training slice and calibrates on the newest `calibration_share`; the test windows until the
+/// next refit are forecast with that fit.
 fn evaluate_candidate(
     series: &[CoinSeries],
     folds: &[Fold],
     candidate: &Candidate,
     p: &Protocol,
     run: &mut CandidateRun,
-) -> Result<(PerCoinHorizon<Scored>, PerCoinHorizon<f64>), ModelError> {
+) -> Result<CandidateOutcome, ModelError> {
     let (l, hz) = (p.lookback_hours, p.horizon);
-    let mut scored = vec![vec![Vec::new(); hz]; series.len()];
-    let mut oos = vec![vec![Vec::new(); hz]; series.len()];
+    let mode = candidate.recipe.calibration_mode();
+    let mut tests: PerCoinHorizon<TestForecast> = (0..series.len())
+        .map(|_| (0..hz).map(|_| Vec::new()).collect())
+        .collect();
+    let mut calibrations: Vec<Calibration> = Vec::new();
     let mut point = candidate.recipe.build(None);
     let mut scale = ScaleModel::new(candidate.recipe.scale);
-    let mut multipliers: Vec<Vec<f64>> = Vec::new();
     for (k, fold) in folds.iter().enumerate() {
         if k % p.refit_every_folds as usize == 0 {
             let started = Instant::now();
@@ -318,92 +433,187 @@ fn evaluate_candidate(
             scale.fit(series, &proper, hz)?;
             run.refits += 1;
             run.chosen_epochs.extend(fitted.epochs);
+            if let Some(d) = fitted.device {
+                if !run.devices.contains(&d) {
+                    run.devices.push(d);
+                }
+            }
+            run.samples_per_second.extend(fitted.samples_per_second);
+            run.shrinkage.extend(fitted.shrinkage);
             run.fit_seconds += started.elapsed().as_secs_f64();
-            // Normalized split-conformal on the calibration slice, per coin (pooled for coins
-            // with too few residuals there).
+            // Split-conformal on the calibration slice, per coin (pooled for coins with too few
+            // scores there).
             let calibration = cal_start..fold.train.end;
             let mut by_coin = Vec::with_capacity(series.len());
             for s in series {
                 let origins = s.origins_in(&calibration, l, hz);
-                let r = normalized_residuals(&*point, &scale, s, &origins, hz)?;
-                by_coin.push((s.coin_id.clone(), r));
+                let forecasts = test_forecasts(&*point, &scale, mode, s, &origins, hz, k)?;
+                let scores = forecasts
+                    .iter()
+                    .map(|by_h| {
+                        by_h.iter()
+                            .map(|t| t.score)
+                            .filter(|x| x.is_finite())
+                            .collect()
+                    })
+                    .collect();
+                by_coin.push((s.coin_id.clone(), scores));
             }
-            let cal = super::forecast::Calibration::from_residuals(
+            calibrations.push(Calibration::from_scores(
                 p.interval_level,
+                mode,
                 &by_coin,
                 String::new(),
-            );
-            multipliers = series
-                .iter()
-                .map(|s| cal.multipliers(&s.coin_id).to_vec())
-                .collect();
+            ));
         }
         let started = Instant::now();
+        let refit = calibrations.len() - 1;
         for (c, s) in series.iter().enumerate() {
             let origins = s.origins_in(&fold.test, l, hz);
-            if origins.is_empty() {
-                continue;
-            }
-            let preds = point.predict_many(s, &origins, hz)?;
-            let mut sigma = vec![0.0; hz];
-            for (pred, &i) in preds.iter().zip(&origins) {
-                scale.scales(s, i, &mut sigma);
-                for h in 0..hz {
-                    let actual = s.target(i, h + 1);
-                    let half = sigma[h] * multipliers[c].get(h).copied().unwrap_or(f64::NAN);
-                    scored[c][h].push(Scored {
-                        price: s.price[i],
-                        actual,
-                        predicted: pred[h],
-                        interval: half.is_finite().then(|| (pred[h] - half, pred[h] + half)),
-                    });
-                    let e = (actual - pred[h]).abs() / sigma[h];
-                    if e.is_finite() {
-                        oos[c][h].push(e);
-                    }
-                }
+            let forecasts = test_forecasts(&*point, &scale, mode, s, &origins, hz, refit)?;
+            for (h, by_h) in forecasts.into_iter().enumerate() {
+                tests[c][h].extend(by_h);
             }
         }
         run.predict_seconds += started.elapsed().as_secs_f64();
     }
-    Ok((scored, oos))
+    let mut outcome = CandidateOutcome {
+        nominal: Vec::with_capacity(series.len()),
+        aci: Vec::with_capacity(series.len()),
+        scores: Vec::with_capacity(series.len()),
+    };
+    for (s, by_h) in series.iter().zip(&tests) {
+        let coin = &s.coin_id;
+        outcome.nominal.push(
+            by_h.iter()
+                .enumerate()
+                .map(|(h, t)| nominal_scored(t, &calibrations, coin, h))
+                .collect(),
+        );
+        outcome.aci.push(
+            by_h.iter()
+                .enumerate()
+                .map(|(h, t)| aci_scored(t, &calibrations, coin, h, p.aci_gamma))
+                .collect(),
+        );
+        outcome.scores.push(
+            by_h.iter()
+                .map(|t| {
+                    t.iter()
+                        .map(|f| f.score)
+                        .filter(|x| x.is_finite())
+                        .collect()
+                })
+                .collect(),
+        );
+    }
+    Ok(outcome)
 }
 
-/// |r − r̂| / σ̂ at each origin, per horizon (origins without a scale are skipped).
-pub fn normalized_residuals(
-    point: &dyn super::baselines::Forecaster,
+/// The forecasts of a coin's origins per horizon, with their conformity scores.
+fn test_forecasts(
+    point: &dyn Forecaster,
     scale: &ScaleModel,
+    mode: CalibrationMode,
     s: &CoinSeries,
     origins: &[usize],
     hz: usize,
-) -> Result<Vec<Vec<f64>>, ModelError> {
-    let mut out = vec![Vec::with_capacity(origins.len()); hz];
+    refit: usize,
+) -> Result<Vec<Vec<TestForecast>>, ModelError> {
+    let mut out: Vec<Vec<TestForecast>> =
+        (0..hz).map(|_| Vec::with_capacity(origins.len())).collect();
     if origins.is_empty() {
         return Ok(out);
     }
-    let preds = point.predict_many(s, origins, hz)?;
+    let predictions = point.predict_full(s, origins, hz)?;
+    let band = match (mode, &predictions.band) {
+        (CalibrationMode::Cqr, None) => {
+            return Err(ModelError::Numeric(
+                "CQR calibration needs a quantile band, and the model forecasts none".into(),
+            ))
+        }
+        (CalibrationMode::Cqr, Some(band)) => Some(band),
+        (CalibrationMode::Scaled, _) => None,
+    };
     let mut sigma = vec![0.0; hz];
-    for (pred, &i) in preds.iter().zip(origins) {
+    for (k, (pred, &i)) in predictions.point.iter().zip(origins).enumerate() {
         scale.scales(s, i, &mut sigma);
-        for (h, r) in out.iter_mut().enumerate() {
-            let e = (s.target(i, h + 1) - pred[h]).abs() / sigma[h];
-            if e.is_finite() {
-                r.push(e);
-            }
+        for (h, forecasts) in out.iter_mut().enumerate() {
+            let actual = s.target(i, h + 1);
+            let anchor = match band {
+                Some(b) => Anchor::band(b[k][h].0, b[k][h].1, sigma[h]),
+                None => Anchor::point(pred[h], sigma[h]),
+            };
+            forecasts.push(TestForecast {
+                origin_hour: s.hour_of(i),
+                price: s.price[i],
+                actual,
+                predicted: pred[h],
+                anchor,
+                score: anchor.score(actual),
+                refit,
+            });
         }
     }
     Ok(out)
 }
 
-/// The ceil((n+1) * level)-th smallest value: split-conformal's finite-sample quantile.
-/// NaN without residuals; the largest one when n is too small for the level.
-pub fn conformal_quantile(values: &mut [f64], level: f64) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
+fn scored_at(t: &TestForecast, q: f64) -> Scored {
+    let (lo, hi) = t.anchor.bounds(q);
+    Scored {
+        price: t.price,
+        actual: t.actual,
+        predicted: t.predicted,
+        interval: (lo.is_finite() && hi.is_finite()).then_some((lo, hi)),
     }
-    values.sort_by(f64::total_cmp);
-    let rank = ((values.len() + 1) as f64 * level).ceil() as usize;
-    values[rank.clamp(1, values.len()) - 1]
+}
+
+/// Intervals at the nominal level of the refit's calibration.
+fn nominal_scored(
+    tests: &[TestForecast],
+    calibrations: &[Calibration],
+    coin: &str,
+    h: usize,
+) -> Vec<Scored> {
+    tests
+        .iter()
+        .map(|t| {
+            let cal = &calibrations[t.refit];
+            scored_at(t, cal.quantile(coin, h, cal.level))
+        })
+        .collect()
+}
+
+/// Intervals at the level ACI sets, in time order: the outcome of an origin is known, and moves
+/// the level, h hours later (h = the horizon, 1-based).
+fn aci_scored(
+    tests: &[TestForecast],
+    calibrations: &[Calibration],
+    coin: &str,
+    h: usize,
+    gamma: f64,
+) -> Vec<Scored> {
+    let level = calibrations.first().map_or(0.9, |c| c.level);
+    let mut aci = Aci::for_horizon(level, gamma, h + 1);
+    let mut pending: VecDeque<(i64, bool)> = VecDeque::new();
+    let delay = h as i64 + 1;
+    tests
+        .iter()
+        .map(|t| {
+            while let Some(&(known_at, missed)) = pending.front() {
+                if known_at > t.origin_hour {
+                    break;
+                }
+                aci.update(missed);
+                pending.pop_front();
+            }
+            let q = calibrations[t.refit].quantile(coin, h, aci.level());
+            if t.score.is_finite() && q.is_finite() {
+                pending.push_back((t.origin_hour + delay, t.score > q));
+            }
+            scored_at(t, q)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -428,31 +638,6 @@ mod tests {
         assert!(err.contains("window"), "{err}");
     }
 
-    #[test]
-    fn conformal_rank() {
-        let mut v: Vec<f64> = (1..=9).map(f64::from).collect();
-        // ceil(10 * 0.9) = 9th smallest.
-        assert_eq!(conformal_quantile(&mut v, 0.9), 9.0);
-        let mut v: Vec<f64> = (1..=99).map(f64::from).collect();
-        assert_eq!(conformal_quantile(&mut v, 0.9), 90.0);
-        assert!(conformal_quantile(&mut [], 0.9).is_nan());
-    }
-
-    fn gaussian(seed: u64) -> impl FnMut() -> f64 {
-        let mut state = seed;
-        move || {
-            // xorshift + Box-Muller: deterministic Gaussian noise.
-            let mut u = || {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state >> 11) as f64 / (1u64 << 53) as f64
-            };
-            let (a, b) = (u().max(1e-12), u());
-            (-2.0 * a.ln()).sqrt() * (2.0 * std::f64::consts::PI * b).cos()
-        }
-    }
-
     fn candidates(names: &[&str], p: &Protocol) -> Vec<Candidate> {
         let spec = crate::model::lstm::LstmSpec::parse(
             "models/lstm.toml",
@@ -469,7 +654,7 @@ mod tests {
     /// intervals cover close to their level, and a drifting walk is caught by `drift`.
     #[test]
     fn walk_forward_on_synthetic_walks() {
-        let mut noise = gaussian(42);
+        let mut noise = crate::model::noise::gaussian(42);
         let n = 6000;
         let make = |name: &str, drift: f64, noise: &mut dyn FnMut() -> f64| {
             let mut price = vec![100.0];
@@ -516,8 +701,8 @@ mod tests {
             "{:?}",
             get("trend", "drift", 24)
         );
-        // The test windows' residuals are kept for the final calibration.
-        let oos = eval.residuals_of("persistence");
+        // The test windows' scores are kept for the final calibration.
+        let oos = eval.scores_of("persistence");
         assert_eq!(oos.len(), 2);
         assert_eq!(oos[0].1[0].len(), 10 * 168);
     }

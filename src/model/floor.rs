@@ -9,8 +9,9 @@ use chrono::Utc;
 use duckdb::Connection;
 
 use super::artifacts;
+use super::card;
 use super::classical::ClassicalCard;
-use super::lstm::{self, LstmSpec};
+use super::lstm::LstmSpec;
 use super::registry::{self, Floor, GateVerdict, NewExperiment, NewModel, Role};
 use super::train::load_series;
 use super::volatility::MIN_RETURNS;
@@ -67,7 +68,7 @@ pub fn ensure_floor(
         req.ewma_lambda,
         coins.clone(),
         req.spec.features.clone(),
-        lstm::feature_stats(&req.spec.features, &samples, &ready),
+        card::feature_stats(&req.spec.features, &samples, &ready),
         newest,
     );
     let dataset_version = registry::dataset_version(conn, &coins, req.vs_currency, newest + 1)?;

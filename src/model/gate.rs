@@ -457,7 +457,7 @@ mod tests {
     /// An evaluation with one coin, one horizon and the given (label, interval score,
     /// coverage, MSE skill) per candidate.
     fn evaluation(cards: &[(&str, f64, f64, f64)]) -> Evaluation {
-        use super::super::evaluate::{CandidateRun, EvalRow};
+        use super::super::evaluate::{Candidate, CandidateRun, EvalRow};
         use super::super::metrics::HorizonMetrics;
         use super::super::recipe::{PointRecipe, Recipe};
         use super::super::volatility::ScaleRecipe;
@@ -500,17 +500,18 @@ mod tests {
                 .collect(),
             candidates: cards
                 .iter()
-                .map(|&(label, ..)| CandidateRun {
-                    label: label.into(),
-                    recipe: recipe(label),
-                    refits: 4,
-                    fit_seconds: 0.0,
-                    predict_seconds: 0.0,
-                    chosen_epochs: Vec::new(),
-                    error: None,
+                .map(|&(label, ..)| {
+                    let mut run = CandidateRun::new(&Candidate {
+                        label: label.into(),
+                        recipe: recipe(label),
+                    });
+                    run.refits = 4;
+                    run
                 })
                 .collect(),
-            residuals: Vec::new(),
+            aci_rows: Vec::new(),
+            aci_gamma: 0.005,
+            scores: Vec::new(),
         }
     }
 

@@ -8,6 +8,7 @@
 
 pub mod artifacts;
 pub mod baselines;
+pub mod card;
 pub mod classical;
 pub mod dataset;
 pub mod evaluate;
@@ -16,6 +17,8 @@ pub mod forecast;
 pub mod gate;
 pub mod lstm;
 pub mod metrics;
+#[cfg(test)]
+mod noise;
 pub mod recipe;
 pub mod registry;
 pub mod served;

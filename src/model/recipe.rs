@@ -4,13 +4,16 @@
 //!
 //! Names: the point model (`persistence`, `drift`, `sma_trend`, `ema_trend`, `linear`, `lstm`),
 //! then `_ewma`, `_garch` or `_har` when the interval scales with volatility instead of having a
-//! constant width: `persistence_ewma`, `persistence_garch`, `persistence_har`.
+//! constant width: `persistence_ewma`, `persistence_garch`, `persistence_har`. The quantile LSTM's
+//! interval is its own quantile band, conformalized (CQR): `lstm_quantile`, or with a suffix,
+//! normalized by that scale (`lstm_quantile_ewma`: scores in units of the EWMA volatility).
 
 use serde::{Deserialize, Serialize};
 
-use super::baselines::{Forecaster, PointModel, Ridge};
+use super::baselines::{Forecaster, PointModel, RefitHints, Ridge};
 use super::evaluate::Protocol;
-use super::lstm::{LstmCandidate, LstmSpec};
+use super::forecast::CalibrationMode;
+use super::lstm::{LstmCandidate, LstmSpec, Objective};
 use super::volatility::ScaleRecipe;
 use super::ModelError;
 
@@ -18,11 +21,22 @@ use super::ModelError;
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum PointRecipe {
     Persistence,
-    Drift { hours: usize },
+    Drift {
+        hours: usize,
+    },
     SmaTrend,
     EmaTrend,
-    Linear { lambda: f64, features: Vec<String> },
-    Lstm { spec: Box<LstmSpec> },
+    Linear {
+        lambda: f64,
+        features: Vec<String>,
+    },
+    Lstm {
+        spec: Box<LstmSpec>,
+    },
+    /// The LSTM with a quantile head (the spec's `quantiles`), pinball loss, median as point.
+    QuantileLstm {
+        spec: Box<LstmSpec>,
+    },
 }
 
 impl PointRecipe {
@@ -34,6 +48,7 @@ impl PointRecipe {
             PointRecipe::EmaTrend => "ema_trend",
             PointRecipe::Linear { .. } => "linear",
             PointRecipe::Lstm { .. } => "lstm",
+            PointRecipe::QuantileLstm { .. } => "lstm_quantile",
         }
     }
 }
@@ -82,11 +97,14 @@ impl Recipe {
             "lstm" => PointRecipe::Lstm {
                 spec: Box::new(spec.clone()),
             },
+            "lstm_quantile" => PointRecipe::QuantileLstm {
+                spec: Box::new(spec.clone()),
+            },
             _ => {
                 return Err(ModelError::Definition {
                     origin: "candidates".into(),
                     message: format!(
-                        "unknown forecaster `{name}`: use persistence, drift, sma_trend, ema_trend, linear or lstm, optionally with _ewma, _garch or _har"
+                        "unknown forecaster `{name}`: use persistence, drift, sma_trend, ema_trend, linear, lstm or lstm_quantile, optionally with _ewma, _garch or _har"
                     ),
                 })
             }
@@ -98,8 +116,16 @@ impl Recipe {
     pub fn features(&self) -> &[String] {
         match &self.point {
             PointRecipe::Linear { features, .. } => features,
-            PointRecipe::Lstm { spec } => &spec.features,
+            PointRecipe::Lstm { spec } | PointRecipe::QuantileLstm { spec } => &spec.features,
             _ => &[],
+        }
+    }
+
+    /// How its intervals are calibrated: CQR on a quantile band, else scores scaled by σ̂.
+    pub fn calibration_mode(&self) -> CalibrationMode {
+        match self.point {
+            PointRecipe::QuantileLstm { .. } => CalibrationMode::Cqr,
+            _ => CalibrationMode::Scaled,
         }
     }
 
@@ -110,12 +136,15 @@ impl Recipe {
 
     /// Whether fitting it trains a network (the costly kind).
     pub fn is_lstm(&self) -> bool {
-        matches!(self.point, PointRecipe::Lstm { .. })
+        matches!(
+            self.point,
+            PointRecipe::Lstm { .. } | PointRecipe::QuantileLstm { .. }
+        )
     }
 
-    /// A fresh, unfitted point model. The LSTM trains with early stopping, or for exactly
-    /// `fixed_epochs` when a refit after selection reuses what validation chose.
-    pub fn build(&self, fixed_epochs: Option<usize>) -> Box<dyn Forecaster> {
+    /// A fresh, unfitted point model. The LSTM trains with early stopping, or, for a refit
+    /// after selection (`hints`), for the epochs and with the shrinkage validation chose.
+    pub fn build(&self, hints: Option<RefitHints>) -> Box<dyn Forecaster> {
         match &self.point {
             PointRecipe::Persistence => Box::new(PointModel::Persistence),
             PointRecipe::Drift { hours } => Box::new(PointModel::Drift { hours: *hours }),
@@ -126,8 +155,15 @@ impl Recipe {
                 model: PointModel::Linear(Ridge::new(*lambda)),
             }),
             PointRecipe::Lstm { spec } => {
-                Box::new(LstmCandidate::new((**spec).clone(), fixed_epochs))
+                Box::new(LstmCandidate::new((**spec).clone(), Objective::Mean, hints))
             }
+            PointRecipe::QuantileLstm { spec } => Box::new(LstmCandidate::new(
+                (**spec).clone(),
+                Objective::Quantiles {
+                    levels: spec.quantiles.clone(),
+                },
+                hints,
+            )),
         }
     }
 }

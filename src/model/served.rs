@@ -7,12 +7,12 @@ use std::path::Path;
 
 use tch::Device;
 
+use super::card::{check_card_format, FeatureStats};
 use super::classical::ClassicalCard;
 use super::dataset::CoinSeries;
-use super::forecast::Forecast;
-use super::lstm::{check_card_format, FeatureStats, TrainedLstm};
+use super::forecast::{Calibration, Forecast, Levels};
+use super::lstm::{Objective, TrainedLstm};
 use super::recipe::{PointRecipe, Recipe};
-use super::volatility::ScaleRecipe;
 use super::ModelError;
 
 pub enum ServedModel {
@@ -41,22 +41,31 @@ impl ServedModel {
 
     /// The forecaster's name (`model_type`).
     pub fn name(&self) -> String {
-        match self {
-            ServedModel::Classical(c) => c.name.clone(),
-            ServedModel::Lstm(_) => "lstm".into(),
-        }
+        self.recipe().name()
     }
 
-    /// The recipe it was fitted from (an LSTM card's spec, with constant-width intervals).
+    /// The recipe it was fitted from (for an LSTM: its spec, head and scale).
     pub fn recipe(&self) -> Recipe {
         match self {
             ServedModel::Classical(c) => c.recipe.clone(),
-            ServedModel::Lstm(m) => Recipe {
-                point: PointRecipe::Lstm {
-                    spec: Box::new(m.card.spec.clone()),
-                },
-                scale: ScaleRecipe::Constant,
-            },
+            ServedModel::Lstm(m) => {
+                let spec = Box::new(m.card.spec.clone());
+                Recipe {
+                    point: match m.card.objective {
+                        Objective::Mean => PointRecipe::Lstm { spec },
+                        Objective::Quantiles { .. } => PointRecipe::QuantileLstm { spec },
+                    },
+                    scale: m.card.scale.recipe(),
+                }
+            }
+        }
+    }
+
+    /// The conformal calibration of its intervals.
+    pub fn calibration(&self) -> &Calibration {
+        match self {
+            ServedModel::Classical(c) => &c.calibration,
+            ServedModel::Lstm(m) => m.calibration(),
         }
     }
 
@@ -82,16 +91,21 @@ impl ServedModel {
     }
 
     pub fn interval_level(&self) -> f64 {
-        match self {
-            ServedModel::Classical(c) => c.calibration.level,
-            ServedModel::Lstm(m) => m.card.spec.interval_level,
-        }
+        self.calibration().level
     }
 
     pub fn trained_until_hour(&self) -> i64 {
         match self {
             ServedModel::Classical(c) => c.trained_until_hour,
             ServedModel::Lstm(m) => m.card.trained_until_hour,
+        }
+    }
+
+    /// The feature columns its forecasts read (none for a classical model of prices only).
+    pub fn input_features(&self) -> Vec<String> {
+        match self {
+            ServedModel::Classical(c) if !c.point.reads_features() => Vec::new(),
+            other => other.series_features(),
         }
     }
 
@@ -112,22 +126,33 @@ impl ServedModel {
         }
     }
 
-    /// Where its interval multipliers came from, in words.
+    /// Where its interval calibration came from, in words.
     pub fn calibration_source(&self) -> String {
+        self.calibration().source.clone()
+    }
+
+    /// Every horizon from the coin's newest hour, with intervals at `levels`.
+    pub fn forecast_latest(
+        &self,
+        s: &CoinSeries,
+        levels: Levels<'_>,
+    ) -> Result<Forecast, ModelError> {
         match self {
-            ServedModel::Classical(c) => c.calibration.source.clone(),
-            ServedModel::Lstm(m) if m.card.format_version < 2 => {
-                "validation residuals of its own training (model format 1)".into()
-            }
-            ServedModel::Lstm(_) => "walk-forward out-of-sample residuals".into(),
+            ServedModel::Classical(c) => c.forecast_latest(s, levels),
+            ServedModel::Lstm(m) => m.forecast_latest(s, levels),
         }
     }
 
-    /// Every horizon from the coin's newest hour.
-    pub fn forecast_latest(&self, s: &CoinSeries) -> Result<Forecast, ModelError> {
+    /// Every horizon from origin `i` of the coin, with intervals at `levels`.
+    pub fn forecast_origin(
+        &self,
+        s: &CoinSeries,
+        i: usize,
+        levels: Levels<'_>,
+    ) -> Result<Forecast, ModelError> {
         match self {
-            ServedModel::Classical(c) => c.forecast_latest(s),
-            ServedModel::Lstm(m) => m.forecast_latest(s),
+            ServedModel::Classical(c) => c.forecast_at(s, i, levels),
+            ServedModel::Lstm(m) => m.forecast_origin(s, i, levels),
         }
     }
 

@@ -1,7 +1,7 @@
 //! `coincast train`: a selection run. Every candidate recipe (the persistence variants, HAR,
 //! ridge, the LSTM ... and the champion's own recipe) goes through the same walk-forward, with
 //! the same refit rule; the gate decides; the winner is refit on all data up to the newest hour
-//! that has a target, calibrated on its walk-forward residuals, and registered as champion, with
+//! that has a target, calibrated on its walk-forward scores, and registered as champion, with
 //! the floor beside it. Every step is tracked in `experiments` / `run_metrics`.
 
 use std::path::{Path, PathBuf};
@@ -12,12 +12,13 @@ use duckdb::Connection;
 use serde::Serialize;
 
 use super::artifacts;
+use super::card::{self, CARD_FORMAT};
 use super::classical::ClassicalCard;
 use super::dataset::{hour_label, CoinSeries};
-use super::evaluate::{self, Candidate, Evaluation, Protocol};
+use super::evaluate::{self, Candidate, CandidateRun, Evaluation, Protocol};
 use super::forecast::Calibration;
 use super::gate::{self, ChampionOutcome, GateRules, Selection, FLOOR_CANDIDATES};
-use super::lstm::{self, LstmSpec, CARD_FORMAT};
+use super::lstm::{self, LstmSpec};
 use super::recipe::Recipe;
 use super::registry::{self, Floor, GateVerdict, NewExperiment, NewModel, Role};
 use super::served::ServedModel;
@@ -534,32 +535,31 @@ struct RefitContext<'a> {
 
 impl RefitContext<'_> {
     /// Fits the candidate's recipe on every origin up to `trained_until_hour` (the LSTM for the
-    /// epochs its walk-forward fits chose), calibrates it on its walk-forward residuals, and
+    /// epochs its walk-forward fits chose), calibrates it on its walk-forward scores, and
     /// writes the artifact. Returns the new model id.
     fn refit_and_save(&self, candidate: &Candidate) -> Result<(String, RefitReport), ModelError> {
         let p = self.protocol;
         let start = self.series.iter().map(|s| s.first_hour).min().unwrap_or(0);
         let range = start..self.trained_until_hour + 1;
-        let run = self
+        let hints = self
             .evaluation
-            .candidates
-            .iter()
-            .find(|c| c.label == candidate.label);
-        let epochs = run.and_then(|r| median(&r.chosen_epochs));
-        let mut point = candidate.recipe.build(epochs);
-        point.fit(self.series, &range, p.lookback_hours, p.horizon)?;
+            .run(&candidate.label)
+            .map(CandidateRun::refit_hints)
+            .unwrap_or_default();
         let mut scale = ScaleModel::new(candidate.recipe.scale);
         scale.fit(self.series, &range, p.horizon)?;
-        let calibration = Calibration::from_residuals(
+        let mut calibration = Calibration::from_scores(
             p.interval_level,
-            &self.evaluation.residuals_of(&candidate.label),
+            candidate.recipe.calibration_mode(),
+            &self.evaluation.scores_of(&candidate.label),
             format!(
-                "walk-forward out-of-sample residuals: {} weekly windows ({} to {} UTC)",
+                "walk-forward out-of-sample scores: {} weekly windows ({} to {} UTC)",
                 self.evaluation.folds,
                 hour_label(self.evaluation.test_from_hour),
                 hour_label(self.evaluation.test_to_hour)
             ),
         );
+        calibration.aci_gamma = p.aci_gamma;
         let name = candidate.recipe.name();
         let model_id = format!(
             "{name}-{}-{}",
@@ -568,12 +568,13 @@ impl RefitContext<'_> {
         );
         let coins: Vec<String> = self.series.iter().map(|s| s.coin_id.clone()).collect();
         let fitted = Instant::now();
-        let mut point = candidate.recipe.build(epochs);
+        let epochs = hints.epochs;
+        let mut point = candidate.recipe.build(Some(hints));
         let fit = point.fit(self.series, &range, p.lookback_hours, p.horizon)?;
         let mut report = RefitReport {
             label: candidate.label.clone(),
             samples: fit.samples,
-            epochs: fit.epochs,
+            epochs: candidate.recipe.is_lstm().then_some(epochs).flatten(),
             train_losses: Vec::new(),
             seconds: fitted.elapsed().as_secs_f64(),
         };
@@ -581,10 +582,8 @@ impl RefitContext<'_> {
             let mut model = point
                 .into_lstm()
                 .ok_or_else(|| ModelError::Numeric(format!("{name}: no network after fitting")))?;
-            model.card.interval_widths = coins
-                .iter()
-                .map(|c| calibration.multipliers(c).to_vec())
-                .collect();
+            model.set_calibration(calibration);
+            model.card.scale = scale;
             model.card.trained_until_hour = self.trained_until_hour;
             report.train_losses = model.card.train_losses.clone();
             artifacts::write_atomically(self.data_dir, &model_id, |dir, mid_write| {
@@ -619,7 +618,7 @@ impl RefitContext<'_> {
     fn monitor_stats(
         &self,
         range: &std::ops::Range<i64>,
-    ) -> Result<Vec<lstm::FeatureStats>, ModelError> {
+    ) -> Result<Vec<card::FeatureStats>, ModelError> {
         let own: Vec<CoinSeries> = self
             .series
             .iter()
@@ -634,12 +633,6 @@ impl RefitContext<'_> {
                     .map(move |i| (c, i))
             })
             .collect();
-        Ok(lstm::feature_stats(&self.spec.features, &samples, &own))
+        Ok(card::feature_stats(&self.spec.features, &samples, &own))
     }
-}
-
-fn median(values: &[usize]) -> Option<usize> {
-    let mut v = values.to_vec();
-    v.sort_unstable();
-    v.get(v.len() / 2).copied()
 }

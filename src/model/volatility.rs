@@ -87,6 +87,16 @@ pub enum ScaleModel {
 }
 
 impl ScaleModel {
+    /// The recipe it was fitted from.
+    pub fn recipe(&self) -> ScaleRecipe {
+        match self {
+            ScaleModel::Constant => ScaleRecipe::Constant,
+            ScaleModel::Ewma { lambda } => ScaleRecipe::Ewma { lambda: *lambda },
+            ScaleModel::Garch { .. } => ScaleRecipe::Garch,
+            ScaleModel::Har { .. } => ScaleRecipe::Har,
+        }
+    }
+
     /// An unfitted scale of the recipe (constant and EWMA need no fit).
     pub fn new(recipe: ScaleRecipe) -> Self {
         match recipe {
@@ -425,17 +435,7 @@ pub(crate) mod tests {
 
     /// A GARCH(1,1) path (α 0.12, β 0.87, long-run σ 1 % per hour) from deterministic noise.
     pub(crate) fn garch_path(n: usize, seed: u64) -> Vec<f64> {
-        let mut state = seed.max(1);
-        let mut gauss = move || {
-            let mut u = || {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state >> 11) as f64 / (1u64 << 53) as f64
-            };
-            let (a, b) = (u().max(1e-12), u());
-            (-2.0 * a.ln()).sqrt() * (2.0 * std::f64::consts::PI * b).cos()
-        };
+        let mut gauss = crate::model::noise::gaussian(seed);
         let (alpha, beta, long_run) = (0.12, 0.87, 1e-4);
         let omega = long_run * (1.0 - alpha - beta);
         let mut v: f64 = long_run;

@@ -1,11 +1,13 @@
 //! Monitoring, the pipeline's last task: scores logged predictions once their hour has arrived,
-//! and measures feature drift (PSI) of the champion's inputs. The server turns what this stores
-//! into metrics (`live_accuracy`, `latest_psi`); the hot path only appends predictions
-//! (serve::prediction_log).
+//! moves the served models' online coverage control (`coverage`: ACI levels), and measures
+//! feature drift (PSI) of the champion's inputs. The server turns what this stores into metrics
+//! and intervals (`live_accuracy`, `latest_psi`, `coverage::load_state`); the hot path only
+//! appends predictions (serve::prediction_log).
 //!
 //! Drift alerts and suggests; nothing here ever promotes or retrains a model.
 
 pub mod accuracy;
+pub mod coverage;
 pub mod psi;
 
 use std::path::Path;
@@ -17,6 +19,7 @@ use crate::model::served::ServedModel;
 use crate::model::{registry, ModelError};
 
 pub use accuracy::{live_accuracy, score_predictions, LiveAccuracy};
+pub use coverage::{AciRow, CoverageUpdate};
 pub use psi::{latest_psi, FeaturePsi, PsiReport};
 
 /// Hours of newest data compared against the training distribution.
@@ -35,6 +38,8 @@ pub enum MonitorError {
 pub struct MonitorReport {
     /// Predictions whose actual price arrived in this run.
     pub scored_predictions: usize,
+    /// What online coverage control did for the champion and the floor.
+    pub coverage: Vec<CoverageUpdate>,
     /// The champion's PSI, when there is a champion with PSI bins and recent data.
     pub psi: Option<PsiReport>,
     /// Why PSI was not computed, when it was not.
@@ -79,11 +84,22 @@ pub fn run(
         scored_predictions: score_predictions(conn)?,
         ..Default::default()
     };
-    let serving = match registry::champion(conn)? {
-        Some(c) => Some(c),
-        None => registry::floor(conn)?,
-    };
-    let Some(model) = serving else {
+    let (champion, floor) = (registry::champion(conn)?, registry::floor(conn)?);
+    let coins = stored_coins(conn, vs_currency)?;
+    for row in [&champion, &floor].into_iter().flatten() {
+        if report.coverage.iter().any(|c| c.model_id == row.model_id) {
+            continue;
+        }
+        report.coverage.push(coverage::update(
+            conn,
+            data_dir,
+            row,
+            &coins,
+            vs_currency,
+            run_id,
+        )?);
+    }
+    let Some(model) = champion.or(floor) else {
         report.psi_skipped = Some("no model yet".into());
         return Ok(report);
     };
@@ -107,4 +123,13 @@ pub fn run(
         }
     }
     Ok(report)
+}
+
+/// Every coin with features in the quote currency.
+pub fn stored_coins(conn: &Connection, vs_currency: &str) -> Result<Vec<String>, duckdb::Error> {
+    let mut stmt = conn.prepare(include_str!("../../sql/monitor/stored_coins.sql"))?;
+    let coins = stmt
+        .query_map([vs_currency], |r| r.get(0))?
+        .collect::<Result<Vec<String>, _>>()?;
+    Ok(coins)
 }

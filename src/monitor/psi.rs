@@ -8,8 +8,8 @@
 use duckdb::{params, Connection};
 use serde::Serialize;
 
-use crate::model::dataset::feature_select_list;
-use crate::model::lstm::{psi_bin, FeatureStats};
+use crate::model::card::{psi_bin, FeatureStats};
+use crate::model::dataset::{feature_select_list, MARKET_COIN};
 
 use super::MonitorError;
 
@@ -95,7 +95,14 @@ pub fn compute(
     let mut values: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
     let (mut from, mut to) = (i64::MAX, i64::MIN);
     for coin in coins {
-        let mut rows = stmt.query(params![coin, vs_currency, coin, vs_currency, hours])?;
+        let mut rows = stmt.query(params![
+            MARKET_COIN,
+            coin,
+            vs_currency,
+            coin,
+            vs_currency,
+            hours
+        ])?;
         while let Some(row) = rows.next()? {
             let t: i64 = row.get(0)?;
             from = from.min(t);

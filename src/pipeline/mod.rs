@@ -626,6 +626,12 @@ fn stored_coins(store: &Store, vs_currency: &str) -> Result<Vec<String>, duckdb:
 
 fn monitor_log(report: &MonitorReport) -> String {
     let mut log = format!("scored {} prediction(s)\n", report.scored_predictions);
+    for c in &report.coverage {
+        log.push_str(&format!(
+            "coverage control {}: {} outcome(s) checked, {} outside their interval; largest miss-rate shift from nominal {:.4}\n",
+            c.model_id, c.scored, c.missed, c.max_alpha_shift
+        ));
+    }
     if let Some(skipped) = &report.psi_skipped {
         log.push_str(&format!("PSI skipped: {skipped}\n"));
     }

@@ -51,6 +51,7 @@ pub struct Metrics {
     pub coincast_api_calls_month: Gauge,
     pub coincast_api_call_budget: Gauge,
     pub coincast_champion_changes_total: IntCounterVec,
+    pub coincast_aci_alpha: GaugeVec,
 }
 
 impl Metrics {
@@ -212,6 +213,12 @@ impl Metrics {
                 "coincast_champion_info",
                 "The champion (always 1): its model type, version, and whether it is the floor (persistence, because nothing else passed the gate)",
                 &["model_type", "model_id", "is_floor"],
+                r
+            )?,
+            coincast_aci_alpha: register_gauge_vec_with_registry!(
+                "coincast_aci_alpha",
+                "Online coverage control: the miss rate the served intervals aim at now, per role (champion, floor), coin and horizon (nominal: 1 - interval level; bounded to 0.005..0.5)",
+                &["role", "coin_id", "horizon"],
                 r
             )?,
             coincast_api_calls_month: register_gauge_with_registry!(

@@ -107,7 +107,7 @@ pub fn document() -> Value {
                     "timestamp": { "type": "string", "format": "date-time" },
                     "predicted_price": { "type": "number" },
                     "confidence_interval": { "type": "object", "properties": {
-                        "lower": { "type": "number" }, "upper": { "type": "number" }, "level": { "type": "number" } } },
+                        "lower": { "type": "number" }, "upper": { "type": "number" }, "level": { "type": "number", "description": "nominal coverage" }, "drawn_at_level": { "type": "number", "description": "the conformal level the interval is drawn at (online coverage control)" } } },
                     "model_type": { "type": "string" },
                     "prediction_horizon_hours": { "type": "integer" },
                     "model_version": { "type": "string" },

@@ -158,7 +158,11 @@ pub struct PredictRequest {
 pub struct ConfidenceInterval {
     pub lower: f64,
     pub upper: f64,
+    /// The nominal level: what the interval aims to cover.
     pub level: f64,
+    /// The conformal level it is drawn at, where online coverage control (ACI) has moved it.
+    #[serde(default)]
+    pub drawn_at_level: f64,
 }
 
 /// The old service's fields, plus `model_version`, `as_of` and `current_price`.
@@ -249,6 +253,7 @@ pub async fn predict(
             lower: h.lower,
             upper: h.upper,
             level: forecast.interval_level,
+            drawn_at_level: h.drawn_at_level,
         },
         model_type: model.family.clone(),
         prediction_horizon_hours: req.hours_ahead as u32,
@@ -268,7 +273,9 @@ fn record_drift(state: &AppState, model: &ServingModel, series: &CoinSeries) -> 
     let stats = &model.feature_stats;
     let mut drifting = 0usize;
     for (value, s) in row.iter().zip(stats) {
-        if !(s.p01..=s.p99).contains(value) {
+        // A feature without a training range (no values at training) cannot drift from it.
+        let known_range = s.p01.is_finite() && s.p99.is_finite();
+        if known_range && !(s.p01..=s.p99).contains(value) {
             drifting += 1;
             state
                 .metrics

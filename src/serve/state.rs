@@ -13,13 +13,14 @@ use super::metrics::Metrics;
 use super::prediction_log::PredictionLog;
 use crate::config::Settings;
 use crate::ingest::budget::{self, Usage};
+use crate::model::card::FeatureStats;
 use crate::model::classical::ClassicalCard;
 use crate::model::dataset::CoinSeries;
-use crate::model::forecast::Forecast;
-use crate::model::lstm::{resolve_device, FeatureStats, TrainedLstm};
+use crate::model::forecast::{Forecast, Levels};
+use crate::model::lstm::{resolve_device, TrainedLstm};
 use crate::model::served::ServedModel;
 use crate::model::{registry, ModelError};
-use crate::monitor::{self, FeaturePsi, LiveAccuracy};
+use crate::monitor::{self, coverage, AciRow, FeaturePsi, LiveAccuracy};
 use crate::store::{self, Incident, IncidentKind};
 
 /// A registered model loaded to serve, with what the pages and metrics read lock-free.
@@ -35,8 +36,13 @@ pub struct ServingModel {
     /// The columns a coin's series carries for it, and their training statistics (drift, PSI).
     pub series_features: Vec<String>,
     pub feature_stats: Vec<FeatureStats>,
-    /// Where its interval multipliers came from, in words.
+    /// Where its interval calibration came from, in words.
     pub calibration_source: String,
+    /// Online coverage control: the miss rate aimed at per coin and horizon (empty until the
+    /// monitor task has checked an outcome).
+    pub aci: Vec<AciRow>,
+    /// Per coin, the level each horizon's interval is drawn at (from `aci`).
+    aci_levels: BTreeMap<String, Vec<f64>>,
     /// Whether it forecasts coins it was not trained on (classical models, with pooled
     /// parameters) or only its own (the LSTM: the coin is one of its inputs).
     pub forecasts_any_coin: bool,
@@ -51,7 +57,11 @@ enum Engine {
 }
 
 impl ServingModel {
-    pub fn load(row: &registry::ModelRow, data_dir: &std::path::Path) -> Result<Self, ModelError> {
+    pub fn load(
+        conn: &Connection,
+        row: &registry::ModelRow,
+        data_dir: &std::path::Path,
+    ) -> Result<Self, ModelError> {
         let device = resolve_device("auto")?;
         let served = ServedModel::load(&row.artifact_dir(data_dir), device)?;
         let family = served.name();
@@ -63,6 +73,12 @@ impl ServingModel {
         let feature_stats = served.feature_stats().to_vec();
         let calibration_source = served.calibration_source();
         let forecasts_any_coin = served.forecasts_any_coin();
+        // Coverage control only moves levels: if its state cannot be read, serve at nominal.
+        let aci = coverage::load_state(conn, &row.model_id).unwrap_or_else(|e| {
+            tracing::warn!(model_id = %row.model_id, "ACI state unreadable, nominal levels: {e}");
+            Vec::new()
+        });
+        let aci_levels = coverage::levels(&aci, horizon, interval_level);
         let engine = match served {
             ServedModel::Classical(c) => Engine::Classical(c),
             ServedModel::Lstm(m) => Engine::Lstm(Box::new(Mutex::new(*m))),
@@ -77,6 +93,8 @@ impl ServingModel {
             series_features,
             feature_stats,
             calibration_source,
+            aci,
+            aci_levels,
             forecasts_any_coin,
             engine,
         })
@@ -103,11 +121,15 @@ impl ServingModel {
         }
     }
 
-    /// Every horizon from the coin's newest hour.
+    /// Every horizon from the coin's newest hour, with intervals at the coin's ACI levels.
     pub fn forecast_latest(&self, s: &CoinSeries) -> Result<Forecast, ModelError> {
+        let levels = match self.aci_levels.get(&s.coin_id) {
+            Some(l) => Levels::PerHorizon(l),
+            None => Levels::Nominal,
+        };
         self.with_model(|m| match m {
-            ServedRef::Classical(c) => c.forecast_latest(s),
-            ServedRef::Lstm(l) => l.forecast_latest(s),
+            ServedRef::Classical(c) => c.forecast_latest(s, levels),
+            ServedRef::Lstm(l) => l.forecast_latest(s, levels),
         })
     }
 
@@ -189,7 +211,7 @@ impl Snapshot {
         let mut problems = Vec::new();
         let mut load_role =
             |row: Result<Option<registry::ModelRow>, ModelError>, role: &str| match row {
-                Ok(Some(row)) => match ServingModel::load(&row, &settings.data_dir) {
+                Ok(Some(row)) => match ServingModel::load(conn, &row, &settings.data_dir) {
                     Ok(m) => Some(Arc::new(m)),
                     Err(e) => {
                         problems.push(format!("the {role} {} cannot be loaded: {e}", row.model_id));
@@ -210,7 +232,7 @@ impl Snapshot {
             );
         }
         let mut coins = BTreeMap::new();
-        match stored_coins(conn, &settings.vs_currency) {
+        match monitor::stored_coins(conn, &settings.vs_currency) {
             Ok(ids) => {
                 for coin in ids {
                     let entry = load_coin(conn, &coin, settings, &champion, &floor, &mut problems);
@@ -288,16 +310,6 @@ impl Snapshot {
             })
             .collect()
     }
-}
-
-/// Every coin with features in the quote currency.
-fn stored_coins(conn: &Connection, vs_currency: &str) -> Result<Vec<String>, duckdb::Error> {
-    let mut stmt = conn
-        .prepare("SELECT DISTINCT coin_id FROM features WHERE vs_currency = ? ORDER BY coin_id")?;
-    let coins = stmt
-        .query_map([vs_currency], |r| r.get(0))?
-        .collect::<Result<Vec<String>, _>>()?;
-    Ok(coins)
 }
 
 /// A coin's series for the champion (if it covers the coin) and the floor; one load when both
@@ -466,6 +478,14 @@ impl AppState {
             m.coincast_store_incidents_open
                 .with_label_values(&[&i.kind])
                 .inc();
+        }
+        m.coincast_aci_alpha.reset();
+        for (role, model) in [("champion", &snap.champion), ("floor", &snap.floor)] {
+            for row in model.iter().flat_map(|m| &m.aci) {
+                m.coincast_aci_alpha
+                    .with_label_values(&[role, row.coin_id.as_str(), &row.horizon.to_string()])
+                    .set(row.alpha);
+            }
         }
         // Series of coins or features that left (a new champion) must not linger.
         m.coincast_feature_psi.reset();

@@ -51,6 +51,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0006_forecasters",
         sql: include_str!("../../sql/schema/0006_forecasters.sql"),
     },
+    Migration {
+        version: 7,
+        name: "0007_volatility_and_aci",
+        sql: include_str!("../../sql/schema/0007_volatility_and_aci.sql"),
+    },
 ];
 
 /// The schema version this binary writes.

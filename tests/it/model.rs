@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::support::{garch_prices, real_coingecko, small_spec, write_chart, TestApp, H, T0};
+use coincast::model::forecast::Levels;
 use coincast::model::gate::ChampionOutcome;
 use coincast::model::lstm::{LstmSpec, TrainedLstm, DEFAULT_SPEC};
 use coincast::model::registry;
@@ -35,18 +36,21 @@ async fn a_selection_run_judges_every_candidate_alike_and_registers_the_winner_r
                 "persistence_garch",
                 "linear",
                 "lstm",
+                "lstm_quantile",
             ],
             small_spec(),
             RegisterPolicy::Winner,
         )
         .expect("selection");
-    // Every candidate on the same origins, one row per horizon, refit by the same rule.
+    // Every candidate on the same origins, one row per horizon, refit by the same rule; the
+    // same forecasts again with ACI intervals.
     for model in [
         "persistence",
         "persistence_ewma",
         "persistence_garch",
         "linear",
         "lstm",
+        "lstm_quantile",
     ] {
         let n: Vec<usize> = o
             .evaluation
@@ -57,6 +61,13 @@ async fn a_selection_run_judges_every_candidate_alike_and_registers_the_winner_r
             .collect();
         assert_eq!(n.len(), 24, "{model}: one row per horizon");
         assert!(n.iter().all(|&x| x == 2 * 168), "{model}: {n:?}");
+        let aci = o
+            .evaluation
+            .aci_rows
+            .iter()
+            .filter(|r| r.model == model && r.metrics.n == 2 * 168)
+            .count();
+        assert_eq!(aci, 24, "{model}: ACI rows");
         let run = o
             .evaluation
             .candidates
@@ -72,6 +83,27 @@ async fn a_selection_run_judges_every_candidate_alike_and_registers_the_winner_r
         .find(|c| c.label == "lstm")
         .expect("lstm");
     assert_eq!(lstm.chosen_epochs.len(), 1, "early stopping chose an epoch");
+    // The quantile LSTM: CQR on its band, a shrinkage weight per coin and horizon in [0, 1],
+    // fitted on validation; both networks report their training throughput.
+    let quantile = o
+        .evaluation
+        .run("lstm_quantile")
+        .expect("the quantile LSTM ran");
+    assert_eq!(
+        quantile.mode,
+        coincast::model::forecast::CalibrationMode::Cqr
+    );
+    assert_eq!(quantile.shrinkage.len(), 1, "one refit");
+    assert_eq!(quantile.shrinkage[0].len(), 1, "one coin");
+    assert_eq!(quantile.shrinkage[0][0].len(), 24, "every horizon");
+    assert!(quantile.shrinkage[0][0]
+        .iter()
+        .all(|w| (0.0..=1.0).contains(w)));
+    assert!(quantile.error.is_none(), "{:?}", quantile.error);
+    for run in [lstm, quantile] {
+        assert!(run.samples_per_second.iter().all(|s| *s > 0.0));
+        assert_eq!(run.devices, vec!["cpu".to_string()]);
+    }
     // Every candidate has a verdict that names its numbers.
     for v in &o.selection.verdicts {
         let reason = v.reason();
@@ -92,7 +124,7 @@ async fn a_selection_run_judges_every_candidate_alike_and_registers_the_winner_r
     let served = ServedModel::load(&o.artifact, tch::Device::Cpu).expect("loads");
     assert_eq!(served.trained_until_hour(), o.trained_until_hour);
     assert!(
-        served.calibration_source().contains("walk-forward") || served.name() == "lstm",
+        served.calibration_source().contains("walk-forward"),
         "{}",
         served.calibration_source()
     );
@@ -168,7 +200,9 @@ async fn volatility_clusters_promote_a_scaled_interval_over_constant_width_then_
         &served.series_features(),
     )
     .expect("series");
-    let f = served.forecast_latest(&series).expect("forecast");
+    let f = served
+        .forecast_latest(&series, Levels::Nominal)
+        .expect("forecast");
     assert_eq!(f.as_of_hour, o.newest_hour);
     assert!(f.horizons[0].lower < f.horizons[0].price && f.horizons[0].price < f.horizons[0].upper);
 }
@@ -273,11 +307,13 @@ async fn a_saved_lstm_predicts_identically_in_another_process() {
         &loaded.card.spec.features,
     )
     .expect("series");
-    let here = loaded.forecast_latest(&series).expect("forecast");
+    let here = loaded
+        .forecast_latest(&series, Levels::Nominal)
+        .expect("forecast");
     // The batched call for many coins agrees with one coin at a time to float32 precision (BLAS
     // picks other kernels for other batch sizes, so not to the bit).
     let batched = loaded
-        .forecast_latest_many(&[&series, &series])
+        .forecast_latest_many(&[(&series, Levels::Nominal), (&series, Levels::Nominal)])
         .expect("batch");
     assert_eq!(batched.len(), 2);
     for f in &batched {
@@ -322,6 +358,56 @@ async fn a_saved_lstm_predicts_identically_in_another_process() {
     assert_eq!(there["as_of_hour"].as_i64(), Some(here.as_of_hour));
 }
 
+/// The quantile LSTM as it is registered and served: its interval is its conformalized band
+/// (CQR), drawn wider at a higher ACI level and narrower at a lower one, around a median that is
+/// shrunk toward persistence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registered_quantile_lstm_serves_conformalized_bands_at_any_level() {
+    let app = app_with(&["solana"]).await;
+    let id = app.forced_champion(&["solana"], "lstm_quantile", small_spec());
+    let served = ServedModel::load(&app.dir.path().join("models").join(&id), tch::Device::Cpu)
+        .expect("loads");
+    assert_eq!(served.name(), "lstm_quantile");
+    assert_eq!(
+        served.calibration().mode,
+        coincast::model::forecast::CalibrationMode::Cqr
+    );
+    let ServedModel::Lstm(model) = &served else {
+        panic!("a network");
+    };
+    assert_eq!(model.card.shrinkage.len(), 1);
+    assert!(model.card.shrinkage[0]
+        .iter()
+        .all(|w| (0.0..=1.0).contains(w)));
+    let series = coincast::model::dataset::CoinSeries::load(
+        app.store.conn(),
+        "solana",
+        "usd",
+        &served.series_features(),
+    )
+    .expect("series");
+    let at = |level: f64| {
+        let levels = vec![level; 24];
+        served
+            .forecast_latest(&series, Levels::PerHorizon(&levels))
+            .expect("forecast")
+    };
+    let (low, nominal, high) = (at(0.8), at(0.9), at(0.98));
+    for h in 0..24 {
+        let width = |f: &coincast::model::forecast::Forecast| {
+            (f.horizons[h].upper / f.horizons[h].lower).ln()
+        };
+        assert!(width(&low) <= width(&nominal) && width(&nominal) <= width(&high));
+        assert!(width(&low) < width(&high), "h{}", h + 1);
+        assert_eq!(high.horizons[h].drawn_at_level, 0.98);
+        assert_eq!(low.horizons[h].price, high.horizons[h].price);
+    }
+    // The artifact says which head it has; an older coincast would refuse format 3 by name.
+    let card = std::fs::read_to_string(app.dir.path().join("models").join(&id).join("model.json"))
+        .expect("card");
+    assert!(card.contains("\"kind\": \"quantiles\"") && card.contains("\"format_version\": 3"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupted_incompatible_or_newer_artifacts_are_refused() {
     let app = app_with(&["solana"]).await;
@@ -364,7 +450,7 @@ async fn corrupted_incompatible_or_newer_artifacts_are_refused() {
     let card = std::fs::read_to_string(newer.join("model.json")).expect("read");
     std::fs::write(
         newer.join("model.json"),
-        card.replace("\"format_version\": 2", "\"format_version\": 7"),
+        card.replace("\"format_version\": 3", "\"format_version\": 7"),
     )
     .expect("write");
     let err = ServedModel::load(&newer, tch::Device::Cpu)

@@ -95,11 +95,49 @@ async fn predictions_are_logged_then_scored_when_their_hour_arrives() {
         ),
         3
     );
-    // Scored once: the next run finds nothing new.
-    let again = app.replay(&real_coingecko(), Some(&["solana"])).await;
+    // Online coverage control: the champion's forecast from every origin after its training
+    // whose target has arrived moved its ACI level, per horizon, whether or not a client asked.
+    let trained_until = coincast::model::registry::champion(app.store.conn())
+        .expect("q")
+        .expect("champion")
+        .trained_until_hour
+        .expect("trained until");
+    let newest = app.count(
+        "SELECT CAST(epoch(max(ts)) AS BIGINT) // 3600 FROM market_data WHERE coin_id = 'solana'",
+    );
+    let coverage = monitor
+        .coverage
+        .iter()
+        .find(|c| c.model_id == champion)
+        .expect("the champion's coverage update");
+    // Origins trained_until + 1 ..= newest - h for each horizon h.
+    let expected: i64 = (1..=24).map(|h| newest - h - trained_until).sum();
+    assert_eq!(coverage.scored as i64, expected);
+    let aci = coincast::monitor::coverage::load_state(app.store.conn(), &champion).expect("state");
+    assert_eq!(aci.len(), 24, "{aci:?}");
+    for row in &aci {
+        assert_eq!(row.updates, newest - row.horizon as i64 - trained_until);
+        assert_eq!(row.last_target_hour, Some(newest));
+        // alpha moved by gamma / h * (0.1 - miss) per outcome (never near its bounds here).
+        let gamma = 0.005 / row.horizon as f64;
+        let expected_alpha = 0.1 + gamma * (0.1 * row.updates as f64 - row.misses as f64);
+        assert!((row.alpha - expected_alpha).abs() < 1e-9, "{row:?}");
+    }
     assert_eq!(
-        again.summary.monitor.expect("monitor").scored_predictions,
-        0
+        app.count(&format!(
+            "SELECT count(*) FROM aci_log WHERE run_id = {} AND model_id = '{champion}'",
+            report.run_id
+        )),
+        24
+    );
+    // Scored once: the next run finds nothing new, and ACI does not move.
+    let again = app.replay(&real_coingecko(), Some(&["solana"])).await;
+    let again_monitor = again.summary.monitor.expect("monitor");
+    assert_eq!(again_monitor.scored_predictions, 0);
+    assert!(again_monitor.coverage.iter().all(|c| c.scored == 0));
+    assert_eq!(
+        coincast::monitor::coverage::load_state(app.store.conn(), &champion).expect("state"),
+        aci
     );
 
     // Live accuracy 24 h after as_of: both distinct forecasts (h1 and h24) are in both windows.
@@ -166,6 +204,24 @@ async fn predictions_are_logged_then_scored_when_their_hour_arrives() {
     let mut snapshot = Snapshot::load(app.store.conn(), &app.settings);
     snapshot.live_accuracy = live;
     state.replace(snapshot);
+    // /predict draws the champion's interval at its ACI level.
+    let answer = http
+        .post(format!("{base}/predict"))
+        .header("content-type", "application/json")
+        .body(r#"{"coin_id": "solana", "hours_ahead": 1}"#)
+        .send()
+        .await
+        .expect("predict")
+        .text()
+        .await
+        .expect("body");
+    let answer: serde_json::Value = serde_json::from_str(&answer).expect("json");
+    let h1 = aci.iter().find(|r| r.horizon == 1).expect("h1");
+    assert_eq!(answer["confidence_interval"]["level"].as_f64(), Some(0.9));
+    assert_eq!(
+        answer["confidence_interval"]["drawn_at_level"].as_f64(),
+        Some(h1.level())
+    );
     let text = get_text(&http, &format!("{base}/metrics")).await;
     for series in [
         r#"coincast_feature_psi{feature="price_change_1h"}"#,
@@ -174,6 +230,7 @@ async fn predictions_are_logged_then_scored_when_their_hour_arrives() {
         r#"coincast_live_direction_accuracy{coin_id="solana",window="7d"}"#,
         r#"coincast_live_scored_forecasts{coin_id="solana",window="24h"} 2"#,
         "coincast_predictions_logged_total 3",
+        r#"coincast_aci_alpha{coin_id="solana",horizon="1",role="champion"}"#,
     ] {
         assert!(text.contains(series), "{series} missing:\n{text}");
     }

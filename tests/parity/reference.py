@@ -51,4 +51,10 @@ def pandas_features(g: pd.DataFrame) -> pd.DataFrame:
     f["price_bb_position"] = (p - f["bb_lower"]) / (f["bb_upper"] - f["bb_lower"])
     lo, hi = p.rolling(24).min(), p.rolling(24).max()
     f["price_position_24h"] = (p - lo) / (hi - lo)
+    lr2 = np.log(p / p.shift(1)) ** 2
+    for w in (6, 24, 168):
+        f[f"realized_vol_{w}h"] = np.sqrt(lr2.rolling(w).mean())
+    # The same hour of the day on the last 30 days, of the week on the last 8 weeks.
+    f["seasonal_vol_hour_30d"] = np.sqrt(sum(lr2.shift(24 * k) for k in range(30)) / 30)
+    f["seasonal_vol_week_8w"] = np.sqrt(sum(lr2.shift(168 * k) for k in range(8)) / 8)
     return f

@@ -330,17 +330,23 @@ impl TestApp {
     /// An LSTM champion whatever the gate says: a selection run that registers every candidate,
     /// then the LSTM promoted by hand (forced when it failed the gate). Returns its model id.
     pub fn lstm_champion(&self, coins: &[&str], spec: LstmSpec) -> String {
+        self.forced_champion(coins, "lstm", spec)
+    }
+
+    /// Trains `candidate` alone (with the floor's methods beside it), registers it and promotes
+    /// it by hand, whatever the gate said.
+    pub fn forced_champion(&self, coins: &[&str], candidate: &str, spec: LstmSpec) -> String {
         let o = self
-            .select(coins, &["lstm"], spec, RegisterPolicy::AllCandidates)
+            .select(coins, &[candidate], spec, RegisterPolicy::AllCandidates)
             .expect("selection run");
-        let id = if o.family == "lstm" {
+        let id = if o.family == candidate {
             o.model_id
         } else {
             o.challengers
                 .iter()
-                .find(|(label, _)| label == "lstm")
+                .find(|(label, _)| label == candidate)
                 .map(|(_, id)| id.clone())
-                .expect("the LSTM registered as challenger")
+                .unwrap_or_else(|| panic!("{candidate} registered as challenger"))
         };
         coincast::model::registry::promote(self.store.conn(), &id, true).expect("promote");
         id

@@ -217,7 +217,31 @@ pub struct MonitoringPage {
     /// (feature, epoch seconds, psi) per pipeline run.
     pub psi_history: Vec<(String, i64, f64)>,
     pub live_daily: Vec<LiveDay>,
+    /// Online coverage control of the champion and the floor: one row per coin and horizon.
+    pub coverage: Vec<CoverageRow>,
+    /// (coin, epoch seconds, level of the 1-hour interval) after each update of the serving
+    /// model.
+    pub coverage_history: Vec<(String, i64, f64)>,
 }
+
+/// Where ACI stands for one served model's coin and horizon.
+#[derive(Debug, Serialize)]
+pub struct CoverageRow {
+    pub role: &'static str,
+    pub model_id: String,
+    pub coin_id: String,
+    pub horizon: usize,
+    /// The level intervals are drawn at now, and the nominal one.
+    pub level: f64,
+    pub nominal: f64,
+    /// Outcomes checked, and the share outside their interval.
+    pub updates: i64,
+    pub miss_rate: f64,
+    pub updated: String,
+}
+
+/// The horizons the page shows (the JSON has all).
+const COVERAGE_HORIZONS: [usize; 4] = [1, 6, 12, 24];
 
 pub async fn load(state: &Arc<AppState>) -> Result<MonitoringPage, ApiError> {
     let snap = state.snapshot.load_full();
@@ -227,13 +251,18 @@ pub async fn load(state: &Arc<AppState>) -> Result<MonitoringPage, ApiError> {
         .map(|w| rates_between(&w[0], &w[1]))
         .collect();
     let model_id = snap.serving().map(|m| m.model_id.clone());
-    let (psi_history, live_daily) = read(state, move |conn| {
-        let mut psi_history = Vec::new();
+    let (psi_history, coverage_history, live_daily) = read(state, move |conn| {
+        let (mut psi_history, mut coverage_history) = (Vec::new(), Vec::new());
         if let Some(id) = model_id {
             let mut stmt =
                 conn.prepare(include_str!("../../../sql/reports/dash_psi_history.sql"))?;
             psi_history = stmt
-                .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .query_map([&id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut stmt =
+                conn.prepare(include_str!("../../../sql/reports/dash_aci_history.sql"))?;
+            coverage_history = stmt
+                .query_map([&id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                 .collect::<Result<Vec<_>, _>>()?;
         }
         let mut stmt = conn.prepare(include_str!("../../../sql/reports/dash_live_daily.sql"))?;
@@ -249,9 +278,32 @@ pub async fn load(state: &Arc<AppState>) -> Result<MonitoringPage, ApiError> {
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
-        Ok((psi_history, live))
+        Ok((psi_history, coverage_history, live))
     })
     .await?;
+    let mut coverage = Vec::new();
+    for (role, model) in [("champion", &snap.champion), ("floor", &snap.floor)] {
+        let Some(m) = model else { continue };
+        if role == "floor"
+            && snap
+                .champion
+                .as_ref()
+                .is_some_and(|c| c.model_id == m.model_id)
+        {
+            continue;
+        }
+        coverage.extend(m.aci.iter().map(|a| CoverageRow {
+            role,
+            model_id: m.model_id.clone(),
+            coin_id: a.coin_id.clone(),
+            horizon: a.horizon,
+            level: a.level(),
+            nominal: m.interval_level,
+            updates: a.updates,
+            miss_rate: a.misses as f64 / a.updates.max(1) as f64,
+            updated: a.updated.clone(),
+        }));
+    }
     let model_type = snap.serving().map(|m| m.family.clone());
     Ok(MonitoringPage {
         drift_ratio: model_type.as_ref().map(|f| {
@@ -267,6 +319,8 @@ pub async fn load(state: &Arc<AppState>) -> Result<MonitoringPage, ApiError> {
         psi: snap.psi.clone(),
         psi_history,
         live_daily,
+        coverage,
+        coverage_history,
     })
 }
 
@@ -280,11 +334,21 @@ struct MonitoringHtml {
     psi_bars: String,
     psi_history: String,
     live: String,
+    coverage_history: String,
 }
 
 impl MonitoringHtml {
     fn pct(&self, x: &f64) -> String {
         pct(*x)
+    }
+
+    /// The rows the table shows.
+    fn coverage_rows(&self) -> Vec<&CoverageRow> {
+        self.page
+            .coverage
+            .iter()
+            .filter(|r| COVERAGE_HORIZONS.contains(&r.horizon))
+            .collect()
     }
 }
 
@@ -357,7 +421,27 @@ pub async fn html(State(state): State<Arc<AppState>>) -> Result<Response, ApiErr
             markers: true,
         });
     }
+    let mut levels = Chart::new(1100.0, 220.0, svg::hour_label);
+    let mut coins: Vec<&str> = page.coverage_history.iter().map(|p| p.0.as_str()).collect();
+    coins.dedup();
+    for (i, c) in coins.iter().enumerate() {
+        let points: Vec<(f64, f64)> = page
+            .coverage_history
+            .iter()
+            .filter(|p| p.0 == *c)
+            .map(|p| (p.1 as f64, p.2))
+            .collect();
+        levels.series.push(Series {
+            name: c.to_string(),
+            color: svg::PALETTE[i % svg::PALETTE.len()],
+            markers: points.len() < 3,
+            points,
+        });
+    }
     Ok(render(&MonitoringHtml {
+        coverage_history: levels.render(
+            "no update yet: the monitor task checks each new hour's outcome once its target hour has arrived",
+        ),
         layout: Layout::new("/monitoring"),
         traffic: traffic.render(empty_traffic),
         latency: latency.render(empty_traffic),
