@@ -1,10 +1,11 @@
 //! The forecasters and their judge. `dataset` reads a coin as dense hourly arrays; a `recipe` is
-//! a point model (`baselines`: persistence, drift, trends, ridge; `lstm`) with an interval scale
-//! (`volatility`: constant, EWMA, GARCH, HAR); `evaluate` runs every candidate through the same
-//! walk-forward folds (`windows`) with the same refit rule and normalized conformal intervals,
-//! scored by `metrics`; `gate` decides; `train` refits the winner on all data, calibrates it
-//! (`forecast`) and registers it (`registry`, `artifacts`) as a `classical` card or an LSTM;
-//! `served` loads either kind; `floor` registers persistence before any training.
+//! a point model (`baselines`: persistence, drift, trends, ridge; `lstm`: a mean or a quantile
+//! network) with an interval scale (`volatility`: constant, EWMA, GARCH, HAR); `evaluate` runs
+//! every candidate through the same walk-forward folds (`windows`) with the same refit rule and
+//! conformal intervals (scaled, or CQR on a quantile band; plain and under simulated ACI), scored
+//! by `metrics`; `gate` decides; `train` refits the winner on all data, calibrates it
+//! (`forecast`) and registers it (`registry`, `artifacts`) as a `classical` card or an LSTM (both
+//! share `card`); `served` loads either kind; `floor` registers persistence before any training.
 
 pub mod artifacts;
 pub mod baselines;
