@@ -267,11 +267,6 @@ impl Evaluation {
         find_row(&self.rows, label, coin, horizon)
     }
 
-    /// A candidate's row with ACI intervals.
-    pub fn aci_row(&self, label: &str, coin: &str, horizon: u32) -> Option<&HorizonMetrics> {
-        find_row(&self.aci_rows, label, coin, horizon)
-    }
-
     pub fn run(&self, label: &str) -> Option<&CandidateRun> {
         self.candidates.iter().find(|c| c.label == label)
     }

@@ -46,7 +46,15 @@ pub enum Levels<'a> {
     PerHorizon(&'a [f64]),
 }
 
-impl Levels<'_> {
+impl<'a> Levels<'a> {
+    /// A coin's per-horizon levels when it has some, else the nominal level.
+    pub fn per_horizon_or_nominal(levels: Option<&'a Vec<f64>>) -> Self {
+        match levels {
+            Some(l) => Levels::PerHorizon(l),
+            None => Levels::Nominal,
+        }
+    }
+
     pub fn at(&self, h: usize, nominal: f64) -> f64 {
         match self {
             Levels::Nominal => nominal,
@@ -184,14 +192,6 @@ impl Calibration {
         interpolate(&self.levels, row, level)
     }
 
-    /// The quantiles of every horizon at the nominal level.
-    pub fn at_nominal(&self, coin: &str) -> Vec<f64> {
-        let horizons = self.pooled.len();
-        (0..horizons)
-            .map(|h| self.quantile(coin, h, self.level))
-            .collect()
-    }
-
     /// Before any score exists: a Gaussian interval, q = z_{(1+level)/2}, at every grid level.
     pub fn gaussian(level: f64, horizon: usize) -> Self {
         let levels = grid_levels();
@@ -299,7 +299,7 @@ fn quantiles_at(values: &mut [f64], levels: &[f64]) -> Vec<f64> {
 
 /// The ceil((n+1) * level)-th smallest of sorted `values`: split-conformal's finite-sample
 /// quantile (the largest when n is too small for the level; NaN without values).
-pub fn conformal_rank(sorted: &[f64], level: f64) -> f64 {
+fn conformal_rank(sorted: &[f64], level: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -445,7 +445,6 @@ mod tests {
         assert_eq!(c.quantile("a", 0, 0.905), 91.5);
         assert_eq!(c.quantile("b", 0, 0.9), c.quantile("unknown", 0, 0.9));
         assert_eq!(c.residuals["b"], 10);
-        assert_eq!(c.at_nominal("a"), vec![91.0]);
     }
 
     #[test]

@@ -197,7 +197,8 @@ fn candidates(
     Ok((list, champion_label))
 }
 
-fn union_features(lists: &[&[String]]) -> Vec<String> {
+/// The names of every list, each once, in first-seen order.
+pub fn union_features(lists: &[&[String]]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for name in lists.iter().flat_map(|l| l.iter()) {
         if !out.contains(name) {

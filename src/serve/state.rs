@@ -123,10 +123,7 @@ impl ServingModel {
 
     /// Every horizon from the coin's newest hour, with intervals at the coin's ACI levels.
     pub fn forecast_latest(&self, s: &CoinSeries) -> Result<Forecast, ModelError> {
-        let levels = match self.aci_levels.get(&s.coin_id) {
-            Some(l) => Levels::PerHorizon(l),
-            None => Levels::Nominal,
-        };
+        let levels = Levels::per_horizon_or_nominal(self.aci_levels.get(&s.coin_id));
         self.with_model(|m| match m {
             ServedRef::Classical(c) => c.forecast_latest(s, levels),
             ServedRef::Lstm(l) => l.forecast_latest(s, levels),

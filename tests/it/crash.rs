@@ -609,17 +609,12 @@ async fn an_online_backup_restored_into_a_wiped_folder_serves_the_same_champion(
     let predict = |base: String| {
         let http = http.clone();
         async move {
-            let r: serde_json::Value = http
-                .post(format!("{base}/predict"))
-                .header("content-type", "application/json")
-                .body(r#"{"coin_id": "solana", "hours_ahead": 6}"#)
-                .send()
-                .await
-                .expect("predict")
-                .bytes()
-                .await
-                .map(|b| serde_json::from_slice(&b).expect("json"))
-                .expect("body");
+            let r = crate::support::post_json(
+                &http,
+                &format!("{base}/predict"),
+                r#"{"coin_id": "solana", "hours_ahead": 6}"#,
+            )
+            .await;
             (r["model_version"].clone(), r["predicted_price"].clone())
         }
     };

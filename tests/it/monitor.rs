@@ -12,7 +12,8 @@ use coincast::serve::state::{AppState, Snapshot};
 use reqwest::StatusCode;
 
 use crate::support::{
-    get_text, real_coingecko, serve_on_localhost, small_spec, truncated_coin_file, TestApp,
+    get_text, post_json, real_coingecko, serve_on_localhost, small_spec, truncated_coin_file,
+    TestApp,
 };
 
 /// 2023-12-28T00:00:00Z: the data is cut there, and the rest arrives later.
@@ -205,17 +206,12 @@ async fn predictions_are_logged_then_scored_when_their_hour_arrives() {
     snapshot.live_accuracy = live;
     state.replace(snapshot);
     // /predict draws the champion's interval at its ACI level.
-    let answer = http
-        .post(format!("{base}/predict"))
-        .header("content-type", "application/json")
-        .body(r#"{"coin_id": "solana", "hours_ahead": 1}"#)
-        .send()
-        .await
-        .expect("predict")
-        .text()
-        .await
-        .expect("body");
-    let answer: serde_json::Value = serde_json::from_str(&answer).expect("json");
+    let answer = post_json(
+        &http,
+        &format!("{base}/predict"),
+        r#"{"coin_id": "solana", "hours_ahead": 1}"#,
+    )
+    .await;
     let h1 = aci.iter().find(|r| r.horizon == 1).expect("h1");
     assert_eq!(answer["confidence_interval"]["level"].as_f64(), Some(0.9));
     assert_eq!(

@@ -100,6 +100,21 @@ pub async fn get_text(http: &reqwest::Client, url: &str) -> String {
         .unwrap_or_else(|e| panic!("GET {url}: {e}"))
 }
 
+/// The JSON answer of a POST with a JSON body (e.g. /predict), whatever its status.
+pub async fn post_json(http: &reqwest::Client, url: &str, body: &str) -> serde_json::Value {
+    let bytes = http
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST {url}: {e}"))
+        .bytes()
+        .await
+        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("POST {url}: not JSON: {e}"))
+}
+
 /// A copy of a real coin file with only the points before `until_ms`, in `dir`.
 pub fn truncated_coin_file(dir: &Path, coin: &str, until_ms: f64) {
     let text =

@@ -1,0 +1,216 @@
+//! Command line: parsing (clap), logging, and the mapping of outcomes to exit codes; the
+//! commands themselves live by concern (`pipeline`: data in; `model`: evaluate, train, predict,
+//! registry; `admin`: serve, backup, restore). This is the binary's edge: errors are `anyhow`
+//! here and typed everywhere below.
+
+mod admin;
+mod model;
+mod pipeline;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use coincast::config::{is_valid_coin_id, Settings};
+use coincast::store::{Store, StoreError};
+
+/// Exit codes, documented in README.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Exit {
+    Ok = 0,
+    /// An unexpected failure (a bug, a disk error).
+    Internal = 1,
+    /// Bad command line or configuration.
+    Usage = 2,
+    /// The run finished, but a batch was quarantined or failed, or a coin could not be fetched.
+    DataRejected = 3,
+    /// The database is locked by another process or was written by a newer coincast.
+    DatabaseBusy = 4,
+    /// The source (CoinGecko) could not be reached for any coin.
+    SourceUnavailable = 5,
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "coincast",
+    version,
+    about = "Crypto price forecasting appliance: ingest, quality gate, features, model and serving in one binary and one DuckDB file"
+)]
+struct Cli {
+    /// Folder of the DuckDB file (overrides `data_dir` from the config).
+    #[arg(long, global = true, env = "COINCAST_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// A TOML file whose keys override config/default.toml.
+    #[arg(long, global = true, env = "COINCAST_CONFIG")]
+    config: Option<PathBuf>,
+    /// More log output (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Log as JSON lines (for log collectors).
+    #[arg(long, global = true, env = "COINCAST_LOG_JSON")]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// One pipeline run: fetch every configured coin from CoinGecko, gate, merge, build features.
+    Run(pipeline::FetchArgs),
+    /// Like `run`, for chosen coins and backfill depth.
+    Ingest(pipeline::FetchArgs),
+    /// Load recorded CoinGecko market_chart files (<coin_id>.json) through the same gate and merge.
+    Replay(pipeline::ReplayArgs),
+    /// Show the rules and recent failures, or check batches again after the rules changed.
+    Quality(pipeline::QualityArgs),
+    /// Build the features of every hour that changed since the last build.
+    Features(pipeline::FeaturesArgs),
+    /// Walk-forward evaluation of the baselines (persistence, drift, SMA/EMA trend, linear) on
+    /// the stored features, with split-conformal intervals: the bar every model must clear.
+    Evaluate(model::EvaluateArgs),
+    /// A selection run: every candidate (persistence variants, HAR, ridge, the LSTM ...) through the
+    /// same walk-forward; the gate's winner is refit on all data and registered as champion.
+    Train(model::TrainArgs),
+    /// Forecast every horizon from a coin's latest hour with the champion (the floor for a coin it
+    /// does not cover), or a given model.
+    Predict(model::PredictArgs),
+    /// The appliance's HTTP API: /predict, /health, /ready, /models/status, /metrics.
+    Serve(admin::ServeArgs),
+    /// The model registry.
+    Models {
+        #[command(subcommand)]
+        action: model::ModelsAction,
+    },
+    /// An online backup: a consistent copy of the database and every registered model, as one tar
+    /// archive. While `coincast serve` holds the file, the server makes the copy
+    /// (POST /api/admin/backup, with serve.api_token).
+    Backup(admin::BackupArgs),
+    /// Restore a backup archive into the data folder (which must hold no database, unless
+    /// --force: then the current file is kept beside it as coincast.duckdb.before-restore-<time>).
+    Restore(admin::RestoreArgs),
+    /// What the database holds: coins, hours, gaps, batches, the last run.
+    Status(pipeline::StatusArgs),
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.log_json);
+    let exit = match execute(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            let code = classify(&err);
+            eprintln!("error: {err:#}");
+            code
+        }
+    };
+    ExitCode::from(exit as u8)
+}
+
+fn init_logging(verbose: u8, json: bool) {
+    let default = match verbose {
+        0 => "warn,coincast::serve=info",
+        1 => "info,coincast=info",
+        _ => "debug,hyper=info,reqwest=info",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    if json {
+        builder.json().init();
+    } else {
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
+    }
+}
+
+/// Which exit code an error deserves.
+fn classify(err: &anyhow::Error) -> Exit {
+    for cause in err.chain() {
+        if let Some(m) = cause.downcast_ref::<coincast::model::ModelError>() {
+            use coincast::model::ModelError as M;
+            if matches!(
+                m,
+                M::Definition { .. } | M::Device(_) | M::UnknownFeature(_) | M::UnknownModel(_)
+            ) {
+                return Exit::Usage;
+            }
+        }
+        if let Some(store) = cause.downcast_ref::<StoreError>() {
+            if matches!(
+                store,
+                StoreError::Locked { .. } | StoreError::NewerSchema { .. }
+            ) {
+                return Exit::DatabaseBusy;
+            }
+        }
+        if cause
+            .downcast_ref::<coincast::config::ConfigError>()
+            .is_some()
+            || cause
+                .downcast_ref::<coincast::quality::QualityError>()
+                .is_some_and(|q| {
+                    matches!(
+                        q,
+                        coincast::quality::QualityError::UnknownRule { .. }
+                            | coincast::quality::QualityError::Config { .. }
+                            | coincast::quality::QualityError::RuleFile { .. }
+                    )
+                })
+        {
+            return Exit::Usage;
+        }
+    }
+    Exit::Internal
+}
+
+fn execute(cli: Cli) -> anyhow::Result<Exit> {
+    let mut settings = Settings::load(cli.config.as_deref())?;
+    if let Some(dir) = cli.data_dir {
+        settings.data_dir = dir;
+    }
+    match cli.command {
+        Command::Run(args) => pipeline::fetch(settings, args, "run"),
+        Command::Ingest(args) => pipeline::fetch(settings, args, "ingest"),
+        Command::Replay(args) => pipeline::replay(&settings, args),
+        Command::Quality(args) => pipeline::quality(&settings, args),
+        Command::Features(args) => pipeline::features(&settings, args),
+        Command::Status(args) => pipeline::status(&settings, args),
+        Command::Evaluate(args) => model::evaluate(&settings, args),
+        Command::Train(args) => model::train(&settings, args),
+        Command::Predict(args) => model::predict(&settings, args),
+        Command::Models { action } => model::models(&settings, action),
+        Command::Serve(args) => admin::serve(settings, args),
+        Command::Backup(args) => admin::backup(&settings, args),
+        Command::Restore(args) => admin::restore(&settings, args),
+    }
+}
+
+fn open(settings: &Settings) -> anyhow::Result<Store> {
+    let path = settings.database_path();
+    // What opening repaired is logged by the store (warn and error: shown by default).
+    Store::open(&settings.data_dir).with_context(|| format!("opening {}", path.display()))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn check_coins(coins: Option<&[String]>) -> anyhow::Result<()> {
+    for coin in coins.unwrap_or_default() {
+        if !is_valid_coin_id(coin) {
+            return Err(coincast::config::ConfigError::Invalid {
+                key: "--coins".into(),
+                message: format!("`{coin}` is not a CoinGecko coin id"),
+            }
+            .into());
+        }
+    }
+    Ok(())
+}

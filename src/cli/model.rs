@@ -1,0 +1,543 @@
+//! The model commands: `evaluate` (the walk-forward table), `train` (a selection run),
+//! `predict` and the registry (`models`), with their printouts.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use clap::{Args, Subcommand};
+
+use super::{check_coins, open, Exit};
+use coincast::config::Settings;
+use coincast::model::forecast::Levels;
+use coincast::model::lstm;
+use coincast::model::recipe::Recipe;
+use coincast::model::served::ServedModel;
+use coincast::model::{evaluate, registry, train};
+use coincast::progress;
+use coincast::store::Store;
+
+#[derive(Args, Debug)]
+pub(super) struct EvaluateArgs {
+    /// Coins to evaluate (comma-separated); default: every configured coin with features.
+    #[arg(long, value_delimiter = ',')]
+    pub(super) coins: Option<Vec<String>>,
+    /// Horizons to print (comma-separated hours); default 1,6,24.
+    #[arg(long, value_delimiter = ',', default_value = "1,6,24")]
+    pub(super) horizons: Vec<u32>,
+    /// Number of weekly test windows (overrides the protocol file).
+    #[arg(long)]
+    pub(super) windows: Option<u32>,
+    /// Protocol and baseline settings; default: the built-in models/baselines.toml.
+    #[arg(long)]
+    pub(super) protocol: Option<PathBuf>,
+    /// Forecasters to evaluate (comma-separated names like persistence_ewma, linear, lstm);
+    /// default: the protocol's candidates without the LSTM.
+    #[arg(long, value_delimiter = ',')]
+    pub(super) candidates: Option<Vec<String>>,
+    /// Also evaluate a registered model, or `champion`, by re-running its recipe on the same
+    /// folds (never with weights that saw the test windows).
+    #[arg(long)]
+    pub(super) model: Option<String>,
+    /// The LSTM candidates' spec; default: model.spec (the built-in models/lstm.toml).
+    #[arg(long)]
+    pub(super) spec: Option<PathBuf>,
+    /// auto | cpu | cuda for the LSTM candidates (overrides the spec).
+    #[arg(long)]
+    pub(super) device: Option<String>,
+    /// Maximum epochs of the LSTM candidates (overrides the spec).
+    #[arg(long)]
+    pub(super) epochs: Option<usize>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub(super) json: bool,
+}
+
+#[derive(Args, Debug)]
+pub(super) struct TrainArgs {
+    /// Coins to train on (comma-separated); default: every configured coin with features.
+    #[arg(long, value_delimiter = ',')]
+    pub(super) coins: Option<Vec<String>>,
+    /// Maximum epochs (overrides the spec).
+    #[arg(long)]
+    pub(super) epochs: Option<usize>,
+    /// auto | cpu | cuda (overrides the spec).
+    #[arg(long)]
+    pub(super) device: Option<String>,
+    /// Number of weekly walk-forward windows (overrides models/baselines.toml).
+    #[arg(long)]
+    pub(super) windows: Option<u32>,
+    /// The LSTM candidate's spec; default: model.spec (the built-in models/lstm.toml).
+    #[arg(long)]
+    pub(super) spec: Option<PathBuf>,
+    /// Walk-forward protocol and candidates; default: model.protocol (models/baselines.toml).
+    #[arg(long)]
+    pub(super) protocol: Option<PathBuf>,
+    /// Candidates (comma-separated), overriding the protocol's.
+    #[arg(long, value_delimiter = ',')]
+    pub(super) candidates: Option<Vec<String>>,
+    /// Also register every other candidate, refit on all data, as challenger (to inspect it
+    /// or promote it by hand); by default only the champion and the floor are registered.
+    #[arg(long)]
+    pub(super) register_all: bool,
+}
+
+#[derive(Args, Debug)]
+pub(super) struct PredictArgs {
+    /// The coin.
+    #[arg(long, default_value = "bitcoin")]
+    pub(super) coin: String,
+    /// A registered model id; default: the champion.
+    #[arg(long)]
+    pub(super) model: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub(super) json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub(super) enum ModelsAction {
+    /// Every registered model, newest first.
+    List,
+    /// One model: its registry entry and artifact card.
+    Show { model_id: String },
+    /// Make a model champion (one that failed the gate needs --force).
+    Promote {
+        model_id: String,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Give the champion role back to the previous champion.
+    Rollback,
+}
+
+pub(super) fn evaluate(settings: &Settings, args: EvaluateArgs) -> anyhow::Result<Exit> {
+    let EvaluateArgs {
+        coins,
+        horizons,
+        windows,
+        protocol,
+        candidates,
+        model,
+        spec,
+        device,
+        epochs,
+        json,
+    } = args;
+    check_coins(coins.as_deref())?;
+    let mut p = load_protocol(protocol.as_deref())?;
+    if let Some(w) = windows {
+        p.windows = w;
+    }
+    let spec = load_spec(spec.as_deref(), settings, epochs, device)?;
+    p.features = spec.features.clone();
+    p.lookback_hours = spec.lookback_hours;
+    // Without --candidates: the protocol's, less the LSTM (training it takes minutes).
+    let names = candidates.unwrap_or_else(|| {
+        p.candidates
+            .iter()
+            .filter(|n| !n.starts_with("lstm"))
+            .cloned()
+            .collect()
+    });
+    let mut list = names
+        .iter()
+        .map(|n| Recipe::from_name(n, &p, &spec).map(evaluate::Candidate::new))
+        .collect::<Result<Vec<_>, _>>()?;
+    let store = open(settings)?;
+    if let Some(id) = &model {
+        // A registered model is judged by re-running its recipe on these folds.
+        let row = if id == "champion" {
+            registry::champion(store.conn())?
+                .ok_or_else(|| anyhow::anyhow!("there is no champion yet: run `coincast train`"))?
+        } else {
+            registry::get(store.conn(), id)?
+        };
+        let m = ServedModel::load(
+            &row.artifact_dir(&settings.data_dir),
+            lstm::resolve_device("auto")?,
+        )?;
+        list.push(evaluate::Candidate {
+            label: row.model_id.clone(),
+            recipe: m.recipe(),
+        });
+    }
+    let wanted = coins.unwrap_or_else(|| settings.coins.clone());
+    let lists: Vec<&[String]> = list
+        .iter()
+        .map(|c| c.recipe.features())
+        .chain(std::iter::once(p.features.as_slice()))
+        .collect();
+    let features = train::union_features(&lists);
+    let (series, skipped) =
+        train::load_series(store.conn(), &wanted, &settings.vs_currency, &features)?;
+    for c in skipped {
+        eprintln!("skipping {c}: no features stored");
+    }
+    let bar = progress::bar("walk-forward");
+    bar.set_length(list.len() as u64);
+    let result = evaluate::walk_forward(&series, &list, &p, |label, index, _| {
+        bar.set_position(index as u64);
+        bar.set_message(label.to_string());
+    });
+    bar.finish_and_clear();
+    let mut eval = result?;
+    eval.rows.retain(|r| horizons.contains(&r.metrics.horizon));
+    eval.aci_rows
+        .retain(|r| horizons.contains(&r.metrics.horizon));
+    if json {
+        println!("{}", serde_json::to_string_pretty(&eval)?);
+    } else {
+        print_evaluation(&eval, &p);
+    }
+    Ok(Exit::Ok)
+}
+
+pub(super) fn train(settings: &Settings, args: TrainArgs) -> anyhow::Result<Exit> {
+    let TrainArgs {
+        coins,
+        epochs,
+        device,
+        windows,
+        spec,
+        protocol,
+        candidates,
+        register_all,
+    } = args;
+    check_coins(coins.as_deref())?;
+    let s = load_spec(spec.as_deref(), settings, epochs, device)?;
+    let mut p = match &protocol {
+        Some(path) => load_protocol(Some(path))?,
+        None => train::protocol_from(&settings.model.protocol)?,
+    };
+    if let Some(w) = windows {
+        p.windows = w;
+    }
+    if let Some(c) = candidates {
+        p.candidates = c;
+    }
+    let store = open(settings)?;
+    let wanted = coins.unwrap_or_else(|| settings.coins.clone());
+    let bar = progress::bar("train");
+    let outcome = train::train_and_register(
+        store.conn(),
+        train::TrainRequest {
+            coins: &wanted,
+            vs_currency: &settings.vs_currency,
+            spec: s,
+            protocol: p.clone(),
+            gate: settings.model.gate.clone(),
+            data_dir: &settings.data_dir,
+            register: if register_all {
+                train::RegisterPolicy::AllCandidates
+            } else {
+                train::RegisterPolicy::Winner
+            },
+        },
+        |progress| match progress {
+            train::Progress::Candidate { label, index, of } => {
+                bar.set_length(of as u64 + 1);
+                bar.set_position(index as u64);
+                bar.set_message(format!("walk-forward: {label}"));
+            }
+            train::Progress::Refit { label } => {
+                bar.set_message(format!("refit on all data: {label}"));
+            }
+        },
+    );
+    bar.finish_and_clear();
+    let o = outcome?;
+    store.checkpoint()?;
+    for c in &o.skipped_coins {
+        eprintln!("skipped {c}: no features stored");
+    }
+    print_selection(&o);
+    Ok(Exit::Ok)
+}
+
+pub(super) fn predict(settings: &Settings, args: PredictArgs) -> anyhow::Result<Exit> {
+    let PredictArgs { coin, model, json } = args;
+    check_coins(Some(std::slice::from_ref(&coin)))?;
+    let store = open(settings)?;
+    let row = match &model {
+        Some(id) => registry::get(store.conn(), id)?,
+        None => serving_row(&store, &coin, settings)?,
+    };
+    let m = ServedModel::load(
+        &row.artifact_dir(&settings.data_dir),
+        lstm::resolve_device("auto")?,
+    )?;
+    let series = coincast::model::dataset::CoinSeries::load(
+        store.conn(),
+        &coin,
+        &settings.vs_currency,
+        &m.series_features(),
+    )?;
+    // Intervals at the coin's online coverage levels, as /predict draws them.
+    let aci = coincast::monitor::coverage::load_state(store.conn(), &row.model_id)?;
+    let levels = coincast::monitor::coverage::levels(&aci, m.horizon(), m.interval_level());
+    let f = m.forecast_latest(&series, Levels::per_horizon_or_nominal(levels.get(&coin)))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&f)?);
+    } else {
+        let when = DateTime::<Utc>::from_timestamp(f.as_of_hour * 3600, 0).unwrap_or_default();
+        println!(
+            "{} with {} ({}): price {} at {} UTC; {:.0}% intervals",
+            f.coin_id,
+            row.model_id,
+            m.name(),
+            f.current_price,
+            when.format("%Y-%m-%d %H:00"),
+            f.interval_level * 100.0
+        );
+        for h in &f.horizons {
+            println!(
+                "  +{:>2}h  {:>14.6}  [{:.6}, {:.6}]  drawn at {:.1}%",
+                h.hours_ahead,
+                h.price,
+                h.lower,
+                h.upper,
+                h.drawn_at_level * 100.0
+            );
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+pub(super) fn models(settings: &Settings, action: ModelsAction) -> anyhow::Result<Exit> {
+    let store = open(settings)?;
+    match action {
+        ModelsAction::List => {
+            let rows = registry::list(store.conn())?;
+            if rows.is_empty() {
+                println!("no models yet: run `coincast train`");
+            }
+            println!(
+                "{:<40} {:<18} {:<16} {:<19} {:>9}  verdict",
+                "model", "kind", "alias", "created (UTC)", "IS%"
+            );
+            for m in rows {
+                let alias = match (m.alias.as_deref(), m.floor) {
+                    (Some(a), true) => format!("{a}, floor"),
+                    (Some(a), false) => a.to_string(),
+                    (None, true) => "floor".into(),
+                    (None, false) => "-".into(),
+                };
+                println!(
+                    "{:<40} {:<18} {:<16} {:<19} {:>9}  {}",
+                    m.model_id,
+                    m.family,
+                    alias,
+                    m.created_at,
+                    m.score.map_or("-".into(), |s| format!("{s:.4}")),
+                    m.gate_reason
+                );
+            }
+        }
+        ModelsAction::Show { model_id } => {
+            let m = registry::get(store.conn(), &model_id)?;
+            println!("{}", serde_json::to_string_pretty(&m)?);
+            let card =
+                std::fs::read_to_string(m.artifact_dir(&settings.data_dir).join("model.json"))
+                    .with_context(|| format!("reading the artifact of {model_id}"))?;
+            println!("{card}");
+        }
+        ModelsAction::Promote { model_id, force } => {
+            registry::promote(store.conn(), &model_id, force)?;
+            println!("{model_id} is champion");
+        }
+        ModelsAction::Rollback => {
+            let id = registry::rollback(store.conn())?;
+            println!("{id} is champion again");
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+fn load_protocol(path: Option<&std::path::Path>) -> anyhow::Result<evaluate::Protocol> {
+    Ok(match path {
+        Some(path) => evaluate::Protocol::parse(
+            &path.display().to_string(),
+            &std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?,
+        )?,
+        None => evaluate::Protocol::parse("models/baselines.toml", evaluate::DEFAULT_PROTOCOL)?,
+    })
+}
+
+/// The LSTM spec at `path` (default: model.spec), with the epoch and device overrides.
+fn load_spec(
+    path: Option<&std::path::Path>,
+    settings: &Settings,
+    epochs: Option<usize>,
+    device: Option<String>,
+) -> anyhow::Result<lstm::LstmSpec> {
+    let mut spec = match path {
+        Some(path) => lstm::LstmSpec::parse(
+            &path.display().to_string(),
+            &std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?,
+        )?,
+        None => train::spec_from(&settings.model.spec)?,
+    };
+    if let Some(e) = epochs {
+        spec.epochs = e.max(1);
+    }
+    if let Some(d) = device {
+        lstm::resolve_device(&d)?;
+        spec.device = d;
+    }
+    Ok(spec)
+}
+
+fn hour_utc(h: i64) -> String {
+    DateTime::<Utc>::from_timestamp(h * 3600, 0)
+        .map(|t| t.format("%Y-%m-%d %H:00").to_string())
+        .unwrap_or_default()
+}
+
+fn print_evaluation(eval: &evaluate::Evaluation, p: &evaluate::Protocol) {
+    println!(
+        "walk-forward: {} weekly folds (of {} configured) of {} h, test origins {} .. {} UTC, gap {} h, refit every {} folds, {:.0}% intervals",
+        eval.folds,
+        eval.windows_configured,
+        p.step_hours,
+        hour_utc(eval.test_from_hour),
+        hour_utc(eval.test_to_hour),
+        p.gap(),
+        eval.refit_every_folds,
+        p.interval_level * 100.0
+    );
+    println!(
+        "{:<10} {:<18} {:>3} {:>6} {:>8} {:>8} {:>6} {:>7} {:>12} {:>7} {:>6}",
+        "coin", "model", "h", "n", "IS%", "pinball", "cover", "width", "MAE", "skill", "dir"
+    );
+    for r in &eval.rows {
+        let m = &r.metrics;
+        println!(
+            "{:<10} {:<18} {:>3} {:>6} {:>8.4} {:>8.4} {:>6.3} {:>7.4} {:>12.4} {:>7.4} {:>6.3}",
+            r.coin_id,
+            r.model,
+            m.horizon,
+            m.n,
+            m.interval_score,
+            m.pinball,
+            m.coverage,
+            m.width,
+            m.mae,
+            m.skill,
+            m.directional_accuracy
+        );
+    }
+    println!(
+        "the same forecasts with online coverage control (ACI, gamma {}): the level moves with each outcome once it is known",
+        eval.aci_gamma
+    );
+    for r in &eval.aci_rows {
+        let m = &r.metrics;
+        println!(
+            "{:<10} {:<18} {:>3} {:>6} {:>8.4} {:>8.4} {:>6.3} {:>7.4}",
+            r.coin_id, r.model, m.horizon, m.n, m.interval_score, m.pinball, m.coverage, m.width
+        );
+    }
+    for c in &eval.candidates {
+        if let Some(e) = &c.error {
+            println!("{}: not evaluated: {e}", c.label);
+        }
+        if !c.samples_per_second.is_empty() {
+            let sps = median_f64(&c.samples_per_second);
+            println!(
+                "{}: {} refits, fit {:.1} s, training {:.0} samples/s (median), epochs chosen {:?}",
+                c.label, c.refits, c.fit_seconds, sps, c.chosen_epochs
+            );
+        }
+    }
+    println!("IS%: interval (Winkler) score in percent of the price, pinball: mean pinball loss of the interval ends and the point; lower is better. skill = 1 - MSE/MSE(persistence) (> 0 beats persistence); width relative to price; dir: a no-move forecast counts half");
+}
+
+/// The candidates' scorecards, the gate's verdicts and what was registered.
+fn print_selection(o: &train::TrainOutcome) {
+    let e = &o.evaluation;
+    println!(
+        "walk-forward: {} weekly folds (of {} configured), test origins {} .. {} UTC, refit every {} folds",
+        e.folds,
+        e.windows_configured,
+        hour_utc(e.test_from_hour),
+        hour_utc(e.test_to_hour),
+        e.refit_every_folds
+    );
+    println!(
+        "{:<20} {:>9} {:>13} {:>9} {:>7} {:>8}  verdict",
+        "candidate", "IS%", "coverage", "MSE/pers", "refits", "fit s"
+    );
+    for c in &o.selection.scorecards {
+        let run = e.candidates.iter().find(|r| r.label == c.label);
+        let (lo, hi) = c.coverage_range();
+        println!(
+            "{:<20} {:>9.4} {:>5.1}-{:>5.1}% {:>9.4} {:>7} {:>8.1}  {}",
+            c.label,
+            c.interval_score,
+            100.0 * lo,
+            100.0 * hi,
+            c.mse_ratio,
+            run.map_or(0, |r| r.refits),
+            run.map_or(0.0, |r| r.fit_seconds),
+            o.selection
+                .verdict(&c.label)
+                .map(|v| v.reason())
+                .unwrap_or_default()
+        );
+    }
+    for c in e.candidates.iter().filter(|c| c.error.is_some()) {
+        println!(
+            "{:<20} not evaluated: {}",
+            c.label,
+            c.error.as_deref().unwrap_or_default()
+        );
+    }
+    println!("\n{}", o.selection.summary);
+    println!(
+        "registered {} ({}) as champion, refit on every origin up to {} UTC ({} h before the newest hour, {} UTC){}",
+        o.model_id,
+        o.family,
+        hour_utc(o.trained_until_hour),
+        o.newest_hour - o.trained_until_hour,
+        hour_utc(o.newest_hour),
+        o.floor_id
+            .as_ref()
+            .map(|f| format!("; the floor is {f}"))
+            .unwrap_or_else(|| "; it is also the floor".into())
+    );
+    for (label, id) in &o.challengers {
+        println!("registered {id} ({label}) as challenger");
+    }
+    println!(
+        "time: walk-forward {:.1} s, refit {:.1} s, total {:.1} s",
+        o.timings.walk_forward_seconds, o.timings.refit_seconds, o.timings.total_seconds
+    );
+}
+
+/// The model that answers for a coin: the champion when it covers the coin, else the floor.
+fn serving_row(
+    store: &Store,
+    coin: &str,
+    settings: &Settings,
+) -> anyhow::Result<registry::ModelRow> {
+    if let Some(row) = registry::champion(store.conn())? {
+        let m = ServedModel::load(&row.artifact_dir(&settings.data_dir), tch::Device::Cpu)?;
+        if m.coins().iter().any(|c| c == coin) {
+            return Ok(row);
+        }
+    }
+    registry::floor(store.conn())?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "no model serves {coin} yet: the floor is registered by the first pipeline run with a day of data (`coincast run` or `replay`), `coincast train` selects a champion"
+        )
+    })
+}
+
+fn median_f64(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}

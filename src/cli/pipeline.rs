@@ -1,0 +1,246 @@
+//! The data commands: `run` and `ingest` (CoinGecko), `replay` (recorded files), `quality`
+//! (rules, re-gating), `features` and `status`; each a pipeline run or a read, and the run's
+//! printout with its exit code.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use clap::Args;
+
+use super::{check_coins, open, runtime, Exit};
+use coincast::config::Settings;
+use coincast::ingest::batch::{self, BatchState};
+use coincast::ingest::coingecko::CoinGeckoClient;
+use coincast::pipeline::{self, Extract, RunReport, RunState};
+use coincast::quality::RuleSet;
+use coincast::store::Store;
+use coincast::{features, progress, status};
+
+#[derive(Args, Debug)]
+pub(super) struct FetchArgs {
+    /// Coins to fetch (comma-separated CoinGecko ids); default: `coins` from the config.
+    #[arg(long, value_delimiter = ',')]
+    pub(super) coins: Option<Vec<String>>,
+    /// Days of history for coins with no data yet; default: coingecko.backfill_days (0: the
+    /// plan's hourly range).
+    #[arg(long)]
+    pub(super) backfill_days: Option<u32>,
+    /// Fetch up to this time (RFC 3339) instead of now, e.g. to backfill a past stretch.
+    #[arg(long)]
+    pub(super) until: Option<DateTime<Utc>>,
+}
+
+#[derive(Args, Debug)]
+pub(super) struct ReplayArgs {
+    /// Folder of <coin_id>.json files.
+    pub(super) dir: PathBuf,
+    /// Only these coins (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub(super) coins: Option<Vec<String>>,
+    /// Fetch time to judge freshness against (RFC 3339); default: each file's modification time.
+    #[arg(long)]
+    pub(super) fetched_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Args, Debug)]
+pub(super) struct QualityArgs {
+    /// Check this batch again (parsed anew from its stored body); repeatable.
+    #[arg(long = "batch")]
+    pub(super) batches: Vec<i64>,
+    /// Check every quarantined batch again.
+    #[arg(long)]
+    pub(super) quarantined: bool,
+}
+
+#[derive(Args, Debug)]
+pub(super) struct FeaturesArgs {
+    /// Rebuild every hour of every coin.
+    #[arg(long)]
+    pub(super) full: bool,
+}
+
+#[derive(Args, Debug)]
+pub(super) struct StatusArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub(super) json: bool,
+}
+
+pub(super) fn fetch(settings: Settings, args: FetchArgs, trigger: &str) -> anyhow::Result<Exit> {
+    check_coins(args.coins.as_deref())?;
+    let rules = RuleSet::load(&settings.quality)?;
+    let store = open(&settings)?;
+    let client = CoinGeckoClient::new(&settings.coingecko)?;
+    let coins = args.coins.unwrap_or_else(|| settings.coins.clone());
+    let backfill_days = args
+        .backfill_days
+        .unwrap_or_else(|| coincast::ingest::budget::backfill_days(&settings.coingecko))
+        .max(1);
+    let until = args.until.unwrap_or_else(Utc::now);
+    let report = runtime()?.block_on(pipeline::run(
+        &store,
+        &settings,
+        &rules,
+        trigger,
+        Extract::Live {
+            client: &client,
+            coins,
+            until,
+            backfill_days,
+            cadence: pipeline::Cadence::EveryCoin,
+        },
+    ))?;
+    Ok(print_run(&report))
+}
+
+pub(super) fn replay(settings: &Settings, args: ReplayArgs) -> anyhow::Result<Exit> {
+    let ReplayArgs {
+        dir,
+        coins,
+        fetched_at,
+    } = args;
+    check_coins(coins.as_deref())?;
+    let rules = RuleSet::load(&settings.quality)?;
+    let store = open(settings)?;
+    let report = runtime()?.block_on(pipeline::run(
+        &store,
+        settings,
+        &rules,
+        "replay",
+        Extract::Replay {
+            dir,
+            coins,
+            fetched_at,
+        },
+    ))?;
+    Ok(print_run(&report))
+}
+
+pub(super) fn quality(settings: &Settings, args: QualityArgs) -> anyhow::Result<Exit> {
+    let QualityArgs {
+        batches,
+        quarantined,
+    } = args;
+    let rules = RuleSet::load(&settings.quality)?;
+    let store = open(settings)?;
+    let mut ids = batches;
+    if quarantined {
+        ids.extend(batch::batches_in_state(
+            store.conn(),
+            BatchState::Quarantined,
+        )?);
+    }
+    if ids.is_empty() {
+        print_rules(&rules);
+        return Ok(Exit::Ok);
+    }
+    for &id in &ids {
+        if !batch_exists(&store, id)? {
+            anyhow::bail!("batch {id} does not exist (see `coincast status`)");
+        }
+    }
+    let report = runtime()?.block_on(pipeline::run(
+        &store,
+        settings,
+        &rules,
+        "quality",
+        Extract::Recheck { batch_ids: ids },
+    ))?;
+    Ok(print_run(&report))
+}
+
+pub(super) fn features(settings: &Settings, args: FeaturesArgs) -> anyhow::Result<Exit> {
+    let FeaturesArgs { full } = args;
+    let store = open(settings)?;
+    let bar = progress::spinner("features");
+    let stats = if full {
+        features::rebuild_all(store.conn())
+    } else {
+        features::build_backlog(store.conn())
+    };
+    bar.finish_and_clear();
+    let stats = stats?;
+    store.checkpoint()?;
+    println!(
+        "features: {} rows written for {} coin(s)",
+        stats.rows_written, stats.coins
+    );
+    Ok(Exit::Ok)
+}
+
+pub(super) fn status(settings: &Settings, args: StatusArgs) -> anyhow::Result<Exit> {
+    let StatusArgs { json } = args;
+    let store = open(settings)?;
+    let report = status::report(store.conn(), &store.path().display().to_string())?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{report}");
+    }
+    Ok(Exit::Ok)
+}
+
+fn batch_exists(store: &Store, id: i64) -> anyhow::Result<bool> {
+    Ok(store.conn().query_row(
+        "SELECT count(*) > 0 FROM raw_batches WHERE batch_id = ?",
+        [id],
+        |r| r.get(0),
+    )?)
+}
+
+fn print_rules(rules: &RuleSet) {
+    println!(
+        "{:<16} {:<8} {:>9}  description",
+        "rule", "severity", "threshold"
+    );
+    for r in &rules.rules {
+        println!(
+            "{:<16} {:<8} {:>9}  {}",
+            r.name, r.severity, r.threshold, r.description
+        );
+    }
+    println!("\nrecheck: coincast quality --batch ID | --quarantined");
+}
+
+/// Prints what a run did and picks the exit code.
+fn print_run(report: &RunReport) -> Exit {
+    let s = &report.summary;
+    for g in &s.gated {
+        let verdict = if g.merged {
+            format!("merged ({} hours new or changed)", g.changed_hours)
+        } else {
+            "QUARANTINED, nothing merged".to_string()
+        };
+        println!("batch {:>5} {:<12} {verdict}", g.batch_id, g.coin_id);
+        for p in &g.problems {
+            println!("    {p}");
+        }
+    }
+    for f in &s.failed_batches {
+        println!("failed: {f}");
+    }
+    for e in &s.fetch_errors {
+        println!("fetch error: {e}");
+    }
+    println!(
+        "run #{} {}: {} request(s) ({} retried), {} staged, {} merged, {} quarantined, {} failed, {} feature rows",
+        report.run_id,
+        report.state.name(),
+        s.requests,
+        s.failed_attempts,
+        s.staged,
+        s.merged,
+        s.quarantined,
+        s.failed_batches.len(),
+        s.feature_rows
+    );
+    if let Some(err) = &report.error {
+        eprintln!("error: {err}");
+    }
+    match report.state {
+        RunState::Success => Exit::Ok,
+        _ if s.source_unavailable => Exit::SourceUnavailable,
+        RunState::Partial => Exit::DataRejected,
+        RunState::Failed | RunState::Interrupted => Exit::Internal,
+    }
+}
