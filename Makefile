@@ -19,7 +19,7 @@ CONFIG ?=
 CONFIG_FLAG := $(if $(CONFIG),--config $(CONFIG),)
 CARGO_FLAGS := --release --locked
 
-.PHONY: all deps system-deps duckdb libtorch venv torch-venv build test test-rust test-parity test-rules run replay bench chaos fmt lint clean
+.PHONY: all deps system-deps duckdb libtorch venv torch-venv build test test-rust test-parity test-rules run replay bench chaos fuzz fmt lint clean
 
 all: build
 
@@ -86,6 +86,13 @@ CHAOS_TRIALS ?= 50
 chaos: deps
 	COINCAST_CHAOS_TRIALS=$(CHAOS_TRIALS) $(if $(CHAOS_SEED),COINCAST_CHAOS_SEED=$(CHAOS_SEED)) \
 	  cargo test $(CARGO_FLAGS) --test it chaos -- --ignored --nocapture
+
+## fuzz: 10,000 generated requests against the router in process, on the small fixture database
+## (FUZZ_REQUESTS, FUZZ_SEED); prints the table per route template. `make test` runs 1,500.
+FUZZ_REQUESTS ?= 10000
+fuzz: deps
+	COINCAST_FUZZ_REQUESTS=$(FUZZ_REQUESTS) $(if $(FUZZ_SEED),COINCAST_FUZZ_SEED=$(FUZZ_SEED)) \
+	  cargo test $(CARGO_FLAGS) --test it fuzz -- --nocapture
 
 torch-venv:
 	@[ -x $(CACHE)/torchvenv/bin/python ] && $(CACHE)/torchvenv/bin/python -c 'import torch' 2>/dev/null || \

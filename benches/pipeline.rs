@@ -514,6 +514,7 @@ fn main() {
             gate: s.model.gate.clone(),
             data_dir: dir.path(),
             register: coincast::model::train::RegisterPolicy::AllCandidates,
+            cancel: Default::default(),
         },
         |_| {},
     )

@@ -26,6 +26,28 @@ pub enum ConfigError {
     Other(String),
 }
 
+/// Integers too large for any setting would be read as floats and cut down silently: refused
+/// here, naming the key.
+fn check_env_integers(env: &config::Map<String, String>) -> Result<(), ConfigError> {
+    for (var, value) in env {
+        let digits = value.trim().trim_start_matches('-');
+        let integer = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+        if integer && value.trim().parse::<i64>().is_err() {
+            return Err(ConfigError::Invalid {
+                key: Settings::key_of_env(var),
+                message: format!("`{value}` is out of range (from {var})"),
+            });
+        }
+    }
+    Ok(())
+}
+
+impl crate::failure::Classify for ConfigError {
+    fn failure(&self) -> crate::failure::Failure {
+        crate::failure::Failure::Usage
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
@@ -178,6 +200,7 @@ impl Settings {
             .into_iter()
             .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
             .collect();
+        check_env_integers(&env)?;
         builder = builder.add_source(
             Environment::with_prefix(ENV_PREFIX)
                 .prefix_separator("__")
@@ -197,6 +220,17 @@ impl Settings {
             })?;
         settings.validate()?;
         Ok(settings)
+    }
+
+    /// The dotted key an environment variable sets: `COINCAST__SERVE__MAX_BODY_BYTES` is
+    /// `serve.max_body_bytes`.
+    pub fn key_of_env(var: &str) -> String {
+        var.trim_start_matches(ENV_PREFIX)
+            .trim_start_matches("__")
+            .split("__")
+            .map(str::to_lowercase)
+            .collect::<Vec<_>>()
+            .join(".")
     }
 
     fn validate(&self) -> Result<(), ConfigError> {

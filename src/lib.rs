@@ -2,11 +2,14 @@
 //!
 //! The modules follow the data flow (see ARCHITECTURE.md):
 //! `ingest` → `quality` (gate) → `merge` → `features`, orchestrated by `pipeline`;
-//! `model` holds the evaluation groundwork of the forecaster; `store` is the only module that
-//! opens the database.
+//! `model` trains, judges and registers the forecasters; `monitor` scores what was served;
+//! `runtime` runs all of it inside `coincast serve` (the worker, its schedules, the served
+//! snapshot) and `serve` is the HTTP layer over it; `store` is the only module that opens the
+//! database; `failure` says what kind of failure an error is.
 
 pub mod config;
 pub mod crashpoint;
+pub mod failure;
 pub mod features;
 pub mod ingest;
 pub mod merge;
@@ -15,6 +18,7 @@ pub mod monitor;
 pub mod pipeline;
 pub mod progress;
 pub mod quality;
+pub mod runtime;
 pub mod serve;
 pub mod status;
 pub mod store;

@@ -2,7 +2,7 @@
 SELECT run_id, job, trigger, state,
        CAST(epoch(started_at) AS BIGINT) AS started,
        epoch(coalesce(finished_at, now())) - epoch(started_at) AS seconds,
-       error
+       error, failure
 FROM pipeline_runs
 ORDER BY run_id DESC
 LIMIT ?

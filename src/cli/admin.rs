@@ -43,10 +43,11 @@ pub(super) fn serve(settings: Settings, args: ServeArgs) -> anyhow::Result<Exit>
                 message: format!("`{bind}` is not an address like 127.0.0.1:8000"),
             })?;
     tch::set_num_threads(1);
-    let metrics = std::sync::Arc::new(coincast::serve::metrics::Metrics::new()?);
+    let metrics = std::sync::Arc::new(coincast::runtime::Metrics::new()?);
     // The worker thread owns the database file for as long as the server runs.
-    let (worker, state) = coincast::serve::worker::Worker::start(settings.clone(), metrics)
+    let (worker, runtime) = coincast::runtime::Worker::start(settings.clone(), metrics)
         .with_context(|| format!("opening {}", settings.database_path().display()))?;
+    let state = std::sync::Arc::new(coincast::serve::state::AppState::new(runtime));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -143,7 +144,7 @@ fn backup_from_server(
         }
         let manifest: coincast::store::BackupManifest = response
             .headers()
-            .get(coincast::serve::admin_api::MANIFEST_HEADER)
+            .get(coincast::serve::admin::MANIFEST_HEADER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| serde_json::from_str(v).ok())
             .ok_or_else(|| anyhow::anyhow!("{url} sent no backup manifest"))?;

@@ -102,7 +102,7 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             let code = classify(&err);
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", coincast::failure::report(err.as_ref()));
             code
         }
     };
@@ -128,44 +128,51 @@ fn init_logging(verbose: u8, json: bool) {
     }
 }
 
-/// Which exit code an error deserves.
+/// Which exit code an error deserves: the outermost typed error in the chain decides
+/// (`coincast::failure::Classify`).
 fn classify(err: &anyhow::Error) -> Exit {
-    for cause in err.chain() {
-        if let Some(m) = cause.downcast_ref::<coincast::model::ModelError>() {
-            use coincast::model::ModelError as M;
-            if matches!(
-                m,
-                M::Definition { .. } | M::Device(_) | M::UnknownFeature(_) | M::UnknownModel(_)
-            ) {
-                return Exit::Usage;
-            }
-        }
-        if let Some(store) = cause.downcast_ref::<StoreError>() {
-            if matches!(
-                store,
-                StoreError::Locked { .. } | StoreError::NewerSchema { .. }
-            ) {
-                return Exit::DatabaseBusy;
-            }
-        }
-        if cause
-            .downcast_ref::<coincast::config::ConfigError>()
-            .is_some()
-            || cause
+    use coincast::failure::{Classify, Failure};
+    let failure = err.chain().find_map(|cause| {
+        let typed: [Option<&dyn Classify>; 8] = [
+            cause
+                .downcast_ref::<coincast::pipeline::PipelineError>()
+                .map(|e| e as _),
+            cause
+                .downcast_ref::<coincast::pipeline::TaskError>()
+                .map(|e| e as _),
+            cause
+                .downcast_ref::<coincast::model::ModelError>()
+                .map(|e| e as _),
+            cause.downcast_ref::<StoreError>().map(|e| e as _),
+            cause
+                .downcast_ref::<coincast::config::ConfigError>()
+                .map(|e| e as _),
+            cause
                 .downcast_ref::<coincast::quality::QualityError>()
-                .is_some_and(|q| {
-                    matches!(
-                        q,
-                        coincast::quality::QualityError::UnknownRule { .. }
-                            | coincast::quality::QualityError::Config { .. }
-                            | coincast::quality::QualityError::RuleFile { .. }
-                    )
-                })
-        {
-            return Exit::Usage;
+                .map(|e| e as _),
+            cause
+                .downcast_ref::<coincast::ingest::IngestError>()
+                .map(|e| e as _),
+            cause
+                .downcast_ref::<coincast::runtime::JobError>()
+                .map(|e| e as _),
+        ];
+        typed.into_iter().flatten().next().map(Classify::failure)
+    });
+    Exit::from(failure.unwrap_or(Failure::Internal))
+}
+
+impl From<coincast::failure::Failure> for Exit {
+    fn from(f: coincast::failure::Failure) -> Self {
+        use coincast::failure::Failure;
+        match f {
+            Failure::Usage => Exit::Usage,
+            Failure::DataRejected => Exit::DataRejected,
+            Failure::DatabaseBusy => Exit::DatabaseBusy,
+            Failure::SourceUnavailable => Exit::SourceUnavailable,
+            Failure::Interrupted | Failure::Internal => Exit::Internal,
         }
     }
-    Exit::Internal
 }
 
 fn execute(cli: Cli) -> anyhow::Result<Exit> {

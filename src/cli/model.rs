@@ -179,6 +179,7 @@ pub(super) fn evaluate(settings: &Settings, args: EvaluateArgs) -> anyhow::Resul
     let result = evaluate::walk_forward(&series, &list, &p, |label, index, _| {
         bar.set_position(index as u64);
         bar.set_message(label.to_string());
+        Ok(())
     });
     bar.finish_and_clear();
     let mut eval = result?;
@@ -233,6 +234,7 @@ pub(super) fn train(settings: &Settings, args: TrainArgs) -> anyhow::Result<Exit
             } else {
                 train::RegisterPolicy::Winner
             },
+            cancel: Default::default(),
         },
         |progress| match progress {
             train::Progress::Candidate { label, index, of } => {

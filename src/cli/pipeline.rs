@@ -222,6 +222,9 @@ fn print_run(report: &RunReport) -> Exit {
     for e in &s.fetch_errors {
         println!("fetch error: {e}");
     }
+    for e in &s.skipped_files {
+        println!("skipped file: {e}");
+    }
     println!(
         "run #{} {}: {} request(s) ({} retried), {} staged, {} merged, {} quarantined, {} failed, {} feature rows",
         report.run_id,
@@ -235,12 +238,12 @@ fn print_run(report: &RunReport) -> Exit {
         s.feature_rows
     );
     if let Some(err) = &report.error {
-        eprintln!("error: {err}");
+        eprintln!("error: {}", coincast::failure::report(err));
     }
-    match report.state {
-        RunState::Success => Exit::Ok,
-        _ if s.source_unavailable => Exit::SourceUnavailable,
-        RunState::Partial => Exit::DataRejected,
-        RunState::Failed | RunState::Interrupted => Exit::Internal,
+    match (report.state, &report.error) {
+        (RunState::Success, _) => Exit::Ok,
+        (_, Some(err)) => Exit::from(coincast::failure::Classify::failure(err)),
+        (RunState::Partial, None) => Exit::DataRejected,
+        (RunState::Failed | RunState::Interrupted, None) => Exit::Internal,
     }
 }

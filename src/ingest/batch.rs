@@ -80,11 +80,7 @@ pub fn record(
 ) -> Result<i64, BatchError> {
     let body = batch.body.unwrap_or_default();
     let id: i64 = conn.query_row(
-        "INSERT INTO raw_batches (source, coin_id, vs_currency, request, range_from, range_to,
-                                  fetched_at, http_status, body, body_bytes, body_sha256,
-                                  state, reason, run_id, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now())
-         RETURNING batch_id",
+        include_str!("../../sql/ingest/record_batch.sql"),
         params![
             batch.source.name(),
             batch.coin_id,

@@ -31,6 +31,15 @@ pub enum IngestError {
     Sql(#[from] duckdb::Error),
 }
 
+impl crate::failure::Classify for IngestError {
+    fn failure(&self) -> crate::failure::Failure {
+        match self {
+            IngestError::Replay { .. } => crate::failure::Failure::DataRejected,
+            IngestError::Batch(_) | IngestError::Sql(_) => crate::failure::Failure::Internal,
+        }
+    }
+}
+
 /// What an extract produced: batches staged for the gate, and what could not be fetched.
 #[derive(Debug, Default)]
 pub struct ExtractReport {
@@ -45,6 +54,8 @@ pub struct ExtractReport {
     pub requests: u32,
     /// Coins left for a later run by the fetch cadence (the plan's call budget).
     pub not_due: Vec<String>,
+    /// Replay files left out (a bad name, unreadable), each error naming its file.
+    pub skipped_files: Vec<IngestError>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,12 +203,22 @@ pub fn extract_replay(
     run_id: Option<i64>,
     progress: &ProgressBar,
 ) -> Result<ExtractReport, IngestError> {
-    let files = replay::list(dir, coins)?;
-    progress.set_length(files.len() as u64);
-    let mut report = ExtractReport::default();
-    for file in &files {
+    let listing = replay::list(dir, coins)?;
+    progress.set_length(listing.files.len() as u64);
+    let mut report = ExtractReport {
+        skipped_files: listing.skipped,
+        ..ExtractReport::default()
+    };
+    for file in &listing.files {
         progress.set_message(file.coin_id.clone());
-        let (body, when) = replay::read(file, fetched_at)?;
+        let (body, when) = match replay::read(file, fetched_at) {
+            Ok(read) => read,
+            Err(e) => {
+                report.skipped_files.push(e);
+                progress.inc(1);
+                continue;
+            }
+        };
         let parsed = market_chart::parse(&body);
         let new = NewBatch {
             source: Source::Replay,

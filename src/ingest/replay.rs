@@ -15,13 +15,22 @@ pub struct ReplayFile {
     pub path: PathBuf,
 }
 
-/// The `<coin_id>.json` files of `dir`, sorted, optionally limited to `coins`.
-pub fn list(dir: &Path, coins: Option<&[String]>) -> Result<Vec<ReplayFile>, IngestError> {
+/// What a folder holds to replay: the files to load, and the `.json` files left out, each with
+/// its error (one bad file never stops the others).
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub files: Vec<ReplayFile>,
+    pub skipped: Vec<IngestError>,
+}
+
+/// The `<coin_id>.json` files of `dir`, sorted, optionally limited to `coins`; files whose name
+/// is no coin id are skipped with an error naming them. Fails when no file is left to replay.
+pub fn list(dir: &Path, coins: Option<&[String]>) -> Result<Listing, IngestError> {
     let entries = std::fs::read_dir(dir).map_err(|source| IngestError::Replay {
         path: dir.to_path_buf(),
         message: source.to_string(),
     })?;
-    let mut files = Vec::new();
+    let (mut files, mut skipped) = (Vec::new(), Vec::new());
     for entry in entries {
         let entry = entry.map_err(|source| IngestError::Replay {
             path: dir.to_path_buf(),
@@ -35,11 +44,13 @@ pub fn list(dir: &Path, coins: Option<&[String]>) -> Result<Vec<ReplayFile>, Ing
             continue;
         };
         if !is_valid_coin_id(coin_id) {
-            return Err(IngestError::Replay {
+            skipped.push(IngestError::Replay {
                 path,
-                message: "the file name is not a CoinGecko coin id (expected <coin_id>.json)"
-                    .into(),
+                message:
+                    "skipped: the file name is not a CoinGecko coin id (expected <coin_id>.json)"
+                        .into(),
             });
+            continue;
         }
         if coins.is_some_and(|c| !c.iter().any(|x| x == coin_id)) {
             continue;
@@ -51,12 +62,13 @@ pub fn list(dir: &Path, coins: Option<&[String]>) -> Result<Vec<ReplayFile>, Ing
     }
     files.sort_by(|a, b| a.coin_id.cmp(&b.coin_id));
     if files.is_empty() {
+        let why = skipped.iter().map(|e| format!("; {e}")).collect::<String>();
         return Err(IngestError::Replay {
             path: dir.to_path_buf(),
-            message: "no <coin_id>.json files to replay here".into(),
+            message: format!("no <coin_id>.json files to replay here{why}"),
         });
     }
-    Ok(files)
+    Ok(Listing { files, skipped })
 }
 
 /// Reads a file to replay; its modification time stands for the fetch time unless one is given.

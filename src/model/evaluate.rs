@@ -296,12 +296,13 @@ fn find_row<'a>(
 }
 
 /// Runs every candidate through the same walk-forward folds over all coins. A candidate that
-/// cannot be fitted is reported (no rows) instead of failing the others.
+/// cannot be fitted is reported (no rows) instead of failing the others. `on_candidate` is told
+/// before each candidate, and stops the run by returning an error (a cancellation).
 pub fn walk_forward(
     series: &[CoinSeries],
     candidates: &[Candidate],
     p: &Protocol,
-    mut on_candidate: impl FnMut(&str, usize, usize),
+    mut on_candidate: impl FnMut(&str, usize, usize) -> Result<(), ModelError>,
 ) -> Result<Evaluation, ModelError> {
     let folds = p.folds(series)?;
     let hz = p.horizon;
@@ -310,7 +311,7 @@ pub fn walk_forward(
     let mut runs = Vec::new();
     let mut scores = Vec::new();
     for (k, candidate) in candidates.iter().enumerate() {
-        on_candidate(&candidate.label, k, candidates.len());
+        on_candidate(&candidate.label, k, candidates.len())?;
         let mut run = CandidateRun::new(candidate);
         match evaluate_candidate(series, &folds, candidate, p, &mut run) {
             Ok(outcome) => {
@@ -668,7 +669,8 @@ mod tests {
         let cands = candidates(&["persistence", "drift", "linear"], &p);
         let mut seen = Vec::new();
         let eval = walk_forward(&[walk, trend], &cands, &p, |label, _, _| {
-            seen.push(label.to_string())
+            seen.push(label.to_string());
+            Ok(())
         })
         .expect("evaluates");
         assert_eq!(seen, vec!["persistence", "drift", "linear"]);
@@ -716,7 +718,7 @@ mod tests {
             &["persistence", "persistence_ewma", "persistence_garch"],
             &p,
         );
-        let eval = walk_forward(&[s], &cands, &p, |_, _, _| {}).expect("evaluates");
+        let eval = walk_forward(&[s], &cands, &p, |_, _, _| Ok(())).expect("evaluates");
         let score = |m: &str| eval.row(m, "g", 1).expect("row").interval_score;
         assert!(
             score("persistence_garch") < 0.95 * score("persistence"),

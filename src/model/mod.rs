@@ -65,10 +65,49 @@ pub enum ModelError {
         feature: String,
         at: String,
     },
+    #[error("cancelled: the server is stopping")]
+    Cancelled,
     #[error(transparent)]
     Windows(#[from] windows::WindowError),
     #[error(transparent)]
     Sql(#[from] duckdb::Error),
+}
+
+impl crate::failure::Classify for ModelError {
+    fn failure(&self) -> crate::failure::Failure {
+        use crate::failure::Failure;
+        match self {
+            ModelError::Definition { .. }
+            | ModelError::Device(_)
+            | ModelError::UnknownFeature(_)
+            | ModelError::UnknownModel(_) => Failure::Usage,
+            ModelError::Cancelled => Failure::Interrupted,
+            _ => Failure::Internal,
+        }
+    }
+}
+
+/// Asks a long computation (a selection run) to stop at its next checkpoint; clones share it.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Cancel {
+    pub fn cancel(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// `Err(Cancelled)` once cancelled: `cancel.check()?` at each checkpoint.
+    pub fn check(&self) -> Result<(), ModelError> {
+        if self.is_cancelled() {
+            Err(ModelError::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
 }
 
 /// Parses a model definition (TOML in `models/`); errors name the file and the key.

@@ -144,10 +144,7 @@ pub fn register(conn: &Connection, m: &NewModel<'_>) -> Result<(), ModelError> {
             conn.execute("UPDATE model_versions SET floor = false WHERE floor", [])?;
         }
         conn.execute(
-            "INSERT INTO model_versions (model_id, run_id, family, created_at, dataset_version,
-                 artifact_path, score, metrics, training_stats, alias, gate_passed, gate_reason,
-                 floor, verdict, trained_until, recipe)
-             VALUES (?, ?, ?, now(), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, to_timestamp(? * 3600), ?)",
+            include_str!("../../sql/model/register_model.sql"),
             params![
                 m.model_id,
                 m.run_id,
@@ -339,9 +336,7 @@ pub fn rollback(conn: &Connection) -> Result<String, ModelError> {
         .ok_or_else(|| ModelError::Gate("there is no champion to roll back".into()))?;
     let previous: Option<String> = conn
         .query_row(
-            "SELECT model_id FROM model_events
-             WHERE event = 'promoted' AND model_id <> ? AND model_id IN (SELECT model_id FROM model_versions)
-             ORDER BY event_at DESC LIMIT 1",
+            include_str!("../../sql/model/previous_champion.sql"),
             params![current.model_id],
             |r| r.get(0),
         )
@@ -391,9 +386,7 @@ pub fn dataset_version(
     hasher.update(include_str!("../../sql/features/hourly.sql").as_bytes());
     for coin in coins {
         let digest: Option<String> = conn.query_row(
-            "SELECT CAST(sum(hash(CAST(to_json(f) AS VARCHAR), m.price, m.total_volume, m.market_cap)) AS VARCHAR)
-             FROM features f JOIN market_data m USING (coin_id, vs_currency, ts)
-             WHERE f.coin_id = ? AND f.vs_currency = ? AND f.ts < to_timestamp(? * 3600)",
+            include_str!("../../sql/model/dataset_hash.sql"),
             params![coin, vs_currency, until_hour],
             |r| r.get(0),
         )?;

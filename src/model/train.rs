@@ -62,6 +62,8 @@ pub struct TrainRequest<'a> {
     pub gate: GateRules,
     pub data_dir: &'a Path,
     pub register: RegisterPolicy,
+    /// Stops the run before its next candidate and before the refit (`Cancel::default()`: never).
+    pub cancel: super::Cancel,
 }
 
 /// Which candidates a run registers.
@@ -270,7 +272,9 @@ pub fn train_and_register(
         let wf_started = Instant::now();
         let evaluation =
             evaluate::walk_forward(&series, &candidates, &protocol, |label, index, of| {
-                on_progress(Progress::Candidate { label, index, of })
+                req.cancel.check()?;
+                on_progress(Progress::Candidate { label, index, of });
+                Ok(())
             })?;
         let walk_forward_seconds = wf_started.elapsed().as_secs_f64();
         log_evaluation(conn, run_id, &evaluation)?;
@@ -291,6 +295,7 @@ pub fn train_and_register(
             run_id,
         };
         let winner = candidate(&candidates, &selection.winner)?;
+        req.cancel.check()?;
         on_progress(Progress::Refit {
             label: &selection.winner,
         });

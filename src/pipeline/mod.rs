@@ -1,8 +1,14 @@
-//! The pipeline runner: one run = the tasks extract → quality_gate → transform → monitor, each recorded in
-//! `task_runs` (state, attempt, timings, error, log) under a `pipeline_runs` row.
+//! The pipeline runner. An ingest run is the tasks extract → quality_gate → transform → monitor;
+//! a retrain run is one task, train (a selection over every candidate, the winner registered).
+//! Each attempt of a task is recorded in `task_runs` (state, attempt, timings, error and the kind
+//! of failure, log) under a `pipeline_runs` row.
 //!
-//! A fourth task, monitor, scores served predictions whose hour has arrived and stores the
-//! champion's feature PSI.
+//! monitor registers the floor once a coin has a day of data, scores served predictions whose
+//! hour has arrived, moves online coverage control (ACI) and stores the champion's feature PSI.
+//!
+//! A failed attempt keeps its error's type (`TaskError`, with the failing module's error as its
+//! source): the run's state, the exit code and the pages' words come from it. A shutdown or a bad
+//! setting is not retried.
 //!
 //! Each task reads its input from the database, not from the task before it: the gate takes every
 //! `staged` batch and the transform the whole `feature_backlog`, so whatever a crashed run left
@@ -12,7 +18,6 @@
 
 mod record;
 
-use std::cell::Cell;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -20,27 +25,79 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::config::Settings;
-use crate::features;
-use crate::ingest::batch::{self, BatchState, StageOutcome};
+use crate::failure::{Classify, Failure};
+use crate::features::{self, FeatureError};
+use crate::ingest::batch::{self, BatchError, BatchState, StageOutcome};
 use crate::ingest::coingecko::{CoinGeckoClient, FetchError};
-use crate::ingest::{self, ExtractReport, LiveRequest};
-use crate::model;
-use crate::monitor::{self, MonitorReport};
+use crate::ingest::{self, ExtractReport, IngestError, LiveRequest};
+use crate::model::{self, Cancel, ModelError};
+use crate::monitor::{self, MonitorError, MonitorReport};
 use crate::progress;
-use crate::quality::{self, GateOutcome, GateReport, RuleSet};
+use crate::quality::{self, GateOutcome, GateReport, QualityError, RuleSet};
 use crate::store::Store;
 use record::RunRecorder;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
-    #[error("task {task} failed after {attempts} attempt(s): {message}")]
+    #[error("task {task} failed after {attempts} attempt(s)")]
     Task {
         task: &'static str,
         attempts: u32,
-        message: String,
+        #[source]
+        source: Box<TaskError>,
     },
-    #[error("recording the run failed: {0}")]
+    #[error("recording the run failed")]
     Record(#[from] duckdb::Error),
+}
+
+impl Classify for PipelineError {
+    fn failure(&self) -> Failure {
+        match self {
+            PipelineError::Task { source, .. } => source.failure(),
+            PipelineError::Record(_) => Failure::Internal,
+        }
+    }
+}
+
+/// Why one attempt of a task failed, with the failing module's error as its source.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error("no coin could be fetched from {url}")]
+    SourceUnavailable {
+        url: String,
+        #[source]
+        first: FetchError,
+    },
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+    #[error(transparent)]
+    Quality(#[from] QualityError),
+    #[error(transparent)]
+    Features(#[from] FeatureError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Monitor(#[from] MonitorError),
+    #[error("reading the database")]
+    Sql(#[from] duckdb::Error),
+}
+
+impl Classify for TaskError {
+    fn failure(&self) -> Failure {
+        match self {
+            TaskError::SourceUnavailable { .. } => Failure::SourceUnavailable,
+            TaskError::Ingest(e) => e.failure(),
+            TaskError::Quality(e) => e.failure(),
+            TaskError::Model(e) => e.failure(),
+            TaskError::Monitor(MonitorError::Model(e)) => e.failure(),
+            TaskError::Batch(_)
+            | TaskError::Features(_)
+            | TaskError::Monitor(_)
+            | TaskError::Sql(_) => Failure::Internal,
+        }
+    }
 }
 
 /// Which coins a live extract fetches.
@@ -117,7 +174,10 @@ pub struct RunSummary {
     /// Failed attempts that were retried (recorded as failed batches).
     pub failed_attempts: usize,
     pub fetch_errors: Vec<String>,
-    /// True when no coin could be fetched because the source could not be reached.
+    /// Replay files left out (a bad name, unreadable), each naming its file.
+    pub skipped_files: Vec<String>,
+    /// True when no coin could be fetched because the source could not be reached (the extract
+    /// failed with `TaskError::SourceUnavailable`).
     pub source_unavailable: bool,
     pub gated: Vec<GatedBatch>,
     pub feature_rows: u64,
@@ -148,13 +208,14 @@ pub async fn run(
 
     let outcome: Result<(), PipelineError> = async {
         // extract
-        let unreachable = Cell::new(false);
         let report = recorder
             .task_async("extract", attempts, delay, || {
-                run_extract(store, settings, recorder.run_id, &extract, &unreachable)
+                run_extract(store, settings, recorder.run_id, &extract)
             })
             .await;
-        summary.source_unavailable = unreachable.get();
+        summary.source_unavailable = report
+            .as_ref()
+            .is_err_and(|e| e.failure() == Failure::SourceUnavailable);
         let report = report?;
         summary.requests = report.requests;
         summary.staged = report.staged.len();
@@ -166,6 +227,11 @@ pub async fn run(
         summary.failed_attempts = report.failed_attempts.len();
         summary.fetch_errors = report
             .fetch_errors
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        summary.skipped_files = report
+            .skipped_files
             .iter()
             .map(ToString::to_string)
             .collect();
@@ -184,7 +250,7 @@ pub async fn run(
         let built = recorder
             .task("transform", attempts, delay, || {
                 let bar = progress::spinner("features");
-                let stats = features::build_backlog(store.conn()).map_err(|e| e.to_string());
+                let stats = features::build_backlog(store.conn());
                 bar.finish_and_clear();
                 let stats = stats?;
                 Ok(TaskOutput::new(
@@ -207,8 +273,7 @@ pub async fn run(
                     &settings.data_dir,
                     &settings.vs_currency,
                     recorder.run_id,
-                )
-                .map_err(|e| e.to_string())?;
+                )?;
                 let mut log = monitor_log(&report);
                 if let Some(id) = floor {
                     log.push_str(&format!(
@@ -224,11 +289,12 @@ pub async fn run(
     .await;
 
     let (state, error) = match outcome {
-        Err(e) => (RunState::Failed, Some(e)),
+        Err(e) => (run_state_of(&e), Some(e)),
         Ok(())
             if summary.quarantined > 0
                 || !summary.failed_batches.is_empty()
-                || !summary.fetch_errors.is_empty() =>
+                || !summary.fetch_errors.is_empty()
+                || !summary.skipped_files.is_empty() =>
         {
             (RunState::Partial, None)
         }
@@ -274,11 +340,11 @@ pub fn sweep_orphan_artifacts(store: &Store, settings: &Settings) {
 /// Marks the run in flight, and its running task, interrupted (the server is stopping).
 pub fn interrupt_running(store: &Store) -> Result<(), duckdb::Error> {
     store.conn().execute(
-        "UPDATE pipeline_runs SET state = ?, finished_at = now(), error = ? WHERE state = 'running'",
+        "UPDATE pipeline_runs SET state = ?, finished_at = now(), error = ?, failure = 'interrupted' WHERE state = 'running'",
         duckdb::params![RunState::Interrupted.name(), record::INTERRUPTED_BY_SHUTDOWN],
     )?;
     store.conn().execute(
-        "UPDATE task_runs SET state = ?, finished_at = now(), error = ? WHERE state = 'running'",
+        "UPDATE task_runs SET state = ?, finished_at = now(), error = ?, failure = 'interrupted' WHERE state = 'running'",
         duckdb::params![
             RunState::Interrupted.name(),
             record::INTERRUPTED_BY_SHUTDOWN
@@ -316,17 +382,18 @@ pub struct RetrainReport {
 /// One retrain run, recorded like any pipeline run (trigger, a single task `train`): a selection
 /// run over every candidate of `model.protocol` (the LSTM from `model.spec` among them) on every
 /// configured coin with features; the gate's winner is refit on all data and becomes champion.
+/// `cancel` stops it before its next candidate (the run is recorded as interrupted).
 pub async fn retrain(
     store: &Store,
     settings: &Settings,
     trigger: &str,
+    cancel: Cancel,
 ) -> Result<RetrainReport, PipelineError> {
     let recorder = RunRecorder::start(store.conn(), "retrain", trigger)?;
     let outcome = recorder
         .task("train", 1, Duration::ZERO, || {
-            let spec = model::train::spec_from(&settings.model.spec).map_err(|e| e.to_string())?;
-            let protocol = model::train::protocol_from(&settings.model.protocol)
-                .map_err(|e| e.to_string())?;
+            let spec = model::train::spec_from(&settings.model.spec)?;
+            let protocol = model::train::protocol_from(&settings.model.protocol)?;
             let o = model::train::train_and_register(
                 store.conn(),
                 model::train::TrainRequest {
@@ -337,14 +404,14 @@ pub async fn retrain(
                     gate: settings.model.gate.clone(),
                     data_dir: &settings.data_dir,
                     register: model::train::RegisterPolicy::Winner,
+                    cancel: cancel.clone(),
                 },
                 |p| {
                     if let model::train::Progress::Candidate { label, index, of } = p {
                         tracing::info!(candidate = label, index, of, "walk-forward")
                     }
                 },
-            )
-            .map_err(|e| e.to_string())?;
+            )?;
             let summary = RetrainSummary {
                 model_id: o.model_id.clone(),
                 family: o.family.clone(),
@@ -376,7 +443,7 @@ pub async fn retrain(
         .await;
     let (state, summary, error) = match outcome {
         Ok(s) => (RunState::Success, Some(s), None),
-        Err(e) => (RunState::Failed, None, Some(e)),
+        Err(e) => (run_state_of(&e), None, Some(e)),
     };
     finish(store, &recorder, state, error.as_ref(), &summary)?;
     Ok(RetrainReport {
@@ -396,11 +463,19 @@ fn finish(
     error: Option<&PipelineError>,
     summary: &impl Serialize,
 ) -> Result<(), PipelineError> {
-    recorder.finish(state, error.map(ToString::to_string).as_deref(), summary)?;
+    recorder.finish(state, error, summary)?;
     if let Err(e) = store.checkpoint() {
         tracing::warn!("checkpoint after run {} failed: {e}", recorder.run_id);
     }
     Ok(())
+}
+
+/// A run that a shutdown stopped is interrupted, not failed.
+fn run_state_of(e: &PipelineError) -> RunState {
+    match e.failure() {
+        Failure::Interrupted => RunState::Interrupted,
+        _ => RunState::Failed,
+    }
 }
 
 /// A task's result plus the log excerpt recorded with it.
@@ -420,10 +495,8 @@ async fn run_extract(
     settings: &Settings,
     run_id: i64,
     extract: &Extract<'_>,
-    unreachable: &Cell<bool>,
-) -> Result<TaskOutput<ExtractReport>, String> {
+) -> Result<TaskOutput<ExtractReport>, TaskError> {
     let conn = store.conn();
-    unreachable.set(false);
     let report = match extract {
         Extract::Live {
             client,
@@ -432,8 +505,7 @@ async fn run_extract(
             backfill_days,
             cadence,
         } => {
-            let usage = ingest::budget::usage(conn, &settings.coingecko, coins.len(), *until)
-                .map_err(|e| e.to_string())?;
+            let usage = ingest::budget::usage(conn, &settings.coingecko, coins.len(), *until)?;
             if let Some(w) = usage.warning() {
                 tracing::warn!("{w}");
             }
@@ -459,17 +531,14 @@ async fn run_extract(
             };
             let r = ingest::extract_live(conn, client, &req, &bar).await;
             bar.finish_and_clear();
-            let r = r.map_err(|e| e.to_string())?;
-            if !r.fetch_errors.is_empty() && r.fetch_errors.len() == coins.len() {
-                // Nothing came through: worth another attempt of the whole task.
-                if r.fetch_errors.iter().all(FetchError::is_unavailable) {
-                    unreachable.set(true);
-                    return Err(format!(
-                        "no coin could be fetched from {}: {}",
-                        client.base_url(),
-                        r.fetch_errors[0]
-                    ));
-                }
+            let r = r?;
+            let nothing_came = !r.fetch_errors.is_empty() && r.fetch_errors.len() == coins.len();
+            if nothing_came && r.fetch_errors.iter().all(FetchError::is_unavailable) {
+                // Worth another attempt of the whole task.
+                return Err(TaskError::SourceUnavailable {
+                    url: client.base_url().to_string(),
+                    first: r.fetch_errors[0].clone(),
+                });
             }
             r
         }
@@ -489,12 +558,12 @@ async fn run_extract(
                 &bar,
             );
             bar.finish_and_clear();
-            r.map_err(|e| e.to_string())?
+            r?
         }
         Extract::Recheck { batch_ids } => {
             let mut r = ExtractReport::default();
             for &id in batch_ids {
-                match batch::restage(conn, id).map_err(|e| e.to_string())? {
+                match batch::restage(conn, id)? {
                     StageOutcome::Staged { batch_id, hours } => {
                         r.staged.push(ingest::StagedBatch {
                             batch_id,
@@ -511,17 +580,19 @@ async fn run_extract(
         }
     };
     let log = format!(
-        "{} request(s); staged {} batch(es) ({} hours); {} failed batch(es); {} failed attempt(s); {} fetch error(s){}",
+        "{} request(s); staged {} batch(es) ({} hours); {} failed batch(es); {} failed attempt(s); {} fetch error(s); {} file(s) skipped{}",
         report.requests,
         report.staged.len(),
         report.staged.iter().map(|b| u64::from(b.hours)).sum::<u64>(),
         report.failed_batches.len(),
         report.failed_attempts.len(),
         report.fetch_errors.len(),
+        report.skipped_files.len(),
         report
             .fetch_errors
             .iter()
             .map(|e| format!("\n{e}"))
+            .chain(report.skipped_files.iter().map(|e| format!("\n{e}")))
             .chain(report.failed_attempts.iter().map(|(id, r)| format!("\nbatch {id}: {r}")))
             .collect::<String>()
     );
@@ -544,9 +615,9 @@ fn gate_staged(
     store: &Store,
     settings: &Settings,
     rules: &RuleSet,
-) -> Result<TaskOutput<Vec<GatedBatch>>, String> {
+) -> Result<TaskOutput<Vec<GatedBatch>>, TaskError> {
     let conn = store.conn();
-    let ids = batch::batches_in_state(conn, BatchState::Staged).map_err(|e| e.to_string())?;
+    let ids = batch::batches_in_state(conn, BatchState::Staged)?;
     let bar = progress::bar("quality gate");
     bar.set_length(ids.len() as u64);
     let mut gated = Vec::with_capacity(ids.len());
@@ -554,8 +625,7 @@ fn gate_staged(
     for id in ids {
         let coin = batch_coin(store, id);
         bar.set_message(coin.clone());
-        let outcome = quality::gate_batch(conn, rules, id, settings.quality.max_failing_rows)
-            .map_err(|e| e.to_string())?;
+        let outcome = quality::gate_batch(conn, rules, id, settings.quality.max_failing_rows)?;
         let entry = match outcome {
             GateOutcome::Merged { report, merge } => GatedBatch {
                 batch_id: id,
@@ -595,11 +665,10 @@ fn gate_staged(
 }
 
 /// The floor, once any coin has a day of returns: `/predict` answers from then on.
-fn ensure_floor(store: &Store, settings: &Settings) -> Result<Option<String>, String> {
-    let spec = model::train::spec_from(&settings.model.spec).map_err(|e| e.to_string())?;
-    let protocol =
-        model::train::protocol_from(&settings.model.protocol).map_err(|e| e.to_string())?;
-    let coins = stored_coins(store, &settings.vs_currency).map_err(|e| e.to_string())?;
+fn ensure_floor(store: &Store, settings: &Settings) -> Result<Option<String>, TaskError> {
+    let spec = model::train::spec_from(&settings.model.spec)?;
+    let protocol = model::train::protocol_from(&settings.model.protocol)?;
+    let coins = monitor::stored_coins(store.conn(), &settings.vs_currency)?;
     model::floor::ensure_floor(
         store.conn(),
         &model::floor::FloorRequest {
@@ -610,18 +679,7 @@ fn ensure_floor(store: &Store, settings: &Settings) -> Result<Option<String>, St
             data_dir: &settings.data_dir,
         },
     )
-    .map_err(|e| e.to_string())
-}
-
-/// Every coin with market data in the quote currency.
-fn stored_coins(store: &Store, vs_currency: &str) -> Result<Vec<String>, duckdb::Error> {
-    let mut stmt = store.conn().prepare(
-        "SELECT DISTINCT coin_id FROM market_data WHERE vs_currency = ? ORDER BY coin_id",
-    )?;
-    let coins = stmt
-        .query_map([vs_currency], |r| r.get(0))?
-        .collect::<Result<Vec<String>, _>>()?;
-    Ok(coins)
+    .map_err(TaskError::from)
 }
 
 fn monitor_log(report: &MonitorReport) -> String {

@@ -7,7 +7,8 @@ use duckdb::{params, Connection};
 
 use serde::Serialize;
 
-use super::{PipelineError, RunState, TaskOutput};
+use super::{PipelineError, RunState, TaskError, TaskOutput};
+use crate::failure::{report, Classify, Failure};
 
 /// Longest log excerpt kept per task attempt.
 const MAX_LOG: usize = 8 * 1024;
@@ -38,9 +39,7 @@ pub(super) struct RunRecorder<'c> {
 impl<'c> RunRecorder<'c> {
     pub fn start(conn: &'c Connection, job: &str, trigger: &str) -> Result<Self, duckdb::Error> {
         let run_id = conn.query_row(
-            "INSERT INTO pipeline_runs (job, trigger, state, started_at)
-             VALUES (?, ?, 'running', now())
-             RETURNING run_id",
+            include_str!("../../sql/pipeline/start_run.sql"),
             params![job, trigger],
             |r| r.get(0),
         )?;
@@ -51,14 +50,19 @@ impl<'c> RunRecorder<'c> {
     pub fn finish(
         &self,
         state: RunState,
-        error: Option<&str>,
+        error: Option<&PipelineError>,
         summary: &impl Serialize,
     ) -> Result<(), duckdb::Error> {
         let summary = serde_json::to_string(summary).unwrap_or_else(|_| "{}".into());
         self.conn.execute(
-            "UPDATE pipeline_runs SET state = ?, finished_at = now(), error = ?, summary = ?
-             WHERE run_id = ?",
-            params![state.name(), error, summary, self.run_id],
+            include_str!("../../sql/pipeline/finish_run.sql"),
+            params![
+                state.name(),
+                error.map(|e| report(e)),
+                error.map(|e| e.failure().name()),
+                summary,
+                self.run_id
+            ],
         )?;
         tracing::info!(
             run_id = self.run_id,
@@ -74,7 +78,7 @@ impl<'c> RunRecorder<'c> {
         name: &'static str,
         attempts: u32,
         delay: Duration,
-        mut f: impl FnMut() -> Result<TaskOutput<T>, String>,
+        mut f: impl FnMut() -> Result<TaskOutput<T>, TaskError>,
     ) -> Result<T, PipelineError> {
         self.task_async(name, attempts, delay, || std::future::ready(f()))
             .await
@@ -89,25 +93,36 @@ impl<'c> RunRecorder<'c> {
         mut f: impl FnMut() -> Fut,
     ) -> Result<T, PipelineError>
     where
-        Fut: Future<Output = Result<TaskOutput<T>, String>>,
+        Fut: Future<Output = Result<TaskOutput<T>, TaskError>>,
     {
         let attempts = attempts.max(1);
-        let mut last_error = String::new();
-        for attempt in 1..=attempts {
+        let mut attempt = 1;
+        loop {
             self.conn.execute(
-                "INSERT INTO task_runs (run_id, task, attempt, state, started_at)
-                 VALUES (?, ?, ?, 'running', now())",
+                include_str!("../../sql/pipeline/start_task.sql"),
                 params![self.run_id, name, attempt],
             )?;
             let result = f().await;
-            let (state, error, log) = match &result {
-                Ok(out) => (TaskState::Success, None, excerpt(&out.log)),
-                Err(e) => (TaskState::Failed, Some(e.as_str()), String::new()),
+            let (state, error, failure, log) = match &result {
+                Ok(out) => (TaskState::Success, None, None, excerpt(&out.log)),
+                Err(e) => (
+                    TaskState::Failed,
+                    Some(report(e)),
+                    Some(e.failure().name()),
+                    String::new(),
+                ),
             };
             self.conn.execute(
-                "UPDATE task_runs SET state = ?, finished_at = now(), error = ?, log = ?
-                 WHERE run_id = ? AND task = ? AND attempt = ?",
-                params![state.name(), error, log, self.run_id, name, attempt],
+                include_str!("../../sql/pipeline/finish_task.sql"),
+                params![
+                    state.name(),
+                    error,
+                    failure,
+                    log,
+                    self.run_id,
+                    name,
+                    attempt
+                ],
             )?;
             match result {
                 Ok(out) => {
@@ -119,20 +134,24 @@ impl<'c> RunRecorder<'c> {
                         run_id = self.run_id,
                         task = name,
                         attempt,
-                        "task failed: {e}"
+                        "task failed: {}",
+                        report(&e)
                     );
-                    last_error = e;
-                    if attempt < attempts {
-                        tokio::time::sleep(delay).await;
+                    // A shutdown or a bad setting fails the next attempt the same way.
+                    let final_attempt = attempt >= attempts
+                        || matches!(e.failure(), Failure::Interrupted | Failure::Usage);
+                    if final_attempt {
+                        return Err(PipelineError::Task {
+                            task: name,
+                            attempts: attempt,
+                            source: Box::new(e),
+                        });
                     }
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
                 }
             }
         }
-        Err(PipelineError::Task {
-            task: name,
-            attempts,
-            message: last_error,
-        })
     }
 }
 

@@ -38,6 +38,17 @@ pub enum QualityError {
     Sql(#[from] duckdb::Error),
 }
 
+impl crate::failure::Classify for QualityError {
+    fn failure(&self) -> crate::failure::Failure {
+        match self {
+            QualityError::RuleFile { .. }
+            | QualityError::UnknownRule { .. }
+            | QualityError::Config { .. } => crate::failure::Failure::Usage,
+            _ => crate::failure::Failure::Internal,
+        }
+    }
+}
+
 /// The verdict of one rule on one batch.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RuleResult {

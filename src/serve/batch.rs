@@ -13,8 +13,9 @@ use super::error::{ApiError, ApiJson};
 use super::predict::{
     answerers, check_horizon, check_hours_ahead, check_model_type, infer, iso_hour,
 };
-use super::state::{AppState, ServedBy};
+use super::state::AppState;
 use crate::model::ModelError;
+use crate::runtime::ServedBy;
 
 /// Most hours one batch may cover (90 days).
 pub const MAX_BATCH_HOURS: i64 = 90 * 24;
@@ -136,6 +137,7 @@ pub async fn predict_batch(
         .collect();
     let skipped = (end - start + 1) as usize - predictions.len();
     state
+        .runtime
         .metrics
         .model_predictions_total
         .with_label_values(&[&model.family, &req.coin_id])

@@ -1,13 +1,20 @@
 //! API errors: every failure is `{"error": {"code", "message"}}` with the right status, never a
-//! bare 500 for bad input. `ApiJson` maps axum's JSON rejections onto the same shape.
+//! bare 500 for bad input. Every error is built here: handlers use `?` on the runtime's and the
+//! model's errors (the `From` impls pick the status and code), and `ApiJson`, `ApiQuery` and
+//! `ApiPath` map axum's rejections onto the same shape. Internal details are logged, not sent.
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+
+use crate::failure::report;
+use crate::model::ModelError;
+use crate::runtime::RuntimeError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -52,8 +59,65 @@ impl ApiError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
     }
 
-    pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    /// A failure of the server itself: `detail` goes to the log, the client gets a generic
+    /// message (the request id in the response headers finds the log line).
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!("internal error: {detail}");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the server failed to answer; the details are in its log under this request's x-request-id",
+        )
+    }
+}
+
+impl From<RuntimeError> for ApiError {
+    fn from(e: RuntimeError) -> Self {
+        match e {
+            RuntimeError::NoDatabase => Self::unavailable(
+                "no_database",
+                "this server has no database connection of its own",
+            ),
+            RuntimeError::NoWorker => {
+                Self::unavailable("no_pipeline", "this server runs no pipeline worker")
+            }
+            RuntimeError::WorkerStopped => {
+                Self::unavailable("no_pipeline", "the pipeline worker has stopped")
+            }
+            RuntimeError::Model(m) => m.into(),
+            other => Self::internal(report(&other)),
+        }
+    }
+}
+
+/// Registry changes and model lookups.
+impl From<ModelError> for ApiError {
+    fn from(e: ModelError) -> Self {
+        match e {
+            ModelError::UnknownModel(_) => Self::not_found("unknown_model", e.to_string()),
+            ModelError::Gate(_) => Self::new(StatusCode::CONFLICT, "gate_refused", e.to_string()),
+            ModelError::Artifact { .. } | ModelError::Device(_) => {
+                Self::new(StatusCode::CONFLICT, "artifact_unusable", e.to_string())
+            }
+            ModelError::Sql(_) => Self::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "the registry changed meanwhile, try again",
+            ),
+            other => Self::internal(report(&other)),
+        }
+    }
+}
+
+impl From<duckdb::Error> for ApiError {
+    fn from(e: duckdb::Error) -> Self {
+        Self::internal(format!("reading the database: {}", report(&e)))
+    }
+}
+
+impl From<tokio::task::JoinError> for ApiError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        Self::internal(format!("a blocking task failed: {e}"))
     }
 }
 
@@ -107,6 +171,46 @@ where
                 other => ApiError::new(other.status(), "bad_request", other.body_text()),
             }),
         }
+    }
+}
+
+/// `Query<T>` whose rejections are API errors (400 naming the parameter), not axum's text.
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Self(q.0))
+            .map_err(|e: QueryRejection| {
+                ApiError::bad_request(format!("invalid query string: {}", e.body_text()))
+            })
+    }
+}
+
+/// `Path<T>` whose rejections are API errors.
+pub struct ApiPath<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| Self(p.0))
+            .map_err(|e: PathRejection| {
+                ApiError::bad_request(format!("invalid path: {}", e.body_text()))
+            })
     }
 }
 

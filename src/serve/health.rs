@@ -18,16 +18,16 @@ pub async fn health() -> Json<Value> {
 /// Readiness: a model serves (the champion, or the floor) and every coin has data newer than
 /// `serve.max_data_age_hours`; otherwise 503 naming each reason.
 pub async fn ready(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
-    let snap = state.snapshot.load();
+    let snap = state.runtime.snapshot();
     let mut reasons = snap.problems.clone();
     let now = Utc::now();
-    let max_age = chrono::Duration::hours(state.settings.serve.max_data_age_hours as i64);
+    let max_age = chrono::Duration::hours(state.runtime.settings.serve.max_data_age_hours as i64);
     for (coin, last) in snap.last_hours() {
         if now - last > max_age {
             reasons.push(format!(
                 "{coin}: newest data is {} old (limit {} h): the data is stale; check the pipeline (`coincast status`)",
                 humanize(now - last),
-                state.settings.serve.max_data_age_hours
+                state.runtime.settings.serve.max_data_age_hours
             ));
         }
     }
@@ -40,14 +40,14 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Result<Json<Value>, Ap
 
 /// The champion and the floor, the data behind them, the registry, live accuracy and drift.
 pub async fn models_status(State(state): State<Arc<AppState>>) -> Json<Value> {
-    let snap = state.snapshot.load();
+    let snap = state.runtime.snapshot();
     let iso = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
     let coins: Vec<Value> = snap
         .last_hours()
         .into_iter()
         .map(|(coin, last)| json!({ "coin_id": coin, "last_hour": iso(last) }))
         .collect();
-    let describe = |m: &crate::serve::state::ServingModel| {
+    let describe = |m: &crate::runtime::ServingModel| {
         json!({
             "model_id": m.model_id,
             "model_type": m.family,

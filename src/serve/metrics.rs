@@ -1,280 +1,40 @@
-//! Prometheus metrics. The first eight families are a contract with the old dashboards and alert
-//! rules: names, types, labels and buckets exactly as design.md says. `endpoint` is the matched
-//! route template (bounded series), `status` is `success` (HTTP < 400) or `error`.
+//! The HTTP side of the metrics: `track` counts and times every response, as the outermost
+//! layer (so 408 timeouts, 503 sheds, 413s and caught panics are all counted), and `/metrics`
+//! renders the registry. `endpoint` is the matched route template (bounded series), or
+//! `unmatched`; `status` is `success` (HTTP < 400) or `error`.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use prometheus::{
-    register_gauge_vec_with_registry, register_gauge_with_registry,
-    register_histogram_vec_with_registry, register_int_counter_vec_with_registry,
-    register_int_counter_with_registry, Encoder, Gauge, GaugeVec, HistogramVec, IntCounter,
-    IntCounterVec, Registry, TextEncoder,
-};
+use prometheus::Gauge;
 
-const REQUEST_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
-const PREDICTION_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
-const TASK_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 1800.0];
+use super::error::ApiError;
+use super::state::AppState;
+use crate::runtime::Metrics;
 
-pub struct Metrics {
-    pub registry: Registry,
-    pub api_requests_total: IntCounterVec,
-    pub api_request_latency_seconds: HistogramVec,
-    pub api_active_requests: Gauge,
-    pub model_predictions_total: IntCounterVec,
-    pub model_prediction_latency_seconds: HistogramVec,
-    pub model_health_status: GaugeVec,
-    pub data_drift_ratio: GaugeVec,
-    pub data_drift_detections_total: IntCounterVec,
-    pub coincast_build_info: GaugeVec,
-    pub coincast_model_age_seconds: GaugeVec,
-    pub coincast_data_age_seconds: GaugeVec,
-    pub coincast_pipeline_runs_total: IntCounterVec,
-    pub coincast_pipeline_last_run_timestamp_seconds: GaugeVec,
-    pub coincast_task_duration_seconds: HistogramVec,
-    pub coincast_rows_ingested_total: IntCounterVec,
-    pub coincast_quality_failures_total: IntCounterVec,
-    pub coincast_feature_psi: GaugeVec,
-    pub coincast_live_mae: GaugeVec,
-    pub coincast_live_mape: GaugeVec,
-    pub coincast_live_interval_coverage: GaugeVec,
-    pub coincast_live_direction_accuracy: GaugeVec,
-    pub coincast_live_scored_forecasts: GaugeVec,
-    pub coincast_predictions_logged_total: IntCounter,
-    pub coincast_predictions_dropped_total: IntCounterVec,
-    pub coincast_store_incidents_open: GaugeVec,
-    pub coincast_champion_info: GaugeVec,
-    pub coincast_api_calls_month: Gauge,
-    pub coincast_api_call_budget: Gauge,
-    pub coincast_champion_changes_total: IntCounterVec,
-    pub coincast_aci_alpha: GaugeVec,
-}
-
-impl Metrics {
-    pub fn new() -> Result<Self, prometheus::Error> {
-        let r = Registry::new();
-        let m = Self {
-            api_requests_total: register_int_counter_vec_with_registry!(
-                "api_requests_total",
-                "API requests by method, route template and outcome (success: HTTP < 400)",
-                &["method", "endpoint", "status"],
-                r
-            )?,
-            api_request_latency_seconds: register_histogram_vec_with_registry!(
-                "api_request_latency_seconds",
-                "API request latency in seconds",
-                &["method", "endpoint"],
-                REQUEST_BUCKETS.to_vec(),
-                r
-            )?,
-            api_active_requests: register_gauge_with_registry!(
-                "api_active_requests",
-                "API requests in flight",
-                r
-            )?,
-            model_predictions_total: register_int_counter_vec_with_registry!(
-                "model_predictions_total",
-                "Successful predictions by model type and coin",
-                &["model_type", "coin_id"],
-                r
-            )?,
-            model_prediction_latency_seconds: register_histogram_vec_with_registry!(
-                "model_prediction_latency_seconds",
-                "Model inference latency in seconds",
-                &["model_type"],
-                PREDICTION_BUCKETS.to_vec(),
-                r
-            )?,
-            model_health_status: register_gauge_vec_with_registry!(
-                "model_health_status",
-                "1 when a model of this type is loaded and serving, else 0",
-                &["model_type"],
-                r
-            )?,
-            data_drift_ratio: register_gauge_vec_with_registry!(
-                "data_drift_ratio",
-                "Share of the model's input features outside their training range [p01, p99] at the last prediction",
-                &["model_type"],
-                r
-            )?,
-            data_drift_detections_total: register_int_counter_vec_with_registry!(
-                "data_drift_detections_total",
-                "Predictions whose input feature was outside its training range [p01, p99]",
-                &["model_type", "feature"],
-                r
-            )?,
-            coincast_build_info: register_gauge_vec_with_registry!(
-                "coincast_build_info",
-                "Build of the running coincast (always 1)",
-                &["version", "revision"],
-                r
-            )?,
-            coincast_model_age_seconds: register_gauge_vec_with_registry!(
-                "coincast_model_age_seconds",
-                "Seconds since the serving model's training data ended",
-                &["model_type"],
-                r
-            )?,
-            coincast_data_age_seconds: register_gauge_vec_with_registry!(
-                "coincast_data_age_seconds",
-                "Seconds since the newest stored hour of each served coin",
-                &["coin_id"],
-                r
-            )?,
-            coincast_pipeline_runs_total: register_int_counter_vec_with_registry!(
-                "coincast_pipeline_runs_total",
-                "Pipeline runs of the serve worker by job (ingest, retrain), trigger and final state (success, partial, failed)",
-                &["job", "trigger", "state"],
-                r
-            )?,
-            coincast_pipeline_last_run_timestamp_seconds: register_gauge_vec_with_registry!(
-                "coincast_pipeline_last_run_timestamp_seconds",
-                "Unix time at which the last pipeline run of each job and final state ended",
-                &["job", "state"],
-                r
-            )?,
-            coincast_task_duration_seconds: register_histogram_vec_with_registry!(
-                "coincast_task_duration_seconds",
-                "Duration of each pipeline task attempt in seconds",
-                &["task"],
-                TASK_BUCKETS.to_vec(),
-                r
-            )?,
-            coincast_rows_ingested_total: register_int_counter_vec_with_registry!(
-                "coincast_rows_ingested_total",
-                "Hours merged into market_data (new or changed) by coin",
-                &["coin_id"],
-                r
-            )?,
-            coincast_quality_failures_total: register_int_counter_vec_with_registry!(
-                "coincast_quality_failures_total",
-                "Failed quality rule checks by rule and severity (error quarantines the batch)",
-                &["rule", "severity"],
-                r
-            )?,
-            coincast_feature_psi: register_gauge_vec_with_registry!(
-                "coincast_feature_psi",
-                "Population stability index of each champion input, last 24 h vs the training origins",
-                &["feature"],
-                r
-            )?,
-            coincast_live_mae: register_gauge_vec_with_registry!(
-                "coincast_live_mae",
-                "Mean absolute error of served forecasts scored in the window, in the quote currency",
-                &["coin_id", "window"],
-                r
-            )?,
-            coincast_live_mape: register_gauge_vec_with_registry!(
-                "coincast_live_mape",
-                "Mean absolute percentage error (fraction) of served forecasts scored in the window",
-                &["coin_id", "window"],
-                r
-            )?,
-            coincast_live_interval_coverage: register_gauge_vec_with_registry!(
-                "coincast_live_interval_coverage",
-                "Share of scored forecasts whose actual fell inside the interval",
-                &["coin_id", "window"],
-                r
-            )?,
-            coincast_live_direction_accuracy: register_gauge_vec_with_registry!(
-                "coincast_live_direction_accuracy",
-                "Share of scored forecasts with the right direction of the move",
-                &["coin_id", "window"],
-                r
-            )?,
-            coincast_live_scored_forecasts: register_gauge_vec_with_registry!(
-                "coincast_live_scored_forecasts",
-                "Distinct forecasts scored in the window",
-                &["coin_id", "window"],
-                r
-            )?,
-            coincast_predictions_logged_total: register_int_counter_with_registry!(
-                "coincast_predictions_logged_total",
-                "Predictions written to the predictions table",
-                r
-            )?,
-            coincast_predictions_dropped_total: register_int_counter_vec_with_registry!(
-                "coincast_predictions_dropped_total",
-                "Predictions not logged, by reason (queue_full, write_failed)",
-                &["reason"],
-                r
-            )?,
-            coincast_store_incidents_open: register_gauge_vec_with_registry!(
-                "coincast_store_incidents_open",
-                "Store incidents not yet resolved, by kind (unreplayable_wal: a WAL DuckDB could not replay was set aside; data after the last checkpoint may be missing until the next successful ingest)",
-                &["kind"],
-                r
-            )?,
-            coincast_champion_info: register_gauge_vec_with_registry!(
-                "coincast_champion_info",
-                "The champion (always 1): its model type, version, and whether it is the floor (persistence, because nothing else passed the gate)",
-                &["model_type", "model_id", "is_floor"],
-                r
-            )?,
-            coincast_aci_alpha: register_gauge_vec_with_registry!(
-                "coincast_aci_alpha",
-                "Online coverage control: the miss rate the served intervals aim at now, per role (champion, floor), coin and horizon (nominal: 1 - interval level; bounded to 0.005..0.5)",
-                &["role", "coin_id", "horizon"],
-                r
-            )?,
-            coincast_api_calls_month: register_gauge_with_registry!(
-                "coincast_api_calls_month",
-                "CoinGecko calls this UTC month (every call and retry, as recorded in raw_batches)",
-                r
-            )?,
-            coincast_api_call_budget: register_gauge_with_registry!(
-                "coincast_api_call_budget",
-                "Calls a month the CoinGecko plan allows (NaN: no monthly quota, keyless public use)",
-                r
-            )?,
-            coincast_champion_changes_total: register_int_counter_vec_with_registry!(
-                "coincast_champion_changes_total",
-                "Champion changes seen by this server, by the new champion's model type and whether it is the floor",
-                &["model_type", "to_floor"],
-                r
-            )?,
-            registry: r,
-        };
-        m.coincast_build_info
-            .with_label_values(&[
-                env!("CARGO_PKG_VERSION"),
-                crate::model::registry::GIT_REVISION,
-            ])
-            .set(1.0);
-        Ok(m)
-    }
-
-    /// The text exposition format Prometheus 2 and 3 both accept.
-    pub fn render(&self) -> Response {
-        let mut buf = Vec::new();
-        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
-            return super::error::ApiError::internal(format!("encoding metrics: {e}"))
-                .into_response();
-        }
-        (
-            [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-            buf,
-        )
-            .into_response()
-    }
-}
+/// The route template of a request, filled in by `note_endpoint` once the router has matched
+/// it: the outermost layer runs before routing, and still needs the template when an inner layer
+/// answers for the handler (a timeout, a shed request, a panic).
+#[derive(Clone, Default)]
+struct Endpoint(Arc<OnceLock<String>>);
 
 /// Counts and times every request under its route template.
-pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
-    let endpoint = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".to_string());
+pub async fn track(State(metrics): State<Arc<Metrics>>, mut req: Request, next: Next) -> Response {
+    let endpoint = Endpoint::default();
+    req.extensions_mut().insert(endpoint.clone());
     let method = req.method().as_str().to_string();
-    metrics.api_active_requests.inc();
     let started = Instant::now();
-    let response = next.run(req).await;
-    metrics.api_active_requests.dec();
+    let response = {
+        // Held across the request: dropped (and the gauge lowered) however it ends, even when
+        // the client goes away and the future is dropped.
+        let _active = Active::enter(&metrics.api_active_requests);
+        next.run(req).await
+    };
+    let endpoint = endpoint.0.get().map_or("unmatched", String::as_str);
     let status = if response.status().as_u16() < 400 {
         "success"
     } else {
@@ -282,11 +42,48 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next
     };
     metrics
         .api_requests_total
-        .with_label_values(&[&method, &endpoint, status])
+        .with_label_values(&[&method, endpoint, status])
         .inc();
     metrics
         .api_request_latency_seconds
-        .with_label_values(&[&method, &endpoint])
+        .with_label_values(&[&method, endpoint])
         .observe(started.elapsed().as_secs_f64());
     response
+}
+
+/// Records the matched route template for `track` (a route layer: runs only on matched routes).
+pub async fn note_endpoint(req: Request, next: Next) -> Response {
+    if let (Some(slot), Some(path)) = (
+        req.extensions().get::<Endpoint>(),
+        req.extensions().get::<MatchedPath>(),
+    ) {
+        let _ = slot.0.set(path.as_str().to_string());
+    }
+    next.run(req).await
+}
+
+/// One request in flight on the gauge, for as long as it lives.
+struct Active<'a>(&'a Gauge);
+
+impl<'a> Active<'a> {
+    fn enter(gauge: &'a Gauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// `GET /metrics`: the gauges are set from the served snapshot first (ages grow between runs).
+pub async fn render(State(state): State<Arc<AppState>>) -> Response {
+    let runtime = &state.runtime;
+    runtime.publisher.publish_gauges();
+    match runtime.metrics.encode() {
+        Ok(text) => ([(CONTENT_TYPE, Metrics::CONTENT_TYPE)], text).into_response(),
+        Err(e) => ApiError::internal(format!("encoding metrics: {e}")).into_response(),
+    }
 }

@@ -1,34 +1,34 @@
-//! The HTTP API (axum): `POST /predict`, `/predict/batch`, `GET /health`, `/ready`,
-//! `/models/status`, `/metrics`, `/openapi.json`, the token-guarded `POST /api/pipeline/runs`,
-//! promotion and backup endpoints; the prediction log; and the pipeline worker that runs the
-//! schedules inside `serve`.
-//! Only this module knows HTTP and the API's JSON shapes; one concern per file.
+//! The HTTP layer (axum) over the appliance's runtime: `POST /predict`, `/predict/batch`,
+//! `GET /health`, `/ready`, `/models/status`, `/metrics`, `/openapi.json`, the dashboards, and
+//! the token-guarded admin endpoints. Only this module knows HTTP and the API's JSON shapes; one
+//! concern per file. It reads the runtime (`crate::runtime`) and never the other way round.
+//!
+//! The layers, outermost first: metrics (every response counted, 408, 503 and panics included),
+//! request ids and tracing, the body limit, panics caught as a JSON 500; then, once the route is
+//! matched, its template noted for the metrics, load shedding (503), the request deadline (408;
+//! not on the streaming backup) and the admin token.
 
-pub mod admin_api;
-pub mod batch;
-pub mod error;
-pub mod health;
-pub mod limit;
-pub mod metrics;
-pub mod models_api;
-pub mod openapi;
-pub mod pages;
-pub mod pipeline_api;
-pub mod predict;
-pub mod prediction_log;
+pub mod admin;
+mod batch;
+mod error;
+mod health;
+mod limit;
+mod metrics;
+mod openapi;
+mod pages;
+mod predict;
 pub mod state;
-pub mod worker;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use error::ApiError;
@@ -36,32 +36,45 @@ use state::AppState;
 
 /// The application: routes, metrics, limits.
 pub fn router(state: Arc<AppState>) -> Router {
-    let metrics = state.metrics.clone();
+    with_layers(routes(state.clone()), state)
+}
+
+/// Every route (the admin ones behind their token).
+fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/models/status", get(health::models_status))
         .route("/predict", post(predict::predict))
         .route("/predict/batch", post(batch::predict_batch))
-        .route("/metrics", get(render_metrics))
+        .route("/metrics", get(metrics::render))
         .route("/openapi.json", get(openapi::openapi))
-        .route("/api/pipeline/runs", post(pipeline_api::trigger))
-        .route("/api/models/{model_id}/promote", post(models_api::promote))
-        .route("/api/models/rollback", post(models_api::rollback))
-        .route("/api/admin/backup", post(admin_api::backup))
         .merge(pages::routes())
+        .merge(admin::routes(state))
+}
+
+/// The layers around `routes` (see the module comment for their order and why).
+fn with_layers(routes: Router<Arc<AppState>>, state: Arc<AppState>) -> Router {
+    let serve = &state.runtime.settings.serve;
+    // Route layers run after routing (so the shed and the deadline are counted under their
+    // route); the last added runs first.
+    routes
         .route_layer(axum::middleware::from_fn_with_state(
-            metrics,
-            metrics::track,
+            limit::Deadline {
+                after: Duration::from_secs(serve.request_timeout_secs),
+                except: &[admin::STREAMING_ROUTE],
+            },
+            limit::deadline,
         ))
-        .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(
-            Arc::new(tokio::sync::Semaphore::new(
-                state.settings.serve.max_concurrent_requests,
-            )),
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::new(tokio::sync::Semaphore::new(serve.max_concurrent_requests)),
             limit::shed,
         ))
-        .layer(DefaultBodyLimit::max(state.settings.serve.max_body_bytes))
+        .route_layer(axum::middleware::from_fn(metrics::note_endpoint))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(CatchPanicLayer::custom(limit::panic_response))
+        .layer(DefaultBodyLimit::max(serve.max_body_bytes))
         // Every request gets an `x-request-id` (kept when the client sends one), echoed in the
         // response and carried by the request's log span.
         .layer(PropagateRequestIdLayer::x_request_id())
@@ -76,26 +89,26 @@ pub fn router(state: Arc<AppState>) -> Router {
             }),
         )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(state.settings.serve.request_timeout_secs),
+        .layer(axum::middleware::from_fn_with_state(
+            state.runtime.metrics.clone(),
+            metrics::track,
         ))
         .with_state(state)
 }
 
-async fn render_metrics(State(state): State<Arc<AppState>>) -> Response {
-    state.publish_gauges();
-    state.metrics.render()
+/// Unknown routes: a JSON 404 (counted by `track` under `endpoint="unmatched"`, as is a method
+/// a route does not answer).
+async fn not_found(method: Method, uri: Uri) -> Response {
+    ApiError::not_found("not_found", format!("no route {method} {}", uri.path())).into_response()
 }
 
-/// Unknown routes: a JSON 404, counted under one bounded `endpoint` label.
-async fn not_found(State(state): State<Arc<AppState>>, method: Method, uri: Uri) -> Response {
-    state
-        .metrics
-        .api_requests_total
-        .with_label_values(&[method.as_str(), "unmatched", "error"])
-        .inc();
-    ApiError::not_found("not_found", format!("no route {method} {}", uri.path())).into_response()
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} does not answer {method}", uri.path()),
+    )
+    .into_response()
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests.
@@ -108,4 +121,143 @@ pub async fn serve(
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    //! The layer order: every response is counted by the outermost layer, whoever answers it.
+
+    use super::*;
+    use crate::config::Settings;
+    use crate::runtime::{Metrics, Runtime, Snapshot};
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    /// The real layers around the real routes plus three test routes: one that sleeps past the
+    /// deadline, one that panics and one that holds its permit until told.
+    fn app(max_concurrent: usize, release: Arc<tokio::sync::Notify>) -> (Router, Arc<AppState>) {
+        let mut settings = Settings::load_with_env(None, Vec::new()).expect("settings");
+        settings.serve.request_timeout_secs = 1;
+        settings.serve.max_concurrent_requests = max_concurrent;
+        let metrics = Arc::new(Metrics::new().expect("metrics"));
+        let runtime = Runtime::new(Snapshot::empty("test"), settings, metrics);
+        let state = Arc::new(AppState::new(Arc::new(runtime)));
+        let routes = routes(state.clone())
+            .route(
+                "/test/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    "late"
+                }),
+            )
+            .route(
+                "/test/panic",
+                get(|| async {
+                    if std::hint::black_box(true) {
+                        panic!("boom");
+                    }
+                    "never"
+                }),
+            )
+            .route(
+                "/test/hold",
+                get(move || {
+                    let release = release.clone();
+                    async move {
+                        release.notified().await;
+                        "released"
+                    }
+                }),
+            );
+        (with_layers(routes, state.clone()), state)
+    }
+
+    async fn call(app: &Router, path: &str) -> (StatusCode, serde_json::Value) {
+        let response = app
+            .clone()
+            .oneshot(Request::get(path).body(Body::empty()).expect("request"))
+            .await
+            .expect("infallible");
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        (status, serde_json::from_slice(&bytes).unwrap_or_default())
+    }
+
+    fn counted(state: &AppState, endpoint: &str) -> u64 {
+        state
+            .runtime
+            .metrics
+            .api_requests_total
+            .with_label_values(&["GET", endpoint, "error"])
+            .get()
+    }
+
+    fn active(state: &AppState) -> f64 {
+        state.runtime.metrics.api_active_requests.get()
+    }
+
+    #[tokio::test]
+    async fn a_timed_out_request_is_counted_and_leaves_no_active_request() {
+        let (app, state) = app(8, Default::default());
+        let (status, body) = call(&app, "/test/slow").await;
+        assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(body["error"]["code"], "timeout", "{body}");
+        assert_eq!(counted(&state, "/test/slow"), 1);
+        assert_eq!(active(&state), 0.0);
+    }
+
+    #[tokio::test]
+    async fn a_panic_is_a_counted_json_500_and_the_server_goes_on() {
+        let (app, state) = app(8, Default::default());
+        let (status, body) = call(&app, "/test/panic").await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body["error"]["code"], "internal", "{body}");
+        assert!(
+            !body.to_string().contains("boom"),
+            "the panic's words stay in the log: {body}"
+        );
+        assert_eq!(counted(&state, "/test/panic"), 1);
+        assert_eq!(active(&state), 0.0);
+        let (status, _) = call(&app, "/health").await;
+        assert_eq!(status, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_shed_request_is_counted_under_its_route() {
+        let release = Arc::new(tokio::sync::Notify::new());
+        let (app, state) = app(1, release.clone());
+        let holder = tokio::spawn({
+            let app = app.clone();
+            async move { call(&app, "/test/hold").await }
+        });
+        while active(&state) < 1.0 {
+            tokio::task::yield_now().await;
+        }
+        let (status, body) = call(&app, "/health").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["error"]["code"], "overloaded", "{body}");
+        assert_eq!(counted(&state, "/health"), 1);
+        release.notify_one();
+        assert_eq!(holder.await.expect("join").0, StatusCode::OK);
+        assert_eq!(active(&state), 0.0);
+    }
+
+    #[tokio::test]
+    async fn rejections_and_unknown_routes_answer_in_the_envelope() {
+        let (app, state) = app(8, Default::default());
+        let (status, body) = call(&app, "/api/market?days=99999999999999999999").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"]["code"], "bad_request", "{body}");
+        let (status, body) = call(&app, "/predict").await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
+        let (status, body) = call(&app, "/nowhere").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body["error"]["code"], "not_found", "{body}");
+        // The 405 and the 404.
+        assert_eq!(counted(&state, "unmatched"), 2);
+    }
 }

@@ -17,11 +17,12 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiJson};
-use super::prediction_log::PredictionRecord;
-use super::state::{AppState, ServedBy, ServingModel};
+use super::state::AppState;
 use crate::config::is_valid_coin_id;
 use crate::model::dataset::CoinSeries;
 use crate::model::ModelError;
+use crate::runtime::PredictionRecord;
+use crate::runtime::{ServedBy, ServingModel};
 
 pub(super) fn default_coin() -> String {
     "bitcoin".into()
@@ -64,9 +65,10 @@ pub(super) fn check_model_type(model_type: Option<&str>) -> Result<(), ApiError>
 /// Who may answer for a coin, in order (the champion when it covers the coin, then the floor):
 /// 404 for a coin that is neither configured nor stored, 503 when nothing can serve it yet.
 pub(super) fn answerers(state: &AppState, coin_id: &str) -> Result<Vec<Answerer>, ApiError> {
-    let snap = state.snapshot.load_full();
+    let snap = state.runtime.snapshot();
     if !is_valid_coin_id(coin_id)
-        || (!snap.coins.contains_key(coin_id) && !state.settings.coins.iter().any(|c| c == coin_id))
+        || (!snap.coins.contains_key(coin_id)
+            && !state.runtime.settings.coins.iter().any(|c| c == coin_id))
     {
         return Err(ApiError::not_found(
             "unknown_coin",
@@ -204,12 +206,14 @@ pub async fn predict(
     let model = &answered.model;
     let family = model.family.as_str();
     state
+        .runtime
         .metrics
         .model_prediction_latency_seconds
         .with_label_values(&[family])
         .observe(latency);
     let drift_ratio = record_drift(&state, model, &answered.series);
     state
+        .runtime
         .metrics
         .model_predictions_total
         .with_label_values(&[family, &req.coin_id])
@@ -222,7 +226,7 @@ pub async fn predict(
             forecast.horizons.len()
         )));
     };
-    if let Some(log) = &state.prediction_log {
+    if let Some(log) = state.runtime.prediction_log() {
         log.record(PredictionRecord {
             requested_at_micros: Utc::now().timestamp_micros(),
             request_id: headers
@@ -230,7 +234,7 @@ pub async fn predict(
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string),
             coin_id: forecast.coin_id.clone(),
-            vs_currency: state.settings.vs_currency.clone(),
+            vs_currency: state.runtime.settings.vs_currency.clone(),
             model_id: model.model_id.clone(),
             model_type: model.family.clone(),
             horizon: req.hours_ahead,
@@ -278,6 +282,7 @@ fn record_drift(state: &AppState, model: &ServingModel, series: &CoinSeries) -> 
         if known_range && !(s.p01..=s.p99).contains(value) {
             drifting += 1;
             state
+                .runtime
                 .metrics
                 .data_drift_detections_total
                 .with_label_values(&[&model.family, &s.name])
@@ -286,6 +291,7 @@ fn record_drift(state: &AppState, model: &ServingModel, series: &CoinSeries) -> 
     }
     let ratio = drifting as f64 / stats.len().max(1) as f64;
     state
+        .runtime
         .metrics
         .data_drift_ratio
         .with_label_values(&[&model.family])

@@ -56,6 +56,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0007_volatility_and_aci",
         sql: include_str!("../../sql/schema/0007_volatility_and_aci.sql"),
     },
+    Migration {
+        version: 8,
+        name: "0008_failure_kinds",
+        sql: include_str!("../../sql/schema/0008_failure_kinds.sql"),
+    },
 ];
 
 /// The schema version this binary writes.

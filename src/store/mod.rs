@@ -88,6 +88,17 @@ pub enum StoreError {
     Sql(#[from] duckdb::Error),
 }
 
+impl crate::failure::Classify for StoreError {
+    fn failure(&self) -> crate::failure::Failure {
+        match self {
+            StoreError::Locked { .. } | StoreError::NewerSchema { .. } => {
+                crate::failure::Failure::DatabaseBusy
+            }
+            _ => crate::failure::Failure::Internal,
+        }
+    }
+}
+
 /// An open database: one read-write connection, the schema up to date, crash debris repaired.
 pub struct Store {
     conn: Connection,

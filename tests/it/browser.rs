@@ -16,9 +16,7 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::{real_coingecko, serve_on_localhost, small_spec, TestApp};
-use coincast::serve::metrics::Metrics;
-use coincast::serve::prediction_log::PredictionLog;
-use coincast::serve::state::{AppState, Snapshot};
+use coincast::runtime::{Metrics, PredictionLog, Runtime, Snapshot};
 
 const HOSTILE: &str = "<script>window.__xss=1</script>";
 
@@ -240,7 +238,7 @@ async fn every_page_renders_real_data_in_a_real_browser() {
     let log = PredictionLog::start(app.store.conn().try_clone().expect("conn"), metrics.clone())
         .expect("log");
     let state = Arc::new(
-        AppState::new(
+        Runtime::new(
             Snapshot::load(app.store.conn(), &app.settings),
             app.settings.clone(),
             metrics,
@@ -261,7 +259,7 @@ async fn every_page_renders_real_data_in_a_real_browser() {
         assert!(r.status().is_success());
     }
     let flushed = state.clone();
-    tokio::task::spawn_blocking(move || flushed.prediction_log.as_ref().expect("log").flush())
+    tokio::task::spawn_blocking(move || flushed.prediction_log().expect("log").flush())
         .await
         .expect("flush");
 

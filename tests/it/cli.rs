@@ -232,3 +232,46 @@ fn evaluate_prints_the_walk_forward_table_of_every_baseline() {
     assert_ne!(out.status.code(), Some(0));
     assert!(text(&out).contains("bad.toml"), "{}", text(&out));
 }
+
+#[test]
+fn a_file_with_a_bad_name_is_skipped_and_the_others_load() {
+    let dir = tempfile::tempdir().expect("dir");
+    let files = dir.path().join("files");
+    std::fs::create_dir(&files).expect("mkdir");
+    std::fs::copy(
+        real_coingecko().join("solana.json"),
+        files.join("solana.json"),
+    )
+    .expect("copy");
+    std::fs::copy(
+        real_coingecko().join("cardano.json"),
+        files.join("bit coin.json"),
+    )
+    .expect("copy");
+    let d = dir.path().join("data");
+    let d = d.to_str().expect("utf-8");
+    let out = coincast(
+        &["--data-dir", d, "replay", files.to_str().expect("utf-8")],
+        &[("COINCAST__COINGECKO__BASE_URL", "http://127.0.0.1:9")],
+    );
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{msg}");
+    assert!(
+        msg.contains("bit coin.json") && msg.contains("not a CoinGecko coin id"),
+        "{msg}"
+    );
+    assert!(msg.contains("solana") && msg.contains("merged"), "{msg}");
+}
+
+#[test]
+fn an_out_of_range_number_is_refused_naming_the_key() {
+    let dir = tempfile::tempdir().expect("dir");
+    let d = dir.path().to_str().expect("utf-8");
+    let out = coincast(
+        &["--data-dir", d, "status"],
+        &[("COINCAST__SERVE__MAX_BODY_BYTES", "99999999999999999999999")],
+    );
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{msg}");
+    assert!(msg.contains("serve.max_body_bytes"), "{msg}");
+}

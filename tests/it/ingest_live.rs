@@ -221,7 +221,12 @@ async fn unreachable_source_stops_early_and_says_so() {
         .await;
     assert_eq!(report.state, RunState::Failed);
     assert!(report.summary.source_unavailable);
-    let error = report.error.map(|e| e.to_string()).unwrap_or_default();
+    let error = report.error.expect("an error");
+    assert_eq!(
+        coincast::failure::Classify::failure(&error),
+        coincast::failure::Failure::SourceUnavailable
+    );
+    let error = coincast::failure::report(&error);
     assert!(error.contains("no coin could be fetched"), "{error}");
     // Only the first coin was tried (twice); the rest were skipped.
     assert_eq!(
@@ -239,7 +244,10 @@ async fn too_long_a_retry_after_gives_up_with_a_message() {
     });
     let app = TestApp::with_server(&server.base_url(), &[]);
     let report = app.fetch(&["bitcoin"], t(UNTIL), 3).await;
-    let err = report.error.map(|e| e.to_string()).unwrap_or_default();
+    let err = report
+        .error
+        .map(|e| coincast::failure::report(&e))
+        .unwrap_or_default();
     assert!(
         err.contains("3600") && err.contains("max_retry_after_secs"),
         "{err}"

@@ -9,6 +9,7 @@ mod chaos;
 mod cli;
 mod crash;
 mod features;
+mod fuzz;
 mod ingest_live;
 mod model;
 mod monitor;

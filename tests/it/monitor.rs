@@ -6,9 +6,7 @@ use std::sync::Arc;
 
 use chrono::DateTime;
 use coincast::monitor::live_accuracy;
-use coincast::serve::metrics::Metrics;
-use coincast::serve::prediction_log::PredictionLog;
-use coincast::serve::state::{AppState, Snapshot};
+use coincast::runtime::{Metrics, PredictionLog, Publication, Runtime, Snapshot};
 use reqwest::StatusCode;
 
 use crate::support::{
@@ -35,7 +33,7 @@ async fn predictions_are_logged_then_scored_when_their_hour_arrives() {
         .expect("log");
     let snapshot = Snapshot::load(app.store.conn(), &app.settings);
     let state = Arc::new(
-        AppState::new(snapshot, app.settings.clone(), metrics.clone()).with_prediction_log(log),
+        Runtime::new(snapshot, app.settings.clone(), metrics.clone()).with_prediction_log(log),
     );
     let base = serve_on_localhost(state.clone()).await;
     let http = reqwest::Client::new();
@@ -63,7 +61,7 @@ async fn predictions_are_logged_then_scored_when_their_hour_arrives() {
         assert_eq!(r.status(), expected, "{body}");
     }
     let flushed = state.clone();
-    tokio::task::spawn_blocking(move || flushed.prediction_log.as_ref().expect("log").flush())
+    tokio::task::spawn_blocking(move || flushed.prediction_log().expect("log").flush())
         .await
         .expect("flush");
     assert_eq!(app.count("SELECT count(*) FROM predictions"), 3);
@@ -204,7 +202,11 @@ async fn predictions_are_logged_then_scored_when_their_hour_arrives() {
     // since the real data is historical).
     let mut snapshot = Snapshot::load(app.store.conn(), &app.settings);
     snapshot.live_accuracy = live;
-    state.replace(snapshot);
+    let publication = state.publisher.publish(state.publisher.begin(), snapshot);
+    assert!(
+        matches!(publication, Publication::Published { .. }),
+        "{publication:?}"
+    );
     // /predict draws the champion's interval at its ACI level.
     let answer = post_json(
         &http,

@@ -44,8 +44,19 @@ pub fn text(o: &std::process::Output) -> String {
     )
 }
 
-/// Serves the app on a free port of 127.0.0.1; returns its base URL.
-pub async fn serve_on_localhost(state: std::sync::Arc<coincast::serve::state::AppState>) -> String {
+/// A runtime serving what `app`'s database holds now, with `settings` (no worker).
+pub fn runtime_over(
+    app: &TestApp,
+    settings: &coincast::config::Settings,
+) -> coincast::runtime::Runtime {
+    let metrics = std::sync::Arc::new(coincast::runtime::Metrics::new().expect("metrics"));
+    let snapshot = coincast::runtime::Snapshot::load(app.store.conn(), settings);
+    coincast::runtime::Runtime::new(snapshot, settings.clone(), metrics)
+}
+
+/// Serves the runtime on a free port of 127.0.0.1; returns its base URL.
+pub async fn serve_on_localhost(runtime: std::sync::Arc<coincast::runtime::Runtime>) -> String {
+    let state = std::sync::Arc::new(coincast::serve::state::AppState::new(runtime));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -66,7 +77,8 @@ pub struct LocalServer {
 }
 
 impl LocalServer {
-    pub async fn start(state: std::sync::Arc<coincast::serve::state::AppState>) -> Self {
+    pub async fn start(runtime: std::sync::Arc<coincast::runtime::Runtime>) -> Self {
+        let state = std::sync::Arc::new(coincast::serve::state::AppState::new(runtime));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -337,6 +349,7 @@ impl TestApp {
                 gate: self.settings.model.gate.clone(),
                 data_dir: self.dir.path(),
                 register,
+                cancel: Default::default(),
             },
             |_| {},
         )

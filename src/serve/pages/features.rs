@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use askama::Template;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::Response;
 use axum::Json;
 use duckdb::params;
@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::svg;
 use super::{read, render, utc, Layout};
-use crate::serve::error::ApiError;
+use crate::serve::error::{ApiError, ApiQuery};
 use crate::serve::state::AppState;
 
 #[derive(Debug, Deserialize)]
@@ -67,7 +67,7 @@ fn number(s: Option<String>) -> f64 {
 }
 
 pub async fn load(state: &Arc<AppState>, q: FeaturesQuery) -> Result<FeaturesPage, ApiError> {
-    let current_coins = state.settings.coins.join(",");
+    let current_coins = state.runtime.settings.coins.join(",");
     read(state, move |conn| {
         let mut stmt = conn.prepare(include_str!(
             "../../../sql/reports/dash_dataset_versions.sql"
@@ -172,7 +172,7 @@ impl FeaturesHtml {
 
 pub async fn html(
     State(state): State<Arc<AppState>>,
-    Query(q): Query<FeaturesQuery>,
+    ApiQuery(q): ApiQuery<FeaturesQuery>,
 ) -> Result<Response, ApiError> {
     let page = load(&state, q).await?;
     Ok(render(&FeaturesHtml {
@@ -183,7 +183,7 @@ pub async fn html(
 
 pub async fn json(
     State(state): State<Arc<AppState>>,
-    Query(q): Query<FeaturesQuery>,
+    ApiQuery(q): ApiQuery<FeaturesQuery>,
 ) -> Result<Json<FeaturesPage>, ApiError> {
     Ok(Json(load(&state, q).await?))
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use askama::Template;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::Response;
 use axum::Json;
 use duckdb::params;
@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::svg::{self, Band, Chart, Series};
 use super::{read, render, utc, Layout};
 use crate::config::is_valid_coin_id;
-use crate::serve::error::ApiError;
+use crate::serve::error::{ApiError, ApiQuery};
 use crate::serve::state::AppState;
 
 #[derive(Debug, Deserialize)]
@@ -49,8 +49,8 @@ pub struct MarketPage {
 const RANGES: [i64; 5] = [1, 7, 30, 90, 365];
 
 pub async fn load(state: &Arc<AppState>, q: MarketQuery) -> Result<MarketPage, ApiError> {
-    let snap = state.snapshot.load_full();
-    let mut coins: Vec<String> = state.settings.coins.clone();
+    let snap = state.runtime.snapshot();
+    let mut coins: Vec<String> = state.runtime.settings.coins.clone();
     for c in snap.coins.keys() {
         if !coins.contains(c) {
             coins.push(c.clone());
@@ -72,7 +72,7 @@ pub async fn load(state: &Arc<AppState>, q: MarketQuery) -> Result<MarketPage, A
             "days must be between 1 and 3650, got {days}"
         )));
     }
-    let currency = state.settings.vs_currency.clone();
+    let currency = state.runtime.settings.vs_currency.clone();
     let coin_q = coin.clone();
     let (prices, forecasts, to) = read(state, move |conn| {
         // The range ends at the coin's newest hour (or now), so old data still shows.
@@ -159,7 +159,7 @@ impl MarketHtml {
 
 pub async fn html(
     State(state): State<Arc<AppState>>,
-    Query(q): Query<MarketQuery>,
+    ApiQuery(q): ApiQuery<MarketQuery>,
 ) -> Result<Response, ApiError> {
     let page = load(&state, q).await?;
     let mut chart = Chart::new(1100.0, 360.0, svg::hour_label);
@@ -217,7 +217,7 @@ pub async fn html(
 
 pub async fn json(
     State(state): State<Arc<AppState>>,
-    Query(q): Query<MarketQuery>,
+    ApiQuery(q): ApiQuery<MarketQuery>,
 ) -> Result<Json<MarketPage>, ApiError> {
     Ok(Json(load(&state, q).await?))
 }

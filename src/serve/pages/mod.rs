@@ -2,18 +2,18 @@
 //! `svg.rs`) for overview, market, quality, features, pipeline, models, monitoring and SQL, each
 //! also served as JSON under `/api/...` for programs. Every asset is in the binary (no CDN).
 //!
-//! Pages read the database through the API's own connection (`AppState::db`), off the executor;
+//! Pages read the database through the API's own connection (`Runtime::read`), off the executor;
 //! the `/predict` hot path never waits for them.
 
-pub mod features;
-pub mod market;
-pub mod models;
-pub mod monitoring;
-pub mod overview;
-pub mod pipeline;
-pub mod quality;
-pub mod sql;
-pub mod svg;
+mod features;
+mod market;
+mod models;
+pub(super) mod monitoring;
+mod overview;
+mod pipeline;
+mod quality;
+mod sql;
+mod svg;
 
 use std::sync::Arc;
 
@@ -65,19 +65,13 @@ pub const NAV: [(&str, &str); 8] = [
 /// What every page's layout needs.
 pub struct Layout {
     pub active: &'static str,
-    pub title: &'static str,
     pub generated: String,
 }
 
 impl Layout {
     pub fn new(active: &'static str) -> Self {
-        let title = NAV
-            .iter()
-            .find(|(p, _)| *p == active)
-            .map_or("coincast", |(_, t)| t);
         Self {
             active,
-            title,
             generated: chrono::Utc::now()
                 .format("%Y-%m-%d %H:%M:%S UTC")
                 .to_string(),
@@ -105,20 +99,7 @@ pub async fn read<T: Send + 'static>(
     f: impl FnOnce(&Connection) -> Result<T, duckdb::Error> + Send + 'static,
 ) -> Result<T, ApiError> {
     let state = state.clone();
-    tokio::task::spawn_blocking(move || {
-        let Some(db) = &state.db else {
-            return Err(ApiError::unavailable(
-                "no_database",
-                "this server has no database connection for the dashboards",
-            ));
-        };
-        let conn = db
-            .lock()
-            .map_err(|_| ApiError::internal("the database lock is poisoned"))?;
-        f(&conn).map_err(|e| ApiError::internal(format!("reading the database: {e}")))
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("page task failed: {e}")))?
+    Ok(tokio::task::spawn_blocking(move || state.runtime.read(f)).await??)
 }
 
 /// Epoch seconds as `YYYY-MM-DD HH:MM` UTC.

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use askama::Template;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::Response;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::svg::{self, Chart, Series};
 use super::{age, pct, read, render, Layout};
 use crate::model::registry::ModelRow;
-use crate::serve::error::ApiError;
+use crate::serve::error::{ApiError, ApiQuery};
 use crate::serve::state::AppState;
 
 #[derive(Debug, Deserialize)]
@@ -105,7 +105,7 @@ fn f(v: Option<f64>) -> f64 {
 
 pub async fn load(state: &Arc<AppState>, q: ModelsQuery) -> Result<ModelsPage, ApiError> {
     // The registry as of the last reload (after every run and promotion).
-    let registry = state.snapshot.load().registry.clone();
+    let registry = state.runtime.snapshot().registry.clone();
     read(state, move |conn| {
         let mut stmt = conn.prepare(include_str!("../../../sql/reports/dash_model_events.sql"))?;
         let events = stmt
@@ -292,7 +292,7 @@ impl ModelsHtml {
 
 pub async fn html(
     State(state): State<Arc<AppState>>,
-    Query(q): Query<ModelsQuery>,
+    ApiQuery(q): ApiQuery<ModelsQuery>,
 ) -> Result<Response, ApiError> {
     let page = load(&state, q).await?;
     let mut chart = Chart::new(560.0, 220.0, svg::plain_label);
@@ -327,7 +327,7 @@ pub async fn html(
 
 pub async fn json(
     State(state): State<Arc<AppState>>,
-    Query(q): Query<ModelsQuery>,
+    ApiQuery(q): ApiQuery<ModelsQuery>,
 ) -> Result<Json<ModelsPage>, ApiError> {
     Ok(Json(load(&state, q).await?))
 }

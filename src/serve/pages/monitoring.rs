@@ -16,8 +16,8 @@ use serde::Serialize;
 use super::svg::{self, Chart, Series};
 use super::{pct, read, render, Layout};
 use crate::monitor::FeaturePsi;
+use crate::runtime::Metrics;
 use crate::serve::error::ApiError;
-use crate::serve::metrics::Metrics;
 use crate::serve::state::AppState;
 
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(15);
@@ -191,7 +191,7 @@ pub fn spawn_sampler(state: Arc<AppState>) {
             let Some(state) = state.upgrade() else {
                 return;
             };
-            state.history.sample(&state.metrics);
+            state.history.sample(&state.runtime.metrics);
         }
     });
 }
@@ -244,7 +244,7 @@ pub struct CoverageRow {
 const COVERAGE_HORIZONS: [usize; 4] = [1, 6, 12, 24];
 
 pub async fn load(state: &Arc<AppState>) -> Result<MonitoringPage, ApiError> {
-    let snap = state.snapshot.load_full();
+    let snap = state.runtime.snapshot();
     let samples = state.history.snapshot();
     let rates: Vec<Rates> = samples
         .windows(2)
@@ -308,6 +308,7 @@ pub async fn load(state: &Arc<AppState>) -> Result<MonitoringPage, ApiError> {
     Ok(MonitoringPage {
         drift_ratio: model_type.as_ref().map(|f| {
             state
+                .runtime
                 .metrics
                 .data_drift_ratio
                 .with_label_values(&[f.as_str()])

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use super::svg::{self, Chart, Series};
 use super::{age, pct, read, render, utc, Layout};
+use crate::failure::Failure;
 use crate::monitor::LiveAccuracy;
 use crate::serve::error::ApiError;
 use crate::serve::predict::{infer, Answerer};
@@ -53,6 +54,9 @@ pub struct RunRow {
     pub started: String,
     pub seconds: f64,
     pub error: Option<String>,
+    /// The kind of failure that ended it (`crate::failure::Failure`'s name), and what it means.
+    pub failure: Option<String>,
+    pub failure_words: Option<&'static str>,
 }
 
 #[derive(Debug, Serialize)]
@@ -92,13 +96,19 @@ pub fn runs(conn: &Connection, limit: i64) -> Result<Vec<RunRow>, duckdb::Error>
             started: utc(r.get(4)?),
             seconds: r.get(5)?,
             error: r.get(6)?,
+            failure_words: r
+                .get::<_, Option<String>>(7)?
+                .as_deref()
+                .and_then(Failure::from_name)
+                .map(Failure::words),
+            failure: r.get(7)?,
         })
     })?;
     rows.collect()
 }
 
 pub async fn load(state: &Arc<AppState>) -> Result<OverviewPage, ApiError> {
-    let snap = state.snapshot.load_full();
+    let snap = state.runtime.snapshot();
     let now = Utc::now();
     let mut coins = Vec::new();
     for (coin, entry) in &snap.coins {
@@ -155,7 +165,7 @@ pub async fn load(state: &Arc<AppState>) -> Result<OverviewPage, ApiError> {
             last_price: series.price.get(last).copied().unwrap_or(f64::NAN),
             last_hour: utc(last_hour * 3600),
             age_seconds,
-            stale: age_seconds > state.settings.serve.max_data_age_hours as f64 * 3600.0,
+            stale: age_seconds > state.runtime.settings.serve.max_data_age_hours as f64 * 3600.0,
             forecasts,
             live: snap
                 .live_accuracy
@@ -209,6 +219,7 @@ pub async fn load(state: &Arc<AppState>) -> Result<OverviewPage, ApiError> {
         }),
         Some(m) => {
             let drift = state
+                .runtime
                 .metrics
                 .data_drift_ratio
                 .with_label_values(&[&m.family])

@@ -43,7 +43,7 @@ pub async fn load(state: &Arc<AppState>) -> Result<SqlPage, ApiError> {
     .await?;
     Ok(SqlPage {
         query_box: false,
-        database: state.settings.database_path().display().to_string(),
+        database: state.runtime.settings.database_path().display().to_string(),
         tables,
     })
 }

@@ -1,14 +1,12 @@
 //! The pipeline worker inside `coincast serve`: one thread that owns the DuckDB file and runs two
 //! jobs, ingest (hourly by default) and retrain (daily by default), each on its cron schedule or
 //! on a manual trigger, never two runs at once. After each run it publishes the run's metrics and
-//! reloads the serving snapshot (no restart). Missed hours after downtime are caught up by the
-//! next ingest, since the extract starts at each coin's last stored hour.
+//! a new snapshot (no restart). Missed hours after downtime are caught up by the next ingest,
+//! since the extract starts at each coin's last stored hour.
 //!
 //! Two more connections are cloned from the store at start: one for the prediction log's writer
-//! thread and one for the API (promotions), so that neither waits behind a long run.
+//! thread and one for the API (promotions, pages), so that neither waits behind a long run.
 
-use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -16,11 +14,16 @@ use std::time::Duration;
 
 use chrono::Utc;
 
+use super::error::JobError;
 use super::metrics::Metrics;
 use super::prediction_log::PredictionLog;
-use super::state::{AppState, Snapshot};
+use super::schedule::{Schedules, Trigger};
+use super::snapshot::Snapshot;
+use super::Runtime;
 use crate::config::Settings;
+use crate::failure::{report, Classify};
 use crate::ingest::coingecko::CoinGeckoClient;
+use crate::model::Cancel;
 use crate::monitor;
 use crate::pipeline::{self, Extract};
 use crate::quality::RuleSet;
@@ -42,11 +45,17 @@ impl Job {
             Job::Retrain => "retrain",
         }
     }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Job::Ingest, Job::Retrain]
+            .into_iter()
+            .find(|j| j.name() == name)
+    }
 }
 
-pub enum Command {
+pub(super) enum Command {
     /// Run a job now (manual trigger).
-    Run { job: Job, trigger: String },
+    Run { job: Job, trigger: Trigger },
     /// Finish the current run, checkpoint and stop.
     Stop,
 }
@@ -56,20 +65,20 @@ pub struct Worker {
     sender: Sender<Command>,
     thread: Option<JoinHandle<()>>,
     /// Set at shutdown: an in-flight run is interrupted instead of waited for.
-    stopping: Arc<AtomicBool>,
+    stopping: Cancel,
 }
 
 impl Worker {
-    /// Opens the store in a new thread, loads the first snapshot into a new `AppState`, and
-    /// returns once it is ready; the thread keeps the state to reload it after each run.
+    /// Opens the store in a new thread, loads and publishes the first snapshot, and returns once
+    /// it is ready with the runtime the HTTP layer holds.
     pub fn start(
         settings: Settings,
         metrics: Arc<Metrics>,
-    ) -> Result<(Self, Arc<AppState>), StoreError> {
+    ) -> Result<(Self, Arc<Runtime>), StoreError> {
         let (sender, receiver) = mpsc::channel();
         let (ready_tx, ready_rx) = mpsc::channel();
-        let trigger = sender.clone();
-        let stopping = Arc::new(AtomicBool::new(false));
+        let jobs = sender.clone();
+        let stopping = Cancel::default();
         let stop_flag = stopping.clone();
         let thread = std::thread::Builder::new()
             .name("pipeline".into())
@@ -81,43 +90,24 @@ impl Worker {
                         return;
                     }
                 };
-                pipeline::sweep_orphan_artifacts(&store, &settings);
-                let snapshot = Snapshot::load(store.conn(), &settings);
-                for p in &snapshot.problems {
-                    tracing::warn!("{p}");
-                }
-                let mut state = AppState::new(snapshot, settings.clone(), metrics.clone())
-                    .with_pipeline(trigger);
-                // The prediction log and the API get connections of their own.
-                match store.conn().try_clone() {
-                    Ok(conn) => match PredictionLog::start(conn, metrics) {
-                        Ok(log) => state = state.with_prediction_log(log),
-                        Err(e) => tracing::warn!("predictions will not be logged: {e}"),
-                    },
-                    Err(e) => tracing::warn!("predictions will not be logged: {e}"),
-                }
-                match store.conn().try_clone() {
-                    Ok(conn) => state = state.with_db(conn),
-                    Err(e) => tracing::warn!("promotion endpoints unavailable: {e}"),
-                }
-                let state = Arc::new(state);
-                if ready_tx.send(Ok(state.clone())).is_err() {
+                let runtime = Arc::new(start_runtime(&store, &settings, metrics).with_jobs(jobs));
+                if ready_tx.send(Ok(runtime.clone())).is_err() {
                     return;
                 }
-                run_loop(&store, &settings, &state, &receiver, &stop_flag);
+                run_loop(&store, &runtime, &receiver, &stop_flag);
                 // Requests are drained by now: write the last predictions, then checkpoint.
-                if let Some(log) = &state.prediction_log {
+                if let Some(log) = runtime.prediction_log() {
                     log.stop();
                 }
                 if let Err(e) = store.checkpoint() {
-                    tracing::warn!("checkpoint at shutdown failed: {e}");
+                    tracing::warn!("checkpoint at shutdown failed: {}", report(&e));
                 }
             })
             .map_err(|source| StoreError::DataDir {
                 path: "pipeline thread".into(),
                 source,
             })?;
-        let state = match ready_rx.recv() {
+        let runtime = match ready_rx.recv() {
             Ok(result) => result?,
             Err(_) => {
                 return Err(StoreError::DataDir {
@@ -132,14 +122,15 @@ impl Worker {
                 thread: Some(thread),
                 stopping,
             },
-            state,
+            runtime,
         ))
     }
 
-    /// Stops promptly: a run in flight is interrupted (recorded as failed; every task's writes
-    /// are transactional), queued runs are dropped, then the database is checkpointed.
+    /// Stops promptly: an ingest in flight is interrupted at once, a retrain before its next
+    /// candidate (both recorded as interrupted; every task's writes are transactional), queued
+    /// runs are dropped, then the database is checkpointed.
     pub fn stop(mut self) {
-        self.stopping.store(true, Ordering::SeqCst);
+        self.stopping.cancel();
         let _ = self.sender.send(Command::Stop);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -147,110 +138,115 @@ impl Worker {
     }
 }
 
-fn parse_schedule(text: &str) -> Option<cron::Schedule> {
-    cron::Schedule::from_str(text.trim()).ok()
+/// The first snapshot, and connections of their own for the prediction log and the API.
+fn start_runtime(store: &Store, settings: &Settings, metrics: Arc<Metrics>) -> Runtime {
+    pipeline::sweep_orphan_artifacts(store, settings);
+    let snapshot = Snapshot::load(store.conn(), settings);
+    for p in &snapshot.problems {
+        tracing::warn!("{p}");
+    }
+    let mut runtime = Runtime::new(snapshot, settings.clone(), metrics.clone());
+    match store.conn().try_clone() {
+        Ok(conn) => match PredictionLog::start(conn, metrics) {
+            Ok(log) => runtime = runtime.with_prediction_log(log),
+            Err(e) => tracing::warn!("predictions will not be logged: {e}"),
+        },
+        Err(e) => tracing::warn!("predictions will not be logged: {}", report(&e)),
+    }
+    match store.conn().try_clone() {
+        Ok(conn) => runtime = runtime.with_db(conn),
+        Err(e) => tracing::warn!("promotion endpoints unavailable: {}", report(&e)),
+    }
+    runtime
 }
 
-fn run_loop(
-    store: &Store,
-    settings: &Settings,
-    state: &AppState,
-    commands: &Receiver<Command>,
-    stopping: &AtomicBool,
-) {
-    let schedules: Vec<(Job, cron::Schedule)> = [
-        (Job::Ingest, &settings.serve.pipeline_schedule),
-        (Job::Retrain, &settings.serve.retrain_schedule),
-    ]
-    .into_iter()
-    .filter_map(|(job, text)| parse_schedule(text).map(|s| (job, s)))
-    .collect();
-    if schedules.iter().any(|(job, _)| *job == Job::Ingest) {
+fn run_loop(store: &Store, runtime: &Runtime, commands: &Receiver<Command>, stopping: &Cancel) {
+    let schedules = Schedules::from_settings(&runtime.settings);
+    if schedules.runs(Job::Ingest) {
         // Catch up at start-up: hours missed while the appliance was down come in now.
-        run_job(store, settings, state, Job::Ingest, "startup", stopping);
+        run_job(store, runtime, Job::Ingest, Trigger::Startup, stopping);
     }
     loop {
-        // The next scheduled time, and every job due then (ingest first).
-        let upcoming: Vec<(Job, chrono::DateTime<Utc>)> = schedules
-            .iter()
-            .filter_map(|(job, s)| s.upcoming(Utc).next().map(|t| (*job, t)))
-            .collect();
-        let next = upcoming.iter().map(|(_, t)| *t).min();
+        let next = schedules.next();
         let wait = next
-            .and_then(|t| (t - Utc::now()).to_std().ok())
+            .as_ref()
+            .and_then(|(at, _)| (*at - Utc::now()).to_std().ok())
             .unwrap_or(Duration::from_secs(3600));
-        if stopping.load(Ordering::SeqCst) {
+        if stopping.is_cancelled() {
             return;
         }
         match commands.recv_timeout(wait) {
-            Ok(Command::Run { job, trigger }) => {
-                run_job(store, settings, state, job, &trigger, stopping)
-            }
+            Ok(Command::Run { job, trigger }) => run_job(store, runtime, job, trigger, stopping),
             Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => return,
             Err(RecvTimeoutError::Timeout) => {
-                for (job, _) in upcoming.iter().filter(|(_, t)| Some(*t) == next) {
-                    if stopping.load(Ordering::SeqCst) {
+                for job in next.map(|(_, due)| due).unwrap_or_default() {
+                    if stopping.is_cancelled() {
                         return;
                     }
-                    run_job(store, settings, state, *job, "schedule", stopping);
+                    run_job(store, runtime, job, Trigger::Schedule, stopping);
                 }
             }
         }
     }
 }
 
-/// Runs a job, publishes its metrics, and reloads the snapshot.
-pub fn run_job(
-    store: &Store,
-    settings: &Settings,
-    state: &AppState,
-    job: Job,
-    trigger: &str,
-    stopping: &AtomicBool,
-) {
+/// Runs a job, publishes a new snapshot, then the run's metrics.
+fn run_job(store: &Store, runtime: &Runtime, job: Job, trigger: Trigger, stopping: &Cancel) {
+    let settings = &runtime.settings;
     let outcome = match job {
         Job::Ingest => run_ingest(store, settings, trigger, stopping),
-        Job::Retrain => run_retrain(store, settings, trigger),
+        Job::Retrain => run_retrain(store, settings, trigger, stopping),
     };
-    // Reload whatever the database now holds (a failed run changes nothing, which is fine),
+    // Publish whatever the database now holds (a failed run changes nothing, which is fine),
     // before the run is counted: whoever sees the count sees its data and model served.
-    state.replace(Snapshot::load(store.conn(), settings));
+    runtime.publisher.reload(store.conn(), settings);
     let state_label = match &outcome {
         Ok(o) => o.state,
+        Err(e) if e.failure() == crate::failure::Failure::Interrupted => "interrupted",
         Err(_) => "failed",
     };
-    let m = &state.metrics;
+    let m = &runtime.metrics;
     m.coincast_pipeline_runs_total
-        .with_label_values(&[job.name(), trigger, state_label])
+        .with_label_values(&[job.name(), trigger.name(), state_label])
         .inc();
     m.coincast_pipeline_last_run_timestamp_seconds
         .with_label_values(&[job.name(), state_label])
         .set(Utc::now().timestamp() as f64);
     match &outcome {
         Ok(o) => {
-            tracing::info!(job = job.name(), trigger, "{}", o.line);
-            match monitor::run_stats(store.conn(), o.run_id) {
-                Ok(stats) => {
-                    for (task, seconds) in &stats.task_seconds {
-                        m.coincast_task_duration_seconds
-                            .with_label_values(&[task])
-                            .observe(*seconds);
-                    }
-                    for (rule, severity, n) in &stats.quality_failures {
-                        m.coincast_quality_failures_total
-                            .with_label_values(&[rule, severity])
-                            .inc_by(*n as u64);
-                    }
-                }
-                Err(e) => tracing::warn!("reading run {} for metrics: {e}", o.run_id),
+            tracing::info!(job = job.name(), trigger = trigger.name(), "{}", o.line);
+            publish_run_metrics(store, m, o);
+        }
+        Err(e) => tracing::error!(
+            job = job.name(),
+            trigger = trigger.name(),
+            failure = e.failure().name(),
+            "run failed: {}",
+            report(e)
+        ),
+    }
+}
+
+fn publish_run_metrics(store: &Store, m: &Metrics, o: &JobOutcome) {
+    match monitor::run_stats(store.conn(), o.run_id) {
+        Ok(stats) => {
+            for (task, seconds) in &stats.task_seconds {
+                m.coincast_task_duration_seconds
+                    .with_label_values(&[task])
+                    .observe(*seconds);
             }
-            for (coin, hours) in &o.ingested {
-                m.coincast_rows_ingested_total
-                    .with_label_values(&[coin])
-                    .inc_by(*hours);
+            for (rule, severity, n) in &stats.quality_failures {
+                m.coincast_quality_failures_total
+                    .with_label_values(&[rule, severity])
+                    .inc_by(*n as u64);
             }
         }
-        Err(e) => tracing::error!(job = job.name(), trigger, "run failed: {e}"),
+        Err(e) => tracing::warn!("reading run {} for metrics: {}", o.run_id, report(&e)),
+    }
+    for (coin, hours) in &o.ingested {
+        m.coincast_rows_ingested_total
+            .with_label_values(&[coin])
+            .inc_by(*hours);
     }
 }
 
@@ -267,17 +263,17 @@ struct JobOutcome {
 fn run_ingest(
     store: &Store,
     settings: &Settings,
-    trigger: &str,
-    stopping: &AtomicBool,
-) -> Result<JobOutcome, String> {
-    let rules = RuleSet::load(&settings.quality).map_err(|e| e.to_string())?;
-    let client = CoinGeckoClient::new(&settings.coingecko).map_err(|e| e.to_string())?;
-    let rt = runtime()?;
+    trigger: Trigger,
+    stopping: &Cancel,
+) -> Result<JobOutcome, JobError> {
+    let rules = RuleSet::load(&settings.quality).map_err(JobError::Rules)?;
+    let client = CoinGeckoClient::new(&settings.coingecko)?;
+    let rt = current_thread()?;
     let run = pipeline::run(
         store,
         settings,
         &rules,
-        trigger,
+        trigger.name(),
         Extract::Live {
             client: &client,
             coins: settings.coins.clone(),
@@ -285,15 +281,14 @@ fn run_ingest(
             backfill_days: crate::ingest::budget::backfill_days(&settings.coingecko),
             // Scheduled runs keep to the plan's budget; the start-up catch-up and manual runs
             // fetch every coin.
-            cadence: if trigger == "schedule" {
-                pipeline::Cadence::WithinBudget
-            } else {
-                pipeline::Cadence::EveryCoin
+            cadence: match trigger {
+                Trigger::Schedule => pipeline::Cadence::WithinBudget,
+                Trigger::Startup | Trigger::Api => pipeline::Cadence::EveryCoin,
             },
         },
     );
     let interrupted = async {
-        while !stopping.load(Ordering::SeqCst) {
+        while !stopping.is_cancelled() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     };
@@ -305,11 +300,14 @@ fn run_ingest(
     });
     let Some(report) = report else {
         if let Err(e) = pipeline::interrupt_running(store) {
-            tracing::warn!("cannot record the interrupted run: {e}");
+            tracing::warn!(
+                "cannot record the interrupted run: {}",
+                crate::failure::report(&e)
+            );
         }
-        return Err("interrupted by shutdown".to_string());
+        return Err(JobError::Interrupted);
     };
-    let report = report.map_err(|e| e.to_string())?;
+    let report = report?;
     let s = &report.summary;
     Ok(JobOutcome {
         run_id: report.run_id,
@@ -325,7 +323,7 @@ fn run_ingest(
             report
                 .error
                 .as_ref()
-                .map(|e| format!(": {e}"))
+                .map(|e| format!(": {}", crate::failure::report(e)))
                 .unwrap_or_default()
         ),
         ingested: s
@@ -337,18 +335,32 @@ fn run_ingest(
     })
 }
 
-/// One retrain run; the snapshot reload that follows serves the run's champion.
-fn run_retrain(store: &Store, settings: &Settings, trigger: &str) -> Result<JobOutcome, String> {
-    let rt = runtime()?;
-    let report = rt
-        .block_on(pipeline::retrain(store, settings, trigger))
-        .map_err(|e| e.to_string())?;
+/// One retrain run; the snapshot published after it serves the run's champion. A shutdown
+/// stops it before its next candidate.
+fn run_retrain(
+    store: &Store,
+    settings: &Settings,
+    trigger: Trigger,
+    stopping: &Cancel,
+) -> Result<JobOutcome, JobError> {
+    let rt = current_thread()?;
+    let report = rt.block_on(pipeline::retrain(
+        store,
+        settings,
+        trigger.name(),
+        stopping.clone(),
+    ))?;
     let line = match (&report.summary, &report.error) {
         (Some(s), _) => format!(
             "run #{} retrained: champion {} ({}): {}",
             report.run_id, s.model_id, s.family, s.summary
         ),
-        (None, Some(e)) => format!("run #{} failed: {e}", report.run_id),
+        (None, Some(e)) => format!(
+            "run #{} {}: {}",
+            report.run_id,
+            report.state.name(),
+            crate::failure::report(e)
+        ),
         (None, None) => format!("run #{} {}", report.run_id, report.state.name()),
     };
     Ok(JobOutcome {
@@ -359,9 +371,9 @@ fn run_retrain(store: &Store, settings: &Settings, trigger: &str) -> Result<JobO
     })
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, String> {
+fn current_thread() -> Result<tokio::runtime::Runtime, JobError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| e.to_string())
+        .map_err(JobError::AsyncRuntime)
 }

@@ -1,56 +1,39 @@
 //! `POST /api/admin/backup`: an online backup through the process that owns the file (no other
-//! process can open it while the server runs). Requires the bearer token. The answer is the tar
-//! archive (`application/x-tar`) that `coincast backup` writes and `coincast restore` reads.
+//! process can open it while the server runs). The answer is the tar archive
+//! (`application/x-tar`) that `coincast backup` writes and `coincast restore` reads, streamed
+//! without the request deadline.
 
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 
-use super::error::ApiError;
-use super::pipeline_api::require_token;
-use super::state::AppState;
+use crate::failure::report;
+use crate::serve::error::ApiError;
+use crate::serve::state::AppState;
 use crate::store;
 
 /// Header carrying the backup's manifest (JSON), so a client can check it without unpacking.
 pub const MANIFEST_HEADER: &str = "x-coincast-backup-manifest";
 
-pub async fn backup(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    require_token(&state, &headers)?;
-    let state2 = state.clone();
+pub(super) async fn backup(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let (file, manifest) = tokio::task::spawn_blocking(move || {
-        let Some(db) = &state2.db else {
-            return Err(ApiError::unavailable(
-                "no_database",
-                "this server has no database connection for backups",
-            ));
-        };
         // A connection of its own, so pages and promotions do not wait for the copy.
-        let conn = db
-            .lock()
-            .map_err(|_| ApiError::internal("the database lock is poisoned"))?
-            .try_clone()
-            .map_err(|e| ApiError::internal(format!("connecting for the backup: {e}")))?;
-        let data_dir = &state2.settings.data_dir;
+        let conn = state.runtime.connect()?;
+        let data_dir = &state.runtime.settings.data_dir;
         let out = data_dir.join(format!(".backup-out-{}.tar", uuid_like()));
-        let manifest = store::write_backup(&conn, data_dir, &out).map_err(|e| {
-            tracing::error!("backup failed: {e}");
-            ApiError::internal(format!("the backup failed: {e}"))
-        })?;
+        let manifest = store::write_backup(&conn, data_dir, &out)
+            .map_err(|e| ApiError::internal(format!("the backup failed: {}", report(&e))))?;
         // Opened, then unlinked: the answer streams from the open file, and nothing is left
         // behind if the client goes away.
         let file = std::fs::File::open(&out)
             .map_err(|e| ApiError::internal(format!("reading the backup: {e}")));
         let _ = std::fs::remove_file(&out);
-        Ok((file?, manifest))
+        Ok::<_, ApiError>((file?, manifest))
     })
-    .await
-    .map_err(|e| ApiError::internal(format!("backup task failed: {e}")))??;
+    .await??;
     tracing::info!(
         bytes = manifest.database_bytes,
         models = manifest.models.len(),
