@@ -19,7 +19,7 @@ CONFIG ?=
 CONFIG_FLAG := $(if $(CONFIG),--config $(CONFIG),)
 CARGO_FLAGS := --release --locked
 
-.PHONY: all deps system-deps duckdb libtorch venv torch-venv build test test-rust test-parity test-rules run replay bench chaos fuzz fmt lint clean
+.PHONY: all deps system-deps container-deps duckdb libtorch venv torch-venv build image test test-rust test-parity test-rules test-image run replay bench chaos fuzz fmt lint clean
 
 all: build
 
@@ -44,6 +44,18 @@ build: deps
 	cargo build $(CARGO_FLAGS) --bin coincast
 	@mkdir -p target/release && cp -f $(BIN) target/release/coincast
 	@echo "built target/release/coincast"
+
+## image: the CPU image `coincast:cpu` (podman), the Dockerfile's runtime stage around `make build`'s
+## binary; the Debian base image is made locally once (debootstrap, cached in $(CACHE)/container)
+image: build container-deps
+	scripts/image.sh $(BIN) $(DUCKDB_LIB_DIR) $(LIBTORCH) $(CACHE) coincast:cpu
+
+## test-image: the container test: a real engine, a real volume, loopback only (prints figures)
+test-image: image venv
+	tests/container/run.sh coincast:cpu $(REAL_DATA)/coingecko $(VENV)/bin/python
+
+container-deps:
+	@scripts/install-container-deps.sh
 
 ## test: unit + integration tests (one shared release profile), pandas parity via the duckdb client,
 ## and the Prometheus alert rules' unit tests (promtool)

@@ -26,6 +26,21 @@ pub enum ConfigError {
     Other(String),
 }
 
+/// Empty, or a number and a unit DuckDB reads (`2GB`, `512 MiB`, `1.5GB`).
+fn is_memory_size(text: &str) -> bool {
+    let text = text.trim();
+    if text.is_empty() {
+        return true;
+    }
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let units = ["B", "KB", "MB", "GB", "TB", "KIB", "MIB", "GIB", "TIB"];
+    number.parse::<f64>().is_ok_and(|n| n > 0.0)
+        && units.contains(&unit.trim().to_ascii_uppercase().as_str())
+}
+
 /// Integers too large for any setting would be read as floats and cut down silently: refused
 /// here, naming the key.
 fn check_env_integers(env: &config::Map<String, String>) -> Result<(), ConfigError> {
@@ -59,6 +74,7 @@ pub struct Settings {
     pub model: ModelSettings,
     pub serve: ServeSettings,
     pub pipeline: PipelineSettings,
+    pub store: StoreSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -72,12 +88,36 @@ pub struct ServeSettings {
     pub pipeline_schedule: String,
     pub retrain_schedule: String,
     pub api_token: SecretString,
+    /// Bearer token (or Basic password) for reading: `/predict`, the pages and `/api/*`.
+    pub read_token: SecretString,
+    /// PEM certificate chain and private key: `serve` answers HTTPS only (both, or neither).
+    pub tls_cert: String,
+    pub tls_key: String,
 }
 
 impl ServeSettings {
     /// The manual-trigger token, if one is configured.
     pub fn api_token(&self) -> Option<&str> {
         let t = self.api_token.expose_secret().trim();
+        (!t.is_empty()).then_some(t)
+    }
+
+    /// The certificate and key files when TLS is on.
+    pub fn tls(&self) -> Option<(&Path, &Path)> {
+        let (cert, key) = (self.tls_cert.trim(), self.tls_key.trim());
+        (!cert.is_empty() && !key.is_empty()).then(|| (Path::new(cert), Path::new(key)))
+    }
+
+    /// Whether `bind` is a loopback address (only this machine can connect).
+    pub fn binds_loopback_only(&self) -> bool {
+        self.bind
+            .parse::<std::net::SocketAddr>()
+            .is_ok_and(|a| a.ip().is_loopback())
+    }
+
+    /// The readers' token, if one is configured (else reading is open).
+    pub fn read_token(&self) -> Option<&str> {
+        let t = self.read_token.expose_secret().trim();
         (!t.is_empty()).then_some(t)
     }
 }
@@ -168,6 +208,17 @@ pub struct PipelineSettings {
     pub retry_delay_secs: u64,
 }
 
+/// How DuckDB may use the machine (or the container's share of it).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
+    /// Worker threads; 0: the CPUs this process may use (a container's CPU quota included).
+    pub threads: usize,
+    /// DuckDB's memory limit, e.g. "2GB"; empty: DuckDB's default (80% of the memory this
+    /// process may use, a container's limit included).
+    pub memory_limit: String,
+}
+
 impl Settings {
     /// Loads defaults, then `file` if given, then the process environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
@@ -240,6 +291,21 @@ impl Settings {
         };
         if self.coins.is_empty() {
             return Err(invalid("coins", "at least one coin id is needed".into()));
+        }
+        if self.serve.tls_cert.trim().is_empty() != self.serve.tls_key.trim().is_empty() {
+            return Err(invalid(
+                "serve.tls_cert",
+                "set serve.tls_cert and serve.tls_key together (PEM files), or neither".into(),
+            ));
+        }
+        if !is_memory_size(&self.store.memory_limit) {
+            return Err(invalid(
+                "store.memory_limit",
+                format!(
+                    "`{}` is not a size like 2GB or 512MiB (empty: DuckDB's default)",
+                    self.store.memory_limit
+                ),
+            ));
         }
         let grace = self.model.orphan_artifact_grace_hours;
         if !grace.is_finite() || grace < 0.0 {

@@ -47,6 +47,15 @@ pub struct StatusReport {
     pub last_run: Option<LastRun>,
     /// Repairs at start-up that may have lost data, until a successful ingest or replay.
     pub open_incidents: Vec<crate::store::Incident>,
+    /// What DuckDB may use here (from `[store]`, else the process's or container's limits).
+    pub engine: Engine,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Engine {
+    pub threads: i64,
+    pub memory_limit: String,
+    pub temp_directory: String,
 }
 
 pub fn report(conn: &Connection, database: &str) -> Result<StatusReport, duckdb::Error> {
@@ -110,6 +119,13 @@ pub fn report(conn: &Connection, database: &str) -> Result<StatusReport, duckdb:
         problem_batches,
         last_run,
         open_incidents: crate::store::open_incidents(conn)?,
+        engine: conn.query_row(include_str!("../sql/reports/status_engine.sql"), [], |r| {
+            Ok(Engine {
+                threads: r.get(0)?,
+                memory_limit: r.get(1)?,
+                temp_directory: r.get(2)?,
+            })
+        })?,
     })
 }
 
@@ -119,6 +135,11 @@ impl fmt::Display for StatusReport {
             f,
             "database  {} (schema {})",
             self.database, self.schema_version
+        )?;
+        writeln!(
+            f,
+            "engine    DuckDB: {} thread(s), memory limit {}, spills to {}",
+            self.engine.threads, self.engine.memory_limit, self.engine.temp_directory
         )?;
         for i in &self.open_incidents {
             writeln!(f, "INCIDENT  {}", i.summary())?;

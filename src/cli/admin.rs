@@ -33,7 +33,7 @@ pub(super) struct BackupArgs {
     pub(super) server: Option<String>,
 }
 
-pub(super) fn serve(settings: Settings, args: ServeArgs) -> anyhow::Result<Exit> {
+pub(super) fn serve(mut settings: Settings, args: ServeArgs) -> anyhow::Result<Exit> {
     let ServeArgs { bind } = args;
     let bind = bind.unwrap_or_else(|| settings.serve.bind.clone());
     let addr: std::net::SocketAddr =
@@ -42,30 +42,128 @@ pub(super) fn serve(settings: Settings, args: ServeArgs) -> anyhow::Result<Exit>
                 key: "--bind".into(),
                 message: format!("`{bind}` is not an address like 127.0.0.1:8000"),
             })?;
+    // The pages and the healthcheck read the address actually served.
+    settings.serve.bind = addr.to_string();
+    let tls = settings
+        .serve
+        .tls()
+        .map(|(cert, key)| coincast::serve::tls::config(cert, key))
+        .transpose()?;
     tch::set_num_threads(1);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    // The port first: a port in use fails before the database is opened or any run starts.
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind(addr))
+        .with_context(|| format!("listening on {addr}"))?;
+    let local = listener.local_addr()?;
     let metrics = std::sync::Arc::new(coincast::runtime::Metrics::new()?);
     // The worker thread owns the database file for as long as the server runs.
     let (worker, runtime) = coincast::runtime::Worker::start(settings.clone(), metrics)
         .with_context(|| format!("opening {}", settings.database_path().display()))?;
     let state = std::sync::Arc::new(coincast::serve::state::AppState::new(runtime));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let served = rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("listening on {addr}"))?;
-        eprintln!(
-            "coincast serving on http://{addr}; pipeline schedule `{}` (Ctrl-C or SIGTERM to stop)",
-            settings.serve.pipeline_schedule
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let url_file = ServeUrl::write(&settings.data_dir, scheme, local);
+    if !local.ip().is_loopback() && settings.serve.read_token().is_none() {
+        tracing::warn!(
+            "serving on {local} without serve.read_token: anyone who can reach this port can read the forecasts, pages and data"
         );
-        coincast::serve::serve(listener, state, shutdown_signal()).await?;
-        anyhow::Ok(())
+    }
+    eprintln!(
+        "coincast serving on {scheme}://{local}; pipeline schedule `{}` (Ctrl-C or SIGTERM to stop)",
+        settings.serve.pipeline_schedule
+    );
+    let served = rt.block_on(async {
+        match tls {
+            Some(config) => {
+                coincast::serve::serve_tls(listener, state, config, shutdown_signal()).await
+            }
+            None => coincast::serve::serve(listener, state, shutdown_signal()).await,
+        }
     });
+    drop(url_file);
     worker.stop();
     served?;
     eprintln!("stopped; database checkpointed");
     Ok(Exit::Ok)
+}
+
+/// `<data_dir>/serve.url`: where the running server answers, for `coincast healthcheck` (a
+/// `--bind` on the command line is not in the configuration). Removed when the server stops.
+struct ServeUrl(Option<PathBuf>);
+
+impl ServeUrl {
+    const FILE: &'static str = "serve.url";
+
+    fn write(data_dir: &Path, scheme: &str, local: std::net::SocketAddr) -> Self {
+        let path = data_dir.join(Self::FILE);
+        let url = format!("{scheme}://{}", loopback_for(&local.to_string()));
+        match std::fs::write(&path, url) {
+            Ok(()) => Self(Some(path)),
+            Err(e) => {
+                tracing::warn!("cannot write {}: {e}", path.display());
+                Self(None)
+            }
+        }
+    }
+
+    fn read(data_dir: &Path) -> Option<String> {
+        let text = std::fs::read_to_string(data_dir.join(Self::FILE)).ok()?;
+        Some(text.trim().to_string()).filter(|t| !t.is_empty())
+    }
+}
+
+impl Drop for ServeUrl {
+    fn drop(&mut self) {
+        if let Some(path) = &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub(super) struct HealthcheckArgs {
+    /// The server's base URL; default: where the server in this data folder said it listens,
+    /// else http://<serve.bind>.
+    #[arg(long)]
+    pub(super) url: Option<String>,
+}
+
+/// Exit 0 when the server answers `/health` with 200 within 3 s, 1 otherwise (the container's
+/// HEALTHCHECK: no curl needed, and a server on another port is found through `serve.url`).
+pub(super) fn healthcheck(settings: &Settings, args: HealthcheckArgs) -> anyhow::Result<Exit> {
+    let scheme = if settings.serve.tls().is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let base = args
+        .url
+        .or_else(|| ServeUrl::read(&settings.data_dir))
+        .unwrap_or_else(|| format!("{scheme}://{}", loopback_for(&settings.serve.bind)));
+    let url = format!("{}/health", base.trim_end_matches('/'));
+    let mut client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(3));
+    // The server's own certificate is the one to trust (it may be self-signed).
+    if let Some((cert, _)) = settings.serve.tls() {
+        client = client.use_preconfigured_tls(coincast::serve::tls::pinned_client(cert)?);
+    }
+    let rt = runtime()?;
+    let status = rt.block_on(async { client.build()?.get(&url).send().await.map(|r| r.status()) });
+    match status {
+        Ok(s) if s.is_success() => {
+            println!("healthy: {url} answered {s}");
+            Ok(Exit::Ok)
+        }
+        Ok(s) => {
+            println!("unhealthy: {url} answered {s}");
+            Ok(Exit::Internal)
+        }
+        Err(e) => {
+            println!("unhealthy: {url}: {}", coincast::failure::report(&e));
+            Ok(Exit::Internal)
+        }
+    }
 }
 
 pub(super) fn restore(settings: &Settings, args: RestoreArgs) -> anyhow::Result<Exit> {

@@ -93,6 +93,9 @@ enum Command {
     Restore(admin::RestoreArgs),
     /// What the database holds: coins, hours, gaps, batches, the last run.
     Status(pipeline::StatusArgs),
+    /// Ask the running server for /health: exit 0 when it answers, 1 otherwise (the container's
+    /// HEALTHCHECK).
+    Healthcheck(admin::HealthcheckArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -133,7 +136,7 @@ fn init_logging(verbose: u8, json: bool) {
 fn classify(err: &anyhow::Error) -> Exit {
     use coincast::failure::{Classify, Failure};
     let failure = err.chain().find_map(|cause| {
-        let typed: [Option<&dyn Classify>; 8] = [
+        let typed: [Option<&dyn Classify>; 9] = [
             cause
                 .downcast_ref::<coincast::pipeline::PipelineError>()
                 .map(|e| e as _),
@@ -155,6 +158,9 @@ fn classify(err: &anyhow::Error) -> Exit {
                 .map(|e| e as _),
             cause
                 .downcast_ref::<coincast::runtime::JobError>()
+                .map(|e| e as _),
+            cause
+                .downcast_ref::<coincast::serve::tls::TlsError>()
                 .map(|e| e as _),
         ];
         typed.into_iter().flatten().next().map(Classify::failure)
@@ -194,13 +200,17 @@ fn execute(cli: Cli) -> anyhow::Result<Exit> {
         Command::Serve(args) => admin::serve(settings, args),
         Command::Backup(args) => admin::backup(&settings, args),
         Command::Restore(args) => admin::restore(&settings, args),
+        Command::Healthcheck(args) => admin::healthcheck(&settings, args),
     }
 }
 
 fn open(settings: &Settings) -> anyhow::Result<Store> {
     let path = settings.database_path();
     // What opening repaired is logged by the store (warn and error: shown by default).
-    Store::open(&settings.data_dir).with_context(|| format!("opening {}", path.display()))
+    let store =
+        Store::open(&settings.data_dir).with_context(|| format!("opening {}", path.display()))?;
+    store.tune(&settings.store)?;
+    Ok(store)
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

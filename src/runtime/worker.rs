@@ -83,7 +83,9 @@ impl Worker {
         let thread = std::thread::Builder::new()
             .name("pipeline".into())
             .spawn(move || {
-                let store = match Store::open(&settings.data_dir) {
+                let store = match Store::open(&settings.data_dir)
+                    .and_then(|store| store.tune(&settings.store).map(|()| store))
+                {
                     Ok(store) => store,
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));

@@ -9,6 +9,7 @@
 //! not on the streaming backup) and the admin token.
 
 pub mod admin;
+mod auth;
 mod batch;
 mod error;
 mod health;
@@ -18,6 +19,7 @@ mod openapi;
 mod pages;
 mod predict;
 pub mod state;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,18 +41,25 @@ pub fn router(state: Arc<AppState>) -> Router {
     with_layers(routes(state.clone()), state)
 }
 
-/// Every route (the admin ones behind their token).
+/// Every route: the open ones, the readers' (behind `serve.read_token` when set) and the admin
+/// ones (behind `serve.api_token`).
 fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
-    Router::new()
+    let open = Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
+        .route("/metrics", get(metrics::render))
+        .route("/openapi.json", get(openapi::openapi))
+        .merge(pages::assets());
+    let read = Router::new()
         .route("/models/status", get(health::models_status))
         .route("/predict", post(predict::predict))
         .route("/predict/batch", post(batch::predict_batch))
-        .route("/metrics", get(metrics::render))
-        .route("/openapi.json", get(openapi::openapi))
         .merge(pages::routes())
-        .merge(admin::routes(state))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_reader,
+        ));
+    open.merge(read).merge(admin::routes(state))
 }
 
 /// The layers around `routes` (see the module comment for their order and why).
@@ -111,6 +120,17 @@ async fn method_not_allowed(method: Method, uri: Uri) -> Response {
     .into_response()
 }
 
+/// As `serve`, over TLS (`serve.tls_cert`, `serve.tls_key`).
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    config: Arc<rustls::ServerConfig>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    pages::monitoring::spawn_sampler(state.clone());
+    tls::serve(listener, router(state), config, shutdown).await
+}
+
 /// Serves until `shutdown` resolves, then drains in-flight requests.
 pub async fn serve(
     listener: tokio::net::TcpListener,
@@ -137,7 +157,15 @@ mod tests {
     /// The real layers around the real routes plus three test routes: one that sleeps past the
     /// deadline, one that panics and one that holds its permit until told.
     fn app(max_concurrent: usize, release: Arc<tokio::sync::Notify>) -> (Router, Arc<AppState>) {
-        let mut settings = Settings::load_with_env(None, Vec::new()).expect("settings");
+        app_with(max_concurrent, release, Vec::new())
+    }
+
+    fn app_with(
+        max_concurrent: usize,
+        release: Arc<tokio::sync::Notify>,
+        env: Vec<(String, String)>,
+    ) -> (Router, Arc<AppState>) {
+        let mut settings = Settings::load_with_env(None, env).expect("settings");
         settings.serve.request_timeout_secs = 1;
         settings.serve.max_concurrent_requests = max_concurrent;
         let metrics = Arc::new(Metrics::new().expect("metrics"));
@@ -174,11 +202,15 @@ mod tests {
     }
 
     async fn call(app: &Router, path: &str) -> (StatusCode, serde_json::Value) {
-        let response = app
-            .clone()
-            .oneshot(Request::get(path).body(Body::empty()).expect("request"))
-            .await
-            .expect("infallible");
+        call_with(
+            app,
+            Request::get(path).body(Body::empty()).expect("request"),
+        )
+        .await
+    }
+
+    async fn call_with(app: &Router, request: Request<Body>) -> (StatusCode, serde_json::Value) {
+        let response = app.clone().oneshot(request).await.expect("infallible");
         let status = response.status();
         let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
             .await
@@ -259,5 +291,50 @@ mod tests {
         assert_eq!(body["error"]["code"], "not_found", "{body}");
         // The 405 and the 404.
         assert_eq!(counted(&state, "unmatched"), 2);
+    }
+
+    #[tokio::test]
+    async fn the_read_token_guards_reading_and_leaves_health_and_metrics_open() {
+        let env = vec![(
+            "COINCAST__SERVE__READ_TOKEN".to_string(),
+            "r3ad".to_string(),
+        )];
+        let (app, _) = app_with(8, Default::default(), env);
+        let post = |auth: Option<&str>| {
+            let mut r = Request::post("/predict").header("content-type", "application/json");
+            if let Some(a) = auth {
+                r = r.header("authorization", a);
+            }
+            r.body(Body::from(r#"{"coin_id": "bitcoin"}"#))
+                .expect("request")
+        };
+        let response = app.clone().oneshot(post(None)).await.expect("infallible");
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert!(response.headers().contains_key("www-authenticate"));
+        let (status, _) = call_with(&app, post(Some("Bearer wrong"))).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        // Past the guard: nothing to serve in this empty runtime.
+        let (status, body) = call_with(&app, post(Some("Bearer r3ad"))).await;
+        assert_ne!(status, StatusCode::UNAUTHORIZED, "{body}");
+        let basic = "Basic dXNlcjpyM2Fk"; // user:r3ad
+        let (status, _) = call_with(
+            &app,
+            Request::get("/api/overview")
+                .header("authorization", basic)
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await;
+        assert_ne!(status, StatusCode::UNAUTHORIZED);
+        let (status, _) = call(&app, "/api/overview").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        for open in ["/health", "/metrics", "/openapi.json", "/static/style.css"] {
+            let response = app
+                .clone()
+                .oneshot(Request::get(open).body(Body::empty()).expect("request"))
+                .await
+                .expect("infallible");
+            assert_eq!(response.status(), StatusCode::OK, "{open}");
+        }
     }
 }

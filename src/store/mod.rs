@@ -110,6 +110,24 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) `<data_dir>/coincast.duckdb`, repairs what a crash left, and
     /// migrates it.
+    /// Applies the thread count and memory limit of `settings` to this connection and every one
+    /// cloned from it (DuckDB's settings are per database).
+    pub fn tune(&self, settings: &crate::config::StoreSettings) -> Result<(), StoreError> {
+        let threads = match settings.threads {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        };
+        self.conn
+            .execute_batch(&format!("SET threads = {threads};"))?;
+        // Validated by the settings (digits and a unit), so it quotes safely.
+        let limit = settings.memory_limit.trim();
+        if !limit.is_empty() {
+            self.conn
+                .execute_batch(&format!("SET memory_limit = '{limit}';"))?;
+        }
+        Ok(())
+    }
+
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
             path: data_dir.to_path_buf(),

@@ -27,7 +27,7 @@ use duckdb::Connection;
 use super::error::ApiError;
 use super::state::AppState;
 
-/// The page routes and their JSON twins, plus the static assets.
+/// The page routes and their JSON twins.
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/", get(overview::html))
@@ -46,6 +46,11 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/monitoring", get(monitoring::json))
         .route("/sql", get(sql::html))
         .route("/api/sql", get(sql::json))
+}
+
+/// The stylesheet and the script (open: they hold no data).
+pub fn assets() -> Router<Arc<AppState>> {
+    Router::new()
         .route("/static/style.css", get(style))
         .route("/static/app.js", get(script))
 }

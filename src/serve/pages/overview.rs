@@ -237,6 +237,17 @@ pub async fn load(state: &Arc<AppState>) -> Result<OverviewPage, ApiError> {
             }
         }
     }
+    let serve = &state.runtime.settings.serve;
+    if serve.read_token().is_none() && !serve.binds_loopback_only() {
+        alerts.push(Alert {
+            alert: "OpenToReaders",
+            severity: "warning",
+            message: format!(
+                "serving on {} without serve.read_token: anyone who can reach this port can read the forecasts, pages and data",
+                serve.bind
+            ),
+        });
+    }
     if model_age_seconds.is_some_and(|a| a > 30.0 * 86400.0) {
         alerts.push(Alert {
             alert: "ModelExpired",

@@ -4,6 +4,7 @@
 //! ordering). The helpers here are shared.
 
 mod admin;
+mod exposure;
 mod metrics;
 mod predict;
 

@@ -1,0 +1,96 @@
+//! The two guards: the admin token (`serve.api_token`, for the admin routes; off without it) and
+//! the readers' token (`serve.read_token`, for `/predict`, the pages and `/api/*`; open without
+//! it). Both accept `Authorization: Bearer <token>`; the readers' also HTTP Basic with the token
+//! as the password, so that a browser asks for it.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+
+use super::error::ApiError;
+use super::state::AppState;
+
+/// 404 when no admin token is configured (the routes are off), 401 on a missing or wrong one.
+pub async fn require_admin(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let Some(expected) = state.runtime.settings.serve.api_token() else {
+        return ApiError::not_found(
+            "disabled",
+            "this endpoint is off: set serve.api_token (COINCAST__SERVE__API_TOKEN) to enable it",
+        )
+        .into_response();
+    };
+    if bearer(&req).is_some_and(|given| constant_time_eq(given.as_bytes(), expected.as_bytes())) {
+        return next.run(req).await;
+    }
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "missing or wrong bearer token",
+    )
+    .into_response()
+}
+
+/// Open without a readers' token; with one, 401 (and a Basic challenge) unless it is given.
+pub async fn require_reader(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let Some(expected) = state.runtime.settings.serve.read_token() else {
+        return next.run(req).await;
+    };
+    let given = bearer(&req)
+        .map(str::to_string)
+        .or_else(|| basic_password(&req));
+    if given.is_some_and(|g| constant_time_eq(g.as_bytes(), expected.as_bytes())) {
+        return next.run(req).await;
+    }
+    let mut response = ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "reading needs serve.read_token: send `Authorization: Bearer <token>` (or HTTP Basic with the token as the password)",
+    )
+    .into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(r#"Basic realm="coincast", charset="UTF-8""#),
+    );
+    response
+}
+
+fn bearer(req: &Request) -> Option<&str> {
+    req.headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+}
+
+/// The password of an HTTP Basic header (the user name is ignored).
+fn basic_password(req: &Request) -> Option<String> {
+    let encoded = req
+        .headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    text.split_once(':')
+        .map(|(_, password)| password.to_string())
+}
+
+/// Compares without stopping at the first difference, so timing reveals nothing of the token.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
