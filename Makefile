@@ -65,8 +65,8 @@ test-rules: system-deps
 	promtool check config config/prometheus/prometheus.yml
 	promtool test rules config/prometheus/alerts_test.yml
 
-test-rust: deps
-	cargo test $(CARGO_FLAGS)
+test-rust: deps venv
+	COINCAST_VENV=$(VENV) cargo test $(CARGO_FLAGS)
 
 test-parity: deps venv
 	cargo build $(CARGO_FLAGS) --bin coincast

@@ -90,6 +90,15 @@ pub struct ServeSettings {
     pub api_token: SecretString,
     /// Bearer token (or Basic password) for reading: `/predict`, the pages and `/api/*`.
     pub read_token: SecretString,
+    /// Bearer token (or Basic password) for SQL: `POST /api/sql` and the query box on `/sql`.
+    pub sql_token: SecretString,
+    /// A query is interrupted after this long (less than `request_timeout_secs`).
+    pub sql_timeout_secs: u64,
+    /// Most rows a query returns (`limit` in the request, up to this).
+    pub sql_max_rows: usize,
+    /// The SQL sandbox's DuckDB memory limit and threads.
+    pub sql_memory_limit: String,
+    pub sql_threads: usize,
     /// PEM certificate chain and private key: `serve` answers HTTPS only (both, or neither).
     pub tls_cert: String,
     pub tls_key: String,
@@ -113,6 +122,13 @@ impl ServeSettings {
         self.bind
             .parse::<std::net::SocketAddr>()
             .is_ok_and(|a| a.ip().is_loopback())
+    }
+
+    /// The SQL token: `sql_token`, else the readers' token (else SQL is open on a loopback bind
+    /// only).
+    pub fn sql_token(&self) -> Option<&str> {
+        let t = self.sql_token.expose_secret().trim();
+        (!t.is_empty()).then_some(t).or_else(|| self.read_token())
     }
 
     /// The readers' token, if one is configured (else reading is open).
@@ -297,6 +313,31 @@ impl Settings {
                 "serve.tls_cert",
                 "set serve.tls_cert and serve.tls_key together (PEM files), or neither".into(),
             ));
+        }
+        if self.serve.sql_timeout_secs == 0
+            || self.serve.sql_timeout_secs >= self.serve.request_timeout_secs
+        {
+            return Err(invalid(
+                "serve.sql_timeout_secs",
+                format!(
+                    "{} must be at least 1 and below serve.request_timeout_secs = {}, so that a slow query is interrupted before its request times out",
+                    self.serve.sql_timeout_secs, self.serve.request_timeout_secs
+                ),
+            ));
+        }
+        if self.serve.sql_memory_limit.trim().is_empty()
+            || !is_memory_size(&self.serve.sql_memory_limit)
+        {
+            return Err(invalid(
+                "serve.sql_memory_limit",
+                format!(
+                    "`{}` is not a size like 1GB or 512MiB",
+                    self.serve.sql_memory_limit
+                ),
+            ));
+        }
+        if self.serve.sql_max_rows == 0 {
+            return Err(invalid("serve.sql_max_rows", "at least 1 row".into()));
         }
         if !is_memory_size(&self.store.memory_limit) {
             return Err(invalid(

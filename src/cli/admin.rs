@@ -123,6 +123,89 @@ impl Drop for ServeUrl {
 }
 
 #[derive(Args, Debug)]
+pub(super) struct ExportArgs {
+    /// The server to ask when the database is in use; default: where it said it listens.
+    #[arg(long)]
+    pub(super) server: Option<String>,
+}
+
+/// Publishes the read-only copy (database and Parquet): itself when the file is free, else
+/// through the running server (`POST /api/exports`, with serve.api_token).
+pub(super) fn export(settings: &Settings, args: ExportArgs) -> anyhow::Result<Exit> {
+    let publication = match Store::open(&settings.data_dir) {
+        Ok(store) => coincast::store::publish(store.conn(), &settings.data_dir)?,
+        Err(StoreError::Locked { .. }) => export_through_server(settings, args.server)?,
+        Err(e) => {
+            return Err(anyhow::Error::new(e)
+                .context(format!("opening {}", settings.database_path().display())))
+        }
+    };
+    println!(
+        "published {} in {:.2} s: {} ({} bytes), Parquet in {}",
+        publication.version,
+        publication.seconds,
+        publication.database.display(),
+        publication.database_bytes,
+        publication.parquet.display()
+    );
+    for t in &publication.tables {
+        println!("  {:<24} {:>10} rows", t.name, t.rows);
+    }
+    Ok(Exit::Ok)
+}
+
+fn export_through_server(
+    settings: &Settings,
+    server: Option<String>,
+) -> anyhow::Result<coincast::store::Publication> {
+    runtime()?.block_on(async {
+        let (response, url) = ask_server(
+            settings,
+            server.as_deref(),
+            "/api/exports",
+            "publishes on request",
+        )
+        .await?;
+        let body = response.bytes().await?;
+        serde_json::from_slice(&body)
+            .with_context(|| format!("reading the server's answer from {url}"))
+    })
+}
+
+/// POSTs to an admin route of the server that holds the database (`server`, else where it said
+/// it listens, else `serve.bind`) with `serve.api_token`; a refusal is an error with its body.
+async fn ask_server(
+    settings: &Settings,
+    server: Option<&str>,
+    path: &str,
+    what: &str,
+) -> anyhow::Result<(reqwest::Response, String)> {
+    let token = settings.serve.api_token().ok_or_else(|| {
+        anyhow::anyhow!(
+            "the database is in use by a running server, which {what} only with its token: set \
+             serve.api_token (COINCAST__SERVE__API_TOKEN) as the server has it"
+        )
+    })?;
+    let base = server
+        .map(str::to_string)
+        .or_else(|| ServeUrl::read(&settings.data_dir))
+        .unwrap_or_else(|| format!("http://{}", loopback_for(&settings.serve.bind)));
+    let url = format!("{}{path}", base.trim_end_matches('/'));
+    let response = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .with_context(|| format!("asking the server ({url})"))?;
+    if !response.status().is_success() {
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        anyhow::bail!("the server answered {status} to {url}: {body}");
+    }
+    Ok((response, url))
+}
+
+#[derive(Args, Debug)]
 pub(super) struct HealthcheckArgs {
     /// The server's base URL; default: where the server in this data folder said it listens,
     /// else http://<serve.bind>.
@@ -215,31 +298,15 @@ fn backup_from_server(
     dest: &Path,
     server: Option<&str>,
 ) -> anyhow::Result<coincast::store::BackupManifest> {
-    let token = settings.serve.api_token().ok_or_else(|| {
-        anyhow::anyhow!(
-            "the database is in use by a running server, which makes online backups only with its \
-             token: set serve.api_token (COINCAST__SERVE__API_TOKEN) as the server has it"
-        )
-    })?;
-    let base = match server {
-        Some(s) => s.trim_end_matches('/').to_string(),
-        None => format!("http://{}", loopback_for(&settings.serve.bind)),
-    };
-    let url = format!("{base}/api/admin/backup");
     let rt = runtime()?;
     let manifest = rt.block_on(async {
-        let client = reqwest::Client::new();
-        let mut response = client
-            .post(&url)
-            .bearer_auth(token)
-            .send()
-            .await
-            .with_context(|| format!("asking the server for a backup ({url})"))?;
-        if !response.status().is_success() {
-            let status = response.status();
-            let body = response.text().await.unwrap_or_default();
-            anyhow::bail!("the server answered {status} to {url}: {body}");
-        }
+        let (mut response, url) = ask_server(
+            settings,
+            server,
+            "/api/admin/backup",
+            "makes online backups",
+        )
+        .await?;
         let manifest: coincast::store::BackupManifest = response
             .headers()
             .get(coincast::serve::admin::MANIFEST_HEADER)

@@ -93,6 +93,9 @@ enum Command {
     Restore(admin::RestoreArgs),
     /// What the database holds: coins, hours, gaps, batches, the last run.
     Status(pipeline::StatusArgs),
+    /// Publish the read-only copy for SQL users now (<data_dir>/published/: coincast.duckdb and
+    /// one Parquet file per table); through the running server when it holds the file.
+    Export(admin::ExportArgs),
     /// Ask the running server for /health: exit 0 when it answers, 1 otherwise (the container's
     /// HEALTHCHECK).
     Healthcheck(admin::HealthcheckArgs),
@@ -201,6 +204,7 @@ fn execute(cli: Cli) -> anyhow::Result<Exit> {
         Command::Backup(args) => admin::backup(&settings, args),
         Command::Restore(args) => admin::restore(&settings, args),
         Command::Healthcheck(args) => admin::healthcheck(&settings, args),
+        Command::Export(args) => admin::export(&settings, args),
     }
 }
 

@@ -51,4 +51,6 @@ pub enum RuntimeError {
     Sql(#[from] duckdb::Error),
     #[error(transparent)]
     Backup(#[from] crate::store::BackupError),
+    #[error(transparent)]
+    Query(#[from] crate::query::QueryError),
 }

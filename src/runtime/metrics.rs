@@ -49,6 +49,8 @@ pub struct Metrics {
     pub coincast_api_call_budget: Gauge,
     pub coincast_champion_changes_total: IntCounterVec,
     pub coincast_aci_alpha: GaugeVec,
+    pub coincast_publish_seconds: prometheus::Histogram,
+    pub coincast_published_bytes: Gauge,
 }
 
 impl Metrics {
@@ -216,6 +218,17 @@ impl Metrics {
                 "coincast_aci_alpha",
                 "Online coverage control: the miss rate the served intervals aim at now, per role (champion, floor), coin and horizon (nominal: 1 - interval level; bounded to 0.005..0.5)",
                 &["role", "coin_id", "horizon"],
+                r
+            )?,
+            coincast_publish_seconds: prometheus::register_histogram_with_registry!(
+                "coincast_publish_seconds",
+                "Time to publish the read-only copy (database and Parquet) for SQL users",
+                TASK_BUCKETS.to_vec(),
+                r
+            )?,
+            coincast_published_bytes: register_gauge_with_registry!(
+                "coincast_published_bytes",
+                "Size of the published read-only database copy",
                 r
             )?,
             coincast_api_calls_month: register_gauge_with_registry!(

@@ -45,11 +45,21 @@ pub struct Runtime {
     /// A connection of the API's own, for promotions and page reads that must not wait for a
     /// pipeline run (DuckDB serves several connections of one process).
     db: Option<Mutex<Connection>>,
+    /// Analysts' SQL, on the newest published copy.
+    pub queries: crate::query::Queries,
 }
 
 impl Runtime {
     /// A runtime serving `snapshot`, with no worker, no prediction log and no connection.
     pub fn new(snapshot: Snapshot, settings: Settings, metrics: Arc<Metrics>) -> Self {
+        let serve = &settings.serve;
+        let queries = crate::query::Queries::new(
+            crate::query::Limits {
+                memory_limit: serve.sql_memory_limit.clone(),
+                threads: serve.sql_threads,
+            },
+            std::time::Duration::from_secs(serve.sql_timeout_secs),
+        );
         Self {
             publisher: Publisher::new(snapshot, metrics.clone()),
             settings,
@@ -57,6 +67,7 @@ impl Runtime {
             jobs: None,
             prediction_log: None,
             db: None,
+            queries,
         }
     }
 
@@ -125,6 +136,45 @@ impl Runtime {
         let out = f(&conn)?;
         self.publisher.reload(&conn, &self.settings);
         Ok(out)
+    }
+
+    /// Publishes the read-only copy through `conn` (the live database) and points the SQL
+    /// sandbox at it (blocking).
+    pub fn publish_copy(
+        &self,
+        conn: &Connection,
+    ) -> Result<crate::store::Publication, RuntimeError> {
+        let publication = crate::store::publish(conn, &self.settings.data_dir)?;
+        self.metrics
+            .coincast_publish_seconds
+            .observe(publication.seconds);
+        self.metrics
+            .coincast_published_bytes
+            .set(publication.database_bytes as f64);
+        self.queries
+            .open(&publication.database, &publication.version)?;
+        Ok(publication)
+    }
+
+    /// Serves SQL from the copy already published (a restart), or publishes one now.
+    pub fn open_or_publish_copy(&self, conn: &Connection) {
+        let data_dir = &self.settings.data_dir;
+        let existing = crate::query::published_database(data_dir);
+        if let Some(version) = crate::store::published_version(data_dir) {
+            match self.queries.open(&existing, &version) {
+                Ok(()) => return,
+                Err(e) => tracing::warn!(
+                    "the published copy cannot be opened, publishing a new one: {}",
+                    crate::failure::report(&e)
+                ),
+            }
+        }
+        if let Err(e) = self.publish_copy(conn) {
+            tracing::warn!(
+                "the read-only copy cannot be published: {}",
+                crate::failure::report(&e)
+            );
+        }
     }
 
     /// A new connection to the database (a backup copies on one of its own).

@@ -163,6 +163,8 @@ fn start_runtime(store: &Store, settings: &Settings, metrics: Arc<Metrics>) -> R
 }
 
 fn run_loop(store: &Store, runtime: &Runtime, commands: &Receiver<Command>, stopping: &Cancel) {
+    // SQL users get a copy at once (the server already answers meanwhile).
+    runtime.open_or_publish_copy(store.conn());
     let schedules = Schedules::from_settings(&runtime.settings);
     if schedules.runs(Job::Ingest) {
         // Catch up at start-up: hours missed while the appliance was down come in now.
@@ -200,8 +202,18 @@ fn run_job(store: &Store, runtime: &Runtime, job: Job, trigger: Trigger, stoppin
         Job::Retrain => run_retrain(store, settings, trigger, stopping),
     };
     // Publish whatever the database now holds (a failed run changes nothing, which is fine),
-    // before the run is counted: whoever sees the count sees its data and model served.
+    // before the run is counted: whoever sees the count sees its data and model served, and
+    // SQL users its rows in the read-only copy.
     runtime.publisher.reload(store.conn(), settings);
+    match runtime.publish_copy(store.conn()) {
+        Ok(p) => tracing::info!(
+            version = %p.version,
+            seconds = p.seconds,
+            bytes = p.database_bytes,
+            "read-only copy published"
+        ),
+        Err(e) => tracing::warn!("the read-only copy cannot be published: {}", report(&e)),
+    }
     let state_label = match &outcome {
         Ok(o) => o.state,
         Err(e) if e.failure() == crate::failure::Failure::Interrupted => "interrupted",

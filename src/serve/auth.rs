@@ -1,7 +1,8 @@
-//! The two guards: the admin token (`serve.api_token`, for the admin routes; off without it) and
+//! The three guards: the admin token (`serve.api_token`, for the admin routes; off without it),
 //! the readers' token (`serve.read_token`, for `/predict`, the pages and `/api/*`; open without
-//! it). Both accept `Authorization: Bearer <token>`; the readers' also HTTP Basic with the token
-//! as the password, so that a browser asks for it.
+//! it) and the SQL token (`serve.sql_token`, else the readers'; loopback only without either).
+//! All accept `Authorization: Bearer <token>`; the readers' and the SQL one also HTTP Basic with
+//! the token as the password, so that a browser asks for it.
 
 use std::sync::Arc;
 
@@ -44,19 +45,46 @@ pub async fn require_reader(
     req: Request,
     next: Next,
 ) -> Response {
-    let Some(expected) = state.runtime.settings.serve.read_token() else {
-        return next.run(req).await;
-    };
-    let given = bearer(&req)
-        .map(str::to_string)
-        .or_else(|| basic_password(&req));
-    if given.is_some_and(|g| constant_time_eq(g.as_bytes(), expected.as_bytes())) {
-        return next.run(req).await;
+    match state.runtime.settings.serve.read_token() {
+        None => next.run(req).await,
+        Some(expected) if gives(&req, expected) => next.run(req).await,
+        Some(_) => challenge("reading needs serve.read_token"),
     }
+}
+
+/// SQL needs `serve.sql_token` (else the readers' token); with neither, it is served on a
+/// loopback bind only (403 elsewhere): a query may hold a core and the sandbox's memory.
+pub async fn require_sql(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let serve = &state.runtime.settings.serve;
+    match serve.sql_token() {
+        Some(expected) if gives(&req, expected) => next.run(req).await,
+        Some(_) => challenge("SQL needs serve.sql_token (or serve.read_token)"),
+        None if serve.binds_loopback_only() => next.run(req).await,
+        None => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "SQL on a non-loopback bind needs serve.sql_token (or serve.read_token)",
+        )
+        .into_response(),
+    }
+}
+
+/// Whether the request carries `expected` as a Bearer token or a Basic password.
+fn gives(req: &Request, expected: &str) -> bool {
+    let given = bearer(req)
+        .map(str::to_string)
+        .or_else(|| basic_password(req));
+    given.is_some_and(|g| constant_time_eq(g.as_bytes(), expected.as_bytes()))
+}
+
+/// 401 with a Basic challenge, so that a browser asks for the token.
+fn challenge(what: &str) -> Response {
     let mut response = ApiError::new(
         StatusCode::UNAUTHORIZED,
         "unauthorized",
-        "reading needs serve.read_token: send `Authorization: Bearer <token>` (or HTTP Basic with the token as the password)",
+        format!(
+            "{what}: send `Authorization: Bearer <token>` (or HTTP Basic with the token as the password)"
+        ),
     )
     .into_response();
     response.headers_mut().insert(

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::failure::report;
 use crate::model::ModelError;
+use crate::query::QueryError;
 use crate::runtime::RuntimeError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +86,7 @@ impl From<RuntimeError> for ApiError {
                 Self::unavailable("no_pipeline", "the pipeline worker has stopped")
             }
             RuntimeError::Model(m) => m.into(),
+            RuntimeError::Query(q) => q.into(),
             other => Self::internal(report(&other)),
         }
     }
@@ -104,6 +106,21 @@ impl From<ModelError> for ApiError {
                 "conflict",
                 "the registry changed meanwhile, try again",
             ),
+            other => Self::internal(report(&other)),
+        }
+    }
+}
+
+/// Analysts' SQL: 400 bad SQL, 403 a refused statement, 408 interrupted, 503 nothing published.
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> Self {
+        match e {
+            QueryError::BadSql(m) => Self::new(StatusCode::BAD_REQUEST, "bad_sql", m),
+            QueryError::Forbidden(m) => Self::new(StatusCode::FORBIDDEN, "forbidden", m),
+            QueryError::Timeout(_) => {
+                Self::new(StatusCode::REQUEST_TIMEOUT, "timeout", e.to_string())
+            }
+            QueryError::Unavailable(m) => Self::unavailable("not_published", m),
             other => Self::internal(report(&other)),
         }
     }

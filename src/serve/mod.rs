@@ -41,8 +41,8 @@ pub fn router(state: Arc<AppState>) -> Router {
     with_layers(routes(state.clone()), state)
 }
 
-/// Every route: the open ones, the readers' (behind `serve.read_token` when set) and the admin
-/// ones (behind `serve.api_token`).
+/// Every route: the open ones, the readers' (behind `serve.read_token` when set), the SQL ones
+/// (behind `serve.sql_token`) and the admin ones (behind `serve.api_token`).
 fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     let open = Router::new()
         .route("/health", get(health::health))
@@ -59,7 +59,11 @@ fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
             state.clone(),
             auth::require_reader,
         ));
-    open.merge(read).merge(admin::routes(state))
+    let sql = pages::sql_routes().route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        auth::require_sql,
+    ));
+    open.merge(read).merge(sql).merge(admin::routes(state))
 }
 
 /// The layers around `routes` (see the module comment for their order and why).

@@ -86,6 +86,25 @@ pub fn document() -> Value {
                 "responses": { "200": { "description": "The archive", "content": { "application/x-tar": {} } },
                                "401": error_response("Missing or wrong bearer token"),
                                "404": error_response("Off: no serve.api_token configured") } } },
+            "/api/exports": { "post": {
+                "summary": "Publish the read-only copy now (data_dir/published/: coincast.duckdb and one Parquet file per table)",
+                "security": [ { "bearer": [] } ],
+                "responses": { "200": { "description": "What was published: version, paths, tables with row counts, bytes, seconds" },
+                               "401": error_response("Missing or wrong bearer token"),
+                               "404": error_response("Off: no serve.api_token configured") } } },
+            "/api/sql": { "post": {
+                "summary": "One read statement (SELECT, WITH, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN) on the published copy, in a sandbox; ?format=csv for CSV",
+                "security": [ { "bearer": [] } ],
+                "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                    "type": "object", "additionalProperties": false, "required": ["sql"],
+                    "properties": { "sql": { "type": "string" }, "limit": { "type": "integer", "minimum": 1 } } } } } },
+                "responses": { "200": { "description": "columns (name, type), rows, truncated, elapsed_ms, published" },
+                               "400": error_response("Bad SQL"),
+                               "401": error_response("Missing or wrong token (serve.sql_token, else serve.read_token)"),
+                               "403": error_response("Not a single read statement, or a way out of the sandbox; or no token on a non-loopback bind"),
+                               "408": error_response("Interrupted after serve.sql_timeout_secs"),
+                               "413": error_response("Query over serve.max_body_bytes"),
+                               "503": error_response("Nothing published yet") } } },
             "/openapi.json": { "get": { "summary": "This document", "responses": { "200": { "description": "OpenAPI 3.0" } } } }
         },
         "components": {

@@ -41,7 +41,7 @@ pub enum BackupError {
     Sql(#[from] duckdb::Error),
 }
 
-fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BackupError {
+pub(super) fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BackupError {
     let path = path.to_path_buf();
     move |source| BackupError::Io {
         action,

@@ -19,6 +19,7 @@ mod backup;
 mod file;
 mod incident;
 mod migrate;
+mod publish;
 mod recovery;
 mod wal;
 
@@ -32,6 +33,7 @@ pub use backup::{
 };
 pub use incident::{open_incidents, resolve_incidents, Incident, IncidentKind, MissingHours};
 pub use migrate::{MIGRATIONS, SCHEMA_VERSION};
+pub use publish::{publish, published_version, Publication, PublishedTable, PUBLISHED_DIR};
 pub use recovery::Recovery;
 
 /// File name of the database inside the data folder.

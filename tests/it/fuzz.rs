@@ -33,6 +33,7 @@ const DOCUMENTED_503: &[&str] = &[
     "data_incomplete",
     "no_pipeline",
     "no_database",
+    "not_published",
 ];
 
 /// Every route template the router serves, with its method.
@@ -48,6 +49,9 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("POST", "/api/models/{model_id}/promote"),
     ("POST", "/api/models/rollback"),
     ("POST", "/api/admin/backup"),
+    ("POST", "/api/exports"),
+    ("POST", "/api/sql"),
+    ("GET", "/sql/download"),
     ("GET", "/"),
     ("GET", "/api/overview"),
     ("GET", "/market"),
@@ -108,6 +112,17 @@ const DATES: &[&str] = &[
     "2024-01-01T00:00:00+14:00",
     "+275760-09-13",
     "\u{0662}\u{0660}\u{0662}\u{0664}-01-01",
+];
+const SQL: &[&str] = &[
+    "SELECT count(*) FROM market_data",
+    "SELECT * FROM range(100000)",
+    "DROP TABLE market_data",
+    "SELECT 1; SELECT 2",
+    "SELECT * FROM read_csv('/etc/passwd')",
+    "SELEC",
+    "",
+    "SELECT '\u{1F680}'",
+    "SELECT 99999999999999999999999999999999999999",
 ];
 const DAYS: &[&str] = &[
     "0",
@@ -345,6 +360,17 @@ fn well_formed(rng: &mut StdRng, t: usize, model_ids: &[String]) -> Request<Body
                 pick(rng, &["", r#"{"force": true}"#, r#"{"force": "yes"}"#]).to_string(),
             )
         }
+        "/api/sql" => (
+            template.to_string(),
+            format!(
+                r#"{{"sql": {}, "limit": {hours}}}"#,
+                json_string(pick(rng, SQL))
+            ),
+        ),
+        "/sql/download" | "/sql" => (
+            format!("{template}?q={}", encode(pick(rng, SQL))),
+            String::new(),
+        ),
         "/api/market" | "/market" => (
             format!(
                 "{template}?coin={}&days={}",

@@ -15,3 +15,4 @@ mod model;
 mod monitor;
 mod replay;
 mod serve;
+mod sql;

@@ -1,8 +1,10 @@
 //! The token-guarded endpoints, nested under one auth layer (`auth::require_admin`): manual
-//! pipeline runs, promotion and rollback, and the online backup. Without `serve.api_token` they
+//! pipeline runs, promotion and rollback, the online backup and the publication of the read-only
+//! copy. Without `serve.api_token` they
 //! are off (404); a missing or wrong token is 401. The handlers themselves never check the token.
 
 mod backup;
+mod exports;
 mod models;
 mod runs;
 
@@ -26,6 +28,7 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/api/models/{model_id}/promote", post(models::promote))
         .route("/api/models/rollback", post(models::rollback))
         .route(STREAMING_ROUTE, post(backup::backup))
+        .route("/api/exports", post(exports::export))
         .route_layer(axum::middleware::from_fn_with_state(
             state,
             super::auth::require_admin,

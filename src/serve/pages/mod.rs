@@ -44,8 +44,14 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/api/models", get(models::json))
         .route("/monitoring", get(monitoring::html))
         .route("/api/monitoring", get(monitoring::json))
+}
+
+/// The SQL page and API (behind the SQL guard).
+pub fn sql_routes() -> Router<Arc<AppState>> {
+    Router::new()
         .route("/sql", get(sql::html))
-        .route("/api/sql", get(sql::json))
+        .route("/sql/download", get(sql::download))
+        .route("/api/sql", get(sql::json).post(sql::query))
 }
 
 /// The stylesheet and the script (open: they hold no data).

@@ -1,18 +1,41 @@
-//! `/sql`: the tables of the database with their sizes. The read-only query box is not served:
-//! its sandboxing (read-only, time and memory limits, no file access) is its own piece of work,
-//! and until then the page says how to query the file instead.
+//! `/sql`: the query box over the published read-only copy (`crate::query`'s sandbox), with
+//! example queries, the result as a table and a CSV download (`/sql/download`), and the tables
+//! with their sizes; `POST /api/sql` for programs (`?format=csv` for CSV). All of it behind the
+//! SQL guard (`auth::require_sql`).
 
 use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::State;
-use axum::response::Response;
+use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::{read, render, Layout};
-use crate::serve::error::ApiError;
+use crate::query::QueryResult;
+use crate::serve::error::{ApiError, ApiJson, ApiQuery};
 use crate::serve::state::AppState;
+
+/// Rows a query returns when the request names no limit.
+const DEFAULT_LIMIT: usize = 1_000;
+
+/// The example queries the page offers: (title, SQL).
+const EXAMPLES: [(&str, &str); 3] = [
+    (
+        "The last 24 hours of bitcoin",
+        "SELECT ts, price, market_cap, total_volume\nFROM market_data\nWHERE coin_id = 'bitcoin'\nORDER BY ts DESC\nLIMIT 24",
+    ),
+    (
+        "Quality failures per rule",
+        "SELECT rule, severity, count(*) AS failed_batches, sum(violations) AS violations\nFROM quality_results\nWHERE NOT passed\nGROUP BY ALL\nORDER BY failed_batches DESC",
+    ),
+    (
+        "Live accuracy of the champion",
+        "SELECT p.coin_id, p.horizon, count(*) AS scored,\n       avg(p.abs_pct_error) AS mape,\n       avg(CAST(p.covered AS DOUBLE)) AS coverage\nFROM predictions p\nJOIN model_versions m ON m.model_id = p.model_id AND m.alias = 'champion'\nWHERE p.actual_price IS NOT NULL\nGROUP BY ALL\nORDER BY ALL",
+    ),
+];
 
 #[derive(Debug, Serialize)]
 pub struct TableRow {
@@ -22,10 +45,44 @@ pub struct TableRow {
 }
 
 #[derive(Debug, Serialize)]
+pub struct Example {
+    pub title: &'static str,
+    pub sql: &'static str,
+    /// The page running it.
+    pub href: String,
+}
+
+#[derive(Debug, Serialize)]
 pub struct SqlPage {
-    pub query_box: bool,
-    pub database: String,
+    /// The publication queries read, if any.
+    pub published: Option<String>,
+    pub published_database: String,
+    pub published_parquet: String,
     pub tables: Vec<TableRow>,
+    pub examples: Vec<Example>,
+    pub max_rows: usize,
+    pub timeout_secs: u64,
+}
+
+/// `GET /sql?q=...&limit=N`: the page, with the result of `q` when given.
+#[derive(Debug, Default, Deserialize)]
+pub struct SqlForm {
+    pub q: Option<String>,
+    pub limit: Option<usize>,
+}
+
+/// `POST /api/sql`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlRequest {
+    pub sql: String,
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct SqlFormat {
+    pub format: Option<String>,
 }
 
 pub async fn load(state: &Arc<AppState>) -> Result<SqlPage, ApiError> {
@@ -41,11 +98,42 @@ pub async fn load(state: &Arc<AppState>) -> Result<SqlPage, ApiError> {
         rows.collect()
     })
     .await?;
+    let settings = &state.runtime.settings;
+    let published = settings.data_dir.join(crate::store::PUBLISHED_DIR);
     Ok(SqlPage {
-        query_box: false,
-        database: state.runtime.settings.database_path().display().to_string(),
+        published: state.runtime.queries.published_version(),
+        published_database: crate::query::published_database(&settings.data_dir)
+            .display()
+            .to_string(),
+        published_parquet: published.join("parquet").display().to_string(),
         tables,
+        examples: EXAMPLES
+            .iter()
+            .map(|(title, sql)| Example {
+                title,
+                sql,
+                href: format!("/sql?q={}", urlencode(sql)),
+            })
+            .collect(),
+        max_rows: settings.serve.sql_max_rows,
+        timeout_secs: settings.serve.sql_timeout_secs,
     })
+}
+
+/// Runs `sql` in the sandbox, off the executor.
+async fn run(
+    state: &Arc<AppState>,
+    sql: String,
+    limit: Option<usize>,
+) -> Result<QueryResult, ApiError> {
+    let max = state.runtime.settings.serve.sql_max_rows;
+    let limit = match limit {
+        Some(0) => return Err(ApiError::unprocessable("limit must be at least 1")),
+        Some(n) => n.min(max),
+        None => DEFAULT_LIMIT.min(max),
+    };
+    let runtime = state.runtime.clone();
+    Ok(tokio::task::spawn_blocking(move || runtime.queries.run(&sql, limit)).await??)
 }
 
 #[derive(Template)]
@@ -53,16 +141,139 @@ pub async fn load(state: &Arc<AppState>) -> Result<SqlPage, ApiError> {
 struct SqlHtml {
     layout: Layout,
     page: SqlPage,
+    query: String,
+    result: Option<QueryResult>,
+    error: Option<String>,
+    download: String,
 }
 
-pub async fn html(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+impl SqlHtml {
+    fn cell(&self, v: &Value) -> String {
+        match v {
+            Value::Null => "NULL".into(),
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }
+    }
+}
+
+pub async fn html(
+    State(state): State<Arc<AppState>>,
+    ApiQuery(form): ApiQuery<SqlForm>,
+) -> Result<Response, ApiError> {
     let page = load(&state).await?;
+    let query = form.q.unwrap_or_default();
+    let (result, error) = if query.trim().is_empty() {
+        (None, None)
+    } else {
+        match run(&state, query.clone(), form.limit).await {
+            Ok(r) => (Some(r), None),
+            // Shown on the page, beside the query to fix.
+            Err(e) => (None, Some(format!("{} ({})", e.message, e.code))),
+        }
+    };
+    let download = format!("/sql/download?q={}", urlencode(&query));
     Ok(render(&SqlHtml {
         layout: Layout::new("/sql"),
         page,
+        query,
+        result,
+        error,
+        download,
     }))
 }
 
 pub async fn json(State(state): State<Arc<AppState>>) -> Result<Json<SqlPage>, ApiError> {
     Ok(Json(load(&state).await?))
+}
+
+/// `POST /api/sql`: `{"sql", "limit"}` → columns, rows, `truncated`, `elapsed_ms` (or CSV).
+pub async fn query(
+    State(state): State<Arc<AppState>>,
+    ApiQuery(format): ApiQuery<SqlFormat>,
+    ApiJson(req): ApiJson<SqlRequest>,
+) -> Result<Response, ApiError> {
+    let result = run(&state, req.sql, req.limit).await?;
+    match format.format.as_deref() {
+        None | Some("json") => Ok(Json(result).into_response()),
+        Some("csv") => Ok(csv_response(&result)),
+        Some(other) => Err(ApiError::unprocessable(format!(
+            "format must be `json` or `csv`, got `{other}`"
+        ))),
+    }
+}
+
+/// `GET /sql/download?q=...`: the result as a CSV file.
+pub async fn download(
+    State(state): State<Arc<AppState>>,
+    ApiQuery(form): ApiQuery<SqlForm>,
+) -> Result<Response, ApiError> {
+    let sql = form
+        .q
+        .filter(|q| !q.trim().is_empty())
+        .ok_or_else(|| ApiError::bad_request("give the query as ?q="))?;
+    Ok(csv_response(&run(&state, sql, form.limit).await?))
+}
+
+fn csv_response(result: &QueryResult) -> Response {
+    let mut out = String::new();
+    let header: Vec<String> = result.columns.iter().map(|c| csv_field(&c.name)).collect();
+    out.push_str(&header.join(","));
+    out.push('\n');
+    for row in &result.rows {
+        let fields: Vec<String> = row
+            .iter()
+            .map(|v| match v {
+                Value::Null => String::new(),
+                Value::String(s) => csv_field(s),
+                other => csv_field(&other.to_string()),
+            })
+            .collect();
+        out.push_str(&fields.join(","));
+        out.push('\n');
+    }
+    (
+        [
+            (CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                CONTENT_DISPOSITION,
+                "attachment; filename=\"coincast-query.csv\"",
+            ),
+        ],
+        out,
+    )
+        .into_response()
+}
+
+/// RFC 4180: quoted when it holds a comma, a quote or a line break.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_when_needed() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
+    }
 }
