@@ -85,12 +85,13 @@ replay: build
 
 ## bench: prints figures (replay, feature builds, incremental run, pandas ratio, walk-forward, LSTM
 ## training and inference, the same LSTM in PyTorch-Python: its venv downloads ~2.5 GB once; and
-## the HTTP load benchmark with wrk)
+## the HTTP load benchmark with wrk, and SQL access: publishing the copy, POST /api/sql)
 bench: deps venv torch-venv
 	cargo bench --profile release --locked --bench pipeline -- \
 	  --pandas "$(VENV)/bin/python bench/pandas_features.py" \
 	  --pytorch "$(CACHE)/torchvenv/bin/python bench/pytorch_lstm.py"
 	bench/load.sh $(BIN) $(REAL_DATA)/coingecko
+	bench/sql.sh $(BIN) $(REAL_DATA)/coingecko
 
 ## chaos: random kill -9 of real coincast processes during replay, ingest, train and serve under
 ## load (50 trials; CHAOS_TRIALS, CHAOS_SEED), the crash checks after each, and a table per phase

@@ -156,24 +156,24 @@ impl Runtime {
         Ok(publication)
     }
 
-    /// Serves SQL from the copy already published (a restart), or publishes one now.
-    pub fn open_or_publish_copy(&self, conn: &Connection) {
+    /// Points the SQL sandbox at the copy already published (a restart; cheap, no copying);
+    /// whether there was one to open.
+    #[must_use]
+    pub fn open_published_copy(&self) -> bool {
         let data_dir = &self.settings.data_dir;
-        let existing = crate::query::published_database(data_dir);
-        if let Some(version) = crate::store::published_version(data_dir) {
-            match self.queries.open(&existing, &version) {
-                Ok(()) => return,
-                Err(e) => tracing::warn!(
-                    "the published copy cannot be opened, publishing a new one: {}",
+        let Some(version) = crate::store::published_version(data_dir) else {
+            return false;
+        };
+        let path = crate::query::published_database(data_dir);
+        match self.queries.open(&path, &version) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(
+                    "the published copy cannot be opened: {}",
                     crate::failure::report(&e)
-                ),
+                );
+                false
             }
-        }
-        if let Err(e) = self.publish_copy(conn) {
-            tracing::warn!(
-                "the read-only copy cannot be published: {}",
-                crate::failure::report(&e)
-            );
         }
     }
 

@@ -148,6 +148,8 @@ fn start_runtime(store: &Store, settings: &Settings, metrics: Arc<Metrics>) -> R
         tracing::warn!("{p}");
     }
     let mut runtime = Runtime::new(snapshot, settings.clone(), metrics.clone());
+    // SQL from the copy a previous run published, before the first request.
+    let _ = runtime.open_published_copy();
     match store.conn().try_clone() {
         Ok(conn) => match PredictionLog::start(conn, metrics) {
             Ok(log) => runtime = runtime.with_prediction_log(log),
@@ -163,8 +165,10 @@ fn start_runtime(store: &Store, settings: &Settings, metrics: Arc<Metrics>) -> R
 }
 
 fn run_loop(store: &Store, runtime: &Runtime, commands: &Receiver<Command>, stopping: &Cancel) {
-    // SQL users get a copy at once (the server already answers meanwhile).
-    runtime.open_or_publish_copy(store.conn());
+    if runtime.queries.published_version().is_none() {
+        // The first copy for SQL users (a few seconds; the server answers meanwhile).
+        publish_copy(store, runtime);
+    }
     let schedules = Schedules::from_settings(&runtime.settings);
     if schedules.runs(Job::Ingest) {
         // Catch up at start-up: hours missed while the appliance was down come in now.
@@ -205,15 +209,7 @@ fn run_job(store: &Store, runtime: &Runtime, job: Job, trigger: Trigger, stoppin
     // before the run is counted: whoever sees the count sees its data and model served, and
     // SQL users its rows in the read-only copy.
     runtime.publisher.reload(store.conn(), settings);
-    match runtime.publish_copy(store.conn()) {
-        Ok(p) => tracing::info!(
-            version = %p.version,
-            seconds = p.seconds,
-            bytes = p.database_bytes,
-            "read-only copy published"
-        ),
-        Err(e) => tracing::warn!("the read-only copy cannot be published: {}", report(&e)),
-    }
+    publish_copy(store, runtime);
     let state_label = match &outcome {
         Ok(o) => o.state,
         Err(e) if e.failure() == crate::failure::Failure::Interrupted => "interrupted",
@@ -238,6 +234,19 @@ fn run_job(store: &Store, runtime: &Runtime, job: Job, trigger: Trigger, stoppin
             "run failed: {}",
             report(e)
         ),
+    }
+}
+
+/// Publishes the read-only copy for SQL users; a failure is logged (the server goes on).
+fn publish_copy(store: &Store, runtime: &Runtime) {
+    match runtime.publish_copy(store.conn()) {
+        Ok(p) => tracing::info!(
+            version = %p.version,
+            seconds = p.seconds,
+            bytes = p.database_bytes,
+            "read-only copy published"
+        ),
+        Err(e) => tracing::warn!("the read-only copy cannot be published: {}", report(&e)),
     }
 }
 
