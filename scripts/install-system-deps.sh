@@ -12,6 +12,7 @@ python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 command -v promtool >/dev/null || need+=(prometheus)      # promtool: the metrics lint in the tests
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 command -v chromium >/dev/null || need+=(chromium)        # the dashboards' browser test (headless)
+command -v psql >/dev/null     || need+=(postgresql-client) # the Postgres-wire endpoint's test
 [ ${#need[@]} -eq 0 ] && exit 0
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
 echo "installing: ${need[*]}" >&2

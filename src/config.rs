@@ -99,6 +99,10 @@ pub struct ServeSettings {
     /// The SQL sandbox's DuckDB memory limit and threads.
     pub sql_memory_limit: String,
     pub sql_threads: usize,
+    /// Where the Postgres-wire endpoint listens (empty: off).
+    pub pg_bind: String,
+    /// Most rows one query returns over the Postgres wire (whole tables, for BI tools).
+    pub pg_max_rows: usize,
     /// PEM certificate chain and private key: `serve` answers HTTPS only (both, or neither).
     pub tls_cert: String,
     pub tls_key: String,
@@ -109,6 +113,11 @@ impl ServeSettings {
     pub fn api_token(&self) -> Option<&str> {
         let t = self.api_token.expose_secret().trim();
         (!t.is_empty()).then_some(t)
+    }
+
+    /// The Postgres-wire address, when the endpoint is on.
+    pub fn pg_bind(&self) -> Option<&str> {
+        Some(self.pg_bind.trim()).filter(|b| !b.is_empty())
     }
 
     /// The certificate and key files when TLS is on.
@@ -335,6 +344,23 @@ impl Settings {
                     self.serve.sql_memory_limit
                 ),
             ));
+        }
+        if let Some(bind) = self.serve.pg_bind() {
+            match bind.parse::<std::net::SocketAddr>() {
+                Err(_) => {
+                    return Err(invalid(
+                        "serve.pg_bind",
+                        format!("`{bind}` is not an address like 127.0.0.1:5433"),
+                    ))
+                }
+                Ok(a) if !a.ip().is_loopback() && self.serve.sql_token().is_none() => {
+                    return Err(invalid(
+                        "serve.pg_bind",
+                        format!("`{bind}` is beyond loopback: set serve.sql_token (the password)"),
+                    ))
+                }
+                Ok(_) => {}
+            }
         }
         if self.serve.sql_max_rows == 0 {
             return Err(invalid("serve.sql_max_rows", "at least 1 row".into()));

@@ -5,8 +5,8 @@
 //! `model` trains, judges and registers the forecasters; `monitor` scores what was served;
 //! `runtime` runs all of it inside `coincast serve` (the worker, its schedules, the served
 //! snapshot) and `serve` is the HTTP layer over it; `store` is the only module that opens the
-//! database; `query` runs analysts' read-only SQL on its published copy; `failure` says what kind
-//! of failure an error is.
+//! database; `query` runs analysts' read-only SQL on its published copy, over HTTP and over the
+//! Postgres wire (`pg`); `failure` says what kind of failure an error is.
 
 pub mod config;
 pub mod crashpoint;
@@ -16,6 +16,7 @@ pub mod ingest;
 pub mod merge;
 pub mod model;
 pub mod monitor;
+pub mod pg;
 pub mod pipeline;
 pub mod progress;
 pub mod quality;

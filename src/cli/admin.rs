@@ -58,10 +58,28 @@ pub(super) fn serve(mut settings: Settings, args: ServeArgs) -> anyhow::Result<E
         .block_on(tokio::net::TcpListener::bind(addr))
         .with_context(|| format!("listening on {addr}"))?;
     let local = listener.local_addr()?;
+    let pg_listener = match settings.serve.pg_bind() {
+        Some(bind) => Some(
+            rt.block_on(tokio::net::TcpListener::bind(bind))
+                .with_context(|| format!("listening on {bind} (serve.pg_bind)"))?,
+        ),
+        None => None,
+    };
     let metrics = std::sync::Arc::new(coincast::runtime::Metrics::new()?);
     // The worker thread owns the database file for as long as the server runs.
     let (worker, runtime) = coincast::runtime::Worker::start(settings.clone(), metrics)
         .with_context(|| format!("opening {}", settings.database_path().display()))?;
+    let (stop_pg, pg_stopped) = tokio::sync::watch::channel(false);
+    if let Some(listener) = pg_listener {
+        eprintln!(
+            "coincast answering the Postgres wire on {}",
+            listener.local_addr()?
+        );
+        let mut stopped = pg_stopped;
+        rt.spawn(coincast::pg::serve(listener, runtime.clone(), async move {
+            let _ = stopped.changed().await;
+        }));
+    }
     let state = std::sync::Arc::new(coincast::serve::state::AppState::new(runtime));
     let scheme = if tls.is_some() { "https" } else { "http" };
     let url_file = ServeUrl::write(&settings.data_dir, scheme, local);
@@ -83,6 +101,7 @@ pub(super) fn serve(mut settings: Settings, args: ServeArgs) -> anyhow::Result<E
         }
     });
     drop(url_file);
+    let _ = stop_pg.send(true);
     worker.stop();
     served?;
     eprintln!("stopped; database checkpointed");

@@ -97,6 +97,17 @@ impl Queries {
 
     /// Runs one read statement; at most `limit` rows.
     pub fn run(&self, sql: &str, limit: usize) -> Result<QueryResult, QueryError> {
+        self.run_with(sql, &[], limit)
+    }
+
+    /// As `run`, with `$1`, `$2` ... bound to `params` as text (NULL for `None`); DuckDB casts
+    /// each to the type its place asks for.
+    pub fn run_with(
+        &self,
+        sql: &str,
+        params: &[Option<String>],
+        limit: usize,
+    ) -> Result<QueryResult, QueryError> {
         let (sandbox, version) = {
             let current = self
                 .current
@@ -116,7 +127,7 @@ impl Queries {
         let started = Instant::now();
         let conn = sandbox.conn()?;
         let watchdog = Watchdog::start(conn.interrupt_handle(), self.timeout);
-        let result = read_rows(conn, sql, limit);
+        let result = read_rows(conn, sql, params, limit);
         let timed_out = watchdog.finish();
         let (columns, rows, truncated) = match result {
             Err(_) if timed_out => return Err(QueryError::Timeout(self.timeout.as_secs())),
@@ -151,9 +162,14 @@ pub fn published_database(data_dir: &Path) -> PathBuf {
 
 type Rows = (Vec<Column>, Vec<Vec<Json>>, bool);
 
-fn read_rows(conn: &duckdb::Connection, sql: &str, limit: usize) -> Result<Rows, duckdb::Error> {
+fn read_rows(
+    conn: &duckdb::Connection,
+    sql: &str,
+    params: &[Option<String>],
+    limit: usize,
+) -> Result<Rows, duckdb::Error> {
     let mut stmt = conn.prepare(sql)?;
-    let mut rows = stmt.query([])?;
+    let mut rows = stmt.query(duckdb::params_from_iter(params.iter()))?;
     let columns: Vec<Column> = rows.as_ref().map(columns_of).unwrap_or_default();
     let mut out = Vec::new();
     let mut truncated = false;

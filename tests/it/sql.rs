@@ -328,24 +328,34 @@ async fn sql_needs_its_token_and_is_off_beyond_loopback_without_one() {
     assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
 }
 
-#[test]
-fn coincast_export_publishes_and_names_what_it_wrote() {
-    let dir = tempfile::tempdir().expect("dir");
-    let d = dir.path().to_str().expect("utf-8");
-    let seed = real_coingecko().join("solana.json");
-    let files = dir.path().join("seed");
+/// The real solana file replayed into `data_dir` by the binary (exit 0, or 3 for a quarantined
+/// batch).
+fn replay_solana(data_dir: &Path, env: &[(&str, &str)]) {
+    let files = data_dir.join("seed");
     std::fs::create_dir(&files).expect("mkdir");
-    std::fs::copy(seed, files.join("solana.json")).expect("copy");
-    let env = [("COINCAST__COINGECKO__BASE_URL", "http://127.0.0.1:9")];
+    std::fs::copy(
+        real_coingecko().join("solana.json"),
+        files.join("solana.json"),
+    )
+    .expect("copy");
+    let d = data_dir.to_str().expect("utf-8");
     let out = coincast(
         &["--data-dir", d, "replay", files.to_str().expect("utf-8")],
-        &env,
+        env,
     );
     assert!(
         out.status.code().is_some_and(|c| c == 0 || c == 3),
         "{}",
         text(&out)
     );
+}
+
+#[test]
+fn coincast_export_publishes_and_names_what_it_wrote() {
+    let dir = tempfile::tempdir().expect("dir");
+    let d = dir.path().to_str().expect("utf-8");
+    let env = [("COINCAST__COINGECKO__BASE_URL", "http://127.0.0.1:9")];
+    replay_solana(dir.path(), &env);
     let out = coincast(&["--data-dir", d, "export"], &env);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).contains("market_data"), "{}", text(&out));
@@ -355,4 +365,124 @@ fn coincast_export_publishes_and_names_what_it_wrote() {
         .path()
         .join("published/parquet/market_data.parquet")
         .exists());
+}
+
+/// The Postgres wire through the real binary: psql's `\dt` and `\d market_data` verbatim,
+/// psycopg with parameters (the extended protocol) and its transactions, a refused write, a
+/// wrong password.
+#[test]
+fn the_postgres_wire_serves_psql_and_psycopg() {
+    let dir = tempfile::tempdir().expect("dir");
+    let d = dir.path().to_str().expect("utf-8");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let pg_bind = format!("127.0.0.1:{port}");
+    let env = [
+        ("COINCAST__COINGECKO__BASE_URL", "http://127.0.0.1:9/api/v3"),
+        ("COINCAST__SERVE__PIPELINE_SCHEDULE", ""),
+        ("COINCAST__SERVE__RETRAIN_SCHEDULE", ""),
+        ("COINCAST__SERVE__SQL_TOKEN", "s3cret"),
+        ("COINCAST__SERVE__PG_BIND", pg_bind.as_str()),
+    ];
+    replay_solana(dir.path(), &env);
+    let server = crate::support::coincast_command(
+        &["--data-dir", d, "serve", "--bind", "127.0.0.1:0"],
+        &env,
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .expect("serve");
+    let psql = |password: &str, command: &str| {
+        Command::new("psql")
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "analyst"])
+            .args(["-d", "coincast", "-X", "-c", command])
+            .env("PGPASSWORD", password)
+            .env("PGCONNECT_TIMEOUT", "5")
+            .output()
+            .expect("psql")
+    };
+    // Up once the first copy is published (the worker does it right after start).
+    let mut ready = false;
+    for _ in 0..100 {
+        if psql("s3cret", "SELECT count(*) FROM market_data")
+            .status
+            .success()
+        {
+            ready = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(ready, "psql never got an answer");
+    let tables = psql("s3cret", "\\dt");
+    let listing = text(&tables);
+    assert!(tables.status.success(), "{listing}");
+    assert!(
+        listing.contains("market_data")
+            && listing.contains("table")
+            && listing.contains("features"),
+        "{listing}"
+    );
+    let described = psql("s3cret", "\\d market_data");
+    let columns = text(&described);
+    assert!(described.status.success(), "{columns}");
+    assert!(columns.contains("Table \"main.market_data\""), "{columns}");
+    assert!(
+        columns.contains("price") && columns.contains("float8") && columns.contains("not null"),
+        "{columns}"
+    );
+    let refused = psql("s3cret", "DROP TABLE market_data");
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("only a read is allowed"),
+        "{}",
+        text(&refused)
+    );
+    let wrong = psql("nope", "SELECT 1");
+    assert!(!wrong.status.success());
+    assert!(
+        text(&wrong)
+            .to_lowercase()
+            .contains("password authentication failed"),
+        "{}",
+        text(&wrong)
+    );
+    // psycopg: the extended protocol with parameters, inside its implicit transaction.
+    let script = format!(
+        "import psycopg\n\
+         with psycopg.connect('host=127.0.0.1 port={port} user=analyst password=s3cret dbname=coincast') as c:\n\
+         \x20   cur = c.cursor()\n\
+         \x20   cur.execute('SELECT count(*) FROM market_data WHERE coin_id = %s AND price > %s', ('solana', 1))\n\
+         \x20   print(cur.fetchone()[0])\n\
+         \x20   try:\n\
+         \x20       cur.execute('DELETE FROM market_data')\n\
+         \x20   except psycopg.errors.InsufficientPrivilege as e:\n\
+         \x20       print('refused', e.sqlstate)\n"
+    );
+    let out = Command::new(venv().join("bin/python"))
+        .arg("-c")
+        .arg(script)
+        .output()
+        .expect("python");
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    let mut lines = said.lines();
+    assert!(
+        lines
+            .next()
+            .and_then(|l| l.trim().parse::<i64>().ok())
+            .is_some_and(|n| n > 1000),
+        "{said}"
+    );
+    assert!(said.contains("refused 42501"), "{said}");
+    let status = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let out = server.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
