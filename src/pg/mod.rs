@@ -184,21 +184,21 @@ impl Backend {
             .map_err(query_error)
     }
 
-    /// The columns of a statement: run with its parameters (or NULLs), no rows kept.
-    async fn describe(
-        &self,
-        sql: &str,
-        params: Vec<Option<String>>,
-        format: &Format,
-    ) -> PgWireResult<Vec<FieldInfo>> {
+    /// The columns of a statement, from DuckDB's binder (nothing runs).
+    async fn describe(&self, sql: &str, format: &Format) -> PgWireResult<Vec<FieldInfo>> {
         if catalog::no_op(sql).is_some() {
             return Ok(Vec::new());
         }
         if catalog::reads_absent_catalog(sql) {
-            return Ok(fields(&no_rows(), format));
+            return Ok(fields(&no_rows().columns, format));
         }
-        let result = self.run(sql, params).await?;
-        Ok(fields(&result, format))
+        let sql = catalog::rewrite(sql);
+        let runtime = self.runtime.clone();
+        let columns = tokio::task::spawn_blocking(move || runtime.queries.describe(&sql))
+            .await
+            .map_err(|e| user_error("XX000", format!("the describe task failed: {e}")))?
+            .map_err(query_error)?;
+        Ok(fields(&columns, format))
     }
 }
 
@@ -254,9 +254,8 @@ impl ExtendedQueryHandler for Backend {
             .iter()
             .map(|t| t.clone().unwrap_or(Type::TEXT))
             .collect();
-        let nulls = vec![None; types.len()];
         let fields = self
-            .describe(&statement.statement, nulls, &Format::UnifiedText)
+            .describe(&statement.statement, &Format::UnifiedText)
             .await?;
         Ok(DescribeStatementResponse::new(types, fields))
     }
@@ -269,13 +268,8 @@ impl ExtendedQueryHandler for Backend {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        let params = portal_params(portal)?;
         let fields = self
-            .describe(
-                &portal.statement.statement,
-                params,
-                &portal.result_column_format,
-            )
+            .describe(&portal.statement.statement, &portal.result_column_format)
             .await?;
         Ok(DescribePortalResponse::new(fields))
     }
@@ -349,9 +343,8 @@ fn pg_type(duckdb_type: &str) -> Type {
     }
 }
 
-fn fields(result: &QueryResult, format: &Format) -> Vec<FieldInfo> {
-    result
-        .columns
+fn fields(columns: &[crate::query::Column], format: &Format) -> Vec<FieldInfo> {
+    columns
         .iter()
         .enumerate()
         .map(|(i, c)| {
@@ -367,7 +360,7 @@ fn fields(result: &QueryResult, format: &Format) -> Vec<FieldInfo> {
 }
 
 fn query_response(result: QueryResult, format: &Format) -> PgWireResult<QueryResponse> {
-    let schema = Arc::new(fields(&result, format));
+    let schema = Arc::new(fields(&result.columns, format));
     let mut rows = Vec::with_capacity(result.rows.len());
     let mut encoder = DataRowEncoder::new(schema.clone());
     for row in result.rows {

@@ -95,6 +95,20 @@ impl Queries {
         Ok(())
     }
 
+    /// The sandbox of the newest copy and its version.
+    fn current(&self) -> Result<(Arc<Mutex<Sandbox>>, String), QueryError> {
+        let current = self
+            .current
+            .lock()
+            .map_err(|_| QueryError::Sandbox("the sandbox slot is poisoned".into()))?;
+        let current = current.as_ref().ok_or_else(|| {
+            QueryError::Unavailable(
+                "nothing is published yet: the first pipeline run (or `coincast export`) publishes the copy queries read".into(),
+            )
+        })?;
+        Ok((current.sandbox.clone(), current.version.clone()))
+    }
+
     /// Runs one read statement; at most `limit` rows.
     pub fn run(&self, sql: &str, limit: usize) -> Result<QueryResult, QueryError> {
         self.run_with(sql, &[], limit)
@@ -108,18 +122,7 @@ impl Queries {
         params: &[Option<String>],
         limit: usize,
     ) -> Result<QueryResult, QueryError> {
-        let (sandbox, version) = {
-            let current = self
-                .current
-                .lock()
-                .map_err(|_| QueryError::Sandbox("the sandbox slot is poisoned".into()))?;
-            let current = current.as_ref().ok_or_else(|| {
-                QueryError::Unavailable(
-                    "nothing is published yet: the first pipeline run (or `coincast export`) publishes the copy queries read".into(),
-                )
-            })?;
-            (current.sandbox.clone(), current.version.clone())
-        };
+        let (sandbox, version) = self.current()?;
         let sandbox = sandbox
             .lock()
             .map_err(|_| QueryError::Sandbox("the sandbox is poisoned".into()))?;
@@ -141,6 +144,16 @@ impl Queries {
             elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
             published: version,
         })
+    }
+
+    /// The result columns of one read statement, without running it (a Postgres client's
+    /// Describe).
+    pub fn describe(&self, sql: &str) -> Result<Vec<Column>, QueryError> {
+        let (sandbox, _) = self.current()?;
+        let sandbox = sandbox
+            .lock()
+            .map_err(|_| QueryError::Sandbox("the sandbox is poisoned".into()))?;
+        sandbox.describe(sql)
     }
 
     /// The publication the current sandbox reads, if any (for the page).

@@ -79,23 +79,55 @@ impl Sandbox {
     /// Refuses anything but exactly one read statement, by DuckDB's parser and binder: the text
     /// is split into statements and each is prepared (bound, not run) to read its type.
     pub fn check_single_read(&self, sql: &str) -> Result<(), QueryError> {
+        self.with_single_read(sql, |_| ())
+    }
+
+    /// The result columns of a read statement (names and DuckDB types), without running it.
+    pub fn describe(&self, sql: &str) -> Result<Vec<super::Column>, QueryError> {
+        self.with_single_read(sql, |prepared| {
+            // SAFETY: `prepared` is a successfully prepared statement; each name is freed.
+            let count = unsafe { ffi::duckdb_prepared_statement_column_count(prepared) };
+            (0..count)
+                .map(|i| unsafe {
+                    let raw = ffi::duckdb_prepared_statement_column_name(prepared, i);
+                    let name = text_of(raw).unwrap_or_else(|| format!("column{i}"));
+                    if !raw.is_null() {
+                        ffi::duckdb_free(raw as *mut std::ffi::c_void);
+                    }
+                    let kind = ffi::duckdb_prepared_statement_column_type(prepared, i);
+                    super::Column {
+                        name,
+                        type_name: type_name(kind).to_string(),
+                    }
+                })
+                .collect()
+        })
+    }
+
+    /// Runs `f` on the prepared statement when `sql` is exactly one read statement.
+    fn with_single_read<T>(
+        &self,
+        sql: &str,
+        f: impl FnOnce(ffi::duckdb_prepared_statement) -> T,
+    ) -> Result<T, QueryError> {
         let text = CString::new(sql)
             .map_err(|_| QueryError::BadSql("the query holds a NUL character".into()))?;
         let mut extracted: ffi::duckdb_extracted_statements = ptr::null_mut();
         // SAFETY: `parser` is connected; `extracted` is destroyed below on every path.
         let count =
             unsafe { ffi::duckdb_extract_statements(self.parser, text.as_ptr(), &mut extracted) };
-        let result = self.check_extracted(extracted, count);
+        let result = self.check_extracted(extracted, count, f);
         // SAFETY: created by duckdb_extract_statements above (also on a parse error).
         unsafe { ffi::duckdb_destroy_extracted(&mut extracted) };
         result
     }
 
-    fn check_extracted(
+    fn check_extracted<T>(
         &self,
         extracted: ffi::duckdb_extracted_statements,
         count: ffi::idx_t,
-    ) -> Result<(), QueryError> {
+        f: impl FnOnce(ffi::duckdb_prepared_statement) -> T,
+    ) -> Result<T, QueryError> {
         if count == 0 {
             // SAFETY: the error text belongs to `extracted`.
             let message = unsafe { text_of(ffi::duckdb_extract_statements_error(extracted)) };
@@ -117,7 +149,7 @@ impl Sandbox {
             // SAFETY: a successfully prepared statement.
             let kind = unsafe { ffi::duckdb_prepared_statement_type(prepared) };
             if READS.contains(&kind) {
-                Ok(())
+                Ok(f(prepared))
             } else {
                 Err(QueryError::Forbidden(format!(
                     "only a read is allowed (SELECT, WITH, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN); this is {}",
@@ -217,6 +249,27 @@ fn classify_prepare_error(message: String) -> QueryError {
         QueryError::Forbidden(message)
     } else {
         QueryError::BadSql(message)
+    }
+}
+
+/// DuckDB's name of a column type (as `query::duckdb_type_name` gives for a run's columns).
+fn type_name(kind: ffi::DUCKDB_TYPE) -> &'static str {
+    match kind {
+        ffi::DUCKDB_TYPE_DUCKDB_TYPE_BOOLEAN => "BOOLEAN",
+        ffi::DUCKDB_TYPE_DUCKDB_TYPE_TINYINT => "TINYINT",
+        ffi::DUCKDB_TYPE_DUCKDB_TYPE_SMALLINT => "SMALLINT",
+        ffi::DUCKDB_TYPE_DUCKDB_TYPE_INTEGER => "INTEGER",
+        ffi::DUCKDB_TYPE_DUCKDB_TYPE_BIGINT => "BIGINT",
+        ffi::DUCKDB_TYPE_DUCKDB_TYPE_UTINYINT => "UTINYINT",
+        ffi::DUCKDB_TYPE_DUCKDB_TYPE_USMALLINT => "USMALLINT",
+        ffi::DUCKDB_TYPE_DUCKDB_TYPE_UINTEGER => "UINTEGER",
+        ffi::DUCKDB_TYPE_DUCKDB_TYPE_UBIGINT => "UBIGINT",
+        ffi::DUCKDB_TYPE_DUCKDB_TYPE_FLOAT => "FLOAT",
+        ffi::DUCKDB_TYPE_DUCKDB_TYPE_DOUBLE => "DOUBLE",
+        ffi::DUCKDB_TYPE_DUCKDB_TYPE_VARCHAR => "VARCHAR",
+        ffi::DUCKDB_TYPE_DUCKDB_TYPE_DATE => "DATE",
+        ffi::DUCKDB_TYPE_DUCKDB_TYPE_BLOB => "BLOB",
+        _ => "OTHER",
     }
 }
 
