@@ -12,7 +12,7 @@
 
 mod sandbox;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -166,13 +166,6 @@ impl Queries {
     }
 }
 
-/// The published database of a data folder.
-pub fn published_database(data_dir: &Path) -> PathBuf {
-    data_dir
-        .join(crate::store::PUBLISHED_DIR)
-        .join(crate::store::DATABASE_FILE)
-}
-
 type Rows = (Vec<Column>, Vec<Vec<Json>>, bool);
 
 fn read_rows(
@@ -283,10 +276,22 @@ fn timestamp(unit: TimeUnit, value: i64) -> Json {
     })
 }
 
-/// A run that the sandbox refused (a file function with external access off) is forbidden.
+/// Whether DuckDB's message says the sandbox's lock refused the statement (a file or network
+/// function with external access off), at bind time or when it ran.
+fn refused_by_sandbox(message: &str) -> bool {
+    [
+        "Permission Error",
+        "disabled by configuration",
+        "external access",
+    ]
+    .iter()
+    .any(|marker| message.contains(marker))
+}
+
+/// A run that the sandbox refused is forbidden; one past its memory too.
 fn classify_run_error(e: duckdb::Error) -> QueryError {
     let message = e.to_string();
-    if message.contains("Permission Error") || message.contains("disabled by configuration") {
+    if refused_by_sandbox(&message) {
         QueryError::Forbidden(message)
     } else if message.contains("Out of Memory") {
         QueryError::Forbidden(format!(

@@ -240,12 +240,7 @@ unsafe fn text_of(ptr: *const c_char) -> Option<String> {
 /// A statement the lock refuses at bind time (a file reader with external access off) is
 /// forbidden, not bad SQL.
 fn classify_prepare_error(message: String) -> QueryError {
-    let forbidden = [
-        "Permission Error",
-        "disabled by configuration",
-        "external access",
-    ];
-    if forbidden.iter().any(|f| message.contains(f)) {
+    if super::refused_by_sandbox(&message) {
         QueryError::Forbidden(message)
     } else {
         QueryError::BadSql(message)

@@ -273,22 +273,21 @@ impl Metrics {
     /// pipeline run comes.
     pub fn publish(&self, snap: &Snapshot) {
         let now = Utc::now();
-        let m = self;
-        m.model_health_status.reset();
-        m.coincast_model_age_seconds.reset();
-        m.coincast_champion_info.reset();
+        self.model_health_status.reset();
+        self.coincast_model_age_seconds.reset();
+        self.coincast_champion_info.reset();
         for model in [&snap.champion, &snap.floor].into_iter().flatten() {
-            m.model_health_status
+            self.model_health_status
                 .with_label_values(&[&model.family])
                 .set(1.0);
         }
         match snap.serving() {
-            Some(model) => m
+            Some(model) => self
                 .coincast_model_age_seconds
                 .with_label_values(&[&model.family])
                 .set((now.timestamp() - model.trained_until_hour * 3600) as f64),
             // Nothing serves: /predict answers 503 (ModelUnhealthy).
-            None => m
+            None => self
                 .model_health_status
                 .with_label_values(&["persistence"])
                 .set(0.0),
@@ -298,7 +297,7 @@ impl Metrics {
                 .floor
                 .as_ref()
                 .is_some_and(|f| f.model_id == c.model_id);
-            m.coincast_champion_info
+            self.coincast_champion_info
                 .with_label_values(&[
                     c.family.as_str(),
                     c.model_id.as_str(),
@@ -312,40 +311,40 @@ impl Metrics {
                 .set((now - last).num_seconds() as f64);
         }
         if let Some(u) = &snap.api_usage {
-            m.coincast_api_calls_month.set(u.calls_this_month as f64);
-            m.coincast_api_call_budget
+            self.coincast_api_calls_month.set(u.calls_this_month as f64);
+            self.coincast_api_call_budget
                 .set(u.budget.map_or(f64::NAN, f64::from));
         }
-        m.coincast_store_incidents_open.reset();
-        m.coincast_store_incidents_open
+        self.coincast_store_incidents_open.reset();
+        self.coincast_store_incidents_open
             .with_label_values(&[IncidentKind::UnreplayableWal.name()])
             .set(0.0);
         for i in &snap.incidents {
-            m.coincast_store_incidents_open
+            self.coincast_store_incidents_open
                 .with_label_values(&[&i.kind])
                 .inc();
         }
-        m.coincast_aci_alpha.reset();
+        self.coincast_aci_alpha.reset();
         for (role, model) in [("champion", &snap.champion), ("floor", &snap.floor)] {
-            for row in model.iter().flat_map(|m| &m.aci) {
-                m.coincast_aci_alpha
+            for row in model.iter().flat_map(|served| &served.aci) {
+                self.coincast_aci_alpha
                     .with_label_values(&[role, row.coin_id.as_str(), &row.horizon.to_string()])
                     .set(row.alpha);
             }
         }
         // Series of coins or features that left (a new champion) must not linger.
-        m.coincast_feature_psi.reset();
+        self.coincast_feature_psi.reset();
         for f in &snap.psi {
-            m.coincast_feature_psi
+            self.coincast_feature_psi
                 .with_label_values(&[&f.feature])
                 .set(f.psi);
         }
         let live = [
-            &m.coincast_live_mae,
-            &m.coincast_live_mape,
-            &m.coincast_live_interval_coverage,
-            &m.coincast_live_direction_accuracy,
-            &m.coincast_live_scored_forecasts,
+            &self.coincast_live_mae,
+            &self.coincast_live_mape,
+            &self.coincast_live_interval_coverage,
+            &self.coincast_live_direction_accuracy,
+            &self.coincast_live_scored_forecasts,
         ];
         for gauge in live {
             gauge.reset();

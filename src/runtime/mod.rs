@@ -164,7 +164,7 @@ impl Runtime {
         let Some(version) = crate::store::published_version(data_dir) else {
             return false;
         };
-        let path = crate::query::published_database(data_dir);
+        let path = crate::store::published_database(data_dir);
         match self.queries.open(&path, &version) {
             Ok(()) => true,
             Err(e) => {

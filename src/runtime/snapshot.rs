@@ -276,8 +276,9 @@ impl Snapshot {
         }
     }
 
-    /// Nothing to serve, for `why` (a server whose database could not be read yet, tests).
-    pub fn empty(why: impl Into<String>) -> Self {
+    /// Nothing to serve, for `why` (tests of the publisher and of the HTTP layer).
+    #[cfg(test)]
+    pub(crate) fn empty(why: impl Into<String>) -> Self {
         Self {
             version: 0,
             champion: None,

@@ -33,7 +33,9 @@ pub use backup::{
 };
 pub use incident::{open_incidents, resolve_incidents, Incident, IncidentKind, MissingHours};
 pub use migrate::{MIGRATIONS, SCHEMA_VERSION};
-pub use publish::{publish, published_version, Publication, PublishedTable, PUBLISHED_DIR};
+pub use publish::{
+    publish, published_database, published_version, Publication, PublishedTable, PUBLISHED_DIR,
+};
 pub use recovery::Recovery;
 
 /// File name of the database inside the data folder.

@@ -57,7 +57,7 @@ pub fn publish(conn: &Connection, data_dir: &Path) -> Result<Publication, Backup
         snapshot_to(conn, &partial_db)?;
         let tables = export_parquet(&partial_db, &partial_parquet)?;
         fsync(&partial_db)?;
-        let database = dir.join(DATABASE_FILE);
+        let database = published_database(data_dir);
         fs::rename(&partial_db, &database).map_err(io("cannot publish", &database))?;
         let parquet_dir = dir.join(format!("parquet-{version}"));
         fs::rename(&partial_parquet, &parquet_dir).map_err(io("cannot publish", &parquet_dir))?;
@@ -78,6 +78,11 @@ pub fn publish(conn: &Connection, data_dir: &Path) -> Result<Publication, Backup
         let _ = fs::remove_dir_all(&partial_parquet);
     }
     result
+}
+
+/// The published database of a data folder.
+pub fn published_database(data_dir: &Path) -> PathBuf {
+    data_dir.join(PUBLISHED_DIR).join(DATABASE_FILE)
 }
 
 /// The version of the newest publication in `data_dir` (from its Parquet link), if any.

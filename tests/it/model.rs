@@ -160,19 +160,24 @@ async fn a_selection_run_judges_every_candidate_alike_and_registers_the_winner_r
         .contains("conditions"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn volatility_clusters_promote_a_scaled_interval_over_constant_width_then_refit() {
-    // 6,000 hours of a GARCH(1,1) walk: the predictable part is the scale.
+/// A test app holding `prices` as `coin`'s hourly series from T0 (replayed through the gate).
+async fn app_with_prices(coin: &str, prices: &[f64]) -> TestApp {
     let dir = tempfile::tempdir().expect("dir");
-    let prices = garch_prices(6000, 3);
     let points: Vec<(i64, f64)> = prices
         .iter()
         .enumerate()
         .map(|(h, p)| (T0 + h as i64 * H, *p))
         .collect();
-    write_chart(dir.path(), "garchcoin", &points);
+    write_chart(dir.path(), coin, &points);
     let app = TestApp::new(&[]);
     app.replay(dir.path(), None).await;
+    app
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn volatility_clusters_promote_a_scaled_interval_over_constant_width_then_refit() {
+    // 6,000 hours of a GARCH(1,1) walk: the predictable part is the scale.
+    let app = app_with_prices("garchcoin", &garch_prices(6000, 3)).await;
     let o = app
         .select(
             &["garchcoin"],
@@ -210,16 +215,7 @@ async fn volatility_clusters_promote_a_scaled_interval_over_constant_width_then_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_champion_that_loses_to_persistence_is_demoted() {
     // A random walk: drift's extrapolation only adds error.
-    let dir = tempfile::tempdir().expect("dir");
-    let prices = garch_prices(4000, 5);
-    let points: Vec<(i64, f64)> = prices
-        .iter()
-        .enumerate()
-        .map(|(h, p)| (T0 + h as i64 * H, *p))
-        .collect();
-    write_chart(dir.path(), "walk", &points);
-    let app = TestApp::new(&[]);
-    app.replay(dir.path(), None).await;
+    let app = app_with_prices("walk", &garch_prices(4000, 5)).await;
     // Make drift champion by hand, as an operator could.
     let o = app
         .select(

@@ -126,17 +126,8 @@ struct Sql {
 impl Sql {
     async fn post(&self, sql: &str) -> (StatusCode, Value) {
         let body = serde_json::json!({ "sql": sql, "limit": 50 }).to_string();
-        let r = self
-            .http
-            .post(format!("{}/api/sql", self.base))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .expect("request");
-        let status = r.status();
-        let body = r.bytes().await.unwrap_or_default();
-        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+        let url = format!("{}/api/sql", self.base);
+        crate::support::post_json_with_status(&self.http, &url, &body).await
     }
 }
 

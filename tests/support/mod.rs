@@ -114,17 +114,31 @@ pub async fn get_text(http: &reqwest::Client, url: &str) -> String {
 
 /// The JSON answer of a POST with a JSON body (e.g. /predict), whatever its status.
 pub async fn post_json(http: &reqwest::Client, url: &str, body: &str) -> serde_json::Value {
-    let bytes = http
+    post_json_with_status(http, url, body).await.1
+}
+
+/// The status and the body of a POST with a JSON body (`Null` when the body is not JSON).
+pub async fn post_json_with_status(
+    http: &reqwest::Client,
+    url: &str,
+    body: &str,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let response = http
         .post(url)
         .header("content-type", "application/json")
         .body(body.to_string())
         .send()
         .await
-        .unwrap_or_else(|e| panic!("POST {url}: {e}"))
+        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    let status = response.status();
+    let bytes = response
         .bytes()
         .await
         .unwrap_or_else(|e| panic!("POST {url}: {e}"));
-    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("POST {url}: not JSON: {e}"))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 /// A copy of a real coin file with only the points before `until_ms`, in `dir`.

@@ -102,7 +102,7 @@ pub async fn load(state: &Arc<AppState>) -> Result<SqlPage, ApiError> {
     let published = settings.data_dir.join(crate::store::PUBLISHED_DIR);
     Ok(SqlPage {
         published: state.runtime.queries.published_version(),
-        published_database: crate::query::published_database(&settings.data_dir)
+        published_database: crate::store::published_database(&settings.data_dir)
             .display()
             .to_string(),
         published_parquet: published.join("parquet").display().to_string(),

@@ -14,7 +14,8 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::support::{
-    get_text, real_coingecko, runtime_over, serve_on_localhost, small_spec, TestApp,
+    get_text, post_json_with_status, real_coingecko, runtime_over, serve_on_localhost, small_spec,
+    TestApp,
 };
 use coincast::runtime::Metrics;
 
@@ -48,17 +49,7 @@ async fn spawn_api(with_model: bool, max_data_age_hours: u64) -> Api {
 
 impl Api {
     async fn post(&self, path: &str, body: &str) -> (StatusCode, Value) {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .expect("request");
-        let status = r.status();
-        let text = r.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        post_json_with_status(&self.http, &format!("{}{path}", self.base), body).await
     }
 
     async fn get(&self, path: &str) -> (StatusCode, String) {
@@ -100,15 +91,7 @@ async fn serve_app(app: &TestApp) -> String {
 }
 
 async fn post_json(base: &str, path: &str, body: &str) -> (StatusCode, Value) {
-    let r = reqwest::Client::new()
-        .post(format!("{base}{path}"))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("request");
-    let status = r.status();
-    (status, r.json_value().await)
+    post_json_with_status(&reqwest::Client::new(), &format!("{base}{path}"), body).await
 }
 
 /// Settings for the data folder `dir`: the defaults, overridden by `env` (`COINCAST__...` pairs).
