@@ -4,12 +4,13 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use clap::{Args, Subcommand};
+use serde::Serialize;
 
 use super::{check_coins, open, Exit};
 use coincast::config::Settings;
-use coincast::model::forecast::Levels;
+use coincast::model::forecast::{HorizonForecast, Levels};
 use coincast::model::lstm;
 use coincast::model::recipe::Recipe;
 use coincast::model::served::ServedModel;
@@ -261,8 +262,8 @@ pub(super) fn predict(settings: &Settings, args: PredictArgs) -> anyhow::Result<
     let PredictArgs { coin, model, json } = args;
     check_coins(Some(std::slice::from_ref(&coin)))?;
     let store = open(settings)?;
-    let row = match &model {
-        Some(id) => registry::get(store.conn(), id)?,
+    let (row, answered) = match &model {
+        Some(id) => (registry::get(store.conn(), id)?, Answered::Requested),
         None => serving_row(&store, &coin, settings)?,
     };
     let m = ServedModel::load(
@@ -280,16 +281,26 @@ pub(super) fn predict(settings: &Settings, args: PredictArgs) -> anyhow::Result<
     let levels = coincast::monitor::coverage::levels(&aci, m.horizon(), m.interval_level());
     let f = m.forecast_latest(&series, Levels::per_horizon_or_nominal(levels.get(&coin)))?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&f)?);
+        let out = PredictOutput {
+            coin_id: &f.coin_id,
+            model_id: &row.model_id,
+            model_type: &row.family,
+            served_by: answered,
+            as_of: rfc3339_hour(f.as_of_hour),
+            current_price: f.current_price,
+            interval_level: f.interval_level,
+            horizons: &f.horizons,
+        };
+        println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        let when = DateTime::<Utc>::from_timestamp(f.as_of_hour * 3600, 0).unwrap_or_default();
         println!(
-            "{} with {} ({}): price {} at {} UTC; {:.0}% intervals",
+            "{} with {} ({}, {}): price {} at {} UTC; {:.0}% intervals",
             f.coin_id,
             row.model_id,
             m.name(),
+            answered.name(),
             f.current_price,
-            when.format("%Y-%m-%d %H:00"),
+            hour_utc(f.as_of_hour),
             f.interval_level * 100.0
         );
         for h in &f.horizons {
@@ -390,6 +401,45 @@ fn load_spec(
         spec.device = d;
     }
     Ok(spec)
+}
+
+/// Who answered `coincast predict`: the roles `POST /predict` names, or the model asked for.
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Answered {
+    Champion,
+    Floor,
+    Requested,
+}
+
+impl Answered {
+    fn name(self) -> &'static str {
+        match self {
+            Answered::Champion => "champion",
+            Answered::Floor => "floor",
+            Answered::Requested => "requested",
+        }
+    }
+}
+
+/// `predict --json`: the forecast with the model that answered, named as `POST /predict` names it.
+#[derive(Serialize)]
+struct PredictOutput<'a> {
+    coin_id: &'a str,
+    model_id: &'a str,
+    model_type: &'a str,
+    served_by: Answered,
+    /// The newest hour the inputs end at, RFC 3339 UTC.
+    as_of: String,
+    current_price: f64,
+    interval_level: f64,
+    horizons: &'a [HorizonForecast],
+}
+
+fn rfc3339_hour(h: i64) -> String {
+    DateTime::<Utc>::from_timestamp(h * 3600, 0)
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
+        .unwrap_or_default()
 }
 
 fn hour_utc(h: i64) -> String {
@@ -524,14 +574,15 @@ fn serving_row(
     store: &Store,
     coin: &str,
     settings: &Settings,
-) -> anyhow::Result<registry::ModelRow> {
+) -> anyhow::Result<(registry::ModelRow, Answered)> {
     if let Some(row) = registry::champion(store.conn())? {
         let m = ServedModel::load(&row.artifact_dir(&settings.data_dir), tch::Device::Cpu)?;
         if m.coins().iter().any(|c| c == coin) {
-            return Ok(row);
+            return Ok((row, Answered::Champion));
         }
     }
-    registry::floor(store.conn())?.ok_or_else(|| {
+    let floor = registry::floor(store.conn())?;
+    floor.map(|row| (row, Answered::Floor)).ok_or_else(|| {
         anyhow::anyhow!(
             "no model serves {coin} yet: the floor is registered by the first pipeline run with a day of data (`coincast run` or `replay`), `coincast train` selects a champion"
         )

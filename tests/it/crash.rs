@@ -13,6 +13,7 @@ use coincast::model::artifacts;
 use coincast::model::served::ServedModel;
 use coincast::store::{Store, DATABASE_FILE, SCHEMA_VERSION};
 
+use crate::support::forecast::{ForecastFigures, ACROSS_MACHINES};
 use crate::support::{coincast, coincast_command, text, truncated_coin_file};
 
 /// 2021-10-01 00:00 UTC: solana and ripple up to here are about 4,300 hours each.
@@ -333,7 +334,6 @@ fn every_crash_point_leaves_a_file_that_opens_and_a_rerun_reaches_the_clean_coun
 fn a_crash_while_migrating_the_previous_release_keeps_its_file_and_the_next_start_migrates_it() {
     let dir = previous_release_data();
     let d = arg(dir.path());
-    let expected = fixture_forecast();
     crash_at(
         CrashPoint::AfterMigrationCommit,
         &["--data-dir", d, "status"].map(String::from),
@@ -345,7 +345,7 @@ fn a_crash_while_migrating_the_previous_release_keeps_its_file_and_the_next_star
         &[],
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert_eq!(forecast_numbers(&out.stdout), expected);
+    assert_fixture_forecast(&out.stdout);
     let leftovers: Vec<String> = std::fs::read_dir(dir.path())
         .expect("ls")
         .flatten()
@@ -368,28 +368,59 @@ fn previous_release_data() -> tempfile::TempDir {
     dir
 }
 
-/// Horizon, price, lower, upper of a `predict --json`.
-fn forecast_numbers(json: &[u8]) -> Vec<(u64, f64, f64, f64)> {
-    let v: serde_json::Value = serde_json::from_slice(json).expect("forecast json");
-    v["horizons"]
-        .as_array()
-        .expect("horizons")
-        .iter()
-        .map(|h| {
-            (
-                h["hours_ahead"].as_u64().expect("h"),
-                h["price"].as_f64().expect("price"),
-                h["lower"].as_f64().expect("lower"),
-                h["upper"].as_f64().expect("upper"),
-            )
-        })
-        .collect()
-}
+/// The champion of the previous release's folder (its only model, promoted with `--force`).
+const FIXTURE_CHAMPION: &str = "lstm-1-20261130T015938";
 
-fn fixture_forecast() -> Vec<(u64, f64, f64, f64)> {
+/// The previous release's `predict --coin synthcoin --json`, recorded on another machine, with
+/// who answered (release v4 did not print it).
+fn fixture_forecast() -> ForecastFigures {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/release-v4/predict-synthcoin.json");
-    forecast_numbers(&std::fs::read(path).expect("fixture forecast"))
+    let recorded = ForecastFigures::parse(&std::fs::read(path).expect("fixture forecast"));
+    ForecastFigures {
+        model_id: Some(FIXTURE_CHAMPION.into()),
+        served_by: Some("champion".into()),
+        ..recorded.expect("fixture parses")
+    }
+}
+
+/// Panics, naming every difference, unless `json` is the fixture's forecast as another machine
+/// computes it.
+fn assert_fixture_forecast(json: &[u8]) {
+    let here = ForecastFigures::parse(json).expect("predict --json parses");
+    if let Err(diffs) = fixture_forecast().matches(&here, ACROSS_MACHINES) {
+        panic!("the forecast differs from the recorded one:\n{diffs}");
+    }
+}
+
+#[test]
+fn the_cross_machine_comparison_passes_float32_noise_and_catches_a_moved_bound() {
+    let recorded = fixture_forecast();
+    assert_eq!(recorded.horizons.len(), 24);
+    assert_eq!(recorded.matches(&recorded, ACROSS_MACHINES), Ok(()));
+    // Kernel noise: a price 3e-10 relative away (what another CPU's libtorch gave).
+    let mut noisy = recorded.clone();
+    noisy.horizons[0].ln_price += 3e-10;
+    noisy.horizons[5].ln_upper -= 3e-10;
+    assert_eq!(recorded.matches(&noisy, ACROSS_MACHINES), Ok(()));
+    // One bound moved by 1e-5 relative: ln(lower' / current) = ln(lower / current) + ln(1 + 1e-5).
+    let mut moved = recorded.clone();
+    moved.horizons[11].ln_lower += (1.0 + 1e-5f64).ln();
+    let err = recorded
+        .matches(&moved, ACROSS_MACHINES)
+        .expect_err("a bound 1e-5 away must fail");
+    assert!(err.contains("h12 ln(lower/current)"), "{err}");
+    // Who answered and the level are compared exactly.
+    let mut floor = recorded.clone();
+    floor.served_by = Some("floor".into());
+    floor.horizons[0].drawn_at_level = 0.9000001;
+    let err = recorded
+        .matches(&floor, ACROSS_MACHINES)
+        .expect_err("served_by");
+    assert!(
+        err.contains("served_by") && err.contains("h1 drawn_at_level"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -413,7 +444,7 @@ fn a_file_of_the_previous_release_opens_migrated_and_serves_its_champion_from_an
     .output()
     .expect("run");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert_eq!(forecast_numbers(&out.stdout), fixture_forecast());
+    assert_fixture_forecast(&out.stdout);
     let store = Store::open(dir.path()).expect("open");
     let (version, path): (i64, String) = store
         .conn()

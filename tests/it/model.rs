@@ -351,7 +351,13 @@ async fn a_saved_lstm_predicts_identically_in_another_process() {
         );
         assert_eq!(there["horizons"][h]["lower"].as_f64(), Some(mine.lower));
     }
-    assert_eq!(there["as_of_hour"].as_i64(), Some(here.as_of_hour));
+    let as_of = chrono::DateTime::<chrono::Utc>::from_timestamp(here.as_of_hour * 3600, 0)
+        .expect("hour")
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    assert_eq!(there["as_of"].as_str(), Some(as_of.as_str()));
+    assert_eq!(there["model_id"].as_str(), Some(id.as_str()));
+    assert_eq!(there["served_by"].as_str(), Some("champion"));
+    assert_eq!(there["model_type"].as_str(), Some("lstm"));
 }
 
 /// The quantile LSTM as it is registered and served: its interval is its conformalized band

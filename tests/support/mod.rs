@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod coingecko_server;
+pub mod forecast;
 
 use std::path::{Path, PathBuf};
 
