@@ -161,11 +161,36 @@ pub struct ModelSettings {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(try_from = "String")]
 pub enum Plan {
     Public,
     Demo,
     Pro,
+}
+
+impl Plan {
+    const ALL: [(&'static str, Plan); 3] = [
+        ("public", Plan::Public),
+        ("demo", Plan::Demo),
+        ("pro", Plan::Pro),
+    ];
+}
+
+/// Read as a string, so that a wrong value's error lists the accepted ones (serde's own names
+/// the Rust enum instead).
+impl TryFrom<String> for Plan {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Plan::ALL
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(value.trim()))
+            .map(|&(_, plan)| plan)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Plan::ALL.iter().map(|(n, _)| *n).collect();
+                format!("`{value}` is not a plan: use one of {}", names.join(", "))
+            })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -602,6 +627,23 @@ mod tests {
             .expect_err("bad type")
             .to_string();
         assert!(text.contains("coingecko.calls_per_minute"), "{text}");
+    }
+
+    #[test]
+    fn a_wrong_plan_names_the_key_and_the_accepted_values() {
+        for source in ["file", "env"] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("c.toml");
+            std::fs::write(&path, "[coingecko]\nplan = \"gold\"\n").expect("write");
+            let result = match source {
+                "file" => Settings::load_with_env(Some(&path), env(&[])),
+                _ => Settings::load_with_env(None, env(&[("COINCAST__COINGECKO__PLAN", "gold")])),
+            };
+            let text = result.expect_err("gold is no plan").to_string();
+            assert!(text.contains("coingecko.plan"), "{source}: {text}");
+            assert!(text.contains("public, demo, pro"), "{source}: {text}");
+            assert!(!text.contains("variant constructor"), "{source}: {text}");
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Args;
 
-use super::{runtime, Exit};
+use super::{runtime, usage, Exit};
 use coincast::config::Settings;
 use coincast::store::{Store, StoreError};
 
@@ -71,7 +71,7 @@ pub(super) fn serve(mut settings: Settings, args: ServeArgs) -> anyhow::Result<E
         .with_context(|| format!("opening {}", settings.database_path().display()))?;
     let (stop_pg, pg_stopped) = tokio::sync::watch::channel(false);
     if let Some(listener) = pg_listener {
-        eprintln!(
+        errln!(
             "coincast answering the Postgres wire on {}",
             listener.local_addr()?
         );
@@ -88,10 +88,11 @@ pub(super) fn serve(mut settings: Settings, args: ServeArgs) -> anyhow::Result<E
             "serving on {local} without serve.read_token: anyone who can reach this port can read the forecasts, pages and data"
         );
     }
-    eprintln!(
-        "coincast serving on {scheme}://{local}; pipeline schedule `{}` (Ctrl-C or SIGTERM to stop)",
-        settings.serve.pipeline_schedule
-    );
+    let schedule = match settings.serve.pipeline_schedule.trim() {
+        "" => "no pipeline schedule (runs only when triggered)".to_string(),
+        cron => format!("pipeline schedule `{cron}`"),
+    };
+    errln!("coincast serving on {scheme}://{local}; {schedule} (Ctrl-C or SIGTERM to stop)");
     let served = rt.block_on(async {
         match tls {
             Some(config) => {
@@ -104,7 +105,7 @@ pub(super) fn serve(mut settings: Settings, args: ServeArgs) -> anyhow::Result<E
     let _ = stop_pg.send(true);
     worker.stop();
     served?;
-    eprintln!("stopped; database checkpointed");
+    errln!("stopped; database checkpointed");
     Ok(Exit::Ok)
 }
 
@@ -151,7 +152,7 @@ pub(super) struct ExportArgs {
 /// Publishes the read-only copy (database and Parquet): itself when the file is free, else
 /// through the running server (`POST /api/exports`, with serve.api_token).
 pub(super) fn export(settings: &Settings, args: ExportArgs) -> anyhow::Result<Exit> {
-    let publication = match Store::open(&settings.data_dir) {
+    let publication = match Store::open_existing(&settings.data_dir) {
         Ok(store) => coincast::store::publish(store.conn(), &settings.data_dir)?,
         Err(StoreError::Locked { .. }) => export_through_server(settings, args.server)?,
         Err(e) => {
@@ -159,7 +160,7 @@ pub(super) fn export(settings: &Settings, args: ExportArgs) -> anyhow::Result<Ex
                 .context(format!("opening {}", settings.database_path().display())))
         }
     };
-    println!(
+    outln!(
         "published {} in {:.2} s: {} ({} bytes), Parquet in {}",
         publication.version,
         publication.seconds,
@@ -168,7 +169,7 @@ pub(super) fn export(settings: &Settings, args: ExportArgs) -> anyhow::Result<Ex
         publication.parquet.display()
     );
     for t in &publication.tables {
-        println!("  {:<24} {:>10} rows", t.name, t.rows);
+        outln!("  {:<24} {:>10} rows", t.name, t.rows);
     }
     Ok(Exit::Ok)
 }
@@ -200,10 +201,10 @@ async fn ask_server(
     what: &str,
 ) -> anyhow::Result<(reqwest::Response, String)> {
     let token = settings.serve.api_token().ok_or_else(|| {
-        anyhow::anyhow!(
+        usage(format!(
             "the database is in use by a running server, which {what} only with its token: set \
              serve.api_token (COINCAST__SERVE__API_TOKEN) as the server has it"
-        )
+        ))
     })?;
     let base = server
         .map(str::to_string)
@@ -219,7 +220,12 @@ async fn ask_server(
     if !response.status().is_success() {
         let status = response.status();
         let body = response.text().await.unwrap_or_default();
-        anyhow::bail!("the server answered {status} to {url}: {body}");
+        let refused = format!("the server answered {status} to {url}: {body}");
+        // A wrong token is the user's to fix (exit 2); anything else is the server's failure.
+        return Err(match status {
+            reqwest::StatusCode::UNAUTHORIZED | reqwest::StatusCode::FORBIDDEN => usage(refused),
+            _ => anyhow::anyhow!(refused),
+        });
     }
     Ok((response, url))
 }
@@ -254,15 +260,15 @@ pub(super) fn healthcheck(settings: &Settings, args: HealthcheckArgs) -> anyhow:
     let status = rt.block_on(async { client.build()?.get(&url).send().await.map(|r| r.status()) });
     match status {
         Ok(s) if s.is_success() => {
-            println!("healthy: {url} answered {s}");
+            outln!("healthy: {url} answered {s}");
             Ok(Exit::Ok)
         }
         Ok(s) => {
-            println!("unhealthy: {url} answered {s}");
+            outln!("unhealthy: {url} answered {s}");
             Ok(Exit::Internal)
         }
         Err(e) => {
-            println!("unhealthy: {url}: {}", coincast::failure::report(&e));
+            outln!("unhealthy: {url}: {}", coincast::failure::report(&e));
             Ok(Exit::Internal)
         }
     }
@@ -277,7 +283,7 @@ pub(super) fn restore(settings: &Settings, args: RestoreArgs) -> anyhow::Result<
     };
     let m = coincast::store::restore(&archive, &settings.data_dir, existing)
         .with_context(|| format!("restoring {}", archive.display()))?;
-    println!(
+    outln!(
         "restored {} into {}: schema {} from {}, {} model(s), champion {}",
         archive.display(),
         settings.database_path().display(),
@@ -292,7 +298,7 @@ pub(super) fn restore(settings: &Settings, args: RestoreArgs) -> anyhow::Result<
 /// A backup made here when the file is free, else by the server that holds it.
 pub(super) fn backup(settings: &Settings, args: BackupArgs) -> anyhow::Result<Exit> {
     let BackupArgs { dest, server } = args;
-    let manifest = match Store::open(&settings.data_dir) {
+    let manifest = match Store::open_existing(&settings.data_dir) {
         Ok(store) => coincast::store::write_backup(store.conn(), store.data_dir(), &dest)?,
         Err(StoreError::Locked { .. }) => backup_from_server(settings, &dest, server.as_deref())?,
         Err(e) => {
@@ -301,7 +307,7 @@ pub(super) fn backup(settings: &Settings, args: BackupArgs) -> anyhow::Result<Ex
         }
     };
     let bytes = std::fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
-    println!(
+    outln!(
         "backup {} ({bytes} bytes): database {} bytes (schema {}), {} model(s), champion {}",
         dest.display(),
         manifest.database_bytes,

@@ -3,6 +3,22 @@
 //! registry; `admin`: serve, backup, restore). This is the binary's edge: errors are `anyhow`
 //! here and typed everywhere below.
 
+/// Output that a closed pipe (`coincast status | head -1`) ends quietly, as Unix tools do:
+/// the rest is dropped and the command finishes its work (a pipeline run is never cut short
+/// by its reader going away). Any other write error is logged.
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::cli::emit(&mut std::io::stdout().lock(), format_args!($($arg)*)) };
+}
+macro_rules! outln {
+    () => { out!("\n") };
+    ($($arg:tt)*) => { out!("{}\n", format_args!($($arg)*)) };
+}
+macro_rules! errln {
+    ($($arg:tt)*) => {
+        $crate::cli::emit(&mut std::io::stderr().lock(), format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 mod admin;
 mod model;
 mod pipeline;
@@ -50,8 +66,14 @@ struct Cli {
     /// More log output (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
-    /// Log as JSON lines (for log collectors).
-    #[arg(long, global = true, env = "COINCAST_LOG_JSON")]
+    /// Log as JSON lines (for log collectors). The environment variable takes
+    /// 1/0, true/false, yes/no, on/off.
+    #[arg(
+        long,
+        global = true,
+        env = "COINCAST_LOG_JSON",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     log_json: bool,
     #[command(subcommand)]
     command: Command,
@@ -68,8 +90,9 @@ enum Command {
     Quality(pipeline::QualityArgs),
     /// Build the features of every hour that changed since the last build.
     Features(pipeline::FeaturesArgs),
-    /// Walk-forward evaluation of the baselines (persistence, drift, SMA/EMA trend, linear) on
-    /// the stored features, with split-conformal intervals: the bar every model must clear.
+    /// Walk-forward evaluation of the candidate forecasters (persistence with constant, EWMA,
+    /// GARCH or HAR intervals, trend followers, ridge, the LSTMs) on the stored features, scored
+    /// with conformal and online-controlled (ACI) intervals: the table the gate decides on.
     Evaluate(model::EvaluateArgs),
     /// A selection run: every candidate (persistence variants, HAR, ridge, the LSTM ...) through the
     /// same walk-forward; the gate's winner is refit on all data and registered as champion.
@@ -108,11 +131,21 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             let code = classify(&err);
-            eprintln!("error: {}", coincast::failure::report(err.as_ref()));
+            errln!("error: {}", coincast::failure::report(err.as_ref()));
             code
         }
     };
     ExitCode::from(exit as u8)
+}
+
+/// Writes `args`; a closed pipe is the end of output, not an error.
+fn emit(stream: &mut impl std::io::Write, args: std::fmt::Arguments<'_>) {
+    match stream.write_fmt(args) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            tracing::warn!("writing the output failed: {e}");
+        }
+        _ => {}
+    }
 }
 
 fn init_logging(verbose: u8, json: bool) {
@@ -138,8 +171,14 @@ fn init_logging(verbose: u8, json: bool) {
 /// (`coincast::failure::Classify`).
 fn classify(err: &anyhow::Error) -> Exit {
     use coincast::failure::{Classify, Failure};
+    if err.chain().any(|cause| cause.is::<UsageError>()) {
+        return Exit::Usage;
+    }
     let failure = err.chain().find_map(|cause| {
-        let typed: [Option<&dyn Classify>; 9] = [
+        let typed: [Option<&dyn Classify>; 10] = [
+            cause
+                .downcast_ref::<coincast::store::BackupError>()
+                .map(|e| e as _),
             cause
                 .downcast_ref::<coincast::pipeline::PipelineError>()
                 .map(|e| e as _),
@@ -169,6 +208,16 @@ fn classify(err: &anyhow::Error) -> Exit {
         typed.into_iter().flatten().next().map(Classify::failure)
     });
     Exit::from(failure.unwrap_or(Failure::Internal))
+}
+
+/// The user asked for something that is not there or not allowed (an unknown coin or batch, a
+/// missing token): exit 2, never "unexpected failure".
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct UsageError(String);
+
+fn usage(message: impl Into<String>) -> anyhow::Error {
+    UsageError(message.into()).into()
 }
 
 impl From<coincast::failure::Failure> for Exit {
@@ -208,11 +257,22 @@ fn execute(cli: Cli) -> anyhow::Result<Exit> {
     }
 }
 
-fn open(settings: &Settings) -> anyhow::Result<Store> {
-    let path = settings.database_path();
+/// Opens the data folder's database, creating it (and the folder) when there is none: for the
+/// commands that bring data in.
+fn open_or_create(settings: &Settings) -> anyhow::Result<Store> {
+    tuned(settings, Store::open(&settings.data_dir))
+}
+
+/// Opens the data folder's database; none there is a usage error (exit 2), and nothing is
+/// created: for the commands that read or change what is stored.
+fn open_existing(settings: &Settings) -> anyhow::Result<Store> {
+    tuned(settings, Store::open_existing(&settings.data_dir))
+}
+
+fn tuned(settings: &Settings, opened: Result<Store, StoreError>) -> anyhow::Result<Store> {
     // What opening repaired is logged by the store (warn and error: shown by default).
     let store =
-        Store::open(&settings.data_dir).with_context(|| format!("opening {}", path.display()))?;
+        opened.with_context(|| format!("opening {}", settings.database_path().display()))?;
     store.tune(&settings.store)?;
     Ok(store)
 }

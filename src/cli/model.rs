@@ -8,11 +8,12 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use super::{check_coins, open, Exit};
+use super::{check_coins, open_existing, usage, Exit};
 use coincast::config::Settings;
 use coincast::model::forecast::{HorizonForecast, Levels};
 use coincast::model::lstm;
 use coincast::model::recipe::Recipe;
+use coincast::model::registry::GateCheck;
 use coincast::model::served::ServedModel;
 use coincast::model::{evaluate, registry, train};
 use coincast::progress;
@@ -108,8 +109,13 @@ pub(super) enum ModelsAction {
         #[arg(long)]
         force: bool,
     },
-    /// Give the champion role back to the previous champion.
-    Rollback,
+    /// Give the champion role back to the champion before the current one (again: further back
+    /// along the champion history).
+    Rollback {
+        /// Roll back also to a model that failed the promotion gate.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 pub(super) fn evaluate(settings: &Settings, args: EvaluateArgs) -> anyhow::Result<Exit> {
@@ -145,7 +151,7 @@ pub(super) fn evaluate(settings: &Settings, args: EvaluateArgs) -> anyhow::Resul
         .iter()
         .map(|n| Recipe::from_name(n, &p, &spec).map(evaluate::Candidate::new))
         .collect::<Result<Vec<_>, _>>()?;
-    let store = open(settings)?;
+    let store = open_existing(settings)?;
     if let Some(id) = &model {
         // A registered model is judged by re-running its recipe on these folds.
         let row = if id == "champion" {
@@ -173,7 +179,7 @@ pub(super) fn evaluate(settings: &Settings, args: EvaluateArgs) -> anyhow::Resul
     let (series, skipped) =
         train::load_series(store.conn(), &wanted, &settings.vs_currency, &features)?;
     for c in skipped {
-        eprintln!("skipping {c}: no features stored");
+        errln!("skipping {c}: no features stored");
     }
     let bar = progress::bar("walk-forward");
     bar.set_length(list.len() as u64);
@@ -188,7 +194,7 @@ pub(super) fn evaluate(settings: &Settings, args: EvaluateArgs) -> anyhow::Resul
     eval.aci_rows
         .retain(|r| horizons.contains(&r.metrics.horizon));
     if json {
-        println!("{}", serde_json::to_string_pretty(&eval)?);
+        outln!("{}", serde_json::to_string_pretty(&eval)?);
     } else {
         print_evaluation(&eval, &p);
     }
@@ -218,7 +224,7 @@ pub(super) fn train(settings: &Settings, args: TrainArgs) -> anyhow::Result<Exit
     if let Some(c) = candidates {
         p.candidates = c;
     }
-    let store = open(settings)?;
+    let store = open_existing(settings)?;
     let wanted = coins.unwrap_or_else(|| settings.coins.clone());
     let bar = progress::bar("train");
     let outcome = train::train_and_register(
@@ -252,7 +258,7 @@ pub(super) fn train(settings: &Settings, args: TrainArgs) -> anyhow::Result<Exit
     let o = outcome?;
     store.checkpoint()?;
     for c in &o.skipped_coins {
-        eprintln!("skipped {c}: no features stored");
+        errln!("skipped {c}: no features stored");
     }
     print_selection(&o);
     Ok(Exit::Ok)
@@ -261,7 +267,14 @@ pub(super) fn train(settings: &Settings, args: TrainArgs) -> anyhow::Result<Exit
 pub(super) fn predict(settings: &Settings, args: PredictArgs) -> anyhow::Result<Exit> {
     let PredictArgs { coin, model, json } = args;
     check_coins(Some(std::slice::from_ref(&coin)))?;
-    let store = open(settings)?;
+    let store = open_existing(settings)?;
+    if !settings.coins.contains(&coin) && !has_market_data(&store, &coin)? {
+        return Err(usage(format!(
+            "coin `{coin}` is neither configured (coins: {}) nor stored: add it to `coins` and \
+             run `coincast run`",
+            settings.coins.join(", ")
+        )));
+    }
     let (row, answered) = match &model {
         Some(id) => (registry::get(store.conn(), id)?, Answered::Requested),
         None => serving_row(&store, &coin, settings)?,
@@ -291,9 +304,9 @@ pub(super) fn predict(settings: &Settings, args: PredictArgs) -> anyhow::Result<
             interval_level: f.interval_level,
             horizons: &f.horizons,
         };
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!(
+        outln!(
             "{} with {} ({}, {}): price {} at {} UTC; {:.0}% intervals",
             f.coin_id,
             row.model_id,
@@ -304,7 +317,7 @@ pub(super) fn predict(settings: &Settings, args: PredictArgs) -> anyhow::Result<
             f.interval_level * 100.0
         );
         for h in &f.horizons {
-            println!(
+            outln!(
                 "  +{:>2}h  {:>14.6}  [{:.6}, {:.6}]  drawn at {:.1}%",
                 h.hours_ahead,
                 h.price,
@@ -318,16 +331,20 @@ pub(super) fn predict(settings: &Settings, args: PredictArgs) -> anyhow::Result<
 }
 
 pub(super) fn models(settings: &Settings, action: ModelsAction) -> anyhow::Result<Exit> {
-    let store = open(settings)?;
+    let store = open_existing(settings)?;
     match action {
         ModelsAction::List => {
             let rows = registry::list(store.conn())?;
             if rows.is_empty() {
-                println!("no models yet: run `coincast train`");
+                outln!("no models yet: run `coincast train`");
             }
-            println!(
+            outln!(
                 "{:<40} {:<18} {:<16} {:<19} {:>9}  verdict",
-                "model", "kind", "alias", "created (UTC)", "IS%"
+                "model",
+                "kind",
+                "alias",
+                "created (UTC)",
+                "IS%"
             );
             for m in rows {
                 let alias = match (m.alias.as_deref(), m.floor) {
@@ -336,7 +353,7 @@ pub(super) fn models(settings: &Settings, action: ModelsAction) -> anyhow::Resul
                     (None, true) => "floor".into(),
                     (None, false) => "-".into(),
                 };
-                println!(
+                outln!(
                     "{:<40} {:<18} {:<16} {:<19} {:>9}  {}",
                     m.model_id,
                     m.family,
@@ -349,19 +366,19 @@ pub(super) fn models(settings: &Settings, action: ModelsAction) -> anyhow::Resul
         }
         ModelsAction::Show { model_id } => {
             let m = registry::get(store.conn(), &model_id)?;
-            println!("{}", serde_json::to_string_pretty(&m)?);
+            outln!("{}", serde_json::to_string_pretty(&m)?);
             let card =
                 std::fs::read_to_string(m.artifact_dir(&settings.data_dir).join("model.json"))
                     .with_context(|| format!("reading the artifact of {model_id}"))?;
-            println!("{card}");
+            outln!("{card}");
         }
         ModelsAction::Promote { model_id, force } => {
-            registry::promote(store.conn(), &model_id, force)?;
-            println!("{model_id} is champion");
+            registry::promote(store.conn(), &model_id, GateCheck::forced_if(force))?;
+            outln!("{model_id} is champion");
         }
-        ModelsAction::Rollback => {
-            let id = registry::rollback(store.conn())?;
-            println!("{id} is champion again");
+        ModelsAction::Rollback { force } => {
+            let id = registry::rollback(store.conn(), GateCheck::forced_if(force))?;
+            outln!("{id} is champion again");
         }
     }
     Ok(Exit::Ok)
@@ -449,7 +466,7 @@ fn hour_utc(h: i64) -> String {
 }
 
 fn print_evaluation(eval: &evaluate::Evaluation, p: &evaluate::Protocol) {
-    println!(
+    outln!(
         "walk-forward: {} weekly folds (of {} configured) of {} h, test origins {} .. {} UTC, gap {} h, refit every {} folds, {:.0}% intervals",
         eval.folds,
         eval.windows_configured,
@@ -460,13 +477,23 @@ fn print_evaluation(eval: &evaluate::Evaluation, p: &evaluate::Protocol) {
         eval.refit_every_folds,
         p.interval_level * 100.0
     );
-    println!(
+    outln!(
         "{:<10} {:<18} {:>3} {:>6} {:>8} {:>8} {:>6} {:>7} {:>12} {:>7} {:>6}",
-        "coin", "model", "h", "n", "IS%", "pinball", "cover", "width", "MAE", "skill", "dir"
+        "coin",
+        "model",
+        "h",
+        "n",
+        "IS%",
+        "pinball",
+        "cover",
+        "width",
+        "MAE",
+        "skill",
+        "dir"
     );
     for r in &eval.rows {
         let m = &r.metrics;
-        println!(
+        outln!(
             "{:<10} {:<18} {:>3} {:>6} {:>8.4} {:>8.4} {:>6.3} {:>7.4} {:>12.4} {:>7.4} {:>6.3}",
             r.coin_id,
             r.model,
@@ -481,36 +508,47 @@ fn print_evaluation(eval: &evaluate::Evaluation, p: &evaluate::Protocol) {
             m.directional_accuracy
         );
     }
-    println!(
+    outln!(
         "the same forecasts with online coverage control (ACI, gamma {}): the level moves with each outcome once it is known",
         eval.aci_gamma
     );
     for r in &eval.aci_rows {
         let m = &r.metrics;
-        println!(
+        outln!(
             "{:<10} {:<18} {:>3} {:>6} {:>8.4} {:>8.4} {:>6.3} {:>7.4}",
-            r.coin_id, r.model, m.horizon, m.n, m.interval_score, m.pinball, m.coverage, m.width
+            r.coin_id,
+            r.model,
+            m.horizon,
+            m.n,
+            m.interval_score,
+            m.pinball,
+            m.coverage,
+            m.width
         );
     }
     for c in &eval.candidates {
         if let Some(e) = &c.error {
-            println!("{}: not evaluated: {e}", c.label);
+            outln!("{}: not evaluated: {e}", c.label);
         }
         if !c.samples_per_second.is_empty() {
             let sps = median_f64(&c.samples_per_second);
-            println!(
+            outln!(
                 "{}: {} refits, fit {:.1} s, training {:.0} samples/s (median), epochs chosen {:?}",
-                c.label, c.refits, c.fit_seconds, sps, c.chosen_epochs
+                c.label,
+                c.refits,
+                c.fit_seconds,
+                sps,
+                c.chosen_epochs
             );
         }
     }
-    println!("IS%: interval (Winkler) score in percent of the price, pinball: mean pinball loss of the interval ends and the point; lower is better. skill = 1 - MSE/MSE(persistence) (> 0 beats persistence); width relative to price; dir: a no-move forecast counts half");
+    outln!("IS%: interval (Winkler) score in percent of the price, pinball: mean pinball loss of the interval ends and the point; lower is better. skill = 1 - MSE/MSE(persistence) (> 0 beats persistence); width relative to price; dir: a no-move forecast counts half");
 }
 
 /// The candidates' scorecards, the gate's verdicts and what was registered.
 fn print_selection(o: &train::TrainOutcome) {
     let e = &o.evaluation;
-    println!(
+    outln!(
         "walk-forward: {} weekly folds (of {} configured), test origins {} .. {} UTC, refit every {} folds",
         e.folds,
         e.windows_configured,
@@ -518,14 +556,19 @@ fn print_selection(o: &train::TrainOutcome) {
         hour_utc(e.test_to_hour),
         e.refit_every_folds
     );
-    println!(
+    outln!(
         "{:<20} {:>9} {:>13} {:>9} {:>7} {:>8}  verdict",
-        "candidate", "IS%", "coverage", "MSE/pers", "refits", "fit s"
+        "candidate",
+        "IS%",
+        "coverage",
+        "MSE/pers",
+        "refits",
+        "fit s"
     );
     for c in &o.selection.scorecards {
         let run = e.candidates.iter().find(|r| r.label == c.label);
         let (lo, hi) = c.coverage_range();
-        println!(
+        outln!(
             "{:<20} {:>9.4} {:>5.1}-{:>5.1}% {:>9.4} {:>7} {:>8.1}  {}",
             c.label,
             c.interval_score,
@@ -541,14 +584,14 @@ fn print_selection(o: &train::TrainOutcome) {
         );
     }
     for c in e.candidates.iter().filter(|c| c.error.is_some()) {
-        println!(
+        outln!(
             "{:<20} not evaluated: {}",
             c.label,
             c.error.as_deref().unwrap_or_default()
         );
     }
-    println!("\n{}", o.selection.summary);
-    println!(
+    outln!("\n{}", o.selection.summary);
+    outln!(
         "registered {} ({}) as champion, refit on every origin up to {} UTC ({} h before the newest hour, {} UTC){}",
         o.model_id,
         o.family,
@@ -561,11 +604,13 @@ fn print_selection(o: &train::TrainOutcome) {
             .unwrap_or_else(|| "; it is also the floor".into())
     );
     for (label, id) in &o.challengers {
-        println!("registered {id} ({label}) as challenger");
+        outln!("registered {id} ({label}) as challenger");
     }
-    println!(
+    outln!(
         "time: walk-forward {:.1} s, refit {:.1} s, total {:.1} s",
-        o.timings.walk_forward_seconds, o.timings.refit_seconds, o.timings.total_seconds
+        o.timings.walk_forward_seconds,
+        o.timings.refit_seconds,
+        o.timings.total_seconds
     );
 }
 
@@ -587,6 +632,14 @@ fn serving_row(
             "no model serves {coin} yet: the floor is registered by the first pipeline run with a day of data (`coincast run` or `replay`), `coincast train` selects a champion"
         )
     })
+}
+
+fn has_market_data(store: &Store, coin: &str) -> anyhow::Result<bool> {
+    Ok(store.conn().query_row(
+        "SELECT count(*) > 0 FROM market_data WHERE coin_id = ?",
+        [coin],
+        |r| r.get(0),
+    )?)
 }
 
 fn median_f64(values: &[f64]) -> f64 {

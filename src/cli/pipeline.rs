@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use clap::Args;
 
-use super::{check_coins, open, runtime, Exit};
+use super::{check_coins, open_existing, open_or_create, runtime, usage, Exit};
 use coincast::config::Settings;
 use coincast::ingest::batch::{self, BatchState};
 use coincast::ingest::coingecko::CoinGeckoClient;
@@ -69,7 +69,7 @@ pub(super) struct StatusArgs {
 pub(super) fn fetch(settings: Settings, args: FetchArgs, trigger: &str) -> anyhow::Result<Exit> {
     check_coins(args.coins.as_deref())?;
     let rules = RuleSet::load(&settings.quality)?;
-    let store = open(&settings)?;
+    let store = open_or_create(&settings)?;
     let client = CoinGeckoClient::new(&settings.coingecko)?;
     let coins = args.coins.unwrap_or_else(|| settings.coins.clone());
     let backfill_days = args
@@ -101,7 +101,7 @@ pub(super) fn replay(settings: &Settings, args: ReplayArgs) -> anyhow::Result<Ex
     } = args;
     check_coins(coins.as_deref())?;
     let rules = RuleSet::load(&settings.quality)?;
-    let store = open(settings)?;
+    let store = open_or_create(settings)?;
     let report = runtime()?.block_on(pipeline::run(
         &store,
         settings,
@@ -122,7 +122,11 @@ pub(super) fn quality(settings: &Settings, args: QualityArgs) -> anyhow::Result<
         quarantined,
     } = args;
     let rules = RuleSet::load(&settings.quality)?;
-    let store = open(settings)?;
+    if batches.is_empty() && !quarantined {
+        print_rules(&rules);
+        return Ok(Exit::Ok);
+    }
+    let store = open_existing(settings)?;
     let mut ids = batches;
     if quarantined {
         ids.extend(batch::batches_in_state(
@@ -131,13 +135,11 @@ pub(super) fn quality(settings: &Settings, args: QualityArgs) -> anyhow::Result<
         )?);
     }
     if ids.is_empty() {
-        print_rules(&rules);
+        outln!("no quarantined batch to check again");
         return Ok(Exit::Ok);
     }
     for &id in &ids {
-        if !batch_exists(&store, id)? {
-            anyhow::bail!("batch {id} does not exist (see `coincast status`)");
-        }
+        check_recheckable(&store, id)?;
     }
     let report = runtime()?.block_on(pipeline::run(
         &store,
@@ -151,7 +153,7 @@ pub(super) fn quality(settings: &Settings, args: QualityArgs) -> anyhow::Result<
 
 pub(super) fn features(settings: &Settings, args: FeaturesArgs) -> anyhow::Result<Exit> {
     let FeaturesArgs { full } = args;
-    let store = open(settings)?;
+    let store = open_existing(settings)?;
     let bar = progress::spinner("features");
     let stats = if full {
         features::rebuild_all(store.conn())
@@ -161,45 +163,67 @@ pub(super) fn features(settings: &Settings, args: FeaturesArgs) -> anyhow::Resul
     bar.finish_and_clear();
     let stats = stats?;
     store.checkpoint()?;
-    println!(
+    outln!(
         "features: {} rows written for {} coin(s)",
-        stats.rows_written, stats.coins
+        stats.rows_written,
+        stats.coins
     );
     Ok(Exit::Ok)
 }
 
 pub(super) fn status(settings: &Settings, args: StatusArgs) -> anyhow::Result<Exit> {
     let StatusArgs { json } = args;
-    let store = open(settings)?;
+    let store = open_existing(settings)?;
     let report = status::report(store.conn(), &store.path().display().to_string())?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{report}");
+        out!("{report}");
     }
     Ok(Exit::Ok)
 }
 
-fn batch_exists(store: &Store, id: i64) -> anyhow::Result<bool> {
-    Ok(store.conn().query_row(
-        "SELECT count(*) > 0 FROM raw_batches WHERE batch_id = ?",
-        [id],
-        |r| r.get(0),
-    )?)
+/// A batch can be checked again when it exists and its body was stored (a failed fetch has
+/// none): a usage error otherwise, before any run starts.
+fn check_recheckable(store: &Store, id: i64) -> anyhow::Result<()> {
+    use duckdb::OptionalExt;
+    let found: Option<(String, bool)> = store
+        .conn()
+        .query_row(
+            "SELECT state, body IS NOT NULL FROM raw_batches WHERE batch_id = ?",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    match found {
+        None => Err(usage(format!(
+            "batch {id} does not exist (`coincast status` lists the latest batches)"
+        ))),
+        Some((state, false)) => Err(usage(format!(
+            "batch {id} ({state}) has no stored body: it is a fetch that failed, so there is \
+             nothing to check again; the next `coincast run` fetches its hours anew"
+        ))),
+        Some(_) => Ok(()),
+    }
 }
 
 fn print_rules(rules: &RuleSet) {
-    println!(
+    outln!(
         "{:<16} {:<8} {:>9}  description",
-        "rule", "severity", "threshold"
+        "rule",
+        "severity",
+        "threshold"
     );
     for r in &rules.rules {
-        println!(
+        outln!(
             "{:<16} {:<8} {:>9}  {}",
-            r.name, r.severity, r.threshold, r.description
+            r.name,
+            r.severity,
+            r.threshold,
+            r.description
         );
     }
-    println!("\nrecheck: coincast quality --batch ID | --quarantined");
+    outln!("\nrecheck: coincast quality --batch ID | --quarantined");
 }
 
 /// Prints what a run did and picks the exit code.
@@ -211,34 +235,33 @@ fn print_run(report: &RunReport) -> Exit {
         } else {
             "QUARANTINED, nothing merged".to_string()
         };
-        println!("batch {:>5} {:<12} {verdict}", g.batch_id, g.coin_id);
+        outln!("batch {:>5} {:<12} {verdict}", g.batch_id, g.coin_id);
         for p in &g.problems {
-            println!("    {p}");
+            outln!("    {p}");
         }
     }
     for f in &s.failed_batches {
-        println!("failed: {f}");
+        outln!("failed: {f}");
     }
     for e in &s.fetch_errors {
-        println!("fetch error: {e}");
+        outln!("fetch error: {e}");
     }
     for e in &s.skipped_files {
-        println!("skipped file: {e}");
+        outln!("skipped file: {e}");
     }
-    println!(
-        "run #{} {}: {} request(s) ({} retried), {} staged, {} merged, {} quarantined, {} failed, {} feature rows",
+    outln!(
+        "run #{} {}: {} request(s), {} staged, {} merged, {} quarantined, {} failed batch(es), {} feature rows",
         report.run_id,
         report.state.name(),
         s.requests,
-        s.failed_attempts,
         s.staged,
         s.merged,
         s.quarantined,
-        s.failed_batches.len(),
+        s.failed_attempts,
         s.feature_rows
     );
     if let Some(err) = &report.error {
-        eprintln!("error: {}", coincast::failure::report(err));
+        errln!("error: {}", coincast::failure::report(err));
     }
     match (report.state, &report.error) {
         (RunState::Success, _) => Exit::Ok,

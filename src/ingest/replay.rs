@@ -46,9 +46,8 @@ pub fn list(dir: &Path, coins: Option<&[String]>) -> Result<Listing, IngestError
         if !is_valid_coin_id(coin_id) {
             skipped.push(IngestError::Replay {
                 path,
-                message:
-                    "skipped: the file name is not a CoinGecko coin id (expected <coin_id>.json)"
-                        .into(),
+                message: "the file name is not a CoinGecko coin id (expected <coin_id>.json)"
+                    .into(),
             });
             continue;
         }

@@ -80,7 +80,10 @@ impl crate::failure::Classify for ModelError {
             ModelError::Definition { .. }
             | ModelError::Device(_)
             | ModelError::UnknownFeature(_)
-            | ModelError::UnknownModel(_) => Failure::Usage,
+            | ModelError::UnknownModel(_)
+            | ModelError::UnknownCoin(_)
+            | ModelError::NoData(_)
+            | ModelError::Gate(_) => Failure::Usage,
             ModelError::Cancelled => Failure::Interrupted,
             _ => Failure::Internal,
         }

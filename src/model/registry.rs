@@ -298,12 +298,36 @@ pub fn champion(conn: &Connection) -> Result<Option<ModelRow>, ModelError> {
 }
 
 /// Makes a model champion by hand. A model that failed the gate needs `force`.
-pub fn promote(conn: &Connection, model_id: &str, force: bool) -> Result<(), ModelError> {
+/// Whether a change of champion honours the gate's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GateCheck {
+    /// A model that failed the gate is refused.
+    Enforce,
+    /// A person overrides the verdict (`--force`, `"force": true`); the event says so.
+    Force,
+}
+
+impl GateCheck {
+    /// `--force` or `"force": true` as given.
+    pub fn forced_if(force: bool) -> Self {
+        if force {
+            GateCheck::Force
+        } else {
+            GateCheck::Enforce
+        }
+    }
+
+    fn refuses(self, m: &ModelRow) -> bool {
+        self == GateCheck::Enforce && !m.gate_passed
+    }
+}
+
+pub fn promote(conn: &Connection, model_id: &str, gate: GateCheck) -> Result<(), ModelError> {
     let m = get(conn, model_id)?;
     if m.alias.as_deref() == Some("champion") {
         return Ok(());
     }
-    if !m.gate_passed && !force {
+    if gate.refuses(&m) {
         return Err(ModelError::Gate(format!(
             "{model_id} failed the promotion gate ({}); force the promotion (`--force`, or \"force\": true in the API) to promote it anyway",
             m.gate_reason
@@ -319,10 +343,9 @@ pub fn promote(conn: &Connection, model_id: &str, force: bool) -> Result<(), Mod
             conn,
             model_id,
             "promoted",
-            if force {
-                "manual promotion (forced)"
-            } else {
-                "manual promotion"
+            match gate {
+                GateCheck::Force => "manual promotion (forced)",
+                GateCheck::Enforce => "manual promotion",
             },
         )
     })?;
@@ -330,23 +353,42 @@ pub fn promote(conn: &Connection, model_id: &str, force: bool) -> Result<(), Mod
     Ok(())
 }
 
-/// Gives the champion role back to the model that held it before the current champion.
-pub fn rollback(conn: &Connection) -> Result<String, ModelError> {
+/// Gives the champion role back to the champion before the current one, along the champion
+/// history: rolling back again goes further back, never forth, and ends with "nothing to roll
+/// back to". A model that failed the gate comes back only with `GateCheck::Force`.
+pub fn rollback(conn: &Connection, gate: GateCheck) -> Result<String, ModelError> {
     let current = champion(conn)?
         .ok_or_else(|| ModelError::Gate("there is no champion to roll back".into()))?;
-    let previous: Option<String> = conn
-        .query_row(
-            include_str!("../../sql/model/previous_champion.sql"),
-            params![current.model_id],
-            |r| r.get(0),
-        )
-        .optional()?;
+    let mut history = champion_history(conn)?;
+    while history.last() == Some(&current.model_id) {
+        history.pop();
+    }
+    let mut previous = None;
+    while let Some(id) = history.pop() {
+        match get(conn, &id) {
+            Ok(row) => {
+                previous = Some(row);
+                break;
+            }
+            // Deleted from the registry since: the one before it is next.
+            Err(ModelError::UnknownModel(_)) => continue,
+            Err(e) => return Err(e),
+        }
+    }
     let previous = previous.ok_or_else(|| {
         ModelError::Gate(format!(
-            "{} is the first champion: nothing to roll back to",
+            "{} is the first champion in the history: nothing to roll back to",
             current.model_id
         ))
     })?;
+    if gate.refuses(&previous) {
+        return Err(ModelError::Gate(format!(
+            "the champion before {} is {}, which failed the promotion gate ({}); roll back with \
+             `--force` (or \"force\": true in the API) to bring it back anyway",
+            current.model_id, previous.model_id, previous.gate_reason
+        )));
+    }
+    let previous = previous.model_id;
     crate::store::in_transaction(conn, || -> Result<(), ModelError> {
         conn.execute(
             "UPDATE model_versions SET alias = 'challenger' WHERE model_id = ?",
@@ -365,12 +407,42 @@ pub fn rollback(conn: &Connection) -> Result<String, ModelError> {
         event(
             conn,
             &previous,
-            "promoted",
-            &format!("rollback from {}", current.model_id),
+            "restored",
+            &match gate {
+                GateCheck::Force => format!("rollback from {} (forced)", current.model_id),
+                GateCheck::Enforce => format!("rollback from {}", current.model_id),
+            },
         )
     })?;
     checkpoint_after_change(conn);
     Ok(previous)
+}
+
+/// The champion history as a stack, newest on top: a promotion pushes its model, a rollback
+/// pops the champion it undid (leaving the restored one on top).
+fn champion_history(conn: &Connection) -> Result<Vec<String>, ModelError> {
+    let mut stmt = conn.prepare(include_str!("../../sql/model/champion_history.sql"))?;
+    let events = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    })?;
+    let mut stack: Vec<String> = Vec::new();
+    for e in events {
+        let (model_id, event, reason) = e?;
+        // Releases before this one recorded a rollback's restoration as a promotion.
+        let restored = event == "restored" || reason.starts_with("rollback from ");
+        if restored {
+            stack.pop();
+            if stack.last() == Some(&model_id) {
+                continue;
+            }
+        }
+        stack.push(model_id);
+    }
+    Ok(stack)
 }
 
 /// A content hash of the training data: the rows of `market_data` and `features` of `coins` up to
@@ -394,4 +466,70 @@ pub fn dataset_version(
         hasher.update(digest.unwrap_or_default().as_bytes());
     }
     Ok(hex::encode(hasher.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn register_as(conn: &Connection, model_id: &str, role: Role, passed: bool) {
+        let verdict = GateVerdict {
+            passed,
+            reason: if passed { "passed" } else { "failed" }.into(),
+        };
+        register(
+            conn,
+            &NewModel {
+                model_id,
+                run_id: 1,
+                family: "persistence_ewma",
+                dataset_version: "v",
+                artifact_path: "models/x",
+                score: 1.0,
+                metrics_json: "{}",
+                training_stats_json: "{}",
+                verdict: &verdict,
+                verdict_json: "{}",
+                recipe_json: "{}",
+                trained_until_hour: 0,
+                role,
+                floor: Floor::No,
+                demotion_reason: "replaced",
+            },
+        )
+        .expect("register");
+    }
+
+    fn champion_id(conn: &Connection) -> String {
+        champion(conn).expect("q").expect("a champion").model_id
+    }
+
+    /// Force-promote a model that failed the gate, then roll back three times: back along the
+    /// history (never flipping between two), and a gate-failed model only with force.
+    #[test]
+    fn rollback_walks_the_champion_history_back_and_respects_the_gate() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = crate::store::Store::open(dir.path()).expect("store");
+        let conn = store.conn();
+        register_as(conn, "a", Role::Champion, true);
+        register_as(conn, "failed", Role::Challenger, false);
+        register_as(conn, "b", Role::Champion, true);
+        promote(conn, "failed", GateCheck::Enforce).expect_err("failed the gate");
+        promote(conn, "failed", GateCheck::Force).expect("forced");
+        assert_eq!(champion_id(conn), "failed");
+        assert_eq!(rollback(conn, GateCheck::Enforce).expect("to b"), "b");
+        assert_eq!(rollback(conn, GateCheck::Enforce).expect("to a"), "a");
+        let err = rollback(conn, GateCheck::Enforce).expect_err("nothing before a");
+        assert!(err.to_string().contains("nothing to roll back to"), "{err}");
+        assert_eq!(champion_id(conn), "a");
+
+        // The gate-failed model comes back by a rollback only with force.
+        promote(conn, "failed", GateCheck::Force).expect("forced");
+        promote(conn, "b", GateCheck::Enforce).expect("b");
+        let err = rollback(conn, GateCheck::Enforce).expect_err("failed the gate");
+        assert!(err.to_string().contains("--force"), "{err}");
+        assert_eq!(champion_id(conn), "b");
+        assert_eq!(rollback(conn, GateCheck::Force).expect("forced"), "failed");
+        assert_eq!(rollback(conn, GateCheck::Enforce).expect("to a"), "a");
+    }
 }

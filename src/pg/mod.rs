@@ -326,6 +326,7 @@ fn no_rows() -> QueryResult {
         }],
         rows: Vec::new(),
         truncated: false,
+        limit: 0,
         elapsed_ms: 0.0,
         published: String::new(),
     }

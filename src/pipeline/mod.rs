@@ -171,7 +171,8 @@ pub struct RunSummary {
     pub merged: usize,
     pub quarantined: usize,
     pub failed_batches: Vec<String>,
-    /// Failed attempts that were retried (recorded as failed batches).
+    /// The run's batches recorded as `failed` (attempts that errored, retried or given up, and
+    /// unreadable bodies), counted in `raw_batches` when the run ends.
     pub failed_attempts: usize,
     pub fetch_errors: Vec<String>,
     /// Replay files left out (a bad name, unreadable), each naming its file.
@@ -224,7 +225,6 @@ pub async fn run(
             .iter()
             .map(|(_, r)| r.clone())
             .collect();
-        summary.failed_attempts = report.failed_attempts.len();
         summary.fetch_errors = report
             .fetch_errors
             .iter()
@@ -300,6 +300,7 @@ pub async fn run(
         }
         Ok(()) => (RunState::Success, None),
     };
+    count_recorded_batches(conn, recorder.run_id, &mut summary)?;
     finish(store, &recorder, state, error.as_ref(), &summary)?;
     if state == RunState::Success {
         resolve_incidents(store, recorder.run_id, trigger);
@@ -311,6 +312,23 @@ pub async fn run(
         summary,
         error,
     })
+}
+
+/// The run's requests and failed attempts as `raw_batches` holds them, so that the summary
+/// agrees with what was recorded also when the extract gave up (CoinGecko unreachable).
+fn count_recorded_batches(
+    conn: &duckdb::Connection,
+    run_id: i64,
+    summary: &mut RunSummary,
+) -> Result<(), PipelineError> {
+    let (requests, failed): (u32, usize) = conn.query_row(
+        include_str!("../../sql/pipeline/run_batches.sql"),
+        [run_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    summary.requests = requests;
+    summary.failed_attempts = failed;
+    Ok(())
 }
 
 /// Every coin was fetched again from its newest stored hour (or replayed): whatever an incident

@@ -45,8 +45,10 @@ pub enum QueryError {
 pub struct QueryResult {
     pub columns: Vec<Column>,
     pub rows: Vec<Vec<Json>>,
-    /// More rows were there than `limit`.
+    /// More rows were there than `limit`: the answer is not the whole result.
     pub truncated: bool,
+    /// The most rows this answer could hold.
+    pub limit: usize,
     pub elapsed_ms: f64,
     /// The publication the query read (`store::Publication::version`).
     pub published: String,
@@ -141,6 +143,7 @@ impl Queries {
             columns,
             rows,
             truncated,
+            limit,
             elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
             published: version,
         })

@@ -227,6 +227,13 @@ fn run_job(store: &Store, runtime: &Runtime, job: Job, trigger: Trigger, stoppin
             tracing::info!(job = job.name(), trigger = trigger.name(), "{}", o.line);
             publish_run_metrics(store, m, o);
         }
+        // A shutdown that interrupts a run is the expected end of a server, not an error.
+        Err(e) if e.failure() == crate::failure::Failure::Interrupted => tracing::info!(
+            job = job.name(),
+            trigger = trigger.name(),
+            "run interrupted by the shutdown: {}",
+            report(e)
+        ),
         Err(e) => tracing::error!(
             job = job.name(),
             trigger = trigger.name(),

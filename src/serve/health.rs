@@ -15,19 +15,33 @@ pub async fn health() -> Json<Value> {
     Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
 }
 
-/// Readiness: a model serves (the champion, or the floor) and every coin has data newer than
-/// `serve.max_data_age_hours`; otherwise 503 naming each reason.
+/// Where a person looks when the server is not ready: `coincast status` cannot open the file
+/// while the server holds it.
+const WHERE_TO_LOOK: &str = "see /api/overview or the pipeline page (/pipeline)";
+
+/// Readiness: a model serves (the champion, or the floor), every configured coin has data, and
+/// every coin's data is newer than `serve.max_data_age_hours`; otherwise 503 naming each reason.
 pub async fn ready(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let snap = state.runtime.snapshot();
+    let settings = &state.runtime.settings;
     let mut reasons = snap.problems.clone();
+    for coin in settings
+        .coins
+        .iter()
+        .filter(|c| !snap.coins.contains_key(*c))
+    {
+        reasons.push(format!(
+            "{coin}: configured but no data yet, so /predict cannot answer for it; the next pipeline run fetches it ({WHERE_TO_LOOK})"
+        ));
+    }
     let now = Utc::now();
-    let max_age = chrono::Duration::hours(state.runtime.settings.serve.max_data_age_hours as i64);
+    let max_age = chrono::Duration::hours(settings.serve.max_data_age_hours as i64);
     for (coin, last) in snap.last_hours() {
         if now - last > max_age {
             reasons.push(format!(
-                "{coin}: newest data is {} old (limit {} h): the data is stale; check the pipeline (`coincast status`)",
+                "{coin}: newest data is {} old (limit {} h): the data is stale; check the pipeline ({WHERE_TO_LOOK})",
                 humanize(now - last),
-                state.runtime.settings.serve.max_data_age_hours
+                settings.serve.max_data_age_hours
             ));
         }
     }

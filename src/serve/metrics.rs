@@ -1,7 +1,7 @@
 //! The HTTP side of the metrics: `track` counts and times every response, as the outermost
 //! layer (so 408 timeouts, 503 sheds, 413s and caught panics are all counted), and `/metrics`
-//! renders the registry. `endpoint` is the matched route template (bounded series), or
-//! `unmatched`; `status` is `success` (HTTP < 400) or `error`.
+//! renders the registry. `endpoint` is the matched route template (bounded series, also for a
+//! 405 on a known route), or `unmatched` (404); `status` is `success` (HTTP < 400) or `error`.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -53,13 +53,19 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, mut req: Request, next: 
 
 /// Records the matched route template for `track` (a route layer: runs only on matched routes).
 pub async fn note_endpoint(req: Request, next: Next) -> Response {
+    record_endpoint(req.extensions());
+    next.run(req).await
+}
+
+/// Hands the route template the router matched (if it matched one) to `track`; also called by
+/// the 405 answer, which no route layer wraps.
+pub fn record_endpoint(extensions: &axum::http::Extensions) {
     if let (Some(slot), Some(path)) = (
-        req.extensions().get::<Endpoint>(),
-        req.extensions().get::<MatchedPath>(),
+        extensions.get::<Endpoint>(),
+        extensions.get::<MatchedPath>(),
     ) {
         let _ = slot.0.set(path.as_str().to_string());
     }
-    next.run(req).await
 }
 
 /// One request in flight on the gauge, for as long as it lives.

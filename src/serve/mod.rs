@@ -92,7 +92,11 @@ fn with_layers(routes: Router<Arc<AppState>>, state: Arc<AppState>) -> Router {
         // response and carried by the request's log span.
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+            TraceLayer::new_for_http()
+                // A 5xx is not an error of the server by itself (a 503 no_data is an answer);
+                // the failures that are (a 500, a caught panic) are logged where they happen.
+                .on_failure(tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG))
+                .make_span_with(|req: &axum::http::Request<_>| {
                 let id = req
                     .headers()
                     .get("x-request-id")
@@ -109,13 +113,14 @@ fn with_layers(routes: Router<Arc<AppState>>, state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Unknown routes: a JSON 404 (counted by `track` under `endpoint="unmatched"`, as is a method
-/// a route does not answer).
+/// Unknown routes: a JSON 404 (counted by `track` under `endpoint="unmatched"`).
 async fn not_found(method: Method, uri: Uri) -> Response {
     ApiError::not_found("not_found", format!("no route {method} {}", uri.path())).into_response()
 }
 
-async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+/// A method a route does not answer: a JSON 405, counted under the route's template.
+async fn method_not_allowed(method: Method, uri: Uri, req: axum::extract::Request) -> Response {
+    metrics::record_endpoint(req.extensions());
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
@@ -293,8 +298,9 @@ mod tests {
         let (status, body) = call(&app, "/nowhere").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert_eq!(body["error"]["code"], "not_found", "{body}");
-        // The 405 and the 404.
-        assert_eq!(counted(&state, "unmatched"), 2);
+        // The 405 under its route, the 404 unmatched.
+        assert_eq!(counted(&state, "/predict"), 1);
+        assert_eq!(counted(&state, "unmatched"), 1);
     }
 
     #[tokio::test]

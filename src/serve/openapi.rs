@@ -74,12 +74,12 @@ pub fn document() -> Value {
                                "404": error_response("Unknown model, or off: no serve.api_token configured"),
                                "409": error_response("Refused by the gate, artifact unusable, or a concurrent change") } } },
             "/api/models/rollback": { "post": {
-                "summary": "Give the champion role back to the previous champion; served at once",
+                "summary": "Give the champion role back to the champion before the current one, along the champion history (again: further back); `{\"force\": true}` for one that failed the gate; served at once",
                 "security": [ { "bearer": [] } ],
                 "responses": { "200": { "description": "The new and the previous champion" },
                                "401": error_response("Missing or wrong bearer token"),
                                "404": error_response("Off: no serve.api_token configured"),
-                               "409": error_response("Nothing to roll back to") } } },
+                               "409": error_response("Nothing to roll back to, or the previous champion failed the gate (force it)") } } },
             "/api/admin/backup": { "post": {
                 "summary": "An online backup: a tar of a consistent copy of the database (BACKUP.json, coincast.duckdb, models/); `coincast backup` writes it, `coincast restore` reads it",
                 "security": [ { "bearer": [] } ],

@@ -41,6 +41,18 @@ pub enum BackupError {
     Sql(#[from] duckdb::Error),
 }
 
+impl crate::failure::Classify for BackupError {
+    fn failure(&self) -> crate::failure::Failure {
+        match self {
+            BackupError::NotABackup(..) | BackupError::NotEmpty(_) => {
+                crate::failure::Failure::Usage
+            }
+            BackupError::Store(e) => e.failure(),
+            BackupError::Io { .. } | BackupError::Sql(_) => crate::failure::Failure::Internal,
+        }
+    }
+}
+
 pub(super) fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BackupError {
     let path = path.to_path_buf();
     move |source| BackupError::Io {

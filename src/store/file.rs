@@ -66,7 +66,7 @@ pub(super) fn wal_path(path: &Path) -> PathBuf {
     sibling(path, "wal")
 }
 
-fn kept_path(path: &Path) -> PathBuf {
+pub(super) fn kept_path(path: &Path) -> PathBuf {
     sibling(path, KEPT)
 }
 

@@ -57,6 +57,11 @@ pub enum StoreError {
         found: i64,
         known: i64,
     },
+    #[error(
+        "there is no coincast database in {dir}: check --data-dir (or COINCAST_DATA_DIR); \
+         `coincast run` or `coincast replay` creates one"
+    )]
+    NoDatabase { dir: PathBuf },
     #[error("{path} is not a coincast database (it has tables but no schema_migrations)")]
     Foreign { path: PathBuf },
     #[error("cannot use the data folder {path}: {source}")]
@@ -98,6 +103,7 @@ impl crate::failure::Classify for StoreError {
             StoreError::Locked { .. } | StoreError::NewerSchema { .. } => {
                 crate::failure::Failure::DatabaseBusy
             }
+            StoreError::NoDatabase { .. } => crate::failure::Failure::Usage,
             _ => crate::failure::Failure::Internal,
         }
     }
@@ -112,8 +118,6 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) `<data_dir>/coincast.duckdb`, repairs what a crash left, and
-    /// migrates it.
     /// Applies the thread count and memory limit of `settings` to this connection and every one
     /// cloned from it (DuckDB's settings are per database).
     pub fn tune(&self, settings: &crate::config::StoreSettings) -> Result<(), StoreError> {
@@ -132,6 +136,20 @@ impl Store {
         Ok(())
     }
 
+    /// Opens the database of `data_dir` like `open`, but never creates one: for the commands
+    /// that only read, so that a mistyped `--data-dir` is an error rather than a new folder.
+    pub fn open_existing(data_dir: &Path) -> Result<Self, StoreError> {
+        let path = data_dir.join(DATABASE_FILE);
+        if !path.exists() && !file::kept_path(&path).exists() {
+            return Err(StoreError::NoDatabase {
+                dir: data_dir.to_path_buf(),
+            });
+        }
+        Self::open(data_dir)
+    }
+
+    /// Opens (creating if needed) `<data_dir>/coincast.duckdb`, repairs what a crash left, and
+    /// migrates it.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
             path: data_dir.to_path_buf(),

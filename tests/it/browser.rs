@@ -357,6 +357,27 @@ async fn every_page_renders_real_data_in_a_real_browser() {
         .await
         .expect("market");
     assert_eq!(r.status(), reqwest::StatusCode::UNPROCESSABLE_ENTITY);
+    // As the README says: an unknown coin is 404, and the range is 1-365 days.
+    let r = http
+        .get(format!("{base}/api/market?coin=doge"))
+        .send()
+        .await
+        .expect("market");
+    assert_eq!(r.status(), reqwest::StatusCode::NOT_FOUND);
+    let v: Value = serde_json::from_str(&r.text().await.expect("body")).expect("json");
+    assert_eq!(v["error"]["code"], "unknown_coin", "{v}");
+    for days in [366, 400] {
+        let r = http
+            .get(format!("{base}/api/market?coin=solana&days={days}"))
+            .send()
+            .await
+            .expect("market");
+        assert_eq!(
+            r.status(),
+            reqwest::StatusCode::UNPROCESSABLE_ENTITY,
+            "days={days}"
+        );
+    }
     for name in [
         "overview",
         "market",

@@ -223,8 +223,9 @@ fn every_crash_point_leaves_a_file_that_opens_and_a_rerun_reaches_the_clean_coun
         let dir = dir.path();
         match point {
             CrashPoint::AfterMigrationCommit => {
-                // Covered below on a fresh folder and on the previous release's file.
-                crash_at(point, &["--data-dir", arg(dir), "status"].map(String::from));
+                // Covered here on a fresh folder (a replay creates the database; read-only
+                // commands never do) and below on the previous release's file.
+                crash_at(point, &replay_args(dir, seed.path()));
                 assert!(
                     !dir.join(DATABASE_FILE).exists(),
                     "a half-created database was put in place"

@@ -231,7 +231,7 @@ async fn a_champion_that_loses_to_persistence_is_demoted() {
         .find(|(label, _)| label == "drift")
         .map(|(_, id)| id.clone())
         .expect("drift registered");
-    registry::promote(app.store.conn(), &drift, true).expect("forced");
+    registry::promote(app.store.conn(), &drift, registry::GateCheck::Force).expect("forced");
     // The next run re-runs drift's recipe on today's windows: it loses to persistence.
     let again = app
         .select(
@@ -281,7 +281,7 @@ async fn promotion_and_rollback_across_kinds() {
         .expect("q")
         .expect("one");
     assert_eq!(now.model_id, o.model_id);
-    let back = registry::rollback(app.store.conn()).expect("rollback");
+    let back = registry::rollback(app.store.conn(), registry::GateCheck::Force).expect("rollback");
     assert_eq!(back, lstm);
     assert_eq!(
         app.count("SELECT count(*) FROM model_versions WHERE alias = 'champion'"),

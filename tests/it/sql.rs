@@ -184,7 +184,79 @@ async fn a_query_answers_with_typed_columns_and_bounded_rows() {
         .await
         .expect("csv");
     assert_eq!(csv.status(), StatusCode::OK);
+    assert_eq!(csv.headers()["x-coincast-truncated"], "false");
+    assert_eq!(csv.headers()["x-coincast-row-count"], "1");
     assert_eq!(csv.text().await.expect("body"), "x,y\n\"a,b\",2\n");
+    // Without a limit a program gets up to serve.sql_max_rows, and an incomplete answer says
+    // so: in headers, in JSON, and on the CSV's last line.
+    let max = sql.app.settings.serve.sql_max_rows;
+    let post_all = |format: &'static str| {
+        sql.http
+            .post(format!("{}/api/sql?format={format}", sql.base))
+            .header("content-type", "application/json")
+            .body(r#"{"sql": "SELECT * FROM range(20000)"}"#)
+            .send()
+    };
+    let r = post_all("json").await.expect("json");
+    assert_eq!(r.headers()["x-coincast-truncated"], "true");
+    assert_eq!(
+        r.headers()["x-coincast-row-count"],
+        max.to_string().as_str()
+    );
+    let b: Value = serde_json::from_str(&r.text().await.expect("body")).expect("json body");
+    assert_eq!(b["rows"].as_array().map(Vec::len), Some(max));
+    assert_eq!(b["truncated"], true);
+    assert_eq!(b["limit"], max);
+    let r = post_all("csv").await.expect("csv");
+    assert_eq!(r.headers()["x-coincast-truncated"], "true");
+    let text = r.text().await.expect("csv body");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1 + max + 1, "header, rows, marker");
+    assert!(
+        lines
+            .last()
+            .is_some_and(|l| l.starts_with("# truncated: the first")),
+        "{:?}",
+        lines.last()
+    );
+    // The page's download keeps the limit the page used.
+    let page = crate::support::get_text(
+        &sql.http,
+        &format!(
+            "{}/sql?q=SELECT%20*%20FROM%20range(20000)&limit=5000",
+            sql.base
+        ),
+    )
+    .await;
+    assert!(
+        page.contains("5000 row(s)") && page.contains("truncated at 5000"),
+        "{page}"
+    );
+    assert!(page.contains("limit=5000\">download CSV"), "{page}");
+    let r = sql
+        .http
+        .get(format!(
+            "{}/sql/download?q=SELECT%20*%20FROM%20range(20000)&limit=5000",
+            sql.base
+        ))
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(r.headers()["x-coincast-row-count"], "5000");
+    assert_eq!(r.text().await.expect("csv").lines().count(), 1 + 5000 + 1);
+    // PRAGMAs that DuckDB answers as a query are reads (README: "SQL while the appliance runs").
+    for read in [
+        "PRAGMA version",
+        "PRAGMA table_info('market_data')",
+        "PRAGMA database_list",
+    ] {
+        let (s, b) = sql.post(read).await;
+        assert_eq!(s, StatusCode::OK, "{read}: {b}");
+        assert!(
+            b["rows"].as_array().is_some_and(|r| !r.is_empty()),
+            "{read}: {b}"
+        );
+    }
     // The query box: the page runs it and links the download.
     let page = sql
         .http
@@ -228,6 +300,8 @@ async fn every_escape_is_refused_or_bounded() {
         "DELETE FROM market_data",
         "DROP TABLE market_data",
         "PRAGMA threads = 8",
+        "PRAGMA enable_profiling",
+        "PRAGMA memory_limit = '100GB'",
         "SET threads = 8",
         "RESET threads",
         "CALL pragma_version()",

@@ -391,7 +391,12 @@ impl TestApp {
                 .map(|(_, id)| id.clone())
                 .unwrap_or_else(|| panic!("{candidate} registered as challenger"))
         };
-        coincast::model::registry::promote(self.store.conn(), &id, true).expect("promote");
+        coincast::model::registry::promote(
+            self.store.conn(),
+            &id,
+            coincast::model::registry::GateCheck::Force,
+        )
+        .expect("promote");
         id
     }
 

@@ -1,5 +1,6 @@
 //! Promotion endpoints: `POST /api/models/{model_id}/promote` (`{"force": true}` for a model
-//! that failed the gate) and `POST /api/models/rollback`. They commit through the API's own
+//! that failed the gate) and `POST /api/models/rollback` (the same `force` for a previous
+//! champion that failed the gate). They commit through the API's own
 //! connection, so they never wait behind a pipeline run, and are published before they answer:
 //! the new champion serves as soon as they return.
 
@@ -11,15 +12,16 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use crate::model::lstm::resolve_device;
+use crate::model::registry::{self, GateCheck};
 use crate::model::served::ServedModel;
-use crate::model::{registry, ModelError};
+use crate::model::ModelError;
 use crate::serve::error::{optional_json, ApiError, ApiPath};
 use crate::serve::state::AppState;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PromoteRequest {
-    /// Promote a model that failed the gate.
+    /// Promote (or roll back to) a model that failed the gate.
     #[serde(default)]
     pub force: bool,
 }
@@ -42,7 +44,7 @@ pub(super) async fn promote(
         // Refuse a model that could not serve, before it replaces one that can.
         let row = registry::get(conn, &model_id)?;
         ServedModel::load(&row.artifact_dir(&data_dir), resolve_device("auto")?)?;
-        registry::promote(conn, &model_id, req.force)?;
+        registry::promote(conn, &model_id, GateCheck::forced_if(req.force))?;
         Ok(ChampionResponse {
             champion: model_id,
             previous,
@@ -53,10 +55,12 @@ pub(super) async fn promote(
 
 pub(super) async fn rollback(
     State(state): State<Arc<AppState>>,
+    body: Bytes,
 ) -> Result<Json<ChampionResponse>, ApiError> {
-    change_champion(state, |conn| {
+    let req: PromoteRequest = optional_json(&body)?;
+    change_champion(state, move |conn| {
         let previous = registry::champion(conn)?.map(|c| c.model_id);
-        let champion = registry::rollback(conn)?;
+        let champion = registry::rollback(conn, GateCheck::forced_if(req.force))?;
         Ok(ChampionResponse { champion, previous })
     })
     .await

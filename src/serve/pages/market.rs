@@ -66,10 +66,20 @@ pub async fn load(state: &Arc<AppState>, q: MarketQuery) -> Result<MarketPage, A
             "`{coin}` is not a CoinGecko coin id"
         )));
     }
+    if !coins.contains(&coin) {
+        return Err(ApiError::not_found(
+            "unknown_coin",
+            format!(
+                "coin `{coin}` is neither configured nor stored; available: {}",
+                coins.join(", ")
+            ),
+        ));
+    }
     let days = q.days.unwrap_or(7);
-    if !(1..=3650).contains(&days) {
+    let longest = RANGES[RANGES.len() - 1];
+    if !(1..=longest).contains(&days) {
         return Err(ApiError::unprocessable(format!(
-            "days must be between 1 and 3650, got {days}"
+            "days must be between 1 and {longest}, got {days}"
         )));
     }
     let currency = state.runtime.settings.vs_currency.clone();

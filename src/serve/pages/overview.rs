@@ -190,11 +190,12 @@ pub async fn load(state: &Arc<AppState>) -> Result<OverviewPage, ApiError> {
             |r| r.get(0),
         )?;
         // Why the champion is champion: the reason of its latest promotion (the gate's
-        // summary, or a manual promotion).
+        // summary, or a manual promotion) or restoration (a rollback).
         let why: Option<String> = match &champion_id {
             Some(id) => conn
                 .query_row(
-                    "SELECT reason FROM model_events WHERE model_id = ? AND event = 'promoted'
+                    "SELECT reason FROM model_events
+                     WHERE model_id = ? AND event IN ('promoted', 'restored')
                      ORDER BY event_at DESC LIMIT 1",
                     [id],
                     |r| r.get(0),
@@ -248,7 +249,12 @@ pub async fn load(state: &Arc<AppState>) -> Result<OverviewPage, ApiError> {
             ),
         });
     }
-    if model_age_seconds.is_some_and(|a| a > 30.0 * 86400.0) {
+    // The floor is refit on every run; only a champion can be too old.
+    let champion_age_seconds = snap
+        .champion
+        .as_deref()
+        .map(|m| (now.timestamp() - m.trained_until_hour * 3600) as f64);
+    if champion_age_seconds.is_some_and(|a| a > 30.0 * 86400.0) {
         alerts.push(Alert {
             alert: "ModelExpired",
             severity: "info",

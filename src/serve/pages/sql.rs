@@ -18,8 +18,14 @@ use crate::query::QueryResult;
 use crate::serve::error::{ApiError, ApiJson, ApiQuery};
 use crate::serve::state::AppState;
 
-/// Rows a query returns when the request names no limit.
-const DEFAULT_LIMIT: usize = 1_000;
+/// Rows the page's query box shows unless the form names another limit; a program's request
+/// without a limit (`POST /api/sql`, `/sql/download`) gets up to `serve.sql_max_rows`.
+const PAGE_ROWS: usize = 1_000;
+
+/// Headers on every SQL answer (JSON and CSV), so an incomplete export is never silent.
+const TRUNCATED_HEADER: &str = "x-coincast-truncated";
+const ROW_COUNT_HEADER: &str = "x-coincast-row-count";
+const ROW_LIMIT_HEADER: &str = "x-coincast-row-limit";
 
 /// The example queries the page offers: (title, SQL).
 const EXAMPLES: [(&str, &str); 3] = [
@@ -61,6 +67,8 @@ pub struct SqlPage {
     pub tables: Vec<TableRow>,
     pub examples: Vec<Example>,
     pub max_rows: usize,
+    /// Rows the query box shows unless the form names another limit.
+    pub page_rows: usize,
     pub timeout_secs: u64,
 }
 
@@ -116,21 +124,24 @@ pub async fn load(state: &Arc<AppState>) -> Result<SqlPage, ApiError> {
             })
             .collect(),
         max_rows: settings.serve.sql_max_rows,
+        page_rows: PAGE_ROWS.min(settings.serve.sql_max_rows),
         timeout_secs: settings.serve.sql_timeout_secs,
     })
 }
 
-/// Runs `sql` in the sandbox, off the executor.
+/// Runs `sql` in the sandbox, off the executor: at most `limit` rows (capped at
+/// `serve.sql_max_rows`), or `default_rows` when the request names no limit.
 async fn run(
     state: &Arc<AppState>,
     sql: String,
     limit: Option<usize>,
+    default_rows: usize,
 ) -> Result<QueryResult, ApiError> {
     let max = state.runtime.settings.serve.sql_max_rows;
     let limit = match limit {
         Some(0) => return Err(ApiError::unprocessable("limit must be at least 1")),
         Some(n) => n.min(max),
-        None => DEFAULT_LIMIT.min(max),
+        None => default_rows.min(max),
     };
     let runtime = state.runtime.clone();
     Ok(tokio::task::spawn_blocking(move || runtime.queries.run(&sql, limit)).await??)
@@ -166,13 +177,15 @@ pub async fn html(
     let (result, error) = if query.trim().is_empty() {
         (None, None)
     } else {
-        match run(&state, query.clone(), form.limit).await {
+        match run(&state, query.clone(), form.limit, PAGE_ROWS).await {
             Ok(r) => (Some(r), None),
             // Shown on the page, beside the query to fix.
             Err(e) => (None, Some(format!("{} ({})", e.message, e.code))),
         }
     };
-    let download = format!("/sql/download?q={}", urlencode(&query));
+    // The download gives the rows the page shows: the same limit.
+    let limit = result.as_ref().map_or(page.page_rows, |r| r.limit);
+    let download = format!("/sql/download?q={}&limit={limit}", urlencode(&query));
     Ok(render(&SqlHtml {
         layout: Layout::new("/sql"),
         page,
@@ -193,14 +206,23 @@ pub async fn query(
     ApiQuery(format): ApiQuery<SqlFormat>,
     ApiJson(req): ApiJson<SqlRequest>,
 ) -> Result<Response, ApiError> {
-    let result = run(&state, req.sql, req.limit).await?;
-    match format.format.as_deref() {
-        None | Some("json") => Ok(Json(result).into_response()),
-        Some("csv") => Ok(csv_response(&result)),
-        Some(other) => Err(ApiError::unprocessable(format!(
-            "format must be `json` or `csv`, got `{other}`"
-        ))),
-    }
+    let csv = match format.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => {
+            return Err(ApiError::unprocessable(format!(
+                "format must be `json` or `csv`, got `{other}`"
+            )))
+        }
+    };
+    let max = state.runtime.settings.serve.sql_max_rows;
+    let result = run(&state, req.sql, req.limit, max).await?;
+    let headers = completeness_headers(&result);
+    Ok(if csv {
+        csv_response(&result, max)
+    } else {
+        (headers, Json(result)).into_response()
+    })
 }
 
 /// `GET /sql/download?q=...`: the result as a CSV file.
@@ -212,10 +234,22 @@ pub async fn download(
         .q
         .filter(|q| !q.trim().is_empty())
         .ok_or_else(|| ApiError::bad_request("give the query as ?q="))?;
-    Ok(csv_response(&run(&state, sql, form.limit).await?))
+    let max = state.runtime.settings.serve.sql_max_rows;
+    Ok(csv_response(&run(&state, sql, form.limit, max).await?, max))
 }
 
-fn csv_response(result: &QueryResult) -> Response {
+/// Whether the answer is the whole result, and its row count and limit.
+fn completeness_headers(result: &QueryResult) -> [(&'static str, String); 3] {
+    [
+        (TRUNCATED_HEADER, result.truncated.to_string()),
+        (ROW_COUNT_HEADER, result.rows.len().to_string()),
+        (ROW_LIMIT_HEADER, result.limit.to_string()),
+    ]
+}
+
+/// The result as CSV; a truncated one ends with a `#` line that says so (a CSV reader without a
+/// comment character sees a malformed last row, never a silently short file).
+fn csv_response(result: &QueryResult, max_rows: usize) -> Response {
     let mut out = String::new();
     let header: Vec<String> = result.columns.iter().map(|c| csv_field(&c.name)).collect();
     out.push_str(&header.join(","));
@@ -232,7 +266,15 @@ fn csv_response(result: &QueryResult) -> Response {
         out.push_str(&fields.join(","));
         out.push('\n');
     }
+    if result.truncated {
+        out.push_str(&format!(
+            "# truncated: the first {} rows of a longer result (limit {}; at most serve.sql_max_rows = {max_rows}); narrow the query or raise the limit\n",
+            result.rows.len(),
+            result.limit
+        ));
+    }
     (
+        completeness_headers(result),
         [
             (CONTENT_TYPE, "text/csv; charset=utf-8"),
             (

@@ -255,6 +255,20 @@ async fn retrain_and_promotion_endpoints_change_the_served_champion() {
     assert_eq!(b["champion"], second.as_str());
     let (_, b) = post("/predict", r#"{"coin_id": "solana"}"#, None).await;
     assert_eq!(b["model_version"], second.as_str());
+    // Rolling back again goes further back along the history, never forth to the forced
+    // floor, and ends with nothing to roll back to.
+    let (s, b) = post("/api/models/rollback", "", Some("s3cret")).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["champion"], first.as_str());
+    let (s, b) = post("/api/models/rollback", "", Some("s3cret")).await;
+    assert_error(s, &b, StatusCode::CONFLICT, "gate_refused");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("nothing to roll back to")),
+        "{b}"
+    );
+    assert_eq!(champion().await, first);
     let metrics = get_text(&http, &format!("{base}/metrics")).await;
     assert!(
         metrics.contains(r#"coincast_champion_info{is_floor="#),
@@ -282,14 +296,14 @@ async fn retrain_and_promotion_endpoints_change_the_served_champion() {
     let events: i64 = store
         .conn()
         .query_row(
-            "SELECT count(*) FROM model_events WHERE event = 'promoted'",
+            "SELECT count(*) FROM model_events WHERE event IN ('promoted', 'restored')",
             [],
             |r| r.get(0),
         )
         .expect("events");
     assert_eq!(
-        events, 4,
-        "two retrains, the forced promotion, the rollback"
+        events, 5,
+        "two retrains, the forced promotion, two rollbacks"
     );
 }
 
@@ -304,7 +318,11 @@ async fn a_reload_begun_before_a_promotion_never_puts_the_old_champion_back() {
     app.forced_champion(&["solana"], "persistence_ewma", small_spec());
     let new = app.forced_champion(&["solana"], "persistence_garch", small_spec());
     // Back to the champion before (whichever the second run left): `new` waits to be promoted.
-    let old = coincast::model::registry::rollback(app.store.conn()).expect("rollback");
+    let old = coincast::model::registry::rollback(
+        app.store.conn(),
+        coincast::model::registry::GateCheck::Force,
+    )
+    .expect("rollback");
     assert_ne!(old, new);
     let runtime = Arc::new(
         runtime_over(&app, &app.settings).with_db(app.store.conn().try_clone().expect("conn")),

@@ -37,6 +37,8 @@ async fn spawn_api(with_model: bool, max_data_age_hours: u64) -> Api {
         app.lstm_champion(&["solana"], spec);
     }
     let mut settings = app.settings.clone();
+    // Only solana has data: a configured coin without any makes the server unready.
+    settings.coins = vec!["solana".into()];
     settings.serve.max_data_age_hours = max_data_age_hours;
     settings.serve.max_body_bytes = 1024;
     let base = serve_on_localhost(Arc::new(runtime_over(&app, &settings))).await;

@@ -194,6 +194,35 @@ async fn without_a_champion_the_floor_answers_and_without_data_predict_is_503() 
     let (s, text) = api.get("/ready").await;
     assert_eq!(s, StatusCode::OK, "{text}");
 
+    // A configured coin without any data: /predict cannot answer for it, so the server is not
+    // ready, and says which coin and where to look (not `coincast status`: the server holds
+    // the file).
+    let mut two_coins = api._app.settings.clone();
+    two_coins.coins = vec!["solana".into(), "bitcoin".into()];
+    two_coins.serve.max_data_age_hours = 1_000_000;
+    let base = serve_on_localhost(Arc::new(runtime_over(&api._app, &two_coins))).await;
+    let (s, b) = post_json_with_status(
+        &api.http,
+        &format!("{base}/predict"),
+        r#"{"coin_id": "bitcoin"}"#,
+    )
+    .await;
+    assert_error(s, &b, StatusCode::SERVICE_UNAVAILABLE, "no_data");
+    let r = api
+        .http
+        .get(format!("{base}/ready"))
+        .send()
+        .await
+        .expect("ready");
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let text = r.text().await.expect("body");
+    assert!(
+        text.contains("bitcoin") && text.contains("no data"),
+        "{text}"
+    );
+    assert!(!text.contains("solana"), "{text}");
+    assert!(!text.contains("coincast status"), "{text}");
+
     // No data at all: nothing can answer yet, and /ready says why.
     let app = TestApp::new(&[]);
     let settings = app.settings.clone();
