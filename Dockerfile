@@ -25,7 +25,8 @@ RUN DUCKDB_LIB_DIR="$(scripts/fetch-duckdb.sh /cache)" \
     cargo build --release --locked --bin coincast \
  && mkdir -p /out/lib \
  && cp target/release/coincast /out/ \
- && cp /cache/duckdb-1.5.6/package/libduckdb.so /out/lib/ \
+ && cp /cache/duckdb-1.5.5/package/libduckdb.so /out/lib/ \
+ && cp -a /cache/duckdb-1.5.5/package/extensions /out/lib/duckdb-extensions \
  && cp -a /cache/libtorch-2.13.0-"$TORCH"/lib/. /out/lib/
 
 FROM debian:bookworm-slim

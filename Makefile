@@ -8,7 +8,7 @@ CACHE ?= $(HOME)/.cache/coincast
 TORCH ?= cpu
 # The CPU and the CUDA builds keep separate target dirs: switching TORCH never rebuilds the other.
 export CARGO_TARGET_DIR ?= $(CACHE)/target$(if $(filter cuda,$(TORCH)),-cuda,)
-export DUCKDB_LIB_DIR := $(CACHE)/duckdb-1.5.6/package
+export DUCKDB_LIB_DIR := $(CACHE)/duckdb-1.5.5/package
 export LIBTORCH := $(CACHE)/libtorch-2.13.0-$(TORCH)
 VENV := $(CACHE)/venv
 REAL_DATA ?= $(abspath ../shared/data/real)

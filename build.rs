@@ -21,6 +21,12 @@ fn main() {
         let dir = Path::new(&dir);
         let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
         println!("cargo:rustc-link-arg=-Wl,-rpath,{}", dir.display());
+        // Where scripts/fetch-duckdb.sh put the lake's extensions, beside libduckdb: the binary's
+        // last resort after lake.extension_dir and lib/duckdb-extensions beside it (the image).
+        println!(
+            "cargo:rustc-env=COINCAST_BUILD_EXTENSION_DIR={}",
+            dir.join("extensions").display()
+        );
     }
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     if let Ok(dir) = std::env::var("LIBTORCH") {

@@ -16,6 +16,7 @@ mkdir -p "$CTX/out/lib"
 link() { cp -al "$@" 2>/dev/null || cp -a "$@"; }
 link "$BIN" "$CTX/out/coincast"
 link "$DUCKDB/libduckdb.so" "$CTX/out/lib/"
+link "$DUCKDB/extensions" "$CTX/out/lib/duckdb-extensions"
 link "$TORCH_DIR/lib/." "$CTX/out/lib/"
 started=$SECONDS
 podman build --isolation=chroot --format docker --skip-unused-stages \

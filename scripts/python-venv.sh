@@ -5,10 +5,15 @@
 # usage: scripts/python-venv.sh VENV_DIR     (re-run is a no-op once the packages import)
 set -euo pipefail
 VENV=$1
+# DuckDB 1.5.5: the same engine as the binary, so files are read by the version that wrote them,
+# and the only one the lake's extension builds load into. A venv with another version (a machine
+# that ran an older release) is rebuilt.
+DUCKDB=1.5.5
 if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import duckdb, pandas, numpy, pytz, pyarrow, yaml, psycopg' 2>/dev/null \
-  && [ -x "$VENV/bin/duckdb" ]; then
+  && [ "$("$VENV/bin/python" -c 'import duckdb; print(duckdb.__version__)')" = "$DUCKDB" ] \
+  && [ -x "$VENV/bin/duckdb" ] && "$VENV/bin/duckdb" --version | grep -q "v$DUCKDB"; then
   exit 0
 fi
+rm -rf "$VENV"
 python3 -m venv "$VENV"
-# duckdb 1.5.x: the same engine as the binary, so the file is read by the version that wrote it.
-"$VENV/bin/pip" install -q --disable-pip-version-check 'duckdb==1.5.*' 'duckdb-cli==1.5.*' 'pandas>=2.2' numpy pytz pyarrow pyyaml 'psycopg[binary]'
+"$VENV/bin/pip" install -q --disable-pip-version-check "duckdb==$DUCKDB" "duckdb-cli==$DUCKDB" 'pandas>=2.2' numpy pytz pyarrow pyyaml 'psycopg[binary]'

@@ -171,7 +171,8 @@ check "512 MB: a memory limit below it, spills in /data" \
 echo "::: bad input"
 mkdir -p "$WORK/locked" && chmod 0555 "$WORK/locked"
 set +e
-out=$("${RUN[@]}" --rm --network=none -v "$WORK/locked:/data" "$IMAGE" status 2>&1)
+# `run` creates the database (read-only commands such as `status` never do: exit 2 there).
+out=$("${RUN[@]}" --rm --network=none -v "$WORK/locked:/data" "$IMAGE" run 2>&1)
 rc=$?
 set -e
 check "an unwritable volume: exit 1" test "$rc" = 1
