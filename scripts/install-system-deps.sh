@@ -13,6 +13,7 @@ command -v promtool >/dev/null || need+=(prometheus)      # promtool: the metric
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 command -v chromium >/dev/null || need+=(chromium)        # the dashboards' browser test (headless)
 command -v psql >/dev/null     || need+=(postgresql-client) # the Postgres-wire endpoint's test
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql) # the lake's catalog test (started by the test)
 [ ${#need[@]} -eq 0 ] && exit 0
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
 echo "installing: ${need[*]}" >&2

@@ -75,6 +75,8 @@ pub struct Settings {
     pub serve: ServeSettings,
     pub pipeline: PipelineSettings,
     pub store: StoreSettings,
+    pub lake: LakeSettings,
+    pub s3: S3Settings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -269,6 +271,36 @@ pub struct StoreSettings {
     pub memory_limit: String,
 }
 
+/// The lake: dataset versions as DuckLake snapshots (`crate::lake`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LakeSettings {
+    /// Commit every pipeline run's changes as a lake snapshot.
+    pub enabled: bool,
+    /// The catalog: a file path (a DuckDB-file catalog, one process), `postgres:<libpq string>`
+    /// (many machines) or `sqlite:<path>`; empty: `<data_dir>/lake/catalog.ducklake`.
+    pub catalog: String,
+    /// Where the Parquet files go: a folder or `s3://bucket/prefix`; empty: `<data_dir>/lake/data`.
+    pub data_path: String,
+    /// The folder of the DuckDB extension files (ducklake, httpfs, postgres_scanner); empty:
+    /// `lib/duckdb-extensions` beside the binary (the image), else where the build fetched them.
+    pub extension_dir: String,
+}
+
+/// An S3-compatible object store for `lake.data_path = "s3://..."`. Credentials come from
+/// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN`), never from here.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Settings {
+    /// e.g. `http://127.0.0.1:8333`; empty: AWS.
+    pub endpoint: String,
+    pub region: String,
+    /// `path` (most S3-compatible servers) or `vhost` (AWS).
+    pub url_style: String,
+    /// Allow an `http://` endpoint (no TLS).
+    pub allow_http: bool,
+}
+
 impl Settings {
     /// Loads defaults, then `file` if given, then the process environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
@@ -341,6 +373,27 @@ impl Settings {
         };
         if self.coins.is_empty() {
             return Err(invalid("coins", "at least one coin id is needed".into()));
+        }
+        if !matches!(self.s3.url_style.as_str(), "path" | "vhost") {
+            return Err(invalid(
+                "s3.url_style",
+                format!(
+                    "`{}` is not a URL style: use path or vhost",
+                    self.s3.url_style
+                ),
+            ));
+        }
+        let endpoint = self.s3.endpoint.trim();
+        let endpoint_allowed = endpoint.is_empty()
+            || endpoint.starts_with("https://")
+            || (endpoint.starts_with("http://") && self.s3.allow_http);
+        if !endpoint_allowed {
+            return Err(invalid(
+                "s3.endpoint",
+                format!(
+                    "`{endpoint}` must be an https:// URL (or http:// with s3.allow_http = true)"
+                ),
+            ));
         }
         if self.serve.tls_cert.trim().is_empty() != self.serve.tls_key.trim().is_empty() {
             return Err(invalid(

@@ -13,6 +13,7 @@ pub mod crashpoint;
 pub mod failure;
 pub mod features;
 pub mod ingest;
+pub mod lake;
 pub mod merge;
 pub mod model;
 pub mod monitor;

@@ -20,6 +20,7 @@ macro_rules! errln {
 }
 
 mod admin;
+mod datasets;
 mod model;
 mod pipeline;
 
@@ -102,6 +103,11 @@ enum Command {
     Predict(model::PredictArgs),
     /// The appliance's HTTP API: /predict, /health, /ready, /models/status, /metrics.
     Serve(admin::ServeArgs),
+    /// The dataset versions in the lake (a DuckLake snapshot per pipeline run that changed data).
+    Datasets {
+        #[command(subcommand)]
+        action: datasets::DatasetsAction,
+    },
     /// The model registry.
     Models {
         #[command(subcommand)]
@@ -175,7 +181,10 @@ fn classify(err: &anyhow::Error) -> Exit {
         return Exit::Usage;
     }
     let failure = err.chain().find_map(|cause| {
-        let typed: [Option<&dyn Classify>; 10] = [
+        let typed: [Option<&dyn Classify>; 11] = [
+            cause
+                .downcast_ref::<coincast::lake::LakeError>()
+                .map(|e| e as _),
             cause
                 .downcast_ref::<coincast::store::BackupError>()
                 .map(|e| e as _),
@@ -249,6 +258,7 @@ fn execute(cli: Cli) -> anyhow::Result<Exit> {
         Command::Train(args) => model::train(&settings, args),
         Command::Predict(args) => model::predict(&settings, args),
         Command::Models { action } => model::models(&settings, action),
+        Command::Datasets { action } => datasets::datasets(&settings, action),
         Command::Serve(args) => admin::serve(settings, args),
         Command::Backup(args) => admin::backup(&settings, args),
         Command::Restore(args) => admin::restore(&settings, args),

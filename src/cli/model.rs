@@ -256,6 +256,9 @@ pub(super) fn train(settings: &Settings, args: TrainArgs) -> anyhow::Result<Exit
     );
     bar.finish_and_clear();
     let o = outcome?;
+    if let Some(v) = coincast::lake::record_training(store.conn(), settings, o.run_id) {
+        outln!("trained on dataset version {v}");
+    }
     store.checkpoint()?;
     for c in &o.skipped_coins {
         errln!("skipped {c}: no features stored");

@@ -283,7 +283,8 @@ pub fn feature_select_list(
 pub fn feature_columns(conn: &Connection) -> Result<Vec<String>, ModelError> {
     let mut stmt = conn.prepare(
         "SELECT column_name FROM information_schema.columns
-         WHERE table_name = 'features' AND table_schema = 'main' ORDER BY ordinal_position",
+         WHERE table_catalog = current_database() AND table_name = 'features'
+           AND table_schema = 'main' ORDER BY ordinal_position",
     )?;
     let names = stmt
         .query_map([], |r| r.get::<_, String>(0))?

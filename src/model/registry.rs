@@ -224,6 +224,8 @@ pub struct ModelRow {
     pub floor: bool,
     /// Hours since the epoch of the newest origin it was fitted on (None: older registrations).
     pub trained_until_hour: Option<i64>,
+    /// The dataset version (lake snapshot) it was trained on (None: no lake, or older).
+    pub lake_version: Option<i64>,
 }
 
 impl ModelRow {
@@ -236,7 +238,7 @@ impl ModelRow {
 const MODEL_COLUMNS: &str =
     "model_id, family, strftime(created_at AT TIME ZONE 'UTC', '%Y-%m-%d %H:%M:%S'),
     alias, score, gate_passed, gate_reason, artifact_path, dataset_version, coalesce(floor, false),
-    CAST(epoch(trained_until) AS BIGINT) // 3600";
+    CAST(epoch(trained_until) AS BIGINT) // 3600, lake_version";
 
 fn model_row(r: &duckdb::Row<'_>) -> Result<ModelRow, duckdb::Error> {
     Ok(ModelRow {
@@ -251,6 +253,7 @@ fn model_row(r: &duckdb::Row<'_>) -> Result<ModelRow, duckdb::Error> {
         dataset_version: r.get(8)?,
         floor: r.get(9)?,
         trained_until_hour: r.get(10)?,
+        lake_version: r.get(11)?,
     })
 }
 
@@ -445,6 +448,37 @@ fn champion_history(conn: &Connection) -> Result<Vec<String>, ModelError> {
     Ok(stack)
 }
 
+/// Records the dataset version a training run read, on its experiment and every model it
+/// registered.
+pub fn set_lake_version(conn: &Connection, run_id: i64, version: i64) -> Result<(), ModelError> {
+    conn.execute(
+        "UPDATE experiments SET lake_version = ? WHERE run_id = ?",
+        params![version, run_id],
+    )?;
+    conn.execute(
+        "UPDATE model_versions SET lake_version = ? WHERE run_id = ?",
+        params![version, run_id],
+    )?;
+    Ok(())
+}
+
+/// Where a dataset's rows are read from: two table expressions for `sql/model/dataset_hash.sql`.
+#[derive(Debug, Clone)]
+pub struct DatasetTables {
+    pub features: String,
+    pub market_data: String,
+}
+
+impl DatasetTables {
+    /// The live file's tables.
+    pub fn live() -> Self {
+        Self {
+            features: "features".into(),
+            market_data: "market_data".into(),
+        }
+    }
+}
+
 /// A content hash of the training data: the rows of `market_data` and `features` of `coins` up to
 /// `until_hour`, and the feature SQL that produced them.
 pub fn dataset_version(
@@ -453,15 +487,33 @@ pub fn dataset_version(
     vs_currency: &str,
     until_hour: i64,
 ) -> Result<String, ModelError> {
+    Ok(dataset_hash(
+        conn,
+        &DatasetTables::live(),
+        coins,
+        vs_currency,
+        until_hour,
+    )?)
+}
+
+/// `dataset_version` over other tables (a lake version, exported files): the same rows give the
+/// same hash wherever they are read from.
+pub fn dataset_hash(
+    conn: &Connection,
+    tables: &DatasetTables,
+    coins: &[String],
+    vs_currency: &str,
+    until_hour: i64,
+) -> Result<String, duckdb::Error> {
     use sha2::{Digest, Sha256};
+    let sql = include_str!("../../sql/model/dataset_hash.sql")
+        .replace("{features}", &tables.features)
+        .replace("{market_data}", &tables.market_data);
     let mut hasher = Sha256::new();
     hasher.update(include_str!("../../sql/features/hourly.sql").as_bytes());
     for coin in coins {
-        let digest: Option<String> = conn.query_row(
-            include_str!("../../sql/model/dataset_hash.sql"),
-            params![coin, vs_currency, until_hour],
-            |r| r.get(0),
-        )?;
+        let digest: Option<String> =
+            conn.query_row(&sql, params![coin, vs_currency, until_hour], |r| r.get(0))?;
         hasher.update(coin.as_bytes());
         hasher.update(digest.unwrap_or_default().as_bytes());
     }

@@ -80,8 +80,17 @@ pub enum TaskError {
     Model(#[from] ModelError),
     #[error(transparent)]
     Monitor(#[from] MonitorError),
+    /// Boxed: the lake's error is large and tasks return this on every attempt.
+    #[error(transparent)]
+    Lake(Box<crate::lake::LakeError>),
     #[error("reading the database")]
     Sql(#[from] duckdb::Error),
+}
+
+impl From<crate::lake::LakeError> for TaskError {
+    fn from(e: crate::lake::LakeError) -> Self {
+        TaskError::Lake(Box::new(e))
+    }
 }
 
 impl Classify for TaskError {
@@ -92,6 +101,7 @@ impl Classify for TaskError {
             TaskError::Quality(e) => e.failure(),
             TaskError::Model(e) => e.failure(),
             TaskError::Monitor(MonitorError::Model(e)) => e.failure(),
+            TaskError::Lake(e) => e.failure(),
             TaskError::Batch(_)
             | TaskError::Features(_)
             | TaskError::Monitor(_)
@@ -183,6 +193,9 @@ pub struct RunSummary {
     pub gated: Vec<GatedBatch>,
     pub feature_rows: u64,
     pub monitor: Option<MonitorReport>,
+    /// The dataset version the run committed to the lake (none: nothing changed, or the lake is
+    /// off).
+    pub dataset_version: Option<i64>,
 }
 
 #[derive(Debug)]
@@ -284,6 +297,34 @@ pub async fn run(
             })
             .await?;
         summary.monitor = Some(monitored);
+
+        // version: after monitor, so that a lake that cannot be reached never holds back the
+        // scoring of forecasts; a failure here fails the run visibly, and the next run commits
+        // what this one could not (the watermarks have not moved).
+        if settings.lake.enabled {
+            summary.dataset_version = recorder
+                .task("version", attempts, delay, || {
+                    crate::lake::attach(store.conn(), settings)?;
+                    let version = crate::lake::commit(
+                        store.conn(),
+                        Some(recorder.run_id),
+                        &settings.vs_currency,
+                        rules,
+                    )?;
+                    let log = match &version {
+                        Some(v) => format!(
+                            "dataset version {}: {} coin(s) changed, {} batch(es), {} market rows\n",
+                            v.version,
+                            v.info.changed.len(),
+                            v.info.batch_ids.len(),
+                            v.info.rows.market_data
+                        ),
+                        None => "nothing changed: no dataset version\n".to_string(),
+                    };
+                    Ok(TaskOutput::new(version.map(|v| v.version), log))
+                })
+                .await?;
+        }
         Ok(())
     }
     .await;
@@ -376,6 +417,8 @@ pub fn interrupt_running(store: &Store) -> Result<(), duckdb::Error> {
 pub struct RetrainSummary {
     /// The champion after the run (refit on all data).
     pub model_id: String,
+    /// The dataset version it was trained on (none: the lake is off or has no version).
+    pub lake_version: Option<i64>,
     pub family: String,
     /// What happened to the previous champion (first, replaced, demoted, refreshed).
     pub outcome: model::gate::ChampionOutcome,
@@ -430,7 +473,9 @@ pub async fn retrain(
                     }
                 },
             )?;
+            let lake_version = crate::lake::record_training(store.conn(), settings, o.run_id);
             let summary = RetrainSummary {
+                lake_version,
                 model_id: o.model_id.clone(),
                 family: o.family.clone(),
                 outcome: o.selection.outcome.clone(),

@@ -61,6 +61,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0008_failure_kinds",
         sql: include_str!("../../sql/schema/0008_failure_kinds.sql"),
     },
+    Migration {
+        version: 9,
+        name: "0009_dataset_versions",
+        sql: include_str!("../../sql/schema/0009_dataset_versions.sql"),
+    },
 ];
 
 /// The schema version this binary writes.

@@ -11,6 +11,7 @@ mod crash;
 mod features;
 mod fuzz;
 mod ingest_live;
+mod lake;
 mod model;
 mod monitor;
 mod replay;

@@ -5,6 +5,8 @@
 
 pub mod coingecko_server;
 pub mod forecast;
+pub mod postgres;
+pub mod seaweedfs;
 
 use std::path::{Path, PathBuf};
 
@@ -274,6 +276,8 @@ impl TestApp {
             ("COINCAST__COINGECKO__TIMEOUT_SECS".into(), "2".into()),
             ("COINCAST__PIPELINE__RETRY_DELAY_SECS".into(), "0".into()),
             ("COINCAST__PIPELINE__TASK_ATTEMPTS".into(), "1".into()),
+            // The lake has tests of its own (tests/it/lake.rs); elsewhere it only costs time.
+            ("COINCAST__LAKE__ENABLED".into(), "false".into()),
         ];
         env.extend(
             overrides

@@ -1,0 +1,15 @@
+-- The lake's tables, created once, when the lake is first attached (two writers running
+-- CREATE TABLE IF NOT EXISTS at once conflict, so never by concurrent writers): the same
+-- columns and types as the live file's, so a version hashes as the live rows did. Raw bodies
+-- stay in the file; their sha256 and sizes come along.
+CREATE TABLE IF NOT EXISTS lake.market_data AS SELECT * FROM market_data LIMIT 0;
+CREATE TABLE IF NOT EXISTS lake.features AS SELECT * FROM features LIMIT 0;
+CREATE TABLE IF NOT EXISTS lake.quality_results AS SELECT * FROM quality_results LIMIT 0;
+CREATE TABLE IF NOT EXISTS lake.raw_batches AS SELECT * EXCLUDE (body) FROM raw_batches LIMIT 0;
+-- One row that every version's transaction replaces: two versions committed at once then always
+-- conflict (a delete against a delete), so DuckLake refuses one, which is tried again on the newer
+-- state; a version's content hash, computed inside its transaction, is thus always that of the
+-- snapshot it becomes, also with many writers.
+CREATE TABLE IF NOT EXISTS lake.coincast_head (writer_id VARCHAR, committed_at TIMESTAMPTZ);
+INSERT INTO lake.coincast_head
+SELECT 'none', now() WHERE NOT EXISTS (FROM lake.coincast_head);

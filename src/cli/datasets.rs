@@ -1,0 +1,150 @@
+//! `coincast datasets`: the dataset versions in the lake (`coincast::lake`), listed, shown,
+//! compared and exported.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+
+use super::{open_existing, Exit};
+use coincast::config::Settings;
+use coincast::lake;
+
+#[derive(Subcommand, Debug)]
+pub(super) enum DatasetsAction {
+    /// Every dataset version, oldest first: the run that committed it, rows, coins changed.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One version: what it took in (coins and hour ranges, batches), its rows and hashes.
+    Show {
+        version: i64,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Per coin, the hours of market data only in the newer version (added or revised) and only
+    /// in the older one.
+    Diff { older: i64, newer: i64 },
+    /// Write a version's tables as Parquet files (and version.json) into a folder, and hash them
+    /// again: the hash a model trained on that version registered.
+    Export {
+        version: i64,
+        /// The folder to write.
+        #[arg(long)]
+        to: PathBuf,
+    },
+}
+
+pub(super) fn datasets(settings: &Settings, action: DatasetsAction) -> anyhow::Result<Exit> {
+    let store = open_existing(settings)?;
+    let conn = store.conn();
+    let location = lake::attach(conn, settings)?;
+    match action {
+        DatasetsAction::List { json } => {
+            let versions = lake::list(conn)?;
+            if json {
+                outln!("{}", serde_json::to_string_pretty(&versions)?);
+                return Ok(Exit::Ok);
+            }
+            if versions.is_empty() {
+                outln!(
+                    "no dataset version yet in {}: every pipeline run commits one",
+                    location.data_path
+                );
+                return Ok(Exit::Ok);
+            }
+            outln!(
+                "{:>7} {:<32} {:>5} {:>10} {:>10} {:>6}  content hash",
+                "version",
+                "committed (UTC)",
+                "run",
+                "market",
+                "features",
+                "coins"
+            );
+            for v in &versions {
+                outln!(
+                    "{:>7} {:<32} {:>5} {:>10} {:>10} {:>6}  {}",
+                    v.version,
+                    v.committed_at,
+                    v.info.run_id.map_or("-".into(), |r| r.to_string()),
+                    v.info.rows.market_data,
+                    v.info.rows.features,
+                    v.info.changed.len(),
+                    &v.info.content_hash[..16.min(v.info.content_hash.len())]
+                );
+            }
+        }
+        DatasetsAction::Show { version, json } => {
+            let v = lake::show(conn, version)?;
+            if json {
+                outln!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(Exit::Ok);
+            }
+            outln!(
+                "dataset version {} committed {} by run {}",
+                v.version,
+                v.committed_at,
+                v.info.run_id.map_or("-".into(), |r| r.to_string())
+            );
+            outln!(
+                "rows: {} market, {} features, {} quality results, {} batches",
+                v.info.rows.market_data,
+                v.info.rows.features,
+                v.info.rows.quality_results,
+                v.info.rows.raw_batches
+            );
+            outln!(
+                "content hash {} ({} coins before hour {})",
+                v.info.content_hash,
+                v.info.coins.len(),
+                v.info.until_hour
+            );
+            outln!(
+                "feature SQL {}  rules {}",
+                v.info.feature_sql_hash,
+                v.info.rules_hash
+            );
+            for c in &v.info.changed {
+                outln!(
+                    "  {} ({}): {} hour(s) merged, written again from {} to {}",
+                    c.coin_id,
+                    c.vs_currency,
+                    c.hours,
+                    c.since,
+                    c.until
+                );
+            }
+            outln!("batches taken in: {:?}", v.info.batch_ids);
+        }
+        DatasetsAction::Diff { older, newer } => {
+            outln!("{:<16} {:>12} {:>12}", "coin", "only newer", "only older");
+            for d in lake::diff(conn, older, newer)? {
+                outln!("{:<16} {:>12} {:>12}", d.coin_id, d.in_newer, d.in_older);
+            }
+        }
+        DatasetsAction::Export { version, to } => {
+            let e = lake::export(conn, version, &to)?;
+            outln!(
+                "exported version {} to {}: {} market, {} features, {} quality results, {} batches",
+                e.version,
+                e.dir.display(),
+                e.rows.market_data,
+                e.rows.features,
+                e.rows.quality_results,
+                e.rows.raw_batches
+            );
+            outln!("content hash {}", e.content_hash);
+            if !e.reproduced {
+                anyhow::bail!(
+                    "the exported files hash to {}, not to the hash version {version} recorded",
+                    e.content_hash
+                );
+            }
+            outln!("reproduced: the hash version {version} recorded");
+        }
+    }
+    Ok(Exit::Ok)
+}

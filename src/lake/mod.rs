@@ -1,0 +1,124 @@
+//! The lake: dataset versions as DuckLake snapshots, so that the data leaves the machine in a
+//! format many engines read (Parquet files in a folder or on S3, a catalog in a DuckDB file, in
+//! PostgreSQL or SQLite) and any version can be read again, after later batches revised it.
+//!
+//! Invariants:
+//! - the lake is attached to the store's own DuckDB instance (`attach.rs`): the extensions are
+//!   loaded from files (`LOAD '/abs/path'`), never installed at run time, and S3 credentials
+//!   come from `AWS_*` variables into an in-memory secret, never into a log or the database;
+//! - its tables are created once, when the lake is first attached, never by two writers at once;
+//! - a version (`version.rs`) is one DuckLake transaction that replaces each changed coin's
+//!   hours from the earliest changed one, and the changed batches, so every (coin, hour) is in
+//!   each version exactly once; its metadata (`VersionInfo`: watermarks, coins and ranges, rows,
+//!   content hash, feature SQL and rule set hashes, batch ids) is the snapshot's commit info, so
+//!   metadata and data commit together, and a rerun after a crash commits nothing twice;
+//! - a run that changed nothing commits nothing.
+
+mod attach;
+mod version;
+
+pub use attach::{attach, Location};
+pub use version::{
+    commit, diff, export, latest, list, rows_at, show, CoinDiff, CoinRange, Export, TableRows,
+    Version, VersionInfo, Watermarks,
+};
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LakeError {
+    #[error("the lake is off (lake.enabled = false)")]
+    Disabled,
+    #[error(
+        "the DuckDB extension `{name}` is not at {path}: `make build` fetches the lake's \
+         extensions, or set lake.extension_dir"
+    )]
+    Extension { name: &'static str, path: PathBuf },
+    #[error("loading the DuckDB extension {path}: {source}")]
+    Load {
+        path: PathBuf,
+        source: duckdb::Error,
+    },
+    #[error(
+        "lake.data_path {data_path} is on S3 but AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are \
+         not both set"
+    )]
+    NoCredentials { data_path: String },
+    #[error("lake.catalog `{0}`: {1}")]
+    Catalog(String, String),
+    #[error("attaching the lake (catalog {catalog}, data {data_path}): {source}")]
+    Attach {
+        catalog: String,
+        data_path: String,
+        source: duckdb::Error,
+    },
+    #[error("committing the dataset version failed after {attempts} attempt(s): {source}")]
+    Commit {
+        attempts: u32,
+        source: duckdb::Error,
+    },
+    #[error("there is no dataset version {0} (`coincast datasets list` lists them)")]
+    UnknownVersion(i64),
+    #[error("dataset version {version} has unreadable metadata: {message}")]
+    Metadata { version: i64, message: String },
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Sql(#[from] duckdb::Error),
+}
+
+impl crate::failure::Classify for LakeError {
+    fn failure(&self) -> crate::failure::Failure {
+        use crate::failure::Failure;
+        match self {
+            LakeError::Disabled
+            | LakeError::Extension { .. }
+            | LakeError::NoCredentials { .. }
+            | LakeError::Catalog(..)
+            | LakeError::UnknownVersion(_) => Failure::Usage,
+            LakeError::Load { .. }
+            | LakeError::Attach { .. }
+            | LakeError::Commit { .. }
+            | LakeError::Metadata { .. }
+            | LakeError::Io { .. }
+            | LakeError::Sql(_) => Failure::Internal,
+        }
+    }
+}
+
+/// The dataset version a training run just read (the lake's newest: every pipeline run commits
+/// what it changed), recorded on the run's experiment and models. A lake that cannot be reached
+/// leaves it unrecorded with a warning: training never fails for the lake.
+pub fn record_training(
+    conn: &duckdb::Connection,
+    settings: &crate::config::Settings,
+    run_id: i64,
+) -> Option<i64> {
+    if !settings.lake.enabled {
+        return None;
+    }
+    let version = attach(conn, settings).and_then(|_| latest(conn));
+    match version {
+        Ok(Some(v)) => match crate::model::registry::set_lake_version(conn, run_id, v.version) {
+            Ok(()) => Some(v.version),
+            Err(e) => {
+                tracing::warn!("cannot record dataset version {}: {e}", v.version);
+                None
+            }
+        },
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!("the lake cannot be read, so no dataset version is recorded: {e}");
+            None
+        }
+    }
+}
+
+/// A SQL string literal: `'` doubled. Paths and connection strings reach SQL only through this.
+fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}

@@ -1,0 +1,510 @@
+//! The lake: dataset versions as DuckLake snapshots on local disk, read back by the binary
+//! (`datasets`), by time travel, and by DuckDB's Python client with the ducklake extension.
+
+use std::path::{Path, PathBuf};
+
+use coincast::model::registry::{self, DatasetTables};
+
+use crate::support::{coincast, real_coingecko, text, TestApp};
+
+/// The lake's tables at one version, for `registry::dataset_hash`.
+fn at_version(version: i64) -> DatasetTables {
+    DatasetTables {
+        features: format!("(FROM lake.features AT (VERSION => {version}))"),
+        market_data: format!("(FROM lake.market_data AT (VERSION => {version}))"),
+    }
+}
+
+/// `coincast replay` of one real coin into `dir`, which must succeed.
+fn replay_real_coin(dir: &str, coin: &str) {
+    let data = real_coingecko();
+    let out = coincast(
+        &[
+            "--data-dir",
+            dir,
+            "replay",
+            data.to_str().expect("utf-8"),
+            "--coins",
+            coin,
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+fn versions_json(dir: &str) -> serde_json::Value {
+    let out = coincast(&["--data-dir", dir, "datasets", "list", "--json"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    serde_json::from_slice(&out.stdout).expect("versions json")
+}
+
+/// solana.json with the price of every 500th point of its first 5,000 raised by 1 % (a provider's
+/// correction of past hours).
+fn revised_solana(dir: &Path) {
+    let body = std::fs::read_to_string(real_coingecko().join("solana.json")).expect("solana");
+    let mut v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let prices = v["prices"].as_array_mut().expect("prices");
+    for p in prices.iter_mut().take(5000).step_by(500) {
+        let price = p[1].as_f64().expect("price");
+        p[1] = serde_json::json!(price * 1.01);
+    }
+    std::fs::write(dir.join("solana.json"), v.to_string()).expect("write");
+}
+
+fn extension(name: &str) -> PathBuf {
+    PathBuf::from(env!("COINCAST_BUILD_EXTENSION_DIR")).join(format!("{name}.duckdb_extension"))
+}
+
+/// A replay commits a version; training names it; a later revision makes a new version while
+/// the old one still rebuilds the model's rows to its registered hash; an export reproduces a
+/// version's hash; nothing changed commits nothing; DuckDB's Python client reads the same rows.
+#[test]
+fn versions_are_committed_rebuilt_exported_and_read_by_other_engines() {
+    let dir = tempfile::tempdir().expect("dir");
+    let d = dir.path().to_str().expect("utf-8");
+    replay_real_coin(d, "solana");
+    let versions = versions_json(d);
+    assert_eq!(versions.as_array().map(Vec::len), Some(1), "{versions}");
+    let first = versions[0]["version"].as_i64().expect("version id");
+    assert_eq!(versions[0]["info"]["changed"][0]["coin_id"], "solana");
+
+    // Training records the version it read.
+    let out = coincast(
+        &[
+            "--data-dir",
+            d,
+            "train",
+            "--coins",
+            "solana",
+            "--candidates",
+            "persistence,persistence_ewma",
+            "--windows",
+            "1",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("trained on dataset version {first}")),
+        "{}",
+        text(&out)
+    );
+
+    // The same data again changes no hour: a version only for the new batch's metadata, with
+    // the same content hash.
+    replay_real_coin(d, "solana");
+    let versions = versions_json(d);
+    assert_eq!(versions.as_array().map(Vec::len), Some(2), "{versions}");
+    assert_eq!(
+        versions[1]["info"]["changed"].as_array().map(Vec::len),
+        Some(0)
+    );
+    assert_eq!(
+        versions[1]["info"]["content_hash"],
+        versions[0]["info"]["content_hash"]
+    );
+
+    // A provider revises past hours: a new version with another hash.
+    let revised = tempfile::tempdir().expect("revised");
+    revised_solana(revised.path());
+    let out = coincast(
+        &[
+            "--data-dir",
+            d,
+            "replay",
+            revised.path().to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert!(matches!(out.status.code(), Some(0 | 3)), "{}", text(&out));
+    let versions = versions_json(d);
+    let newest = &versions[versions.as_array().map_or(0, Vec::len) - 1];
+    let last = newest["version"].as_i64().expect("id");
+    assert_ne!(
+        newest["info"]["content_hash"],
+        versions[0]["info"]["content_hash"]
+    );
+
+    // The export of the first version reproduces its hash.
+    let export = dir.path().join("export-first");
+    let out = coincast(
+        &[
+            "--data-dir",
+            d,
+            "datasets",
+            "export",
+            &first.to_string(),
+            "--to",
+            export.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("reproduced"), "{}", text(&out));
+    assert!(export.join("features.parquet").exists());
+    let out = coincast(
+        &[
+            "--data-dir",
+            d,
+            "datasets",
+            "diff",
+            &first.to_string(),
+            &last.to_string(),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("solana"), "{}", text(&out));
+    let out = coincast(&["--data-dir", d, "datasets", "show", "999999"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+
+    // In the binary's own process: the model's rows rebuilt from the lake at its version give
+    // its registered hash, though later batches revised some of them; every version holds each
+    // (coin, hour) once; nothing changed commits nothing.
+    let mut settings =
+        coincast::config::Settings::load_with_env(None, Vec::new()).expect("settings");
+    settings.data_dir = dir.path().to_path_buf();
+    {
+        let store = coincast::store::Store::open(dir.path()).expect("open");
+        let conn = store.conn();
+        coincast::lake::attach(conn, &settings).expect("attach");
+        let champion = registry::champion(conn).expect("q").expect("a champion");
+        assert_eq!(champion.lake_version, Some(first));
+        let coins = vec!["solana".to_string()];
+        let until = champion.trained_until_hour.expect("trained until") + 1;
+        let rebuilt = registry::dataset_hash(conn, &at_version(first), &coins, "usd", until)
+            .expect("hash at the model's version");
+        assert_eq!(rebuilt, champion.dataset_version);
+        let now = registry::dataset_hash(conn, &at_version(last), &coins, "usd", until)
+            .expect("hash now");
+        assert_ne!(now, champion.dataset_version, "the revision must show");
+        for v in [first, last] {
+            let (rows, distinct): (i64, i64) = conn
+                .query_row(
+                    &format!(
+                        "SELECT count(*), count(DISTINCT (coin_id, vs_currency, ts))
+                         FROM lake.market_data AT (VERSION => {v})"
+                    ),
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .expect("counts");
+            assert_eq!(rows, distinct, "version {v}");
+            assert!(rows > 20_000, "version {v}: {rows}");
+        }
+        let rules = coincast::quality::RuleSet::load(&settings.quality).expect("rules");
+        let again = coincast::lake::commit(conn, None, "usd", &rules).expect("commit");
+        assert!(again.is_none(), "nothing changed, yet a version: {again:?}");
+    }
+
+    // Another engine: DuckDB's Python client with the ducklake extension counts the live rows.
+    let script = format!(
+        "import duckdb\n\
+         c = duckdb.connect()\n\
+         c.execute(\"LOAD '{ext}'\")\n\
+         c.execute(\"ATTACH 'ducklake:{cat}' AS lake (READ_ONLY)\")\n\
+         lake = c.execute('SELECT count(*) FROM lake.market_data').fetchone()[0]\n\
+         c.execute(\"ATTACH '{db}' AS live (READ_ONLY)\")\n\
+         live = c.execute('SELECT count(*) FROM live.market_data').fetchone()[0]\n\
+         print(lake, live)\n",
+        ext = extension("ducklake").display(),
+        cat = dir.path().join("lake/catalog.ducklake").display(),
+        db = dir.path().join("coincast.duckdb").display(),
+    );
+    let out = std::process::Command::new(python())
+        .args(["-c", &script])
+        .output()
+        .expect("python");
+    assert!(out.status.success(), "{}", text(&out));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let counts: Vec<&str> = printed.split_whitespace().collect();
+    assert_eq!(counts.len(), 2, "{printed}");
+    assert_eq!(counts[0], counts[1], "lake and live rows: {printed}");
+}
+
+/// With the lake off nothing is attached or written, and `datasets` says why.
+#[test]
+fn the_lake_can_be_turned_off() {
+    let app = TestApp::new(&[("COINCAST__LAKE__ENABLED", "false")]);
+    let d = app.dir.path().to_str().expect("utf-8").to_string();
+    drop(app.store);
+    let out = coincast(
+        &["--data-dir", &d, "datasets", "list"],
+        &[("COINCAST__LAKE__ENABLED", "false")],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("lake.enabled"), "{}", text(&out));
+    assert!(!app.dir.path().join("lake").exists());
+}
+
+/// The venv's Python (DuckDB 1.5.5, the client the README names for analysts).
+fn python() -> PathBuf {
+    PathBuf::from(std::env::var("COINCAST_VENV").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/coincast/venv",
+            std::env::var("HOME").unwrap_or_default()
+        )
+    }))
+    .join("bin/python")
+}
+
+/// The lake on S3 (SeaweedFS on 127.0.0.1): a replay puts Parquet files in the bucket, and
+/// DuckDB's Python client counts the live rows through the catalog. A wrong key, a stopped
+/// server and a missing bucket fail the run visibly (exit 1, the `version` task), keep the local
+/// data, leave no half version, and the next run commits what was missed.
+#[test]
+fn the_lake_on_s3_fails_visibly_and_catches_up() {
+    use crate::support::seaweedfs::{SeaweedFs, ACCESS_KEY, BUCKET, SECRET_KEY};
+    let scratch = tempfile::tempdir().expect("scratch");
+    let mut s3 = SeaweedFs::start(&scratch.path().join("s3"));
+    let dir = tempfile::tempdir().expect("data");
+    let d = dir.path().to_str().expect("utf-8");
+    let catalog = scratch.path().join("catalog/lake.ducklake");
+    let endpoint = s3.endpoint();
+    let data_path = format!("s3://{BUCKET}/prefix");
+    let env = |secret: &'static str, data_path: &str| -> Vec<(String, String)> {
+        [
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", secret),
+            ("COINCAST__LAKE__DATA_PATH", data_path),
+            ("COINCAST__S3__ENDPOINT", endpoint.as_str()),
+            ("COINCAST__S3__URL_STYLE", "path"),
+            ("COINCAST__S3__ALLOW_HTTP", "true"),
+            ("COINCAST__LAKE__CATALOG", catalog.to_str().expect("utf-8")),
+            ("COINCAST__PIPELINE__TASK_ATTEMPTS", "1"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    };
+    let run = |args: &[&str], env: &[(String, String)]| {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let mut all = vec!["--data-dir", d];
+        all.extend_from_slice(args);
+        coincast(&all, &env)
+    };
+    let data = real_coingecko();
+    let data = data.to_str().expect("utf-8");
+    let versions = |env: &[(String, String)]| -> Vec<serde_json::Value> {
+        let out = run(&["datasets", "list", "--json"], env);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).expect("json")
+    };
+    let good = env(SECRET_KEY, &data_path);
+
+    // A wrong key: the run fails at `version`, the data is merged locally, no version.
+    let out = run(
+        &["replay", data, "--coins", "solana"],
+        &env("wrong-secret", &data_path),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("version"), "{}", text(&out));
+    assert!(versions(&good).is_empty());
+    // The right key: the next run commits what the failed one could not, and its own.
+    let out = run(&["replay", data, "--coins", "ripple"], &good);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v = versions(&good);
+    assert_eq!(v.len(), 1);
+    let changed: Vec<&str> = v[0]["info"]["changed"]
+        .as_array()
+        .expect("changed")
+        .iter()
+        .filter_map(|c| c["coin_id"].as_str())
+        .collect();
+    assert_eq!(changed, ["ripple", "solana"]);
+
+    // S3 stopped in the middle of the work: the run fails visibly, nothing half committed.
+    s3.stop();
+    let out = run(&["replay", data, "--coins", "cardano"], &good);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(versions(&good).len(), 1);
+    s3.restart();
+    let out = run(&["replay", data, "--coins", "cardano"], &good);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v = versions(&good);
+    assert_eq!(v.len(), 2);
+    assert_eq!(v[1]["info"]["changed"][0]["coin_id"], "cardano");
+
+    // A missing bucket fails the same way and names the data path.
+    let out = run(
+        &["replay", data, "--coins", "solana"],
+        &env(SECRET_KEY, "s3://no-such-bucket/x"),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+
+    // Another engine reads the lake from S3: the live file's rows, and Parquet in the bucket.
+    let script = format!(
+        "import duckdb\n\
+         c = duckdb.connect()\n\
+         c.execute(\"LOAD '{ducklake}'\")\n\
+         c.execute(\"LOAD '{httpfs}'\")\n\
+         c.execute(\"CREATE SECRET (TYPE s3, KEY_ID '{ACCESS_KEY}', SECRET '{SECRET_KEY}', ENDPOINT '127.0.0.1:{port}', URL_STYLE 'path', USE_SSL false, REGION 'us-east-1')\")\n\
+         c.execute(\"ATTACH 'ducklake:{catalog}' AS lake (READ_ONLY)\")\n\
+         lake = c.execute('SELECT count(*) FROM lake.market_data').fetchone()[0]\n\
+         files = c.execute(\"SELECT count(*) FROM glob('s3://{BUCKET}/prefix/**/*.parquet')\").fetchone()[0]\n\
+         c.execute(\"ATTACH '{db}' AS live (READ_ONLY)\")\n\
+         live = c.execute('SELECT count(*) FROM live.market_data').fetchone()[0]\n\
+         print(lake, live, files)\n",
+        ducklake = extension("ducklake").display(),
+        httpfs = extension("httpfs").display(),
+        port = s3.s3_port,
+        catalog = catalog.display(),
+        db = dir.path().join("coincast.duckdb").display(),
+    );
+    let out = std::process::Command::new(python())
+        .args(["-c", &script])
+        .output()
+        .expect("python");
+    assert!(out.status.success(), "{}", text(&out));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let n: Vec<i64> = printed
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    assert_eq!(n.len(), 3, "{printed}");
+    assert_eq!(n[0], n[1], "lake and live rows: {printed}");
+    assert!(n[0] > 60_000 && n[2] >= 2, "{printed}");
+}
+
+/// Many machines: two coincast processes (two data folders) commit to one lake with a
+/// PostgreSQL catalog and its Parquet on S3, at the same time; DuckDB's Python client attaches
+/// the same catalog, counts both writers' rows and computes a version's content hash again.
+#[test]
+fn two_writers_share_a_postgres_catalog_lake_on_s3() {
+    use crate::support::postgres::Postgres;
+    use crate::support::seaweedfs::{SeaweedFs, ACCESS_KEY, BUCKET, SECRET_KEY};
+    let scratch = tempfile::tempdir().expect("scratch");
+    let s3 = SeaweedFs::start(&scratch.path().join("s3"));
+    let pg = Postgres::start(scratch.path());
+    let catalog = format!("postgres:{}", pg.lake_dsn());
+    let endpoint = s3.endpoint();
+    let env: Vec<(&str, &str)> = vec![
+        ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+        ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+        ("COINCAST__LAKE__DATA_PATH", "s3://lake/shared"),
+        ("COINCAST__S3__ENDPOINT", endpoint.as_str()),
+        ("COINCAST__S3__URL_STYLE", "path"),
+        ("COINCAST__S3__ALLOW_HTTP", "true"),
+        ("COINCAST__LAKE__CATALOG", catalog.as_str()),
+    ];
+    let a = tempfile::tempdir().expect("a");
+    let b = tempfile::tempdir().expect("b");
+    let data = real_coingecko();
+    let data = data.to_str().expect("utf-8");
+    let replay = |dir: &Path, coin: &str| {
+        crate::support::coincast_command(
+            &[
+                "--data-dir",
+                dir.to_str().expect("utf-8"),
+                "replay",
+                data,
+                "--coins",
+                coin,
+            ],
+            &env,
+        )
+    };
+    // The lake's tables are made by the first writer, before any concurrent one.
+    let out = replay(a.path(), "solana").output().expect("replay");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // Two writers at once.
+    let spawn = |mut command: std::process::Command| {
+        command
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn")
+    };
+    let first = spawn(replay(a.path(), "ripple"));
+    let second = spawn(replay(b.path(), "cardano"));
+    for child in [first, second] {
+        let out = child.wait_with_output().expect("wait");
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    }
+    let out = coincast(
+        &[
+            "--data-dir",
+            b.path().to_str().expect("utf-8"),
+            "datasets",
+            "list",
+            "--json",
+        ],
+        &env,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let versions: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(versions.len(), 3, "{versions:?}");
+    let writers: std::collections::BTreeSet<&str> = versions
+        .iter()
+        .filter_map(|v| v["info"]["writer"].as_str())
+        .collect();
+    assert_eq!(writers.len(), 2, "{versions:?}");
+    let newest = &versions[2];
+    let newest_id = newest["version"].as_i64().expect("id");
+
+    // DuckDB's Python client: both writers' rows, and the newest version's hash computed again
+    // with the same SQL (sql/model/dataset_hash.sql) and the same feature SQL.
+    let hash_sql = include_str!("../../sql/model/dataset_hash.sql")
+        .replace(
+            "{features}",
+            &format!("(FROM lake.features AT (VERSION => {newest_id}))"),
+        )
+        .replace(
+            "{market_data}",
+            &format!("(FROM lake.market_data AT (VERSION => {newest_id}))"),
+        );
+    let script = format!(
+        "import duckdb, hashlib, json, sys\n\
+         c = duckdb.connect()\n\
+         for e in ['ducklake', 'httpfs', 'postgres_scanner']:\n\
+         \x20   c.execute(f\"LOAD '{dir}/{{e}}.duckdb_extension'\")\n\
+         c.execute(\"CREATE SECRET (TYPE s3, KEY_ID '{ACCESS_KEY}', SECRET '{SECRET_KEY}', ENDPOINT '127.0.0.1:{port}', URL_STYLE 'path', USE_SSL false, REGION 'us-east-1')\")\n\
+         c.execute(\"ATTACH 'ducklake:{catalog}' AS lake (READ_ONLY)\")\n\
+         rows = c.execute('SELECT count(*) FROM lake.market_data').fetchone()[0]\n\
+         coins = [r[0] for r in c.execute('SELECT DISTINCT coin_id FROM lake.market_data ORDER BY 1').fetchall()]\n\
+         until = {until}\n\
+         h = hashlib.sha256(open('{features_sql}', 'rb').read())\n\
+         sql = json.loads(sys.argv[1])\n\
+         for coin in coins:\n\
+         \x20   d = c.execute(sql, [coin, 'usd', until]).fetchone()[0]\n\
+         \x20   h.update(coin.encode()); h.update((d or '').encode())\n\
+         print(rows, ','.join(coins), h.hexdigest())\n",
+        dir = extension("ducklake").parent().expect("dir").display(),
+        port = s3.s3_port,
+        until = newest["info"]["until_hour"].as_i64().expect("until"),
+        features_sql = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("sql/features/hourly.sql")
+            .display(),
+    );
+    let out = std::process::Command::new(python())
+        .args([
+            "-c",
+            &script,
+            &serde_json::to_string(&hash_sql).expect("json"),
+        ])
+        .output()
+        .expect("python");
+    assert!(out.status.success(), "{}", text(&out));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let fields: Vec<&str> = printed.split_whitespace().collect();
+    assert_eq!(fields.len(), 3, "{printed}");
+    let live_rows = |dir: &Path| {
+        let store = coincast::store::Store::open(dir).expect("open");
+        store
+            .conn()
+            .query_row("SELECT count(*) FROM market_data", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .expect("count")
+    };
+    assert_eq!(
+        fields[0].parse::<i64>().expect("rows"),
+        live_rows(a.path()) + live_rows(b.path())
+    );
+    assert_eq!(fields[1], "cardano,ripple,solana");
+    assert_eq!(
+        fields[2],
+        newest["info"]["content_hash"].as_str().expect("hash")
+    );
+    let _ = BUCKET;
+}
