@@ -124,7 +124,7 @@ pub fn attach(conn: &Connection, settings: &Settings) -> Result<Location, LakeEr
     }
     location.prepare_folders()?;
     conn.execute_batch(&format!(
-        "ATTACH {} AS lake (DATA_PATH {});",
+        "ATTACH {} AS lake (DATA_PATH {}, DATA_INLINING_ROW_LIMIT 0);",
         literal(&location.attach_target),
         literal(&location.data_path)
     ))

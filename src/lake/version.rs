@@ -66,6 +66,10 @@ pub struct VersionInfo {
     pub coins: Vec<String>,
     pub vs_currency: String,
     pub until_hour: i64,
+    /// Each coin's part of the content hash (`registry::coin_digest`): the next version hashes
+    /// again only the coins it changed.
+    #[serde(default)]
+    pub coin_digests: std::collections::BTreeMap<String, String>,
     /// SHA-256 of `sql/features/hourly.sql` and of the quality rules in force.
     pub feature_sql_hash: String,
     pub rules_hash: String,
@@ -166,6 +170,7 @@ pub fn commit(
         rows: TableRows::default(),
         content_hash: String::new(),
         coins: Vec::new(),
+        coin_digests: Default::default(),
         vs_currency: vs_currency.to_string(),
         until_hour: 0,
         feature_sql_hash,
@@ -216,7 +221,7 @@ fn commit_with_retries(
                 )?;
             }
             conn.execute_batch(include_str!("../../sql/lake/replace_batches.sql"))?;
-            let info = describe(conn, draft.clone())?;
+            let info = describe(conn, draft.clone(), features_changed)?;
             let extra_info = serde_json::to_string(&info).map_err(|e| LakeError::Metadata {
                 version: -1,
                 message: e.to_string(),
@@ -258,7 +263,14 @@ fn commit_with_retries(
 }
 
 /// The coins, rows and content hash of the lake as this transaction sees it.
-fn describe(conn: &Connection, mut info: VersionInfo) -> Result<VersionInfo, LakeError> {
+/// Only the coins this version changed are hashed again; the others keep the digest of the
+/// version before (any writer's: versions are serialized, so it is this one's predecessor). A
+/// coin's digest covers all its rows, whatever the cut-off, as every row is before `until_hour`.
+fn describe(
+    conn: &Connection,
+    mut info: VersionInfo,
+    features_changed: bool,
+) -> Result<VersionInfo, LakeError> {
     let lake = DatasetTables {
         features: "lake.features".into(),
         market_data: "lake.market_data".into(),
@@ -288,8 +300,42 @@ fn describe(conn: &Connection, mut info: VersionInfo) -> Result<VersionInfo, Lak
             })
         },
     )?;
-    info.content_hash =
-        registry::dataset_hash(conn, &lake, &info.coins, &info.vs_currency, info.until_hour)?;
+    let previous = if features_changed {
+        Default::default()
+    } else {
+        latest(conn)?
+            .map(|v| v.info.coin_digests)
+            .unwrap_or_default()
+    };
+    let changed: std::collections::BTreeSet<&str> =
+        info.changed.iter().map(|c| c.coin_id.as_str()).collect();
+    let stale: Vec<String> = info
+        .coins
+        .iter()
+        .filter(|c| changed.contains(c.as_str()) || !previous.contains_key(*c))
+        .cloned()
+        .collect();
+    let fresh: std::collections::BTreeMap<String, String> = if stale.is_empty() {
+        Default::default()
+    } else {
+        registry::coin_digests(conn, &lake, &stale, &info.vs_currency, info.until_hour)?
+            .into_iter()
+            .collect()
+    };
+    let digests: Vec<(String, String)> = info
+        .coins
+        .iter()
+        .map(|c| {
+            let d = fresh
+                .get(c)
+                .or_else(|| previous.get(c))
+                .cloned()
+                .unwrap_or_default();
+            (c.clone(), d)
+        })
+        .collect();
+    info.content_hash = registry::combine_digests(&digests);
+    info.coin_digests = digests.into_iter().collect();
     Ok(info)
 }
 

@@ -505,19 +505,45 @@ pub fn dataset_hash(
     vs_currency: &str,
     until_hour: i64,
 ) -> Result<String, duckdb::Error> {
-    use sha2::{Digest, Sha256};
+    let digests = coin_digests(conn, tables, coins, vs_currency, until_hour)?;
+    Ok(combine_digests(&digests))
+}
+
+/// Each coin's part of `dataset_hash` (an order-independent sum over its rows before the
+/// cut-off; empty for a coin without rows), in the order of `coins`, from one grouped query.
+pub fn coin_digests(
+    conn: &Connection,
+    tables: &DatasetTables,
+    coins: &[String],
+    vs_currency: &str,
+    until_hour: i64,
+) -> Result<Vec<(String, String)>, duckdb::Error> {
     let sql = include_str!("../../sql/model/dataset_hash.sql")
         .replace("{features}", &tables.features)
         .replace("{market_data}", &tables.market_data);
+    let mut stmt = conn.prepare(&sql)?;
+    let found: std::collections::HashMap<String, String> = stmt
+        .query_map(params![coins.join(","), vs_currency, until_hour], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(coins
+        .iter()
+        .map(|c| (c.clone(), found.get(c).cloned().unwrap_or_default()))
+        .collect())
+}
+
+/// `dataset_hash` from the coins' digests, in the order given: the feature SQL, then each coin
+/// and its digest.
+pub fn combine_digests(digests: &[(String, String)]) -> String {
+    use sha2::{Digest, Sha256};
     let mut hasher = Sha256::new();
     hasher.update(include_str!("../../sql/features/hourly.sql").as_bytes());
-    for coin in coins {
-        let digest: Option<String> =
-            conn.query_row(&sql, params![coin, vs_currency, until_hour], |r| r.get(0))?;
+    for (coin, digest) in digests {
         hasher.update(coin.as_bytes());
-        hasher.update(digest.unwrap_or_default().as_bytes());
+        hasher.update(digest.as_bytes());
     }
-    Ok(hex::encode(hasher.finalize()))
+    hex::encode(hasher.finalize())
 }
 
 #[cfg(test)]
