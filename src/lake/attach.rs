@@ -204,12 +204,8 @@ fn create_s3_secret(conn: &Connection, s3: &S3Settings, data_path: &str) -> Resu
         "CREATE OR REPLACE SECRET coincast_lake_s3 ({});",
         options.join(", ")
     ))
-    .map_err(|_| {
-        LakeError::Catalog(
-            data_path.to_string(),
-            "the S3 secret could not be made from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-                .into(),
-        )
+    .map_err(|_| LakeError::S3Secret {
+        data_path: data_path.to_string(),
     })
 }
 

@@ -44,8 +44,11 @@ pub enum LakeError {
          not both set"
     )]
     NoCredentials { data_path: String },
-    #[error("lake.catalog `{0}`: {1}")]
-    Catalog(String, String),
+    #[error(
+        "the S3 secret for lake.data_path {data_path} could not be made from \
+         AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+    )]
+    S3Secret { data_path: String },
     #[error("attaching the lake (catalog {catalog}, data {data_path}): {source}")]
     Attach {
         catalog: String,
@@ -78,7 +81,7 @@ impl crate::failure::Classify for LakeError {
             LakeError::Disabled
             | LakeError::Extension { .. }
             | LakeError::NoCredentials { .. }
-            | LakeError::Catalog(..)
+            | LakeError::S3Secret { .. }
             | LakeError::UnknownVersion(_) => Failure::Usage,
             LakeError::Load { .. }
             | LakeError::Attach { .. }
