@@ -27,6 +27,9 @@ pub(super) enum DatasetsAction {
     /// Per coin, the hours of market data only in the newer version (added or revised) and only
     /// in the older one.
     Diff { older: i64, newer: i64 },
+    /// A model's lineage: the dataset version it was trained on, and per coin the batches merged
+    /// into it, their hours and the predictions the model served.
+    Lineage { model_id: String },
     /// Write a version's tables as Parquet files (and version.json) into a folder, and hash them
     /// again: the hash a model trained on that version registered.
     Export {
@@ -123,6 +126,39 @@ pub(super) fn datasets(settings: &Settings, action: DatasetsAction) -> anyhow::R
             outln!("{:<16} {:>12} {:>12}", "coin", "only newer", "only older");
             for d in lake::diff(conn, older, newer)? {
                 outln!("{:<16} {:>12} {:>12}", d.coin_id, d.in_newer, d.in_older);
+            }
+        }
+        DatasetsAction::Lineage { model_id } => {
+            let model = coincast::model::registry::get(conn, &model_id)?;
+            let Some(version) = model.lake_version else {
+                return Err(super::usage(format!(
+                    "{model_id} names no dataset version (trained with the lake off, or before it)"
+                )));
+            };
+            outln!(
+                "{model_id} ({}) was trained on dataset version {version} (training rows hash {})",
+                model.family,
+                model.dataset_version
+            );
+            outln!(
+                "{:<16} {:>8} {:>8}  {:<25} {:<25} {:>11}",
+                "coin",
+                "batches",
+                "hours",
+                "first hour",
+                "last hour",
+                "predictions"
+            );
+            for c in lake::lineage(conn, version, &model_id)? {
+                outln!(
+                    "{:<16} {:>8} {:>8}  {:<25} {:<25} {:>11}",
+                    c.coin_id,
+                    c.merged_batches,
+                    c.hours,
+                    c.first_hour,
+                    c.last_hour,
+                    c.predictions
+                );
             }
         }
         DatasetsAction::Export { version, to } => {

@@ -19,8 +19,8 @@ mod version;
 
 pub use attach::{attach, Location};
 pub use version::{
-    commit, diff, export, latest, list, rows_at, show, CoinDiff, CoinRange, Export, TableRows,
-    Version, VersionInfo, Watermarks,
+    commit, diff, export, latest, lineage, list, rows_at, show, CoinDiff, CoinLineage, CoinRange,
+    Export, TableRows, Version, VersionInfo, Watermarks,
 };
 
 use std::path::PathBuf;

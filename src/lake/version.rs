@@ -508,3 +508,38 @@ pub fn export(conn: &Connection, version: i64, dir: &Path) -> Result<Export, Lak
         content_hash,
     })
 }
+
+/// One coin of a model's lineage: the batches merged into its training version, the hours they
+/// gave, the predictions the model served.
+#[derive(Debug, Clone, Serialize)]
+pub struct CoinLineage {
+    pub coin_id: String,
+    pub merged_batches: i64,
+    pub hours: i64,
+    pub first_hour: String,
+    pub last_hour: String,
+    pub predictions: i64,
+}
+
+/// The chain raw batch → merged hours → version → model → served predictions, per coin, for a
+/// model trained on lake `version`.
+pub fn lineage(
+    conn: &Connection,
+    version: i64,
+    model_id: &str,
+) -> Result<Vec<CoinLineage>, LakeError> {
+    show(conn, version)?;
+    let sql = include_str!("../../sql/lake/lineage.sql").replace("{v}", &version.to_string());
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map([model_id], |r| {
+        Ok(CoinLineage {
+            coin_id: r.get(0)?,
+            merged_batches: r.get(1)?,
+            hours: r.get(2)?,
+            first_hour: r.get(3)?,
+            last_hour: r.get(4)?,
+            predictions: r.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

@@ -90,6 +90,29 @@ fn versions_are_committed_rebuilt_exported_and_read_by_other_engines() {
         text(&out)
     );
 
+    // The lineage: the model, its version, the batch merged into it and its hours.
+    let champion = {
+        let store = coincast::store::Store::open(dir.path()).expect("open");
+        registry::champion(store.conn())
+            .expect("q")
+            .expect("a champion")
+            .model_id
+    };
+    let out = coincast(&["--data-dir", d, "datasets", "lineage", &champion], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let lineage = text(&out);
+    assert!(
+        lineage.contains(&format!("trained on dataset version {first}")),
+        "{lineage}"
+    );
+    let solana: Vec<&str> = lineage
+        .lines()
+        .find(|l| l.starts_with("solana"))
+        .map(|l| l.split_whitespace().collect())
+        .unwrap_or_default();
+    assert_eq!(solana.get(1), Some(&"1"), "one merged batch: {lineage}");
+    assert_eq!(solana.get(2), Some(&"23987"), "its hours: {lineage}");
+
     // The same data again changes no hour: a version only for the new batch's metadata, with
     // the same content hash.
     replay_real_coin(d, "solana");
