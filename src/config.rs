@@ -282,7 +282,8 @@ pub struct LakeSettings {
     pub catalog: String,
     /// Where the Parquet files go: a folder or `s3://bucket/prefix`; empty: `<data_dir>/lake/data`.
     pub data_path: String,
-    /// The folder of the DuckDB extension files (ducklake, httpfs, postgres_scanner); empty:
+    /// The folder of the DuckDB extension files (ducklake, httpfs, postgres_scanner,
+    /// sqlite_scanner); empty:
     /// `lib/duckdb-extensions` beside the binary (the image), else where the build fetched them.
     pub extension_dir: String,
 }

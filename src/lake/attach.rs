@@ -26,7 +26,7 @@ enum Catalog {
 }
 
 impl Location {
-    pub fn of(settings: &Settings) -> Result<Self, LakeError> {
+    pub fn of(settings: &Settings) -> Self {
         let lake = &settings.lake;
         let data_dir = absolute(&settings.data_dir);
         let configured = lake.catalog.trim();
@@ -50,11 +50,11 @@ impl Location {
             folder => absolute(Path::new(folder)).display().to_string(),
         };
         let data_path = format!("{}/", data_path.trim_end_matches('/'));
-        Ok(Self {
+        Self {
             attach_target: target,
             data_path,
             catalog,
-        })
+        }
     }
 
     pub fn on_s3(&self) -> bool {
@@ -102,7 +102,7 @@ pub fn attach(conn: &Connection, settings: &Settings) -> Result<Location, LakeEr
     if !settings.lake.enabled {
         return Err(LakeError::Disabled);
     }
-    let location = Location::of(settings)?;
+    let location = Location::of(settings);
     let attached: bool = conn.query_row(
         "SELECT count(*) > 0 FROM duckdb_databases() WHERE database_name = 'lake'",
         [],
@@ -241,7 +241,7 @@ mod tests {
     #[test]
     fn the_default_lake_lives_in_the_data_folder() {
         let s = settings(&[("COINCAST__DATA_DIR", "/srv/coincast")]);
-        let l = Location::of(&s).expect("location");
+        let l = Location::of(&s);
         assert_eq!(
             l.attach_target,
             "ducklake:/srv/coincast/lake/catalog.ducklake"
@@ -259,7 +259,7 @@ mod tests {
             ),
             ("COINCAST__LAKE__DATA_PATH", "s3://bucket/prefix"),
         ]);
-        let l = Location::of(&s).expect("location");
+        let l = Location::of(&s);
         assert_eq!(
             l.attach_target,
             "ducklake:postgres:dbname=lake host=127.0.0.1 user=me password=hunter2"

@@ -93,9 +93,10 @@ impl crate::failure::Classify for LakeError {
     }
 }
 
-/// The dataset version a training run just read (the lake's newest: every pipeline run commits
-/// what it changed), recorded on the run's experiment and models. A lake that cannot be reached
-/// leaves it unrecorded with a warning: training never fails for the lake.
+/// The lake's newest dataset version, recorded on a training run's experiment and models: the
+/// rows it read from the live file, as long as the last `version` task succeeded (after a failed
+/// one it lags until the next run commits). A lake that cannot be reached leaves it unrecorded
+/// with a warning: training never fails for the lake.
 pub fn record_training(
     conn: &duckdb::Connection,
     settings: &crate::config::Settings,

@@ -66,7 +66,7 @@ pub struct VersionInfo {
     pub coins: Vec<String>,
     pub vs_currency: String,
     pub until_hour: i64,
-    /// Each coin's part of the content hash (`registry::coin_digest`): the next version hashes
+    /// Each coin's part of the content hash (`registry::coin_digests`): the next version hashes
     /// again only the coins it changed.
     #[serde(default)]
     pub coin_digests: std::collections::BTreeMap<String, String>,
@@ -262,8 +262,8 @@ fn commit_with_retries(
     Ok((version, info))
 }
 
-/// The coins, rows and content hash of the lake as this transaction sees it.
-/// Only the coins this version changed are hashed again; the others keep the digest of the
+/// The coins, rows and content hash of the lake as this transaction sees it. Only the coins
+/// this version changed are hashed again; the others keep the digest of the
 /// version before (any writer's: versions are serialized, so it is this one's predecessor). A
 /// coin's digest covers all its rows, whatever the cut-off, as every row is before `until_hour`.
 fn describe(
@@ -287,19 +287,7 @@ fn describe(
         [&info.vs_currency],
         |r| r.get(0),
     )?;
-    info.rows = conn.query_row(
-        "SELECT (SELECT count(*) FROM lake.market_data), (SELECT count(*) FROM lake.features),
-                (SELECT count(*) FROM lake.quality_results), (SELECT count(*) FROM lake.raw_batches)",
-        [],
-        |r| {
-            Ok(TableRows {
-                market_data: r.get(0)?,
-                features: r.get(1)?,
-                quality_results: r.get(2)?,
-                raw_batches: r.get(3)?,
-            })
-        },
-    )?;
+    info.rows = table_rows(conn, "")?;
     let previous = if features_changed {
         Default::default()
     } else {
@@ -399,8 +387,13 @@ fn changed_batches(conn: &Connection) -> Result<Vec<i64>, LakeError> {
 
 /// Rows of every table as the lake holds them at `version`.
 pub fn rows_at(conn: &Connection, version: i64) -> Result<TableRows, LakeError> {
-    let sql =
-        include_str!("../../sql/lake/version_counts.sql").replace("{v}", &version.to_string());
+    table_rows(conn, &format!(" AT (VERSION => {version})"))
+}
+
+/// Rows of every lake table; `at` is an `AT (...)` clause, or empty for what the current
+/// transaction sees.
+fn table_rows(conn: &Connection, at: &str) -> Result<TableRows, LakeError> {
+    let sql = include_str!("../../sql/lake/version_counts.sql").replace("{at}", at);
     Ok(conn.query_row(&sql, [], |r| {
         Ok(TableRows {
             market_data: r.get(0)?,

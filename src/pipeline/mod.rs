@@ -231,7 +231,6 @@ pub async fn run(
             .as_ref()
             .is_err_and(|e| e.failure() == Failure::SourceUnavailable);
         let report = report?;
-        summary.requests = report.requests;
         summary.staged = report.staged.len();
         summary.failed_batches = report
             .failed_batches

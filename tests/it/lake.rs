@@ -234,12 +234,7 @@ fn versions_are_committed_rebuilt_exported_and_read_by_other_engines() {
         cat = dir.path().join("lake/catalog.ducklake").display(),
         db = dir.path().join("coincast.duckdb").display(),
     );
-    let out = std::process::Command::new(python())
-        .args(["-c", &script])
-        .output()
-        .expect("python");
-    assert!(out.status.success(), "{}", text(&out));
-    let printed = String::from_utf8_lossy(&out.stdout);
+    let printed = run_python(&script, &[]);
     let counts: Vec<&str> = printed.split_whitespace().collect();
     assert_eq!(counts.len(), 2, "{printed}");
     assert_eq!(counts[0], counts[1], "lake and live rows: {printed}");
@@ -269,6 +264,18 @@ fn python() -> PathBuf {
         )
     }))
     .join("bin/python")
+}
+
+/// Runs `script` with the venv's Python and `args`; its standard output, after it succeeded.
+fn run_python(script: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python");
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The lake on S3 (SeaweedFS on 127.0.0.1): a replay puts Parquet files in the bucket, and
@@ -374,12 +381,7 @@ fn the_lake_on_s3_fails_visibly_and_catches_up() {
         catalog = catalog.display(),
         db = dir.path().join("coincast.duckdb").display(),
     );
-    let out = std::process::Command::new(python())
-        .args(["-c", &script])
-        .output()
-        .expect("python");
-    assert!(out.status.success(), "{}", text(&out));
-    let printed = String::from_utf8_lossy(&out.stdout);
+    let printed = run_python(&script, &[]);
     let n: Vec<i64> = printed
         .split_whitespace()
         .filter_map(|x| x.parse().ok())
@@ -500,16 +502,7 @@ fn two_writers_share_a_postgres_catalog_lake_on_s3() {
             .join("sql/features/hourly.sql")
             .display(),
     );
-    let out = std::process::Command::new(python())
-        .args([
-            "-c",
-            &script,
-            &serde_json::to_string(&hash_sql).expect("json"),
-        ])
-        .output()
-        .expect("python");
-    assert!(out.status.success(), "{}", text(&out));
-    let printed = String::from_utf8_lossy(&out.stdout);
+    let printed = run_python(&script, &[&serde_json::to_string(&hash_sql).expect("json")]);
     let fields: Vec<&str> = printed.split_whitespace().collect();
     assert_eq!(fields.len(), 4, "{printed}");
     let live_rows = |dir: &Path, table: &str| {
