@@ -76,6 +76,7 @@ pub struct Settings {
     pub pipeline: PipelineSettings,
     pub store: StoreSettings,
     pub lake: LakeSettings,
+    pub retention: RetentionSettings,
     pub s3: S3Settings,
 }
 
@@ -286,6 +287,20 @@ pub struct LakeSettings {
     /// sqlite_scanner); empty:
     /// `lib/duckdb-extensions` beside the binary (the image), else where the build fetched them.
     pub extension_dir: String,
+}
+
+/// The `cleanup` task (`crate::retention`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// Run `cleanup` after each scheduled or manual retrain.
+    pub enabled: bool,
+    /// Raw bodies of merged batches older than this move to the lake.
+    pub raw_body_days: u32,
+    /// Lake snapshots older than this are expired (except the kept and pinned ones).
+    pub snapshot_days: u32,
+    /// The newest models kept besides the champion, floor, rollback target and challengers.
+    pub keep_models: u32,
 }
 
 /// An S3-compatible object store for `lake.data_path = "s3://..."`. Credentials come from

@@ -6,7 +6,8 @@
 //! `runtime` runs all of it inside `coincast serve` (the worker, its schedules, the served
 //! snapshot) and `serve` is the HTTP layer over it; `store` is the only module that opens the
 //! database; `query` runs analysts' read-only SQL on its published copy, over HTTP and over the
-//! Postgres wire (`pg`); `failure` says what kind of failure an error is.
+//! Postgres wire (`pg`); `lake` versions the data as DuckLake snapshots and `retention` moves,
+//! expires and retires what is old; `failure` says what kind of failure an error is.
 
 pub mod config;
 pub mod crashpoint;
@@ -22,6 +23,7 @@ pub mod pipeline;
 pub mod progress;
 pub mod quality;
 pub mod query;
+pub mod retention;
 pub mod runtime;
 pub mod serve;
 pub mod status;

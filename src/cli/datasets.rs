@@ -1,13 +1,13 @@
 //! `coincast datasets`: the dataset versions in the lake (`coincast::lake`), listed, shown,
-//! compared and exported.
+//! compared, exported and pinned; `coincast cleanup` (`coincast::retention`).
 
 use std::path::PathBuf;
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 
 use super::{open_existing, Exit};
 use coincast::config::Settings;
-use coincast::lake;
+use coincast::{lake, retention};
 
 #[derive(Subcommand, Debug)]
 pub(super) enum DatasetsAction {
@@ -38,6 +38,25 @@ pub(super) enum DatasetsAction {
         #[arg(long)]
         to: PathBuf,
     },
+    /// Keep a version from snapshot expiry (`coincast cleanup`), with a note; without VERSION,
+    /// list the pins.
+    Pin {
+        version: Option<i64>,
+        #[arg(long, default_value = "pinned by hand")]
+        note: String,
+    },
+    /// Let cleanup expire a pinned version again.
+    Unpin { version: i64 },
+}
+
+#[derive(Args, Debug)]
+pub(super) struct CleanupArgs {
+    /// Say what would move, expire and retire, and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 pub(super) fn datasets(settings: &Settings, action: DatasetsAction) -> anyhow::Result<Exit> {
@@ -181,6 +200,47 @@ pub(super) fn datasets(settings: &Settings, action: DatasetsAction) -> anyhow::R
             }
             outln!("reproduced: the hash version {version} recorded");
         }
+        DatasetsAction::Pin {
+            version: Some(version),
+            note,
+        } => {
+            retention::pin(conn, version, &note)?;
+            outln!("pinned dataset version {version}: {note}");
+        }
+        DatasetsAction::Pin { version: None, .. } => {
+            let pins = retention::pins(conn)?;
+            if pins.is_empty() {
+                outln!("no pinned dataset version");
+            }
+            for p in pins {
+                outln!("{:>7}  {}  {}", p.version, p.pinned_at, p.note);
+            }
+        }
+        DatasetsAction::Unpin { version } => {
+            if retention::unpin(conn, version)? {
+                outln!("dataset version {version} is no longer pinned");
+            } else {
+                return Err(super::usage(format!(
+                    "dataset version {version} is not pinned (`coincast datasets pin` lists the pins)"
+                )));
+            }
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+pub(super) fn cleanup(settings: &Settings, args: CleanupArgs) -> anyhow::Result<Exit> {
+    let store = open_existing(settings)?;
+    let mode = if args.dry_run {
+        retention::Mode::DryRun
+    } else {
+        retention::Mode::Apply
+    };
+    let report = retention::cleanup(&store, settings, mode)?;
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        out!("{}", retention::describe(&report));
     }
     Ok(Exit::Ok)
 }

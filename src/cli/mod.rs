@@ -108,6 +108,9 @@ enum Command {
         #[command(subcommand)]
         action: datasets::DatasetsAction,
     },
+    /// Retention: move old raw bodies to the lake, retire models nobody keeps, expire old lake
+    /// snapshots (not those kept models or pins name), compact, checkpoint; what it freed.
+    Cleanup(datasets::CleanupArgs),
     /// The model registry.
     Models {
         #[command(subcommand)]
@@ -181,7 +184,10 @@ fn classify(err: &anyhow::Error) -> Exit {
         return Exit::Usage;
     }
     let failure = err.chain().find_map(|cause| {
-        let typed: [Option<&dyn Classify>; 11] = [
+        let typed: [Option<&dyn Classify>; 12] = [
+            cause
+                .downcast_ref::<coincast::retention::RetentionError>()
+                .map(|e| e as _),
             cause
                 .downcast_ref::<coincast::lake::LakeError>()
                 .map(|e| e as _),
@@ -259,6 +265,7 @@ fn execute(cli: Cli) -> anyhow::Result<Exit> {
         Command::Predict(args) => model::predict(&settings, args),
         Command::Models { action } => model::models(&settings, action),
         Command::Datasets { action } => datasets::datasets(&settings, action),
+        Command::Cleanup(args) => datasets::cleanup(&settings, args),
         Command::Serve(args) => admin::serve(settings, args),
         Command::Backup(args) => admin::backup(&settings, args),
         Command::Restore(args) => admin::restore(&settings, args),

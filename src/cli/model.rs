@@ -158,7 +158,7 @@ pub(super) fn evaluate(settings: &Settings, args: EvaluateArgs) -> anyhow::Resul
             registry::champion(store.conn())?
                 .ok_or_else(|| anyhow::anyhow!("there is no champion yet: run `coincast train`"))?
         } else {
-            registry::get(store.conn(), id)?
+            registry::get_servable(store.conn(), id)?
         };
         let m = ServedModel::load(
             &row.artifact_dir(&settings.data_dir),
@@ -279,7 +279,10 @@ pub(super) fn predict(settings: &Settings, args: PredictArgs) -> anyhow::Result<
         )));
     }
     let (row, answered) = match &model {
-        Some(id) => (registry::get(store.conn(), id)?, Answered::Requested),
+        Some(id) => (
+            registry::get_servable(store.conn(), id)?,
+            Answered::Requested,
+        ),
         None => serving_row(&store, &coin, settings)?,
     };
     let m = ServedModel::load(
@@ -351,6 +354,7 @@ pub(super) fn models(settings: &Settings, action: ModelsAction) -> anyhow::Resul
             );
             for m in rows {
                 let alias = match (m.alias.as_deref(), m.floor) {
+                    _ if m.retired => "retired".into(),
                     (Some(a), true) => format!("{a}, floor"),
                     (Some(a), false) => a.to_string(),
                     (None, true) => "floor".into(),

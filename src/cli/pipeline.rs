@@ -190,7 +190,7 @@ fn check_recheckable(store: &Store, id: i64) -> anyhow::Result<()> {
     let found: Option<(String, bool)> = store
         .conn()
         .query_row(
-            "SELECT state, body IS NOT NULL FROM raw_batches WHERE batch_id = ?",
+            "SELECT state, body IS NOT NULL OR body_archived IS NOT NULL FROM raw_batches WHERE batch_id = ?",
             [id],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )

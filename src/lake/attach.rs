@@ -209,6 +209,9 @@ fn create_s3_secret(conn: &Connection, s3: &S3Settings, data_path: &str) -> Resu
     })
 }
 
+/// The lake's tables (`sql/lake/tables.sql`).
+const LAKE_TABLES: i64 = 7;
+
 /// The tables, when the lake has none yet: created by the first process that attaches it.
 fn create_tables_once(conn: &Connection) -> Result<(), LakeError> {
     let tables: i64 = conn.query_row(
@@ -216,7 +219,7 @@ fn create_tables_once(conn: &Connection) -> Result<(), LakeError> {
         [],
         |r| r.get(0),
     )?;
-    if tables < 5 {
+    if tables < LAKE_TABLES {
         conn.execute_batch(include_str!("../../sql/lake/tables.sql"))?;
     }
     Ok(())

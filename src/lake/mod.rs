@@ -12,12 +12,20 @@
 //!   each version exactly once; its metadata (`VersionInfo`: watermarks, coins and ranges, rows,
 //!   content hash, feature SQL and rule set hashes, batch ids) is the snapshot's commit info, so
 //!   metadata and data commit together, and a rerun after a crash commits nothing twice;
-//! - a run that changed nothing commits nothing.
+//! - a run that changed nothing commits nothing;
+//! - retention (`retention.rs`) never loses a received body: it is cleared from the file only
+//!   after the lake gives it back with its recorded sha256; expiry keeps the newest snapshot,
+//!   every writer's newest version and every version any writer keeps (`lake.coincast_refs`).
 
 mod attach;
+mod retention;
 mod version;
 
 pub use attach::{attach, Location};
+pub use retention::{
+    bodies_to_move, expirable, expire_and_compact, files, move_bodies, publish_refs, restore_body,
+    KeptVersion, LakeCompaction, LakeFiles, MovedBodies,
+};
 pub use version::{
     commit, diff, export, latest, lineage, list, rows_at, show, CoinDiff, CoinLineage, CoinRange,
     Export, TableRows, Version, VersionInfo, Watermarks,
@@ -62,6 +70,11 @@ pub enum LakeError {
     },
     #[error("there is no dataset version {0} (`coincast datasets list` lists them)")]
     UnknownVersion(i64),
+    #[error(
+        "batch {batch_id}'s body was moved to the lake, but the lake has no copy with its \
+         recorded sha256"
+    )]
+    MissingBody { batch_id: i64 },
     #[error("dataset version {version} has unreadable metadata: {message}")]
     Metadata { version: i64, message: String },
     #[error("{action} {path}: {source}")]
@@ -87,6 +100,7 @@ impl crate::failure::Classify for LakeError {
             | LakeError::Attach { .. }
             | LakeError::Commit { .. }
             | LakeError::Metadata { .. }
+            | LakeError::MissingBody { .. }
             | LakeError::Io { .. }
             | LakeError::Sql(_) => Failure::Internal,
         }

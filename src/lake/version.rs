@@ -328,7 +328,7 @@ fn describe(
 }
 
 /// This data folder's id as a lake writer, made by its first commit.
-fn writer_id(conn: &Connection) -> Result<String, LakeError> {
+pub(super) fn writer_id(conn: &Connection) -> Result<String, LakeError> {
     let found: Option<String> = conn
         .query_row("SELECT writer_id FROM lake_writer LIMIT 1", [], |r| {
             r.get(0)

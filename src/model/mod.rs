@@ -43,6 +43,11 @@ pub enum ModelError {
     UnknownCoin(String),
     #[error("no model `{0}` in the registry (see `coincast models list`)")]
     UnknownModel(String),
+    #[error(
+        "model `{0}` was retired by cleanup (its artifact is deleted; its row and lineage stay): \
+         `coincast models list` shows the kept ones"
+    )]
+    Retired(String),
     #[error("{0}")]
     Gate(String),
     #[error("device: {0}")]
@@ -81,6 +86,7 @@ impl crate::failure::Classify for ModelError {
             | ModelError::Device(_)
             | ModelError::UnknownFeature(_)
             | ModelError::UnknownModel(_)
+            | ModelError::Retired(_)
             | ModelError::UnknownCoin(_)
             | ModelError::NoData(_)
             | ModelError::Gate(_) => Failure::Usage,

@@ -226,6 +226,8 @@ pub struct ModelRow {
     pub trained_until_hour: Option<i64>,
     /// The dataset version (lake snapshot) it was trained on (None: no lake, or older).
     pub lake_version: Option<i64>,
+    /// Retired by cleanup: its artifact is deleted, its row and lineage stay.
+    pub retired: bool,
 }
 
 impl ModelRow {
@@ -238,7 +240,7 @@ impl ModelRow {
 const MODEL_COLUMNS: &str =
     "model_id, family, strftime(created_at AT TIME ZONE 'UTC', '%Y-%m-%d %H:%M:%S'),
     alias, score, gate_passed, gate_reason, artifact_path, dataset_version, coalesce(floor, false),
-    CAST(epoch(trained_until) AS BIGINT) // 3600, lake_version";
+    CAST(epoch(trained_until) AS BIGINT) // 3600, lake_version, retired_at IS NOT NULL";
 
 fn model_row(r: &duckdb::Row<'_>) -> Result<ModelRow, duckdb::Error> {
     Ok(ModelRow {
@@ -254,6 +256,7 @@ fn model_row(r: &duckdb::Row<'_>) -> Result<ModelRow, duckdb::Error> {
         floor: r.get(9)?,
         trained_until_hour: r.get(10)?,
         lake_version: r.get(11)?,
+        retired: r.get(12)?,
     })
 }
 
@@ -275,6 +278,15 @@ pub fn get(conn: &Connection, model_id: &str) -> Result<ModelRow, ModelError> {
     )
     .optional()?
     .ok_or_else(|| ModelError::UnknownModel(model_id.to_string()))
+}
+
+/// A registered model that can still be loaded: not retired by cleanup.
+pub fn get_servable(conn: &Connection, model_id: &str) -> Result<ModelRow, ModelError> {
+    let row = get(conn, model_id)?;
+    if row.retired {
+        return Err(ModelError::Retired(row.model_id));
+    }
+    Ok(row)
 }
 
 /// The floor: serves coins the champion does not cover, and everything before a champion exists.
@@ -326,7 +338,7 @@ impl GateCheck {
 }
 
 pub fn promote(conn: &Connection, model_id: &str, gate: GateCheck) -> Result<(), ModelError> {
-    let m = get(conn, model_id)?;
+    let m = get_servable(conn, model_id)?;
     if m.alias.as_deref() == Some("champion") {
         return Ok(());
     }
@@ -362,23 +374,7 @@ pub fn promote(conn: &Connection, model_id: &str, gate: GateCheck) -> Result<(),
 pub fn rollback(conn: &Connection, gate: GateCheck) -> Result<String, ModelError> {
     let current = champion(conn)?
         .ok_or_else(|| ModelError::Gate("there is no champion to roll back".into()))?;
-    let mut history = champion_history(conn)?;
-    while history.last() == Some(&current.model_id) {
-        history.pop();
-    }
-    let mut previous = None;
-    while let Some(id) = history.pop() {
-        match get(conn, &id) {
-            Ok(row) => {
-                previous = Some(row);
-                break;
-            }
-            // Deleted from the registry since: the one before it is next.
-            Err(ModelError::UnknownModel(_)) => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    let previous = previous.ok_or_else(|| {
+    let previous = rollback_target_of(conn, &current.model_id)?.ok_or_else(|| {
         ModelError::Gate(format!(
             "{} is the first champion in the history: nothing to roll back to",
             current.model_id
@@ -421,6 +417,31 @@ pub fn rollback(conn: &Connection, gate: GateCheck) -> Result<String, ModelError
     Ok(previous)
 }
 
+/// The model a rollback would make champion again: the newest champion before the current one
+/// in the history that is still registered and not retired.
+pub fn rollback_target(conn: &Connection) -> Result<Option<ModelRow>, ModelError> {
+    match champion(conn)? {
+        Some(current) => rollback_target_of(conn, &current.model_id),
+        None => Ok(None),
+    }
+}
+
+fn rollback_target_of(conn: &Connection, current: &str) -> Result<Option<ModelRow>, ModelError> {
+    let mut history = champion_history(conn)?;
+    while history.last().map(String::as_str) == Some(current) {
+        history.pop();
+    }
+    while let Some(id) = history.pop() {
+        match get(conn, &id) {
+            Ok(row) if !row.retired => return Ok(Some(row)),
+            // Deleted from the registry or retired since: the one before it is next.
+            Ok(_) | Err(ModelError::UnknownModel(_)) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
+}
+
 /// The champion history as a stack, newest on top: a promotion pushes its model, a rollback
 /// pops the champion it undid (leaving the restored one on top).
 fn champion_history(conn: &Connection) -> Result<Vec<String>, ModelError> {
@@ -446,6 +467,17 @@ fn champion_history(conn: &Connection) -> Result<Vec<String>, ModelError> {
         stack.push(model_id);
     }
     Ok(stack)
+}
+
+/// Marks a model retired (cleanup deleted its artifact); its row, events and lineage stay.
+pub fn retire(conn: &Connection, model_id: &str, reason: &str) -> Result<(), ModelError> {
+    crate::store::in_transaction(conn, || -> Result<(), ModelError> {
+        conn.execute(
+            "UPDATE model_versions SET retired_at = now() WHERE model_id = ? AND retired_at IS NULL",
+            params![model_id],
+        )?;
+        event(conn, model_id, "retired", reason)
+    })
 }
 
 /// Records the dataset version a training run read, on its experiment and every model it

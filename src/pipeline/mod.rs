@@ -83,8 +83,17 @@ pub enum TaskError {
     /// Boxed: the lake's error is large and tasks return this on every attempt.
     #[error(transparent)]
     Lake(Box<crate::lake::LakeError>),
+    /// Boxed like the lake's.
+    #[error(transparent)]
+    Retention(Box<crate::retention::RetentionError>),
     #[error("reading the database")]
     Sql(#[from] duckdb::Error),
+}
+
+impl From<crate::retention::RetentionError> for TaskError {
+    fn from(e: crate::retention::RetentionError) -> Self {
+        TaskError::Retention(Box::new(e))
+    }
 }
 
 impl From<crate::lake::LakeError> for TaskError {
@@ -102,6 +111,7 @@ impl Classify for TaskError {
             TaskError::Model(e) => e.failure(),
             TaskError::Monitor(MonitorError::Model(e)) => e.failure(),
             TaskError::Lake(e) => e.failure(),
+            TaskError::Retention(e) => e.failure(),
             TaskError::Batch(_)
             | TaskError::Features(_)
             | TaskError::Monitor(_)
@@ -439,10 +449,11 @@ pub struct RetrainReport {
     pub error: Option<PipelineError>,
 }
 
-/// One retrain run, recorded like any pipeline run (trigger, a single task `train`): a selection
-/// run over every candidate of `model.protocol` (the LSTM from `model.spec` among them) on every
-/// configured coin with features; the gate's winner is refit on all data and becomes champion.
-/// `cancel` stops it before its next candidate (the run is recorded as interrupted).
+/// One retrain run, recorded like any pipeline run (trigger, task `train`, then `cleanup` when
+/// retention is on): a selection run over every candidate of `model.protocol` (the LSTM from
+/// `model.spec` among them) on every configured coin with features; the gate's winner is refit on
+/// all data and becomes champion. `cancel` stops it before its next candidate (the run is
+/// recorded as interrupted).
 pub async fn retrain(
     store: &Store,
     settings: &Settings,
@@ -503,6 +514,19 @@ pub async fn retrain(
             Ok(TaskOutput::new(summary, log))
         })
         .await;
+    // cleanup: after a training, so that the models it keeps are the new champion's company; a
+    // failure fails the run visibly, and the next retrain cleans up again.
+    let outcome = match outcome {
+        Ok(summary) if settings.retention.enabled => recorder
+            .task("cleanup", 1, Duration::ZERO, || {
+                let report =
+                    crate::retention::cleanup(store, settings, crate::retention::Mode::Apply)?;
+                Ok(TaskOutput::new((), crate::retention::describe(&report)))
+            })
+            .await
+            .map(|()| summary),
+        other => other,
+    };
     let (state, summary, error) = match outcome {
         Ok(s) => (RunState::Success, Some(s), None),
         Err(e) => (run_state_of(&e), None, Some(e)),
@@ -550,6 +574,21 @@ impl<T> TaskOutput<T> {
     fn new(value: T, log: String) -> Self {
         Self { value, log }
     }
+}
+
+/// A body that cleanup moved to the lake comes back into the file before its batch is checked
+/// again.
+fn bring_back_body(store: &Store, settings: &Settings, batch_id: i64) -> Result<(), TaskError> {
+    let moved: bool = store.conn().query_row(
+        "SELECT count(*) > 0 FROM raw_batches WHERE batch_id = ? AND body IS NULL AND body_archived = 'lake'",
+        [batch_id],
+        |r| r.get(0),
+    )?;
+    if moved {
+        crate::lake::attach(store.conn(), settings)?;
+        crate::lake::restore_body(store.conn(), batch_id)?;
+    }
+    Ok(())
 }
 
 async fn run_extract(
@@ -625,6 +664,7 @@ async fn run_extract(
         Extract::Recheck { batch_ids } => {
             let mut r = ExtractReport::default();
             for &id in batch_ids {
+                bring_back_body(store, settings, id)?;
                 match batch::restage(conn, id)? {
                     StageOutcome::Staged { batch_id, hours } => {
                         r.staged.push(ingest::StagedBatch {

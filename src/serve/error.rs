@@ -98,6 +98,7 @@ impl From<ModelError> for ApiError {
         match e {
             ModelError::UnknownModel(_) => Self::not_found("unknown_model", e.to_string()),
             ModelError::Gate(_) => Self::new(StatusCode::CONFLICT, "gate_refused", e.to_string()),
+            ModelError::Retired(_) => Self::new(StatusCode::GONE, "model_retired", e.to_string()),
             ModelError::Artifact { .. } | ModelError::Device(_) => {
                 Self::new(StatusCode::CONFLICT, "artifact_unusable", e.to_string())
             }

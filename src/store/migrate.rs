@@ -66,6 +66,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0009_dataset_versions",
         sql: include_str!("../../sql/schema/0009_dataset_versions.sql"),
     },
+    Migration {
+        version: 10,
+        name: "0010_retention",
+        sql: include_str!("../../sql/schema/0010_retention.sql"),
+    },
 ];
 
 /// The schema version this binary writes.

@@ -15,5 +15,6 @@ mod lake;
 mod model;
 mod monitor;
 mod replay;
+mod retention;
 mod serve;
 mod sql;

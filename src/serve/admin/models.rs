@@ -42,7 +42,7 @@ pub(super) async fn promote(
     change_champion(state, move |conn| {
         let previous = registry::champion(conn)?.map(|c| c.model_id);
         // Refuse a model that could not serve, before it replaces one that can.
-        let row = registry::get(conn, &model_id)?;
+        let row = registry::get_servable(conn, &model_id)?;
         ServedModel::load(&row.artifact_dir(&data_dir), resolve_device("auto")?)?;
         registry::promote(conn, &model_id, GateCheck::forced_if(req.force))?;
         Ok(ChampionResponse {
