@@ -19,6 +19,8 @@ pub(super) struct ServeArgs {
 
 #[derive(Args, Debug)]
 pub(super) struct RestoreArgs {
+    /// A backup archive, or `s3://bucket/prefix` (the newest backup there) or
+    /// `s3://bucket/prefix/backups/NAME.json` (that one), reached as `[s3]` says.
     pub(super) archive: PathBuf,
     #[arg(long)]
     pub(super) force: bool,
@@ -281,11 +283,30 @@ pub(super) fn restore(settings: &Settings, args: RestoreArgs) -> anyhow::Result<
     } else {
         coincast::store::Existing::Refuse
     };
-    let m = coincast::store::restore(&archive, &settings.data_dir, existing)
-        .with_context(|| format!("restoring {}", archive.display()))?;
+    let source = archive.display().to_string();
+    let downloaded = source.starts_with("s3://").then(|| {
+        settings
+            .data_dir
+            .with_file_name(format!(".coincast-restore-{}.tar", std::process::id()))
+    });
+    let local = match &downloaded {
+        Some(dest) => {
+            let _ = std::fs::remove_file(dest);
+            let index = coincast::lake::download_backup(&source, &settings.s3, dest)
+                .with_context(|| format!("fetching the backup at {source}"))?;
+            outln!("fetched {index}");
+            dest.clone()
+        }
+        None => archive.clone(),
+    };
+    let restored = coincast::store::restore(&local, &settings.data_dir, existing);
+    if let Some(dest) = &downloaded {
+        let _ = std::fs::remove_file(dest);
+    }
+    let m = restored.with_context(|| format!("restoring {source}"))?;
     outln!(
         "restored {} into {}: schema {} from {}, {} model(s), champion {}",
-        archive.display(),
+        source,
         settings.database_path().display(),
         m.schema_version,
         m.created_at,
@@ -315,6 +336,15 @@ pub(super) fn backup(settings: &Settings, args: BackupArgs) -> anyhow::Result<Ex
         manifest.models.len(),
         manifest.champion.as_deref().unwrap_or("none")
     );
+    // With the lake on S3 the archive goes to its bucket too (content-addressed: once).
+    if let Some(bucket) = coincast::lake::Bucket::of(settings)? {
+        let index = coincast::lake::upload_backup(&bucket, &dest, &manifest)
+            .with_context(|| format!("uploading {} to {}", dest.display(), bucket.url()))?;
+        outln!(
+            "uploaded: {index} (restore with `coincast restore {}`)",
+            bucket.url()
+        );
+    }
     Ok(Exit::Ok)
 }
 

@@ -8,7 +8,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use super::{check_coins, open_existing, usage, Exit};
+use super::{check_coins, open_existing, open_or_create, usage, Exit};
 use coincast::config::Settings;
 use coincast::model::forecast::{HorizonForecast, Levels};
 use coincast::model::lstm;
@@ -260,6 +260,7 @@ pub(super) fn train(settings: &Settings, args: TrainArgs) -> anyhow::Result<Exit
         outln!("trained on dataset version {v}");
     }
     store.checkpoint()?;
+    coincast::lake::ship_models(store.conn(), settings);
     for c in &o.skipped_coins {
         errln!("skipped {c}: no features stored");
     }
@@ -270,7 +271,16 @@ pub(super) fn train(settings: &Settings, args: TrainArgs) -> anyhow::Result<Exit
 pub(super) fn predict(settings: &Settings, args: PredictArgs) -> anyhow::Result<Exit> {
     let PredictArgs { coin, model, json } = args;
     check_coins(Some(std::slice::from_ref(&coin)))?;
-    let store = open_existing(settings)?;
+    // With the lake on S3, a data folder may start from the bucket alone: the model and the
+    // coin's rows are brought from there when the file lacks them.
+    let bucket = coincast::lake::Bucket::of(settings)?;
+    let store = match &bucket {
+        Some(_) => open_or_create(settings)?,
+        None => open_existing(settings)?,
+    };
+    if let Some(bucket) = &bucket {
+        from_bucket(settings, &store, bucket, &coin, model.as_deref())?;
+    }
     if !settings.coins.contains(&coin) && !has_market_data(&store, &coin)? {
         return Err(usage(format!(
             "coin `{coin}` is neither configured (coins: {}) nor stored: add it to `coins` and \
@@ -639,6 +649,37 @@ fn serving_row(
             "no model serves {coin} yet: the floor is registered by the first pipeline run with a day of data (`coincast run` or `replay`), `coincast train` selects a champion"
         )
     })
+}
+
+/// Brings what `predict` needs and the file lacks from the lake's bucket: the requested model
+/// (artifact and registry row) and the coin's market data and features (the lake's newest
+/// version).
+fn from_bucket(
+    settings: &Settings,
+    store: &Store,
+    bucket: &coincast::lake::Bucket,
+    coin: &str,
+    model: Option<&str>,
+) -> anyhow::Result<()> {
+    let conn = store.conn();
+    if let Some(id) = model {
+        let unknown = matches!(
+            registry::get(conn, id),
+            Err(coincast::model::ModelError::UnknownModel(_))
+        );
+        if unknown && coincast::lake::fetch_model(conn, bucket, &settings.data_dir, id)? {
+            errln!("fetched model {id} from {}", bucket.url());
+        }
+    }
+    if !has_market_data(store, coin)? {
+        coincast::lake::attach(conn, settings)?;
+        let rows = coincast::lake::hydrate_coin(conn, coin, &settings.vs_currency)?;
+        if rows > 0 {
+            errln!("read {rows} hours of {coin} from the lake's newest version");
+        }
+    }
+    store.checkpoint()?;
+    Ok(())
 }
 
 fn has_market_data(store: &Store, coin: &str) -> anyhow::Result<bool> {

@@ -18,10 +18,15 @@
 //!   every writer's newest version and every version any writer keeps (`lake.coincast_refs`).
 
 mod attach;
+mod bucket;
 mod retention;
 mod version;
 
 pub use attach::{attach, Location};
+pub use bucket::{
+    download_backup, fetch_model, hydrate_coin, upload_backup, upload_models, BackupIndex, Blob,
+    Bucket, ModelManifest,
+};
 pub use retention::{
     bodies_to_move, expirable, expire_and_compact, files, move_bodies, publish_refs, restore_body,
     KeptVersion, LakeCompaction, LakeFiles, MovedBodies,
@@ -75,6 +80,26 @@ pub enum LakeError {
          recorded sha256"
     )]
     MissingBody { batch_id: i64 },
+    #[error("`{0}` is not an s3://bucket/prefix URL")]
+    NotS3(String),
+    #[error("{action} {key}: {source}")]
+    Bucket {
+        action: &'static str,
+        key: String,
+        source: Box<object_store::Error>,
+    },
+    #[error("{key} is damaged: its sha256 is {got}, not {expected}")]
+    Corrupt {
+        key: String,
+        expected: String,
+        got: String,
+    },
+    #[error("no backup at {0} (`coincast backup` uploads one when lake.data_path is on S3)")]
+    NoBackup(String),
+    #[error(transparent)]
+    Model(Box<crate::model::ModelError>),
+    #[error("an object-store call panicked")]
+    Panicked,
     #[error("dataset version {version} has unreadable metadata: {message}")]
     Metadata { version: i64, message: String },
     #[error("{action} {path}: {source}")]
@@ -95,12 +120,18 @@ impl crate::failure::Classify for LakeError {
             | LakeError::Extension { .. }
             | LakeError::NoCredentials { .. }
             | LakeError::S3Secret { .. }
-            | LakeError::UnknownVersion(_) => Failure::Usage,
+            | LakeError::UnknownVersion(_)
+            | LakeError::NotS3(_)
+            | LakeError::NoBackup(_) => Failure::Usage,
+            LakeError::Model(e) => e.failure(),
             LakeError::Load { .. }
             | LakeError::Attach { .. }
             | LakeError::Commit { .. }
             | LakeError::Metadata { .. }
             | LakeError::MissingBody { .. }
+            | LakeError::Corrupt { .. }
+            | LakeError::Bucket { .. }
+            | LakeError::Panicked
             | LakeError::Io { .. }
             | LakeError::Sql(_) => Failure::Internal,
         }
@@ -133,6 +164,22 @@ pub fn record_training(
             tracing::warn!("the lake cannot be read, so no dataset version is recorded: {e}");
             None
         }
+    }
+}
+
+/// Uploads the registered models the lake's bucket lacks, when the lake is on S3 (after a
+/// training). A failure is a warning: the next `version` task uploads them, and fails visibly.
+pub fn ship_models(conn: &duckdb::Connection, settings: &crate::config::Settings) {
+    let shipped = Bucket::of(settings).and_then(|bucket| match bucket {
+        Some(b) => upload_models(conn, &b, &settings.data_dir).map(|n| Some((n, b))),
+        None => Ok(None),
+    });
+    match shipped {
+        Ok(Some((n, bucket))) if n > 0 => {
+            tracing::info!("uploaded {n} model(s) to {}", bucket.url())
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("models not uploaded yet (the next run tries again): {e}"),
     }
 }
 

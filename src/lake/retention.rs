@@ -91,8 +91,8 @@ pub fn publish_refs(conn: &Connection, keep: &[KeptVersion]) -> Result<(), LakeE
     })
 }
 
-/// Expires `versions`, deletes the files no remaining snapshot needs, and merges small adjacent
-/// files; the catalog's files and bytes before and after.
+/// Expires `versions`, rewrites files with deleted rows, merges small adjacent files and deletes
+/// the files no remaining snapshot needs; the catalog's files and bytes before and after.
 pub fn expire_and_compact(
     conn: &Connection,
     versions: &[i64],
@@ -108,8 +108,14 @@ pub fn expire_and_compact(
             "CALL ducklake_expire_snapshots('lake', versions => [{list}]);"
         ))?;
     }
+    // Files with deleted rows are never merged: those mostly deleted (a version replaces the
+    // newest hours, so the files of an hourly version mostly are) are rewritten first, at
+    // DuckLake's default threshold; rewriting a large file for a few deleted rows would double
+    // it. The files a rewrite replaces stay while a kept snapshot older than it reads them (a
+    // writer's newest version until its next one): the next cleanup deletes them.
     conn.execute_batch(
-        "CALL ducklake_merge_adjacent_files('lake');
+        "CALL ducklake_rewrite_data_files('lake');
+         CALL ducklake_merge_adjacent_files('lake');
          CALL ducklake_cleanup_old_files('lake', cleanup_all => true);",
     )?;
     Ok(LakeCompaction {

@@ -320,7 +320,7 @@ pub async fn run(
                         &settings.vs_currency,
                         rules,
                     )?;
-                    let log = match &version {
+                    let mut log = match &version {
                         Some(v) => format!(
                             "dataset version {}: {} coin(s) changed, {} batch(es), {} market rows\n",
                             v.version,
@@ -330,6 +330,17 @@ pub async fn run(
                         ),
                         None => "nothing changed: no dataset version\n".to_string(),
                     };
+                    // Models the bucket lacks (a training's upload that failed, the floor).
+                    if let Some(bucket) = crate::lake::Bucket::of(settings)? {
+                        let n = crate::lake::upload_models(
+                            store.conn(),
+                            &bucket,
+                            &settings.data_dir,
+                        )?;
+                        if n > 0 {
+                            log.push_str(&format!("uploaded {n} model(s) to {}\n", bucket.url()));
+                        }
+                    }
                     Ok(TaskOutput::new(version.map(|v| v.version), log))
                 })
                 .await?;
@@ -484,6 +495,7 @@ pub async fn retrain(
                 },
             )?;
             let lake_version = crate::lake::record_training(store.conn(), settings, o.run_id);
+            crate::lake::ship_models(store.conn(), settings);
             let summary = RetrainSummary {
                 lake_version,
                 model_id: o.model_id.clone(),

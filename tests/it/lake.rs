@@ -574,3 +574,139 @@ fn a_version_of_one_new_hour_exports_to_its_hash() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).contains("reproduced"), "{}", text(&out));
 }
+
+/// With the lake on S3, models and backups go to its bucket: an empty data folder that has only
+/// the bucket (and the catalog) answers `predict --model` as the writer does; a folder restored
+/// from `s3://` serves the same champion; uploads are content-addressed and never repeated.
+#[test]
+fn models_and_backups_travel_through_the_bucket() {
+    use crate::support::forecast::{ForecastFigures, ACROSS_MACHINES};
+    use crate::support::seaweedfs::{SeaweedFs, ACCESS_KEY, BUCKET, SECRET_KEY};
+    let scratch = tempfile::tempdir().expect("scratch");
+    let s3 = SeaweedFs::start(&scratch.path().join("s3"));
+    let endpoint = s3.endpoint();
+    let catalog = scratch.path().join("catalog/lake.ducklake");
+    let data_path = format!("s3://{BUCKET}/shared");
+    let env: Vec<(&str, &str)> = vec![
+        ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+        ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+        ("COINCAST__LAKE__DATA_PATH", data_path.as_str()),
+        ("COINCAST__S3__ENDPOINT", endpoint.as_str()),
+        ("COINCAST__S3__URL_STYLE", "path"),
+        ("COINCAST__S3__ALLOW_HTTP", "true"),
+        ("COINCAST__LAKE__CATALOG", catalog.to_str().expect("utf-8")),
+    ];
+    let run = |dir: &Path, args: &[&str]| {
+        let mut all = vec!["--data-dir", dir.to_str().expect("utf-8")];
+        all.extend_from_slice(args);
+        let out = coincast(&all, &env);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out));
+        out
+    };
+    let objects = |folder: &str| -> i64 {
+        let script = format!(
+            "import duckdb\n\
+             c = duckdb.connect()\n\
+             c.execute(\"LOAD '{httpfs}'\")\n\
+             c.execute(\"CREATE SECRET (TYPE s3, KEY_ID '{ACCESS_KEY}', SECRET '{SECRET_KEY}', ENDPOINT '127.0.0.1:{port}', URL_STYLE 'path', USE_SSL false, REGION 'us-east-1')\")\n\
+             print(c.execute(\"SELECT count(*) FROM glob('s3://{BUCKET}/shared/{folder}/**')\").fetchone()[0])\n",
+            httpfs = extension("httpfs").display(),
+            port = s3.s3_port,
+        );
+        run_python(&script, &[]).trim().parse().expect("a count")
+    };
+    let writer = scratch.path().join("writer");
+    let data = real_coingecko();
+    run(
+        &writer,
+        &["replay", data.to_str().expect("utf-8"), "--coins", "solana"],
+    );
+    run(
+        &writer,
+        &[
+            "train",
+            "--coins",
+            "solana",
+            "--candidates",
+            "persistence,persistence_ewma",
+            "--windows",
+            "1",
+        ],
+    );
+    let champion = {
+        let store = coincast::store::Store::open(&writer).expect("open");
+        registry::champion(store.conn())
+            .expect("q")
+            .expect("a champion")
+            .model_id
+    };
+    let predict = |dir: &Path, model: Option<&str>| {
+        let mut args = vec!["predict", "--coin", "solana", "--json"];
+        if let Some(m) = model {
+            args.extend(["--model", m]);
+        }
+        let out = run(dir, &args);
+        ForecastFigures::parse(&out.stdout).expect("figures")
+    };
+    let at_writer = predict(&writer, Some(&champion));
+
+    // Uploads are content-addressed: a run that changes nothing uploads nothing again.
+    let blobs = objects("blobs");
+    let models = objects("models");
+    assert!(blobs >= 3 && models >= 2, "{blobs} blobs, {models} models");
+    run(
+        &writer,
+        &["replay", data.to_str().expect("utf-8"), "--coins", "solana"],
+    );
+    assert_eq!((objects("blobs"), objects("models")), (blobs, models));
+
+    // An empty data folder with only the bucket answers as the writer did.
+    let reader = scratch.path().join("reader");
+    let out = coincast(
+        &[
+            "--data-dir",
+            reader.to_str().expect("utf-8"),
+            "predict",
+            "--coin",
+            "solana",
+            "--model",
+            &champion,
+            "--json",
+        ],
+        &env,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("fetched model"), "{}", text(&out));
+    let at_reader = ForecastFigures::parse(&out.stdout).expect("figures");
+    at_writer
+        .matches(&at_reader, ACROSS_MACHINES)
+        .expect("the reader's forecast");
+    let again = predict(&reader, Some(&champion));
+    at_writer.matches(&again, ACROSS_MACHINES).expect("again");
+
+    // A backup goes to the bucket; `restore s3://…` rebuilds a data folder that serves the same
+    // champion.
+    let archive = scratch.path().join("writer.tar");
+    let out = run(&writer, &["backup", archive.to_str().expect("utf-8")]);
+    assert!(text(&out).contains("uploaded: s3://"), "{}", text(&out));
+    let restored = scratch.path().join("restored");
+    run(&restored, &["restore", &data_path]);
+    let served = predict(&restored, None);
+    let by_champion = predict(&writer, None);
+    by_champion
+        .matches(&served, ACROSS_MACHINES)
+        .expect("the restored champion");
+
+    // A bucket without backups says so.
+    let out = coincast(
+        &[
+            "--data-dir",
+            scratch.path().join("nothing").to_str().expect("utf-8"),
+            "restore",
+            &format!("s3://{BUCKET}/elsewhere"),
+        ],
+        &env,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("no backup"), "{}", text(&out));
+}
