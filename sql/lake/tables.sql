@@ -5,9 +5,11 @@
 -- A lake made by an older release gets the tables it lacks when a newer one first attaches it.
 CREATE TABLE IF NOT EXISTS lake.market_data AS SELECT * FROM market_data LIMIT 0;
 CREATE TABLE IF NOT EXISTS lake.features AS SELECT * FROM features LIMIT 0;
-CREATE TABLE IF NOT EXISTS lake.quality_results AS SELECT * FROM quality_results LIMIT 0;
+-- Batch ids are a data folder's own: the batch tables name the writer too.
+CREATE TABLE IF NOT EXISTS lake.quality_results AS
+SELECT *, CAST(NULL AS VARCHAR) AS writer_id FROM quality_results LIMIT 0;
 CREATE TABLE IF NOT EXISTS lake.raw_batches AS
-SELECT * EXCLUDE (body, body_archived) FROM raw_batches LIMIT 0;
+SELECT * EXCLUDE (body, body_archived), CAST(NULL AS VARCHAR) AS writer_id FROM raw_batches LIMIT 0;
 -- One row that every version's transaction replaces: two versions committed at once then always
 -- conflict (a delete against a delete), so DuckLake refuses one, which is tried again on the newer
 -- state; a version's content hash, computed inside its transaction, is thus always that of the

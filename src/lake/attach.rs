@@ -222,6 +222,20 @@ fn create_tables_once(conn: &Connection) -> Result<(), LakeError> {
     if tables < LAKE_TABLES {
         conn.execute_batch(include_str!("../../sql/lake/tables.sql"))?;
     }
+    // A lake made before batches named their writer gets the column (once, by the first
+    // process of this release that attaches it).
+    let named: i64 = conn.query_row(
+        "SELECT count(*) FROM duckdb_columns()
+         WHERE database_name = 'lake' AND table_name = 'raw_batches' AND column_name = 'writer_id'",
+        [],
+        |r| r.get(0),
+    )?;
+    if named == 0 {
+        conn.execute_batch(
+            "ALTER TABLE lake.raw_batches ADD COLUMN writer_id VARCHAR;
+             ALTER TABLE lake.quality_results ADD COLUMN writer_id VARCHAR;",
+        )?;
+    }
     Ok(())
 }
 

@@ -220,7 +220,10 @@ fn commit_with_retries(
                         .replace("{table}", "features"),
                 )?;
             }
-            conn.execute_batch(include_str!("../../sql/lake/replace_batches.sql"))?;
+            conn.execute_batch(
+                &include_str!("../../sql/lake/replace_batches.sql")
+                    .replace("{writer}", &literal(&draft.writer)),
+            )?;
             let info = describe(conn, draft.clone(), features_changed)?;
             let extra_info = serde_json::to_string(&info).map_err(|e| LakeError::Metadata {
                 version: -1,

@@ -527,6 +527,15 @@ fn two_writers_share_a_postgres_catalog_lake_on_s3() {
         fields[3],
         newest["info"]["content_hash"].as_str().expect("hash")
     );
+    // Batch ids are each folder's own (both have a batch 1): each writer's batches and quality
+    // results stay beside the other's.
+    for table in ["raw_batches", "quality_results"] {
+        assert_eq!(
+            newest["info"]["rows"][table].as_i64(),
+            Some(live_rows(a.path(), table) + live_rows(b.path(), table)),
+            "{table}: {newest}"
+        );
+    }
     let _ = BUCKET;
 }
 
