@@ -283,16 +283,20 @@ async fn retrain_and_promotion_endpoints_change_the_served_champion() {
         .await
         .expect("stop");
     let store = coincast::store::Store::open(&dir).expect("reopen");
-    let jobs: i64 = store
-        .conn()
-        .query_row(
-            "SELECT count(*) FROM pipeline_runs r JOIN task_runs t USING (run_id)
-             WHERE r.job = 'retrain' AND t.task = 'train' AND r.state = 'success'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("runs");
-    assert_eq!(jobs, 2);
+    let successful_retrain_tasks = |task: &str| -> i64 {
+        store
+            .conn()
+            .query_row(
+                "SELECT count(*) FROM pipeline_runs r JOIN task_runs t USING (run_id)
+                 WHERE r.job = 'retrain' AND t.task = ? AND t.state = 'success'",
+                [task],
+                |r| r.get(0),
+            )
+            .expect("runs")
+    };
+    assert_eq!(successful_retrain_tasks("train"), 2);
+    // Each retrain ran retention after its training.
+    assert_eq!(successful_retrain_tasks("cleanup"), 2);
     let events: i64 = store
         .conn()
         .query_row(
