@@ -301,6 +301,8 @@ pub struct RetentionSettings {
     pub snapshot_days: u32,
     /// The newest models kept besides the champion, floor, rollback target and challengers.
     pub keep_models: u32,
+    /// Blobs no model or backup names are removed from the bucket once older than this.
+    pub bucket_grace_hours: u32,
 }
 
 /// An S3-compatible object store for `lake.data_path = "s3://..."`. Credentials come from

@@ -54,6 +54,21 @@ pub struct BackupIndex {
     pub archive: Blob,
 }
 
+/// An object as a listing gives it.
+struct Object {
+    name: String,
+    bytes: u64,
+    modified: chrono::DateTime<chrono::Utc>,
+}
+
+/// What `prune` removed from the bucket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PrunedBucket {
+    pub manifests: usize,
+    pub blobs: usize,
+    pub bytes: u64,
+}
+
 /// The bucket and prefix of `lake.data_path`.
 pub struct Bucket {
     store: Arc<dyn ObjectStore>,
@@ -235,19 +250,45 @@ impl Bucket {
 
     /// The names of the objects under `folder/`, sorted.
     fn list(&self, folder: &str) -> Result<Vec<String>, LakeError> {
+        Ok(self
+            .list_objects(folder)?
+            .into_iter()
+            .map(|o| o.name)
+            .collect())
+    }
+
+    /// The objects under `folder/` with their sizes and ages, sorted by name.
+    fn list_objects(&self, folder: &str) -> Result<Vec<Object>, LakeError> {
         let key = self.key(folder);
         let store = self.store.clone();
-        let mut names = blocking(async move {
+        let mut objects = blocking(async move {
             let mut listing = store.list(Some(&key));
-            let mut names = Vec::new();
+            let mut objects = Vec::new();
             while let Some(meta) = listing.next().await {
                 let meta = meta.map_err(|source| bucket_error("listing", &key, source))?;
-                names.extend(meta.location.filename().map(str::to_string));
+                if let Some(name) = meta.location.filename() {
+                    objects.push(Object {
+                        name: name.to_string(),
+                        bytes: meta.size,
+                        modified: meta.last_modified,
+                    });
+                }
             }
-            Ok(names)
+            Ok(objects)
         })?;
-        names.sort();
-        Ok(names)
+        objects.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(objects)
+    }
+
+    fn delete(&self, name: &str) -> Result<(), LakeError> {
+        let key = self.key(name);
+        let store = self.store.clone();
+        blocking(async move {
+            match store.delete(&key).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(source) => Err(bucket_error("deleting", &key, source)),
+            }
+        })
     }
 
     fn has(&self, name: &str) -> Result<bool, LakeError> {
@@ -352,6 +393,45 @@ pub fn fetch_model(
         params![model_id, format!("from {}", bucket.url())],
     )?;
     Ok(true)
+}
+
+/// Removes the manifests of `retired` models, then every blob that no model manifest and no
+/// backup index names and that is older than `grace` (a younger one may belong to an upload in
+/// progress, whose manifest is written last). Backups are never removed.
+pub fn prune(
+    bucket: &Bucket,
+    retired: &[String],
+    grace: chrono::Duration,
+) -> Result<PrunedBucket, LakeError> {
+    let mut pruned = PrunedBucket::default();
+    for id in retired {
+        let name = format!("models/{id}.json");
+        if bucket.has(&name)? {
+            bucket.delete(&name)?;
+            pruned.manifests += 1;
+        }
+    }
+    let mut named = std::collections::HashSet::new();
+    for name in bucket.list("models")? {
+        if let Some(m) = bucket.get_json::<ModelManifest>(&format!("models/{name}"))? {
+            named.insert(m.registry_row.sha256);
+            named.extend(m.files.into_iter().map(|(_, blob)| blob.sha256));
+        }
+    }
+    for name in bucket.list("backups")? {
+        if let Some(index) = bucket.get_json::<BackupIndex>(&format!("backups/{name}"))? {
+            named.insert(index.archive.sha256);
+        }
+    }
+    let settled = chrono::Utc::now() - grace;
+    for blob in bucket.list_objects("blobs/sha256")? {
+        if !named.contains(&blob.name) && blob.modified <= settled {
+            bucket.delete(&format!("blobs/sha256/{}", blob.name))?;
+            pruned.blobs += 1;
+            pruned.bytes += blob.bytes;
+        }
+    }
+    Ok(pruned)
 }
 
 /// Uploads a backup archive and its index; the index's name.

@@ -24,8 +24,8 @@ mod version;
 
 pub use attach::{attach, Location};
 pub use bucket::{
-    download_backup, fetch_model, hydrate_coin, upload_backup, upload_models, BackupIndex, Blob,
-    Bucket, ModelManifest,
+    download_backup, fetch_model, hydrate_coin, prune, upload_backup, upload_models, BackupIndex,
+    Blob, Bucket, ModelManifest, PrunedBucket,
 };
 pub use retention::{
     bodies_to_move, expirable, expire_and_compact, files, move_bodies, publish_refs, restore_body,

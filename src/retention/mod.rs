@@ -9,6 +9,8 @@
 //! - lake snapshots older than `retention.snapshot_days` expire, except the versions kept models
 //!   were trained on, pinned ones (`dataset_pins`), and what other writers keep; then old files
 //!   are deleted and small ones merged;
+//! - with the data on S3, retired models' manifests leave the bucket, and so do blobs that no
+//!   model or backup names (after `retention.bucket_grace_hours`); backups stay;
 //! - the file is checkpointed, and what each place freed is measured, not assumed (DuckDB reuses
 //!   freed blocks but does not shrink its file).
 //!
@@ -109,6 +111,9 @@ pub struct CleanupReport {
     pub versions_kept: Vec<KeptVersion>,
     /// Expired snapshots and the lake's files before and after (`None`: the lake is off).
     pub lake: Option<LakeCompaction>,
+    /// Retired models' manifests and unnamed blobs removed from the bucket (`None`: no bucket,
+    /// or a dry run).
+    pub bucket: Option<lake::PrunedBucket>,
     pub file_before: FileSpace,
     pub file_after: FileSpace,
 }
@@ -139,6 +144,7 @@ pub fn cleanup(
         models_retired: Vec::new(),
         versions_kept,
         lake: None,
+        bucket: None,
         file_before,
         file_after: file_before,
     };
@@ -170,6 +176,15 @@ pub fn cleanup(
                 report.bodies = lake::move_bodies(conn, &bodies_cutoff)?;
             }
             report.models_retired = retire_models(conn, store.data_dir(), &retire)?;
+            if let Some(bucket) = lake::Bucket::of(settings)? {
+                let retired: Vec<String> = report
+                    .models_retired
+                    .iter()
+                    .map(|m| m.model_id.clone())
+                    .collect();
+                let grace = Duration::hours(i64::from(r.bucket_grace_hours));
+                report.bucket = Some(lake::prune(&bucket, &retired, grace)?);
+            }
             if lake_on {
                 lake::publish_refs(conn, &report.versions_kept)?;
                 let expire = lake::expirable(conn, &snapshot_cutoff, &report.versions_kept)?;
@@ -413,6 +428,12 @@ pub fn describe(r: &CleanupReport) -> String {
                 out.push_str(&format!("  kept version {} ({})\n", k.version, k.reason));
             }
         }
+    }
+    if let Some(b) = &r.bucket {
+        out.push_str(&format!(
+            "bucket: removed {} retired model manifest(s) and {} blob(s) no model or backup names ({} bytes)\n",
+            b.manifests, b.blobs, b.bytes
+        ));
     }
     if r.mode == Mode::Apply {
         out.push_str(&format!(

@@ -706,6 +706,38 @@ fn models_and_backups_travel_through_the_bucket() {
         .matches(&served, ACROSS_MACHINES)
         .expect("the restored champion");
 
+    // Cleanup retires the untrained floor: its manifest leaves the bucket and so do the blobs
+    // only it named; the champion still answers from a new empty folder, and the backup stays.
+    let (models, blobs) = (objects("models"), objects("blobs"));
+    let mut retaining = env.clone();
+    retaining.extend([
+        ("COINCAST__RETENTION__KEEP_MODELS", "0"),
+        ("COINCAST__RETENTION__BUCKET_GRACE_HOURS", "0"),
+    ]);
+    let out = coincast(
+        &[
+            "--data-dir",
+            writer.to_str().expect("utf-8"),
+            "cleanup",
+            "--json",
+        ],
+        &retaining,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(report["bucket"]["manifests"], 1, "{report}");
+    assert_eq!(objects("models"), models - 1);
+    let removed = report["bucket"]["blobs"].as_i64().expect("blobs");
+    assert!(removed >= 1, "{report}");
+    assert_eq!(objects("blobs"), blobs - removed);
+    let late_reader = scratch.path().join("late-reader");
+    let again = predict(&late_reader, Some(&champion));
+    at_writer
+        .matches(&again, ACROSS_MACHINES)
+        .expect("after cleanup");
+    let restored_again = scratch.path().join("restored-again");
+    run(&restored_again, &["restore", &data_path]);
+
     // A bucket without backups says so.
     let out = coincast(
         &[
