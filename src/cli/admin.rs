@@ -284,13 +284,16 @@ pub(super) fn restore(settings: &Settings, args: RestoreArgs) -> anyhow::Result<
         coincast::store::Existing::Refuse
     };
     let source = archive.display().to_string();
+    // Downloaded into the data folder itself: in the container it is the only writable place.
     let downloaded = source.starts_with("s3://").then(|| {
         settings
             .data_dir
-            .with_file_name(format!(".coincast-restore-{}.tar", std::process::id()))
+            .join(format!(".restore-{}.tar", std::process::id()))
     });
     let local = match &downloaded {
         Some(dest) => {
+            std::fs::create_dir_all(&settings.data_dir)
+                .with_context(|| format!("creating {}", settings.data_dir.display()))?;
             let _ = std::fs::remove_file(dest);
             let index = coincast::lake::download_backup(&source, &settings.s3, dest)
                 .with_context(|| format!("fetching the backup at {source}"))?;
