@@ -10,7 +10,7 @@ use prometheus::{
     IntCounterVec, Registry, TextEncoder,
 };
 
-use super::snapshot::Snapshot;
+use super::snapshot::{ServingModel, Snapshot};
 use crate::store::IncidentKind;
 
 const REQUEST_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -255,7 +255,71 @@ impl Metrics {
                 crate::model::registry::GIT_REVISION,
             ])
             .set(1.0);
+        // The API's families from the first scrape (the scrape itself is counted only after
+        // its response): the one route every dashboard plots, at 0.
+        for status in ["success", "error"] {
+            m.api_requests_total
+                .with_label_values(&["POST", "/predict", status])
+                .inc_by(0);
+        }
+        m.api_request_latency_seconds
+            .with_label_values(&["POST", "/predict"]);
         Ok(m)
+    }
+
+    /// The label value of the seed's model families while no model serves.
+    const NO_MODEL: &'static str = "none";
+
+    /// Every seed family is exposed from the first scrape, before its first event (a vector
+    /// without children is not exposed at all, so `rate()` panels and absence alerts would see
+    /// nothing): the served models' label values start at 0, or `model_type="none"` while no
+    /// model serves, removed once one does.
+    fn expose_seed_families(&self, snap: &Snapshot) {
+        let models: Vec<&ServingModel> = [&snap.champion, &snap.floor]
+            .into_iter()
+            .flatten()
+            .map(|m| m.as_ref())
+            .collect();
+        let none = Self::NO_MODEL;
+        if models.is_empty() {
+            self.model_predictions_total
+                .with_label_values(&[none, none])
+                .inc_by(0);
+            self.model_prediction_latency_seconds
+                .with_label_values(&[none]);
+            self.data_drift_ratio.with_label_values(&[none]);
+            self.data_drift_detections_total
+                .with_label_values(&[none, none])
+                .inc_by(0);
+            return;
+        }
+        // Absent already is fine: the first publication with a model.
+        let _ = self
+            .model_predictions_total
+            .remove_label_values(&[none, none]);
+        let _ = self
+            .model_prediction_latency_seconds
+            .remove_label_values(&[none]);
+        let _ = self.data_drift_ratio.remove_label_values(&[none]);
+        let _ = self
+            .data_drift_detections_total
+            .remove_label_values(&[none, none]);
+        for model in models {
+            let family = model.family.as_str();
+            self.model_prediction_latency_seconds
+                .with_label_values(&[family]);
+            self.data_drift_ratio.with_label_values(&[family]);
+            for feature in &model.feature_stats {
+                self.data_drift_detections_total
+                    .with_label_values(&[family, &feature.name])
+                    .inc_by(0);
+            }
+            for coin in snap.coins.keys() {
+                self.model_predictions_total
+                    .with_label_values(&[family, coin])
+                    .inc_by(0);
+            }
+        }
     }
 
     /// The text exposition format Prometheus 2 and 3 both accept.
@@ -281,6 +345,7 @@ impl Metrics {
                 .with_label_values(&[&model.family])
                 .set(1.0);
         }
+        self.expose_seed_families(snap);
         match snap.serving() {
             Some(model) => self
                 .coincast_model_age_seconds

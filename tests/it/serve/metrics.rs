@@ -267,3 +267,57 @@ fn the_dashboard_and_the_alert_rules_use_only_metrics_coincast_exports() {
         assert!(used.contains(family), "{family} not on the dashboard");
     }
 }
+
+/// A fresh server (no data, no model) exposes every seed family with its type before its first
+/// event, so `rate()` panels and absence alerts see them from start-up; a served model's label
+/// values (its features' drift counters, its coins' predictions) start at 0 too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_seed_family_is_exposed_from_start_up() {
+    let seed = [
+        ("api_requests_total", "counter"),
+        ("api_request_latency_seconds", "histogram"),
+        ("api_active_requests", "gauge"),
+        ("model_predictions_total", "counter"),
+        ("model_prediction_latency_seconds", "histogram"),
+        ("model_health_status", "gauge"),
+        ("data_drift_ratio", "gauge"),
+        ("data_drift_detections_total", "counter"),
+    ];
+    let app = TestApp::new(&[]);
+    let base = serve_on_localhost(Arc::new(runtime_over(&app, &app.settings))).await;
+    let http = reqwest::Client::new();
+    let text = get_text(&http, &format!("{base}/metrics")).await;
+    for (family, kind) in seed {
+        assert!(
+            text.contains(&format!("# TYPE {family} {kind}")),
+            "{family} {kind} on a fresh server:\n{text}"
+        );
+    }
+    assert!(
+        text.contains(r#"data_drift_detections_total{feature="none",model_type="none"} 0"#),
+        "{text}"
+    );
+
+    // With a model: its features' counters at 0 before any prediction, and no "none" left.
+    let api = spawn_api(true, 1_000_000).await;
+    let (_, text) = api.get("/metrics").await;
+    for (family, kind) in seed {
+        assert!(
+            text.contains(&format!("# TYPE {family} {kind}")),
+            "{family}"
+        );
+    }
+    assert!(
+        text.contains(r#"model_predictions_total{coin_id="solana",model_type="lstm"} 0"#),
+        "{text}"
+    );
+    let drift_zeros = text
+        .lines()
+        .filter(|l| l.starts_with("data_drift_detections_total{") && l.ends_with(" 0"))
+        .count();
+    assert!(
+        drift_zeros >= 3,
+        "{drift_zeros} drift counters at 0:\n{text}"
+    );
+    assert!(!text.contains(r#"model_type="none""#), "{text}");
+}
