@@ -440,12 +440,51 @@ fn two_writers_share_a_postgres_catalog_lake_on_s3() {
             .spawn()
             .expect("spawn")
     };
+    // An analyst reads the lake all the while: DuckDB's Python client on the same catalog,
+    // counting rows again and again until the writers are done.
+    let done = scratch.path().join("writers-done");
+    let reader_script = format!(
+        "import duckdb, os\n\
+         c = duckdb.connect()\n\
+         for e in ['ducklake', 'httpfs', 'postgres_scanner']:\n\
+         \x20   c.execute(f\"LOAD '{dir}/{{e}}.duckdb_extension'\")\n\
+         c.execute(\"CREATE SECRET (TYPE s3, KEY_ID '{ACCESS_KEY}', SECRET '{SECRET_KEY}', ENDPOINT '127.0.0.1:{port}', URL_STYLE 'path', USE_SSL false, REGION 'us-east-1')\")\n\
+         c.execute(\"ATTACH 'ducklake:{catalog}' AS lake (READ_ONLY)\")\n\
+         counts = []\n\
+         while True:\n\
+         \x20   finished = os.path.exists('{done}')\n\
+         \x20   counts.append(c.execute('SELECT count(*) FROM lake.market_data').fetchone()[0])\n\
+         \x20   if finished:\n\
+         \x20       break\n\
+         print(len(counts), min(counts), max(counts), int(counts == sorted(counts)))\n",
+        dir = extension("ducklake").parent().expect("dir").display(),
+        port = s3.s3_port,
+        done = done.display(),
+    );
+    let reader = std::process::Command::new(python())
+        .arg("-c")
+        .arg(&reader_script)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python reader");
     let first = spawn(replay(a.path(), "ripple"));
     let second = spawn(replay(b.path(), "cardano"));
     for child in [first, second] {
         let out = child.wait_with_output().expect("wait");
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     }
+    std::fs::write(&done, "").expect("done");
+    let read = reader.wait_with_output().expect("reader");
+    assert!(read.status.success(), "the reader failed: {}", text(&read));
+    let seen: Vec<i64> = String::from_utf8_lossy(&read.stdout)
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // Several reads, never a count going back (no half version seen), the last one whole.
+    assert_eq!(seen.len(), 4, "{}", text(&read));
+    assert!(seen[0] >= 2, "{} reads", seen[0]);
+    assert_eq!(seen[3], 1, "counts went back: {}", text(&read));
     let out = coincast(
         &[
             "--data-dir",
