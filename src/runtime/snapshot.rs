@@ -2,8 +2,8 @@
 //! from the database in one load. The publisher swaps whole snapshots, so the `/predict` hot path
 //! reads no SQL and never sees half of a reload.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::{DateTime, Utc};
 use duckdb::Connection;
@@ -44,6 +44,29 @@ pub struct ServingModel {
     /// parameters) or only its own (the LSTM: the coin is one of its inputs).
     pub forecasts_any_coin: bool,
     engine: Engine,
+    /// Each coin's forecast from its newest hour, computed once: a forecast is a pure function
+    /// of the model, the coin's series and the ACI levels, all fixed for the life of this
+    /// snapshot's model (a publication loads a new one), so `/predict` is a lookup.
+    latest: RwLock<HashMap<SeriesKey, Arc<Forecast>>>,
+}
+
+/// A coin's series as a forecast from its newest hour depends on it: its coin, first hour and
+/// length (a snapshot holds one series per coin and model).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct SeriesKey {
+    coin_id: String,
+    first_hour: i64,
+    hours: usize,
+}
+
+impl SeriesKey {
+    fn of(s: &CoinSeries) -> Self {
+        Self {
+            coin_id: s.coin_id.clone(),
+            first_hour: s.first_hour,
+            hours: s.len(),
+        }
+    }
 }
 
 /// tch tensors are Send but not Sync: an LSTM infers under a lock (one libtorch thread anyway);
@@ -94,6 +117,7 @@ impl ServingModel {
             aci_levels,
             forecasts_any_coin,
             engine,
+            latest: RwLock::new(HashMap::new()),
         })
     }
 
@@ -119,12 +143,31 @@ impl ServingModel {
     }
 
     /// Every horizon from the coin's newest hour, with intervals at the coin's ACI levels.
-    pub fn forecast_latest(&self, s: &CoinSeries) -> Result<Forecast, ModelError> {
+    pub fn forecast_latest(&self, s: &CoinSeries) -> Result<Arc<Forecast>, ModelError> {
+        let key = SeriesKey::of(s);
+        if let Some(f) = self.cached_forecast(&key) {
+            return Ok(f);
+        }
         let levels = Levels::per_horizon_or_nominal(self.aci_levels.get(&s.coin_id));
-        self.with_model(|m| match m {
+        let forecast = Arc::new(self.with_model(|m| match m {
             ServedRef::Classical(c) => c.forecast_latest(s, levels),
             ServedRef::Lstm(l) => l.forecast_latest(s, levels),
-        })
+        })?);
+        // A poisoned cache only costs the memo: the forecast is served anyway.
+        if let Ok(mut cache) = self.latest.write() {
+            cache.insert(key, forecast.clone());
+        }
+        Ok(forecast)
+    }
+
+    /// The forecast from `s`'s newest hour if it was computed already (no inference, no lock
+    /// held while inferring).
+    pub fn cached_latest(&self, s: &CoinSeries) -> Option<Arc<Forecast>> {
+        self.cached_forecast(&SeriesKey::of(s))
+    }
+
+    fn cached_forecast(&self, key: &SeriesKey) -> Option<Arc<Forecast>> {
+        self.latest.read().ok()?.get(key).cloned()
     }
 
     /// Forecasts from past origins (origins it cannot forecast are left out).
@@ -237,6 +280,15 @@ impl Snapshot {
                 }
             }
             Err(e) => problems.push(format!("the stored coins cannot be read: {e}")),
+        }
+        // Every coin's forecasts, computed once per publication (a coin its champion cannot
+        // forecast now is left to the request, which then falls back to the floor).
+        for (model, series) in coins.values().flat_map(|entry| {
+            [(&champion, &entry.champion), (&floor, &entry.floor)]
+                .into_iter()
+                .filter_map(|(m, s)| Some((m.as_ref()?, s.as_ref()?)))
+        }) {
+            let _ = model.forecast_latest(series);
         }
         let now = Utc::now();
         let live_accuracy = monitor::live_accuracy(conn, now).unwrap_or_else(|e| {

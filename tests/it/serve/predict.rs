@@ -445,3 +445,39 @@ async fn a_champion_with_a_short_horizon_refuses_hours_beyond_it() {
         );
     }
 }
+
+/// A forecast is computed once, when the snapshot is loaded: the served model holds it before any
+/// request, a request returns that very forecast, and another call does not compute it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_coins_forecast_is_computed_once_per_snapshot() {
+    let app = TestApp::new(&[]);
+    app.replay(&real_coingecko(), Some(&["solana"])).await;
+    let mut settings = app.settings.clone();
+    settings.coins = vec!["solana".into()];
+    settings.serve.max_data_age_hours = 1_000_000;
+    let runtime = Arc::new(runtime_over(&app, &settings));
+    let snap = runtime.snapshot();
+    let (model, series, _) = snap
+        .answerers("solana")
+        .into_iter()
+        .next()
+        .expect("the floor answers");
+    let at_load = model
+        .cached_latest(&series)
+        .expect("computed when the snapshot was loaded");
+    let again = model.forecast_latest(&series).expect("forecast");
+    assert!(Arc::ptr_eq(&at_load, &again), "computed twice");
+
+    let base = serve_on_localhost(runtime.clone()).await;
+    let (status, body) = post_json_with_status(
+        &reqwest::Client::new(),
+        &format!("{base}/predict"),
+        r#"{"coin_id": "solana", "hours_ahead": 24}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let h = &at_load.horizons[23];
+    assert_eq!(body["predicted_price"].as_f64(), Some(h.price));
+    assert_eq!(body["confidence_interval"]["lower"].as_f64(), Some(h.lower));
+    assert_eq!(body["model_version"], model.model_id.as_str());
+}
