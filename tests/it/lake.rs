@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use coincast::model::registry::{self, DatasetTables};
 
-use crate::support::{coincast, real_coingecko, text, TestApp};
+use crate::support::{coincast, real_coingecko, revised_solana, text, TestApp};
 
 /// The lake's tables at one version, for `registry::dataset_hash`.
 fn at_version(version: i64) -> DatasetTables {
@@ -36,19 +36,6 @@ fn versions_json(dir: &str) -> serde_json::Value {
     let out = coincast(&["--data-dir", dir, "datasets", "list", "--json"], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     serde_json::from_slice(&out.stdout).expect("versions json")
-}
-
-/// solana.json with the price of every 500th point of its first 5,000 raised by 1 % (a provider's
-/// correction of past hours).
-fn revised_solana(dir: &Path) {
-    let body = std::fs::read_to_string(real_coingecko().join("solana.json")).expect("solana");
-    let mut v: serde_json::Value = serde_json::from_str(&body).expect("json");
-    let prices = v["prices"].as_array_mut().expect("prices");
-    for p in prices.iter_mut().take(5000).step_by(500) {
-        let price = p[1].as_f64().expect("price");
-        p[1] = serde_json::json!(price * 1.01);
-    }
-    std::fs::write(dir.join("solana.json"), v.to_string()).expect("write");
 }
 
 fn extension(name: &str) -> PathBuf {

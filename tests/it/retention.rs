@@ -5,7 +5,7 @@ use std::path::Path;
 
 use coincast::model::registry::{self, DatasetTables};
 
-use crate::support::{coincast, real_coingecko, text};
+use crate::support::{coincast, real_coingecko, revised_solana, text};
 
 /// Everything old enough to go, and only the newest model kept for being new.
 const RETAIN_LITTLE: [(&str, &str); 3] = [
@@ -83,18 +83,6 @@ fn quarantined_cardano(dir: &Path) {
     let mut v: serde_json::Value = serde_json::from_str(&body).expect("json");
     v.as_object_mut().expect("object").remove("market_caps");
     std::fs::write(dir.join("cardano.json"), v.to_string()).expect("write");
-}
-
-/// solana.json with every 500th of its first 5,000 prices raised by 1 %.
-fn revised_solana(dir: &Path) {
-    let body = std::fs::read_to_string(real_coingecko().join("solana.json")).expect("solana");
-    let mut v: serde_json::Value = serde_json::from_str(&body).expect("json");
-    let prices = v["prices"].as_array_mut().expect("prices");
-    for p in prices.iter_mut().take(5000).step_by(500) {
-        let price = p[1].as_f64().expect("price");
-        p[1] = serde_json::json!(price * 1.01);
-    }
-    std::fs::write(dir.join("solana.json"), v.to_string()).expect("write");
 }
 
 /// Four versions and three trainings, then cleanup with every threshold at zero: the first

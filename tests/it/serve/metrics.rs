@@ -287,12 +287,15 @@ async fn every_seed_family_is_exposed_from_start_up() {
     let base = serve_on_localhost(Arc::new(runtime_over(&app, &app.settings))).await;
     let http = reqwest::Client::new();
     let text = get_text(&http, &format!("{base}/metrics")).await;
-    for (family, kind) in seed {
-        assert!(
-            text.contains(&format!("# TYPE {family} {kind}")),
-            "{family} {kind} on a fresh server:\n{text}"
-        );
-    }
+    let exposes_every_seed_family = |text: &str| {
+        for (family, kind) in seed {
+            assert!(
+                text.contains(&format!("# TYPE {family} {kind}")),
+                "{family} {kind}:\n{text}"
+            );
+        }
+    };
+    exposes_every_seed_family(&text);
     assert!(
         text.contains(r#"data_drift_detections_total{feature="none",model_type="none"} 0"#),
         "{text}"
@@ -301,12 +304,7 @@ async fn every_seed_family_is_exposed_from_start_up() {
     // With a model: its features' counters at 0 before any prediction, and no "none" left.
     let api = spawn_api(true, 1_000_000).await;
     let (_, text) = api.get("/metrics").await;
-    for (family, kind) in seed {
-        assert!(
-            text.contains(&format!("# TYPE {family} {kind}")),
-            "{family}"
-        );
-    }
+    exposes_every_seed_family(&text);
     assert!(
         text.contains(r#"model_predictions_total{coin_id="solana",model_type="lstm"} 0"#),
         "{text}"
