@@ -84,6 +84,9 @@ pub struct Settings {
 #[serde(deny_unknown_fields)]
 pub struct ServeSettings {
     pub bind: String,
+    /// This server's name among serving instances (`predictions.instance`); empty: the host
+    /// name and the bind port.
+    pub instance: String,
     pub max_data_age_hours: u64,
     pub max_body_bytes: usize,
     pub request_timeout_secs: u64,
@@ -97,6 +100,10 @@ pub struct ServeSettings {
     pub sql_token: SecretString,
     /// A query is interrupted after this long (less than `request_timeout_secs`).
     pub sql_timeout_secs: u64,
+    /// The pages' connections, and how long one page's read may take (below
+    /// `request_timeout_secs`).
+    pub page_connections: usize,
+    pub page_timeout_secs: u64,
     /// Most rows a query returns (`limit` in the request, up to this).
     pub sql_max_rows: usize,
     /// The SQL sandbox's DuckDB memory limit and threads.
@@ -112,6 +119,21 @@ pub struct ServeSettings {
 }
 
 impl ServeSettings {
+    /// This server's name: `instance`, else `<host name>:<bind port>`.
+    pub fn instance_name(&self) -> String {
+        let configured = self.instance.trim();
+        if !configured.is_empty() {
+            return configured.to_string();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".into());
+        let port = self.bind.rsplit(':').next().unwrap_or("");
+        format!("{host}:{port}")
+    }
+
     /// The manual-trigger token, if one is configured.
     pub fn api_token(&self) -> Option<&str> {
         let t = self.api_token.expose_secret().trim();
@@ -303,6 +325,9 @@ pub struct RetentionSettings {
     pub keep_models: u32,
     /// Blobs no model or backup names are removed from the bucket once older than this.
     pub bucket_grace_hours: u32,
+    /// Served predictions stay raw this many days after their target hour (at least 7, the
+    /// live-accuracy window), then are rolled up into `prediction_daily`.
+    pub prediction_days: u32,
 }
 
 /// An S3-compatible object store for `lake.data_path = "s3://..."`. Credentials come from
@@ -428,6 +453,32 @@ impl Settings {
                     "{} must be at least 1 and below serve.request_timeout_secs = {}, so that a slow query is interrupted before its request times out",
                     self.serve.sql_timeout_secs, self.serve.request_timeout_secs
                 ),
+            ));
+        }
+        if self.retention.prediction_days < 7 {
+            return Err(invalid(
+                "retention.prediction_days",
+                format!(
+                    "{} must be at least 7: live accuracy over 7 days reads the raw rows",
+                    self.retention.prediction_days
+                ),
+            ));
+        }
+        if self.serve.page_timeout_secs == 0
+            || self.serve.page_timeout_secs >= self.serve.request_timeout_secs
+        {
+            return Err(invalid(
+                "serve.page_timeout_secs",
+                format!(
+                    "{} must be at least 1 and below serve.request_timeout_secs = {}, so that a slow page is interrupted before its request times out",
+                    self.serve.page_timeout_secs, self.serve.request_timeout_secs
+                ),
+            ));
+        }
+        if !(1..=16).contains(&self.serve.page_connections) {
+            return Err(invalid(
+                "serve.page_connections",
+                format!("{} must be within 1..=16", self.serve.page_connections),
             ));
         }
         if self.serve.sql_memory_limit.trim().is_empty()

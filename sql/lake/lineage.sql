@@ -11,7 +11,7 @@ WITH batches AS (
     FROM lake.market_data AT (VERSION => {v})
     GROUP BY coin_id
 ), served AS (
-    SELECT coin_id, count(*) AS predictions FROM predictions WHERE model_id = $1 GROUP BY coin_id
+    SELECT coin_id, sum(served_count) AS predictions FROM predictions WHERE model_id = $1 GROUP BY coin_id
 )
 SELECT h.coin_id, coalesce(b.batches, 0), h.hours, CAST(h.first_hour AS VARCHAR),
        CAST(h.last_hour AS VARCHAR), coalesce(s.predictions, 0)

@@ -2,7 +2,7 @@
 -- Parameters: coin, currency, from, to (epoch seconds).
 SELECT CAST(epoch(target_ts) AS BIGINT) AS t, horizon,
        any_value(predicted_price), any_value(lower), any_value(upper), any_value(actual_price),
-       count(*) AS requests
+       sum(served_count) AS requests
 FROM predictions
 WHERE coin_id = ? AND vs_currency = ? AND target_ts BETWEEN to_timestamp(?) AND to_timestamp(?)
 GROUP BY model_id, as_of, horizon, target_ts

@@ -8,6 +8,7 @@
 
 pub mod accuracy;
 pub mod coverage;
+pub mod predictions;
 pub mod psi;
 
 use std::path::Path;

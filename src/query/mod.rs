@@ -306,14 +306,14 @@ fn classify_run_error(e: duckdb::Error) -> QueryError {
 }
 
 /// Interrupts the connection once the timeout passes, unless the query finished first.
-struct Watchdog {
+pub(crate) struct Watchdog {
     done: Arc<AtomicBool>,
     fired: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Watchdog {
-    fn start(handle: Arc<duckdb::InterruptHandle>, timeout: Duration) -> Self {
+    pub(crate) fn start(handle: Arc<duckdb::InterruptHandle>, timeout: Duration) -> Self {
         let (done, fired) = (
             Arc::new(AtomicBool::new(false)),
             Arc::new(AtomicBool::new(false)),
@@ -342,7 +342,7 @@ impl Watchdog {
     }
 
     /// Stops the watchdog; whether it interrupted the query.
-    fn finish(mut self) -> bool {
+    pub(crate) fn finish(mut self) -> bool {
         self.done.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
             t.thread().unpark();

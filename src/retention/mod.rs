@@ -27,6 +27,7 @@ use crate::config::Settings;
 use crate::lake::{self, KeptVersion, LakeCompaction, LakeError, MovedBodies};
 use crate::model::registry::{self, ModelRow};
 use crate::model::ModelError;
+use crate::monitor::predictions::{self, RolledUp};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +115,8 @@ pub struct CleanupReport {
     /// Retired models' manifests and unnamed blobs removed from the bucket (`None`: no bucket,
     /// or a dry run).
     pub bucket: Option<lake::PrunedBucket>,
+    /// Served predictions rolled up into `prediction_daily` (in a dry run: those that would be).
+    pub predictions: RolledUp,
     pub file_before: FileSpace,
     pub file_after: FileSpace,
 }
@@ -145,15 +148,18 @@ pub fn cleanup(
         versions_kept,
         lake: None,
         bucket: None,
+        predictions: RolledUp::default(),
         file_before,
         file_after: file_before,
     };
+    let now = Utc::now();
     if !lake_on {
         report.bodies_left_because =
             Some("the lake is off (lake.enabled = false): raw bodies stay in the file".into());
     }
     match mode {
         Mode::DryRun => {
+            report.predictions = predictions::rollable(conn, now, r.prediction_days)?;
             if lake_on {
                 report.bodies = lake::bodies_to_move(conn, &bodies_cutoff)?;
                 let files = lake::files(conn)?;
@@ -175,6 +181,7 @@ pub fn cleanup(
             if lake_on {
                 report.bodies = lake::move_bodies(conn, &bodies_cutoff)?;
             }
+            report.predictions = predictions::roll_up(conn, now, r.prediction_days)?;
             report.models_retired = retire_models(conn, store.data_dir(), &retire)?;
             if let Some(bucket) = lake::Bucket::of(settings)? {
                 let retired: Vec<String> = report
@@ -429,6 +436,17 @@ pub fn describe(r: &CleanupReport) -> String {
             }
         }
     }
+    out.push_str(&format!(
+        "predictions: {} {} raw row(s) of target days before {} into prediction_daily\n",
+        match r.mode {
+            Mode::DryRun => "would roll up",
+            Mode::Apply => "rolled up",
+        },
+        r.predictions.rows,
+        chrono::DateTime::from_timestamp(r.predictions.before, 0)
+            .map(|d| d.format("%Y-%m-%d").to_string())
+            .unwrap_or_default()
+    ));
     if let Some(b) = &r.bucket {
         out.push_str(&format!(
             "bucket: removed {} retired model manifest(s) and {} blob(s) no model or backup names ({} bytes)\n",

@@ -43,6 +43,8 @@ pub enum RuntimeError {
     NoWorker,
     #[error("the pipeline worker has stopped")]
     WorkerStopped,
+    #[error("the read took longer than {0:?} and was interrupted")]
+    ReadTimeout(std::time::Duration),
     #[error("{0} is unusable after a panic")]
     Poisoned(&'static str),
     #[error(transparent)]

@@ -14,6 +14,7 @@ mod error;
 mod metrics;
 mod prediction_log;
 mod publisher;
+mod read_pool;
 mod schedule;
 mod snapshot;
 mod worker;
@@ -45,6 +46,8 @@ pub struct Runtime {
     /// A connection of the API's own, for promotions and page reads that must not wait for a
     /// pipeline run (DuckDB serves several connections of one process).
     db: Option<Mutex<Connection>>,
+    /// The pages' connections (`serve.page_connections`), apart from the API's.
+    pages: Option<read_pool::ReadPool>,
     /// Analysts' SQL, on the newest published copy.
     pub queries: crate::query::Queries,
 }
@@ -67,6 +70,7 @@ impl Runtime {
             jobs: None,
             prediction_log: None,
             db: None,
+            pages: None,
             queries,
         }
     }
@@ -77,8 +81,17 @@ impl Runtime {
         self
     }
 
-    /// Gives the API its own connection (promotions, backups, pages).
+    /// Gives the API its own connection (promotions, backups) and the pages theirs.
     pub fn with_db(mut self, conn: Connection) -> Self {
+        let serve = &self.settings.serve;
+        match read_pool::ReadPool::new(
+            &conn,
+            serve.page_connections,
+            std::time::Duration::from_secs(serve.page_timeout_secs),
+        ) {
+            Ok(pool) => self.pages = Some(pool),
+            Err(e) => tracing::warn!("the pages have no connections: {e}"),
+        }
         self.db = Some(Mutex::new(conn));
         self
     }
@@ -109,6 +122,18 @@ impl Runtime {
                 trigger: schedule::Trigger::Api,
             })
             .map_err(|_| RuntimeError::WorkerStopped)
+    }
+
+    /// Runs a page's read `f` on one of the pages' connections, interrupted after
+    /// `serve.page_timeout_secs` (blocking: call it off the executor).
+    pub fn read_page<T, E>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, E>,
+    ) -> Result<T, RuntimeError>
+    where
+        RuntimeError: From<E>,
+    {
+        self.pages.as_ref().ok_or(RuntimeError::NoDatabase)?.read(f)
     }
 
     /// Runs `f` on the API's connection (blocking: call it off the executor).

@@ -1,17 +1,21 @@
 //! The prediction log: `/predict` hands each served forecast to a bounded queue (never waiting
 //! on it), and one writer thread with its own DuckDB connection appends them to `predictions`
-//! in batches through DuckDB's appender. A full queue drops the record and counts it, so a
-//! slow disk can never slow the API down.
+//! in batches through DuckDB's appender, each batch one segment of the `predictions` contract
+//! (`monitor::predictions`: identical forecasts one row with their count, rows named by the
+//! instance, a segment taken once). A full queue drops the record and counts it, so a slow disk
+//! can never slow the API down.
 
+use std::collections::HashMap;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use duckdb::{params, Connection};
+use duckdb::Connection;
 
 use super::metrics::Metrics;
+use crate::monitor::predictions::{take_segment, Segment, ServedForecast};
 
 /// Records waiting to be written before new ones are dropped.
 const QUEUE: usize = 16_384;
@@ -58,12 +62,18 @@ pub struct PredictionLog {
 
 impl PredictionLog {
     /// Starts the writer on `conn` (a connection of its own, e.g. `store.conn().try_clone()`).
-    pub fn start(conn: Connection, metrics: Arc<Metrics>) -> std::io::Result<Self> {
+    /// Its rows are named by `instance` (`serve.instance`).
+    pub fn start(conn: Connection, metrics: Arc<Metrics>, instance: &str) -> std::io::Result<Self> {
         let (sender, receiver) = mpsc::sync_channel(QUEUE);
         let writer_metrics = metrics.clone();
+        let mut segments = Segments {
+            instance: instance.to_string(),
+            started_micros: Utc::now().timestamp_micros(),
+            written: 0,
+        };
         let writer = std::thread::Builder::new()
             .name("prediction-log".into())
-            .spawn(move || write_loop(&conn, &receiver, &writer_metrics))?;
+            .spawn(move || write_loop(&conn, &receiver, &mut segments, &writer_metrics))?;
         Ok(Self {
             sender,
             metrics,
@@ -101,7 +111,12 @@ impl PredictionLog {
     }
 }
 
-fn write_loop(conn: &Connection, receiver: &Receiver<Message>, metrics: &Metrics) {
+fn write_loop(
+    conn: &Connection,
+    receiver: &Receiver<Message>,
+    segments: &mut Segments,
+    metrics: &Metrics,
+) {
     let mut batch: Vec<PredictionRecord> = Vec::with_capacity(BATCH);
     loop {
         // Block for the first record, then linger to gather a batch.
@@ -132,14 +147,14 @@ fn write_loop(conn: &Connection, receiver: &Receiver<Message>, metrics: &Metrics
                 }
             };
         }
-        write_batch(conn, &mut batch, metrics);
+        write_batch(conn, &mut batch, segments, metrics);
         match after_write {
             Some(Message::Flush(done)) => {
                 // Everything queued before the flush is ahead of it in the channel.
                 let _ = done.send(());
             }
             Some(Message::Stop) => {
-                drain(conn, receiver, &mut batch, metrics);
+                drain(conn, receiver, &mut batch, segments, metrics);
                 return;
             }
             _ => {}
@@ -152,73 +167,124 @@ fn drain(
     conn: &Connection,
     receiver: &Receiver<Message>,
     batch: &mut Vec<PredictionRecord>,
+    segments: &mut Segments,
     metrics: &Metrics,
 ) {
     while let Ok(message) = receiver.try_recv() {
         match message {
             Message::Record(r) => batch.push(*r),
             Message::Flush(done) => {
-                write_batch(conn, batch, metrics);
+                write_batch(conn, batch, segments, metrics);
                 let _ = done.send(());
             }
             Message::Stop => {}
         }
     }
-    write_batch(conn, batch, metrics);
+    write_batch(conn, batch, segments, metrics);
 }
 
-/// The columns the writer fills; the others start NULL (the score) or by default (the id).
-const COLUMNS: [&str; 16] = [
-    "requested_at",
-    "request_id",
-    "coin_id",
-    "vs_currency",
-    "model_id",
-    "model_type",
-    "horizon",
-    "as_of",
-    "target_ts",
-    "current_price",
-    "predicted_price",
-    "lower",
-    "upper",
-    "level",
-    "latency_ms",
-    "drift_ratio",
-];
+/// Identical forecasts in one batch: the same model, coin, origin, horizon and interval.
+#[derive(Hash, PartialEq, Eq)]
+struct SameForecast<'a> {
+    model_id: &'a str,
+    coin_id: &'a str,
+    vs_currency: &'a str,
+    horizon: i64,
+    as_of_hour: i64,
+    values: [u64; 4],
+}
 
-/// Appends a batch with DuckDB's appender (one flush, about 100x the rate of row INSERTs).
-fn write_batch(conn: &Connection, batch: &mut Vec<PredictionRecord>, metrics: &Metrics) {
+/// The batch as rows of `predictions`: identical forecasts are one row with their count, the
+/// first request's id and time, the last request's time and the mean latency.
+fn aggregate(batch: &[PredictionRecord]) -> Vec<ServedForecast> {
+    let micros = |t: i64| DateTime::<Utc>::from_timestamp_micros(t).unwrap_or_default();
+    let hour = |h: i64| DateTime::<Utc>::from_timestamp(h * 3600, 0).unwrap_or_default();
+    let mut rows: Vec<ServedForecast> = Vec::new();
+    let mut index: HashMap<SameForecast, usize> = HashMap::new();
+    for p in batch {
+        let key = SameForecast {
+            model_id: &p.model_id,
+            coin_id: &p.coin_id,
+            vs_currency: &p.vs_currency,
+            horizon: p.horizon,
+            as_of_hour: p.as_of_hour,
+            values: [p.predicted_price, p.lower, p.upper, p.level].map(f64::to_bits),
+        };
+        match index.get(&key) {
+            Some(&i) => {
+                let row = &mut rows[i];
+                let n = row.served_count as f64;
+                row.latency_ms = (row.latency_ms * n + p.latency_ms) / (n + 1.0);
+                row.served_count += 1;
+                let at = micros(p.requested_at_micros);
+                row.last_requested_at = row.last_requested_at.max(at);
+                if at < row.requested_at {
+                    row.requested_at = at;
+                    row.request_id = p.request_id.clone();
+                }
+            }
+            None => {
+                index.insert(key, rows.len());
+                rows.push(ServedForecast {
+                    requested_at: micros(p.requested_at_micros),
+                    last_requested_at: micros(p.requested_at_micros),
+                    served_count: 1,
+                    request_id: p.request_id.clone(),
+                    coin_id: p.coin_id.clone(),
+                    vs_currency: p.vs_currency.clone(),
+                    model_id: p.model_id.clone(),
+                    model_type: p.model_type.clone(),
+                    horizon: p.horizon,
+                    as_of: hour(p.as_of_hour),
+                    current_price: p.current_price,
+                    predicted_price: p.predicted_price,
+                    lower: p.lower,
+                    upper: p.upper,
+                    level: p.level,
+                    latency_ms: p.latency_ms,
+                    drift_ratio: p.drift_ratio,
+                });
+            }
+        }
+    }
+    rows
+}
+
+/// Where the writer is: its instance, and the segments it has written (their ids are unique
+/// across instances and restarts: instance, start time, number).
+struct Segments {
+    instance: String,
+    started_micros: i64,
+    written: u64,
+}
+
+/// Writes a batch as one segment (`monitor::predictions::take_segment`: one transaction, the
+/// appender inside it).
+fn write_batch(
+    conn: &Connection,
+    batch: &mut Vec<PredictionRecord>,
+    segments: &mut Segments,
+    metrics: &Metrics,
+) {
     if batch.is_empty() {
         return;
     }
-    let hour = |h: i64| DateTime::<Utc>::from_timestamp(h * 3600, 0).unwrap_or_default();
-    let written = (|| -> Result<(), duckdb::Error> {
-        let mut appender = conn.appender_with_columns("predictions", &COLUMNS)?;
-        for p in batch.iter() {
-            appender.append_row(params![
-                DateTime::<Utc>::from_timestamp_micros(p.requested_at_micros).unwrap_or_default(),
-                p.request_id,
-                p.coin_id,
-                p.vs_currency,
-                p.model_id,
-                p.model_type,
-                p.horizon,
-                hour(p.as_of_hour),
-                hour(p.as_of_hour + p.horizon),
-                p.current_price,
-                p.predicted_price,
-                p.lower,
-                p.upper,
-                p.level,
-                p.latency_ms,
-                p.drift_ratio
-            ])?;
-        }
-        appender.flush()
-    })();
-    match written {
-        Ok(()) => metrics
+    let rows = aggregate(batch);
+    segments.written += 1;
+    let segment_id = format!(
+        "{}/{}-{}",
+        segments.instance, segments.started_micros, segments.written
+    );
+    let taken = take_segment(
+        conn,
+        &Segment {
+            segment_id: &segment_id,
+            instance: &segments.instance,
+            rows: &rows,
+        },
+    );
+    match taken {
+        Ok(_) => metrics
             .coincast_predictions_logged_total
             .inc_by(batch.len() as u64),
         Err(e) => {
@@ -230,4 +296,52 @@ fn write_batch(conn: &Connection, batch: &mut Vec<PredictionRecord>, metrics: &M
         }
     }
     batch.clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(at: i64, horizon: i64, latency_ms: f64) -> PredictionRecord {
+        PredictionRecord {
+            requested_at_micros: at,
+            request_id: Some(format!("r{at}")),
+            coin_id: "bitcoin".into(),
+            vs_currency: "usd".into(),
+            model_id: "m".into(),
+            model_type: "lstm".into(),
+            horizon,
+            as_of_hour: 490_000,
+            current_price: 1.0,
+            predicted_price: 2.0,
+            lower: 0.5,
+            upper: 3.0,
+            level: 0.9,
+            latency_ms,
+            drift_ratio: 0.0,
+        }
+    }
+
+    #[test]
+    fn identical_forecasts_in_a_batch_become_one_row_with_their_count() {
+        let mut batch: Vec<_> = (0..100).map(|i| record(1_000 + i, 24, 1.0)).collect();
+        batch.push(record(5_000, 1, 3.0));
+        let mut other_interval = record(6_000, 24, 1.0);
+        other_interval.upper = 3.5;
+        batch.push(other_interval);
+        batch.push(record(500, 24, 3.0));
+        let rows = aggregate(&batch);
+        assert_eq!(rows.len(), 3);
+        let day = &rows[0];
+        assert_eq!(day.served_count, 101);
+        assert_eq!(
+            day.request_id.as_deref(),
+            Some("r500"),
+            "the first request's id"
+        );
+        assert_eq!(day.requested_at.timestamp_micros(), 500);
+        assert_eq!(day.last_requested_at.timestamp_micros(), 1_099);
+        assert!((day.latency_ms - 103.0 / 101.0).abs() < 1e-12);
+        assert_eq!(rows.iter().map(|r| r.served_count).sum::<u64>(), 103);
+    }
 }

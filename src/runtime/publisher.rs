@@ -27,6 +27,8 @@ pub struct Publisher {
     /// Held only to compare versions and swap, never while reading the database.
     swap: Mutex<()>,
     metrics: Arc<Metrics>,
+    /// The served version, for whoever prepares something per snapshot (the pages' caches).
+    served: tokio::sync::watch::Sender<u64>,
 }
 
 /// A load in progress: its version was taken before it read anything.
@@ -55,7 +57,13 @@ impl Publisher {
             next_version: AtomicU64::new(2),
             swap: Mutex::new(()),
             metrics,
+            served: tokio::sync::watch::Sender::new(1),
         }
+    }
+
+    /// Follows the served version: changes once per published snapshot.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.served.subscribe()
     }
 
     /// The snapshot served now (lock-free).
@@ -97,6 +105,7 @@ impl Publisher {
         self.count_champion_change(&served, &snapshot);
         self.current.store(Arc::new(snapshot));
         drop(served);
+        self.served.send_replace(ticket.version);
         self.publish_gauges();
         Publication::Published {
             version: ticket.version,

@@ -151,7 +151,7 @@ fn start_runtime(store: &Store, settings: &Settings, metrics: Arc<Metrics>) -> R
     // SQL from the copy a previous run published, before the first request.
     let _ = runtime.open_published_copy();
     match store.conn().try_clone() {
-        Ok(conn) => match PredictionLog::start(conn, metrics) {
+        Ok(conn) => match PredictionLog::start(conn, metrics, &settings.serve.instance_name()) {
             Ok(log) => runtime = runtime.with_prediction_log(log),
             Err(e) => tracing::warn!("predictions will not be logged: {e}"),
         },
@@ -205,11 +205,14 @@ fn run_job(store: &Store, runtime: &Runtime, job: Job, trigger: Trigger, stoppin
         Job::Ingest => run_ingest(store, settings, trigger, stopping),
         Job::Retrain => run_retrain(store, settings, trigger, stopping),
     };
-    // Publish whatever the database now holds (a failed run changes nothing, which is fine),
-    // before the run is counted: whoever sees the count sees its data and model served, and
-    // SQL users its rows in the read-only copy.
+    // Publish whatever the database now holds, before the run is counted: whoever sees the
+    // count sees its data and model served, and SQL users its rows in the read-only copy. The
+    // snapshot is cheap and carries the API usage and incidents, so every run reloads it; the
+    // copy (seconds) is published again only after a run that changed data or the registry.
     runtime.publisher.reload(store.conn(), settings);
-    publish_copy(store, runtime);
+    if outcome.as_ref().is_ok_and(|o| o.changed) {
+        publish_copy(store, runtime);
+    }
     let state_label = match &outcome {
         Ok(o) => o.state,
         Err(e) if e.failure() == crate::failure::Failure::Interrupted => "interrupted",
@@ -287,6 +290,8 @@ struct JobOutcome {
     line: String,
     /// (coin, hours merged) for the ingest counter.
     ingested: Vec<(String, u64)>,
+    /// Whether the run changed data (merged hours) or the registry (a retrain).
+    changed: bool,
 }
 
 /// One ingest run from CoinGecko; interrupted (and recorded as such) when the server stops.
@@ -362,6 +367,10 @@ fn run_ingest(
             .filter(|g| g.merged)
             .map(|g| (g.coin_id.clone(), g.changed_hours))
             .collect(),
+        // Merged hours or rebuilt features, or a quarantine SQL users should see.
+        changed: s.feature_rows > 0
+            || s.quarantined > 0
+            || s.gated.iter().any(|g| g.merged && g.changed_hours > 0),
     })
 }
 
@@ -398,6 +407,7 @@ fn run_retrain(
         state: report.state.name(),
         line,
         ingested: Vec::new(),
+        changed: true,
     })
 }
 

@@ -85,6 +85,13 @@ impl From<RuntimeError> for ApiError {
             RuntimeError::WorkerStopped => {
                 Self::unavailable("no_pipeline", "the pipeline worker has stopped")
             }
+            RuntimeError::ReadTimeout(t) => Self::unavailable(
+                "page_timeout",
+                format!(
+                    "the page's query took longer than serve.page_timeout_secs = {} s",
+                    t.as_secs()
+                ),
+            ),
             RuntimeError::Model(m) => m.into(),
             RuntimeError::Query(q) => q.into(),
             other => Self::internal(report(&other)),

@@ -4,13 +4,15 @@
 //! concern per file. It reads the runtime (`crate::runtime`) and never the other way round.
 //!
 //! The layers, outermost first: metrics (every response counted, 408, 503 and panics included),
-//! request ids and tracing, the body limit, panics caught as a JSON 500; then, once the route is
-//! matched, its template noted for the metrics, load shedding (503), the request deadline (408;
-//! not on the streaming backup) and the admin token.
+//! request ids and tracing, the body read whole (`body.rs`: an unread body would cut the
+//! response), panics caught as a JSON 500; then, once the route is matched, its template noted for
+//! the metrics, an oversized body's 413, load shedding (503), the request deadline (408; not on the
+//! streaming backup) and the admin token.
 
 pub mod admin;
 mod auth;
 mod batch;
+mod body;
 mod error;
 mod health;
 mod limit;
@@ -83,11 +85,19 @@ fn with_layers(routes: Router<Arc<AppState>>, state: Arc<AppState>) -> Router {
             Arc::new(tokio::sync::Semaphore::new(serve.max_concurrent_requests)),
             limit::shed,
         ))
+        .route_layer(axum::middleware::from_fn(body::refuse_oversized))
         .route_layer(axum::middleware::from_fn(metrics::note_endpoint))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(CatchPanicLayer::custom(limit::panic_response))
         .layer(DefaultBodyLimit::max(serve.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            body::BodyLimits {
+                max_bytes: serve.max_body_bytes,
+                within: Duration::from_secs(serve.request_timeout_secs),
+            },
+            body::read_whole,
+        ))
         // Every request gets an `x-request-id` (kept when the client sends one), echoed in the
         // response and carried by the request's log span.
         .layer(PropagateRequestIdLayer::x_request_id())
@@ -137,6 +147,7 @@ pub async fn serve_tls(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     pages::monitoring::spawn_sampler(state.clone());
+    pages::features::spawn_warmer(state.clone());
     tls::serve(listener, router(state), config, shutdown).await
 }
 
@@ -147,6 +158,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     pages::monitoring::spawn_sampler(state.clone());
+    pages::features::spawn_warmer(state.clone());
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
@@ -186,6 +198,13 @@ mod tests {
                 get(|| async {
                     tokio::time::sleep(Duration::from_secs(5)).await;
                     "late"
+                }),
+            )
+            .route(
+                "/test/late",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    "z".repeat(300_000)
                 }),
             )
             .route(
@@ -345,6 +364,38 @@ mod tests {
                 .await
                 .expect("infallible");
             assert_eq!(response.status(), StatusCode::OK, "{open}");
+        }
+    }
+
+    /// A route that reads no body, answering late and at length, on a real socket: the request's
+    /// 512 KB body is read by the server before it answers, so no reset cuts the answer (without
+    /// that, the first answer was already cut here).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unread_body_never_cuts_a_late_answer() {
+        let env = vec![(
+            "COINCAST__SERVE__MAX_BODY_BYTES".to_string(),
+            (1 << 20).to_string(),
+        )];
+        let (app, _) = app_with(8, Default::default(), env);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}/test/late", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let http = reqwest::Client::new();
+        for round in 0..20 {
+            let response = http
+                .get(&url)
+                .body(vec![b'x'; 512 << 10])
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("round {round}: {e:?}"));
+            assert_eq!(response.status(), StatusCode::OK);
+            let text = response
+                .text()
+                .await
+                .unwrap_or_else(|e| panic!("round {round}: the answer was cut: {e:?}"));
+            assert_eq!(text.len(), 300_000, "round {round}");
         }
     }
 }

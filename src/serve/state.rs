@@ -1,8 +1,10 @@
 //! What every handler holds: the appliance's runtime (snapshot, metrics, settings, the worker's
-//! queue, the API's connection) and the request history the monitoring page draws.
+//! queue, the API's connection), the request history the monitoring page draws and the features
+//! page's profiles.
 
 use std::sync::Arc;
 
+use super::pages::features::ProfileCache;
 use super::pages::monitoring::History;
 use crate::runtime::Runtime;
 
@@ -10,6 +12,8 @@ pub struct AppState {
     pub runtime: Arc<Runtime>,
     /// The last hour of request counters, for the monitoring page.
     pub history: History,
+    /// The features page's profiles, computed once per dataset version or snapshot.
+    pub profiles: ProfileCache,
 }
 
 impl AppState {
@@ -17,6 +21,7 @@ impl AppState {
         Self {
             runtime,
             history: History::default(),
+            profiles: ProfileCache::default(),
         }
     }
 }

@@ -71,6 +71,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0010_retention",
         sql: include_str!("../../sql/schema/0010_retention.sql"),
     },
+    Migration {
+        version: 11,
+        name: "0011_predictions_contract",
+        sql: include_str!("../../sql/schema/0011_predictions_contract.sql"),
+    },
 ];
 
 /// The schema version this binary writes.

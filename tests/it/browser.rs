@@ -235,8 +235,12 @@ async fn every_page_renders_real_data_in_a_real_browser() {
         )
         .expect("hostile rule");
     let metrics = Arc::new(Metrics::new().expect("metrics"));
-    let log = PredictionLog::start(app.store.conn().try_clone().expect("conn"), metrics.clone())
-        .expect("log");
+    let log = PredictionLog::start(
+        app.store.conn().try_clone().expect("conn"),
+        metrics.clone(),
+        "test",
+    )
+    .expect("log");
     let state = Arc::new(
         Runtime::new(
             Snapshot::load(app.store.conn(), &app.settings),

@@ -29,8 +29,12 @@ async fn predictions_are_logged_then_scored_when_their_hour_arrives() {
     let champion = app.lstm_champion(&["solana"], spec);
 
     let metrics = Arc::new(Metrics::new().expect("metrics"));
-    let log = PredictionLog::start(app.store.conn().try_clone().expect("conn"), metrics.clone())
-        .expect("log");
+    let log = PredictionLog::start(
+        app.store.conn().try_clone().expect("conn"),
+        metrics.clone(),
+        "test",
+    )
+    .expect("log");
     let snapshot = Snapshot::load(app.store.conn(), &app.settings);
     let state = Arc::new(
         Runtime::new(snapshot, app.settings.clone(), metrics.clone()).with_prediction_log(log),
@@ -64,7 +68,16 @@ async fn predictions_are_logged_then_scored_when_their_hour_arrives() {
     tokio::task::spawn_blocking(move || flushed.prediction_log().expect("log").flush())
         .await
         .expect("flush");
-    assert_eq!(app.count("SELECT count(*) FROM predictions"), 3);
+    // The two identical forecasts of one flush are one row that counts both requests.
+    assert_eq!(app.count("SELECT count(*) FROM predictions"), 2);
+    assert_eq!(
+        app.count("SELECT sum(served_count) FROM predictions WHERE instance = 'test'"),
+        3
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM prediction_segments WHERE requests = 3"),
+        1
+    );
     assert_eq!(
         app.count(&format!(
             "SELECT count(*) FROM predictions
@@ -75,13 +88,13 @@ async fn predictions_are_logged_then_scored_when_their_hour_arrives() {
                AND lower < predicted_price AND predicted_price < upper
                AND actual_price IS NULL"
         )),
-        3
+        2
     );
 
-    // The rest of the data arrives: the next run scores all three.
+    // The rest of the data arrives: the next run scores both.
     let report = app.replay(&real_coingecko(), Some(&["solana"])).await;
     let monitor = report.summary.monitor.expect("monitor task ran");
-    assert_eq!(monitor.scored_predictions, 3);
+    assert_eq!(monitor.scored_predictions, 2);
     assert_eq!(
         app.count(
             "SELECT count(*) FROM predictions p JOIN market_data m
@@ -92,7 +105,7 @@ async fn predictions_are_logged_then_scored_when_their_hour_arrives() {
                AND p.direction_correct = (sign(p.predicted_price - p.current_price) = sign(m.price - p.current_price))
                AND p.scored_at IS NOT NULL"
         ),
-        3
+        2
     );
     // Online coverage control: the champion's forecast from every origin after its training
     // whose target has arrived moved its ACI level, per horizon, whether or not a client asked.

@@ -1,16 +1,18 @@
 //! `/features?version=`: per dataset version (the training data of a registered model, or the
 //! current data), a profile of every feature (count, nulls, min, max, mean, std, quartiles,
-//! histogram) and the feature SQL that produced it.
+//! histogram) and the feature SQL that produced it. Profiles are cached (`ProfileCache`).
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
 
+use arc_swap::ArcSwapOption;
 use askama::Template;
 use axum::extract::State;
 use axum::response::Response;
 use axum::Json;
-use duckdb::params;
+use duckdb::{params, Connection};
 use serde::{Deserialize, Serialize};
+use tokio::sync::OnceCell;
 
 use super::svg;
 use super::{read, render, utc, Layout};
@@ -54,12 +56,156 @@ pub struct FeatureProfile {
 #[derive(Debug, Serialize)]
 pub struct FeaturesPage {
     pub versions: Vec<DatasetVersion>,
+    #[serde(flatten)]
+    pub profiled: Arc<Profiled>,
+    pub feature_sql: &'static str,
+}
+
+/// A profile of every feature over some coins' rows up to an hour.
+#[derive(Debug, Serialize)]
+pub struct Profiled {
     /// The profiled data: a dataset version, or `current`.
     pub selected: String,
     pub coins: String,
     pub until: String,
+    /// When it was computed, and the served snapshot it was computed for (`current`).
+    pub profiled_at: String,
+    pub snapshot: u64,
     pub profile: Vec<FeatureProfile>,
-    pub feature_sql: &'static str,
+    /// What the data looked like (`dash_features_fingerprint.sql`); empty for a dataset version.
+    #[serde(skip)]
+    fingerprint: String,
+}
+
+/// Profiles take seconds (a `SUMMARIZE` of every feature over every row), so each is computed
+/// once: per dataset version (a model's training data never changes), and per snapshot for the
+/// current data, ahead of requests (`spawn_warmer`, after every publication whose data changed:
+/// a publication after a promotion or a run that fetched nothing reuses it). Concurrent requests
+/// for the same key share one computation, and a request for the current data gets the newest
+/// profile there is while a newer one is computed.
+#[derive(Default)]
+pub struct ProfileCache {
+    current: ArcSwapOption<Profiled>,
+    /// One computation per key (`current@<snapshot>` or a dataset version), newest first.
+    flights: Mutex<VecDeque<(String, Flight)>>,
+}
+
+/// One profile's computation, shared by whoever asks for its key.
+type Flight = Arc<OnceCell<Arc<Profiled>>>;
+
+/// Keys remembered: a few dataset versions someone looked at, and the current data.
+const CACHED_PROFILES: usize = 8;
+
+impl ProfileCache {
+    async fn current(&self, state: &Arc<AppState>) -> Result<Arc<Profiled>, ApiError> {
+        match self.current.load_full() {
+            Some(p) => Ok(p),
+            None => self.refresh_current(state).await,
+        }
+    }
+
+    /// Profiles the current data, unless the newest profile is of the same data.
+    async fn refresh_current(&self, state: &Arc<AppState>) -> Result<Arc<Profiled>, ApiError> {
+        let snapshot = state.runtime.snapshot().version;
+        let fingerprint = read(state, |conn| {
+            conn.query_row(
+                include_str!("../../../sql/reports/dash_features_fingerprint.sql"),
+                [],
+                |r| r.get::<_, String>(0),
+            )
+        })
+        .await?;
+        if let Some(same) = self
+            .current
+            .load_full()
+            .filter(|p| p.fingerprint == fingerprint)
+        {
+            return Ok(same);
+        }
+        let target = Target {
+            selected: "current".into(),
+            coins: state.runtime.settings.coins.join(","),
+            until: chrono::Utc::now().timestamp(),
+            snapshot,
+            fingerprint: fingerprint.clone(),
+        };
+        let fresh = self
+            .flight(format!("current@{fingerprint}"), state, target)
+            .await?;
+        // Never over a profile of a newer snapshot.
+        self.current.rcu(|old| match old {
+            Some(o) if o.snapshot > fresh.snapshot => Some(o.clone()),
+            _ => Some(fresh.clone()),
+        });
+        Ok(fresh)
+    }
+
+    async fn flight(
+        &self,
+        key: String,
+        state: &Arc<AppState>,
+        target: Target,
+    ) -> Result<Arc<Profiled>, ApiError> {
+        let cell = {
+            let mut flights = self
+                .flights
+                .lock()
+                .map_err(|_| ApiError::internal("the profile cache is poisoned"))?;
+            match flights.iter().position(|(k, _)| *k == key) {
+                Some(i) => flights[i].1.clone(),
+                None => {
+                    let cell = Arc::new(OnceCell::new());
+                    flights.push_front((key, cell.clone()));
+                    flights.truncate(CACHED_PROFILES);
+                    cell
+                }
+            }
+        };
+        let state = state.clone();
+        cell.get_or_try_init(|| async move {
+            read(&state, move |conn| profile(conn, target))
+                .await
+                .map(Arc::new)
+        })
+        .await
+        .cloned()
+    }
+}
+
+/// What a profile covers.
+struct Target {
+    selected: String,
+    coins: String,
+    until: i64,
+    snapshot: u64,
+    fingerprint: String,
+}
+
+/// Profiles the current data after each publication (and at start-up), so no reader waits.
+pub fn spawn_warmer(state: Arc<AppState>) {
+    let mut served = state.runtime.publisher.subscribe();
+    // A weak reference between profiles: the warmer never keeps the state (and its database
+    // connections) alive after the server.
+    let state = Arc::downgrade(&state);
+    tokio::spawn(async move {
+        loop {
+            {
+                let Some(state) = state.upgrade() else {
+                    return;
+                };
+                match state.profiles.refresh_current(&state).await {
+                    // A server without a database of its own (tests of the API alone) has no
+                    // pages.
+                    Err(e) if e.code == "no_database" => return,
+                    Err(e) => tracing::warn!("profiling the features: {}", e.message),
+                    Ok(_) => {}
+                }
+            }
+            if served.changed().await.is_err() {
+                return;
+            }
+        }
+    });
 }
 
 fn number(s: Option<String>) -> f64 {
@@ -67,91 +213,118 @@ fn number(s: Option<String>) -> f64 {
 }
 
 pub async fn load(state: &Arc<AppState>, q: FeaturesQuery) -> Result<FeaturesPage, ApiError> {
-    let current_coins = state.runtime.settings.coins.join(",");
-    read(state, move |conn| {
-        let mut stmt = conn.prepare(include_str!(
-            "../../../sql/reports/dash_dataset_versions.sql"
-        ))?;
-        let versions = stmt
-            .query_map([], |r| {
-                let until: i64 = r.get(3)?;
-                Ok(DatasetVersion {
-                    dataset_version: r.get(0)?,
-                    model_id: r.get(1)?,
-                    coins: r.get(2)?,
-                    trained_until: utc(until),
-                    created: r.get(4)?,
-                    until_epoch: until,
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        let chosen = q
-            .version
-            .as_deref()
-            .filter(|v| !v.is_empty() && *v != "current");
-        let (selected, coins, until) =
-            match chosen.and_then(|v| versions.iter().find(|d| d.dataset_version.starts_with(v))) {
-                Some(d) => (d.dataset_version.clone(), d.coins.clone(), d.until_epoch),
-                None => (
-                    "current".to_string(),
-                    current_coins,
-                    chrono::Utc::now().timestamp(),
-                ),
+    let versions = read(state, dataset_versions).await?;
+    let chosen = q
+        .version
+        .as_deref()
+        .filter(|v| !v.is_empty() && *v != "current")
+        .and_then(|v| versions.iter().find(|d| d.dataset_version.starts_with(v)));
+    let profiled = match chosen {
+        Some(d) => {
+            let target = Target {
+                selected: d.dataset_version.clone(),
+                coins: d.coins.clone(),
+                until: d.until_epoch,
+                snapshot: state.runtime.snapshot().version,
+                fingerprint: String::new(),
             };
-        let mut histograms: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-        let mut stmt = conn.prepare(include_str!(
-            "../../../sql/reports/dash_feature_histograms.sql"
-        ))?;
-        let rows = stmt.query_map(params![coins, until as f64], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, i32>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })?;
-        for row in rows {
-            let (feature, bin, n) = row?;
-            let bins = histograms.entry(feature).or_insert_with(|| vec![0; 20]);
-            if let Some(b) = bins.get_mut(bin.clamp(0, 19) as usize) {
-                *b += n;
-            }
+            state
+                .profiles
+                .flight(d.dataset_version.clone(), state, target)
+                .await?
         }
-        let mut stmt = conn.prepare(include_str!(
-            "../../../sql/reports/dash_feature_profile.sql"
-        ))?;
-        let profile = stmt
-            .query_map(params![coins, until as f64], |r| {
-                let feature: String = r.get(0)?;
-                Ok(FeatureProfile {
-                    histogram: histograms.get(&feature).cloned().unwrap_or_default(),
-                    feature,
-                    column_type: r.get(1)?,
-                    min: number(r.get(2)?),
-                    max: number(r.get(3)?),
-                    mean: number(r.get(5)?),
-                    std: number(r.get(6)?),
-                    q25: number(r.get(7)?),
-                    q50: number(r.get(8)?),
-                    q75: number(r.get(9)?),
-                    count: r.get(10)?,
-                    null_percentage: r
-                        .get::<_, Option<f64>>(11)
-                        .ok()
-                        .flatten()
-                        .unwrap_or(f64::NAN),
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(FeaturesPage {
-            versions,
-            selected,
-            coins,
-            until: utc(until),
-            profile,
-            feature_sql: include_str!("../../../sql/features/hourly.sql"),
-        })
+        None => state.profiles.current(state).await?,
+    };
+    Ok(FeaturesPage {
+        versions,
+        profiled,
+        feature_sql: include_str!("../../../sql/features/hourly.sql"),
     })
-    .await
+}
+
+fn dataset_versions(conn: &Connection) -> Result<Vec<DatasetVersion>, duckdb::Error> {
+    let mut stmt = conn.prepare(include_str!(
+        "../../../sql/reports/dash_dataset_versions.sql"
+    ))?;
+    let versions = stmt
+        .query_map([], |r| {
+            let until: i64 = r.get(3)?;
+            Ok(DatasetVersion {
+                dataset_version: r.get(0)?,
+                model_id: r.get(1)?,
+                coins: r.get(2)?,
+                trained_until: utc(until),
+                created: r.get(4)?,
+                until_epoch: until,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(versions)
+}
+
+fn profile(conn: &Connection, target: Target) -> Result<Profiled, duckdb::Error> {
+    let Target {
+        selected,
+        coins,
+        until,
+        snapshot,
+        fingerprint,
+    } = target;
+    let mut histograms: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    let mut stmt = conn.prepare(include_str!(
+        "../../../sql/reports/dash_feature_histograms.sql"
+    ))?;
+    let rows = stmt.query_map(params![coins, until as f64], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i32>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })?;
+    for row in rows {
+        let (feature, bin, n) = row?;
+        let bins = histograms.entry(feature).or_insert_with(|| vec![0; 20]);
+        if let Some(b) = bins.get_mut(bin.clamp(0, 19) as usize) {
+            *b += n;
+        }
+    }
+    let mut stmt = conn.prepare(include_str!(
+        "../../../sql/reports/dash_feature_profile.sql"
+    ))?;
+    let profile = stmt
+        .query_map(params![coins, until as f64], |r| {
+            let feature: String = r.get(0)?;
+            Ok(FeatureProfile {
+                histogram: histograms.get(&feature).cloned().unwrap_or_default(),
+                feature,
+                column_type: r.get(1)?,
+                min: number(r.get(2)?),
+                max: number(r.get(3)?),
+                mean: number(r.get(5)?),
+                std: number(r.get(6)?),
+                q25: number(r.get(7)?),
+                q50: number(r.get(8)?),
+                q75: number(r.get(9)?),
+                count: r.get(10)?,
+                null_percentage: r
+                    .get::<_, Option<f64>>(11)
+                    .ok()
+                    .flatten()
+                    .unwrap_or(f64::NAN),
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Profiled {
+        selected,
+        coins,
+        until: utc(until),
+        profiled_at: chrono::Utc::now()
+            .format("%Y-%m-%d %H:%M:%S%.3f UTC")
+            .to_string(),
+        snapshot,
+        profile,
+        fingerprint,
+    })
 }
 
 #[derive(Template)]

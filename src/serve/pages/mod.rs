@@ -2,10 +2,11 @@
 //! `svg.rs`) for overview, market, quality, features, pipeline, models, monitoring and SQL, each
 //! also served as JSON under `/api/...` for programs. Every asset is in the binary (no CDN).
 //!
-//! Pages read the database through the API's own connection (`Runtime::read`), off the executor;
-//! the `/predict` hot path never waits for them.
+//! Pages read the database through connections of their own (`Runtime::read_page`: a few, each
+//! read bounded), off the executor; the `/predict` hot path never waits for them, nor does a
+//! promotion. The features profile (seconds of work) is cached (`features.rs`).
 
-mod features;
+pub(super) mod features;
 mod market;
 mod models;
 pub(super) mod monitoring;
@@ -104,13 +105,14 @@ pub fn render(t: &impl Template) -> Response {
     }
 }
 
-/// Runs `f` on the API's database connection, off the executor.
+/// Runs `f` on one of the pages' connections, off the executor, bounded by
+/// `serve.page_timeout_secs`.
 pub async fn read<T: Send + 'static>(
     state: &Arc<AppState>,
     f: impl FnOnce(&Connection) -> Result<T, duckdb::Error> + Send + 'static,
 ) -> Result<T, ApiError> {
     let state = state.clone();
-    Ok(tokio::task::spawn_blocking(move || state.runtime.read(f)).await??)
+    Ok(tokio::task::spawn_blocking(move || state.runtime.read_page(f)).await??)
 }
 
 /// Epoch seconds as `YYYY-MM-DD HH:MM` UTC.

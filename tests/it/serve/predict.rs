@@ -481,3 +481,58 @@ async fn each_coins_forecast_is_computed_once_per_snapshot() {
     assert_eq!(body["confidence_interval"]["lower"].as_f64(), Some(h.lower));
     assert_eq!(body["model_version"], model.model_id.as_str());
 }
+
+/// A body the route does not read (`GET`s) or reads only in part (over the limit) is read to its
+/// end by the server before it answers: closing a socket with unread bytes resets the connection,
+/// and a reset can cut the response on its way (a `GET /features` with a 300 KB body was cut
+/// mid-body). Every answer here must arrive whole, on a real socket.
+#[tokio::test]
+async fn a_large_unread_body_never_cuts_the_response() {
+    let api = spawn_api(false, 1_000_000).await;
+    let big = vec![b'x'; 2 << 20];
+    for round in 0..10 {
+        for (method, path) in [
+            (reqwest::Method::GET, "/openapi.json"),
+            (reqwest::Method::GET, "/health"),
+            (reqwest::Method::POST, "/predict"),
+            (reqwest::Method::POST, "/no/such/route"),
+        ] {
+            let r = api
+                .http
+                .request(method.clone(), format!("{}{path}", api.base))
+                .header("content-type", "application/json")
+                .body(big.clone())
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{method} {path}, round {round}: {e:?}"));
+            let status = r.status();
+            let text = r
+                .text()
+                .await
+                .unwrap_or_else(|e| panic!("{method} {path}, round {round}: body cut: {e:?}"));
+            let body: Value = serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("{method} {path}: {e}: {text}"));
+            if path == "/no/such/route" {
+                assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+            } else {
+                assert_error(
+                    status,
+                    &body,
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                );
+            }
+        }
+    }
+    // A small body on a route that reads none is read and ignored: the answer is whole.
+    let r = api
+        .http
+        .get(format!("{}/openapi.json", api.base))
+        .body(vec![b'y'; 512])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::OK);
+    let spec: Value = serde_json::from_str(&r.text().await.expect("body")).expect("whole JSON");
+    assert!(spec["paths"]["/predict"].is_object(), "{spec}");
+}
