@@ -77,7 +77,7 @@ pub struct Profiled {
     fingerprint: String,
 }
 
-/// Profiles take seconds (a `SUMMARIZE` of every feature over every row), so each is computed
+/// Profiles take seconds (two passes of aggregates over every feature and row), so each is computed
 /// once: per dataset version (a model's training data never changes), and per snapshot for the
 /// current data, ahead of requests (`spawn_warmer`, after every publication whose data changed:
 /// a publication after a promotion or a run that fetched nothing reuses it). Concurrent requests
@@ -162,13 +162,9 @@ impl ProfileCache {
             }
         };
         let state = state.clone();
-        cell.get_or_try_init(|| async move {
-            read(&state, move |conn| profile(conn, target))
-                .await
-                .map(Arc::new)
-        })
-        .await
-        .cloned()
+        cell.get_or_try_init(|| async move { profile(&state, target).await.map(Arc::new) })
+            .await
+            .cloned()
     }
 }
 
@@ -206,10 +202,6 @@ pub fn spawn_warmer(state: Arc<AppState>) {
             }
         }
     });
-}
-
-fn number(s: Option<String>) -> f64 {
-    s.and_then(|x| x.parse().ok()).unwrap_or(f64::NAN)
 }
 
 pub async fn load(state: &Arc<AppState>, q: FeaturesQuery) -> Result<FeaturesPage, ApiError> {
@@ -262,19 +254,74 @@ fn dataset_versions(conn: &Connection) -> Result<Vec<DatasetVersion>, duckdb::Er
     Ok(versions)
 }
 
-fn profile(conn: &Connection, target: Target) -> Result<Profiled, duckdb::Error> {
-    let Target {
-        selected,
-        coins,
-        until,
-        snapshot,
-        fingerprint,
-    } = target;
+/// The profile's two reads, each bounded by the page timeout: the statistics, then the
+/// histograms between the finite ranges.
+async fn profile(state: &Arc<AppState>, target: Target) -> Result<Profiled, ApiError> {
+    let (coins, until) = (target.coins.clone(), target.until);
+    let profile = read(state, move |conn| statistics(conn, &coins, until)).await?;
+    let (coins, until) = (target.coins.clone(), target.until);
+    let histograms = read(state, move |conn| histograms(conn, &coins, until)).await?;
+    let profile = profile
+        .into_iter()
+        .map(|mut f| {
+            f.histogram = histograms.get(&f.feature).cloned().unwrap_or_default();
+            f
+        })
+        .collect();
+    Ok(Profiled {
+        selected: target.selected,
+        coins: target.coins,
+        until: utc(target.until),
+        profiled_at: chrono::Utc::now()
+            .format("%Y-%m-%d %H:%M:%S%.3f UTC")
+            .to_string(),
+        snapshot: target.snapshot,
+        profile,
+        fingerprint: target.fingerprint,
+    })
+}
+
+fn statistics(
+    conn: &Connection,
+    coins: &str,
+    until: i64,
+) -> Result<Vec<FeatureProfile>, duckdb::Error> {
+    let number = |x: Option<f64>| x.unwrap_or(f64::NAN);
+    let mut stmt = conn.prepare(include_str!(
+        "../../../sql/reports/dash_feature_profile.sql"
+    ))?;
+    let profile = stmt
+        .query_map(params![coins, until as f64], |r| {
+            Ok(FeatureProfile {
+                feature: r.get(0)?,
+                column_type: r.get(1)?,
+                min: number(r.get(2)?),
+                max: number(r.get(3)?),
+                mean: number(r.get(4)?),
+                std: number(r.get(5)?),
+                q25: number(r.get(6)?),
+                q50: number(r.get(7)?),
+                q75: number(r.get(8)?),
+                count: r.get(9)?,
+                null_percentage: number(r.get(10)?),
+                histogram: Vec::new(),
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(profile)
+}
+
+fn histograms(
+    conn: &Connection,
+    coins: &str,
+    until: i64,
+) -> Result<BTreeMap<String, Vec<i64>>, duckdb::Error> {
     let mut histograms: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     let mut stmt = conn.prepare(include_str!(
         "../../../sql/reports/dash_feature_histograms.sql"
     ))?;
-    let rows = stmt.query_map(params![coins, until as f64], |r| {
+    let until = until as f64;
+    let rows = stmt.query_map(params![coins, until, coins, until], |r| {
         Ok((
             r.get::<_, String>(0)?,
             r.get::<_, i32>(1)?,
@@ -288,43 +335,7 @@ fn profile(conn: &Connection, target: Target) -> Result<Profiled, duckdb::Error>
             *b += n;
         }
     }
-    let mut stmt = conn.prepare(include_str!(
-        "../../../sql/reports/dash_feature_profile.sql"
-    ))?;
-    let profile = stmt
-        .query_map(params![coins, until as f64], |r| {
-            let feature: String = r.get(0)?;
-            Ok(FeatureProfile {
-                histogram: histograms.get(&feature).cloned().unwrap_or_default(),
-                feature,
-                column_type: r.get(1)?,
-                min: number(r.get(2)?),
-                max: number(r.get(3)?),
-                mean: number(r.get(5)?),
-                std: number(r.get(6)?),
-                q25: number(r.get(7)?),
-                q50: number(r.get(8)?),
-                q75: number(r.get(9)?),
-                count: r.get(10)?,
-                null_percentage: r
-                    .get::<_, Option<f64>>(11)
-                    .ok()
-                    .flatten()
-                    .unwrap_or(f64::NAN),
-            })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Profiled {
-        selected,
-        coins,
-        until: utc(until),
-        profiled_at: chrono::Utc::now()
-            .format("%Y-%m-%d %H:%M:%S%.3f UTC")
-            .to_string(),
-        snapshot,
-        profile,
-        fingerprint,
-    })
+    Ok(histograms)
 }
 
 #[derive(Template)]
