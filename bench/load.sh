@@ -76,11 +76,14 @@ printf 'soak: POST /predict, 8 connections, %d s: %s req/s, p50 %s, p99 %s; RSS 
 # cache is cold only at start-up; here: 4 readers of a dataset version never profiled before).
 VERSION=$(curl -sf "127.0.0.1:$PORT/api/features" | python3 -c 'import json,sys; v=json.load(sys.stdin)["versions"]; print(v[-1]["dataset_version"] if v else "")')
 if [ -n "$VERSION" ]; then
-  for i in 1 2 3 4; do curl -s -o /dev/null -w '%{time_total}\n' "127.0.0.1:$PORT/features?version=$VERSION" & done > "$WORK/four.txt"; wait
+  four() {  # 4 readers of $1 at once: their times, fastest first
+    local pids=()
+    for _ in 1 2 3 4; do curl -s -o /dev/null -w '%{time_total}\n' "127.0.0.1:$PORT$1" >> "$WORK/four.txt" & pids+=($!); done
+    wait "${pids[@]}"; sort -n "$WORK/four.txt" | tr '\n' ' '; rm -f "$WORK/four.txt"
+  }
   printf 'features: 4 readers at once of a dataset version not yet profiled: %s s (one profile, shared); then %s s\n' \
-    "$(sort -n "$WORK/four.txt" | tr '\n' ' ')" "$(curl -s -o /dev/null -w '%{time_total}' "127.0.0.1:$PORT/features?version=$VERSION")"
-  for i in 1 2 3 4; do curl -s -o /dev/null -w '%{time_total}\n' "127.0.0.1:$PORT/features" & done > "$WORK/four.txt"; wait
-  printf 'features: 4 readers at once of the current data: %s s\n' "$(sort -n "$WORK/four.txt" | tr '\n' ' ')"
+    "$(four "/features?version=$VERSION")" "$(curl -s -o /dev/null -w '%{time_total}' "127.0.0.1:$PORT/features?version=$VERSION")"
+  printf 'features: 4 readers at once of the current data: %s s\n' "$(four /features)"
 fi
 out=$(wrk -t2 -c8 -d5s --latency "http://127.0.0.1:$PORT/health")
 health_rps=$(echo "$out" | awk '/Requests\/sec/{print $2}')

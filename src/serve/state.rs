@@ -14,12 +14,16 @@ pub struct AppState {
     pub history: History,
     /// The features page's profiles, computed once per dataset version or snapshot.
     pub profiles: ProfileCache,
+    /// Turns on the pages' connections (`serve.page_connections`).
+    pub page_readers: tokio::sync::Semaphore,
 }
 
 impl AppState {
     pub fn new(runtime: Arc<Runtime>) -> Self {
+        let readers = runtime.settings.serve.page_connections;
         Self {
             runtime,
+            page_readers: tokio::sync::Semaphore::new(readers),
             history: History::default(),
             profiles: ProfileCache::default(),
         }

@@ -106,11 +106,17 @@ pub fn render(t: &impl Template) -> Response {
 }
 
 /// Runs `f` on one of the pages' connections, off the executor, bounded by
-/// `serve.page_timeout_secs`.
+/// `serve.page_timeout_secs`. Readers beyond the connections wait here, as tasks, rather than as
+/// blocking threads parked on the pool (256 readers made 256 threads, each with its allocations).
 pub async fn read<T: Send + 'static>(
     state: &Arc<AppState>,
     f: impl FnOnce(&Connection) -> Result<T, duckdb::Error> + Send + 'static,
 ) -> Result<T, ApiError> {
+    let _turn = state
+        .page_readers
+        .acquire()
+        .await
+        .map_err(|_| ApiError::internal("the pages' readers are closed"))?;
     let state = state.clone();
     Ok(tokio::task::spawn_blocking(move || state.runtime.read_page(f)).await??)
 }
