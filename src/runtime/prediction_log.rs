@@ -6,10 +6,10 @@
 //! can never slow the API down.
 
 use std::collections::HashMap;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use duckdb::Connection;
@@ -21,7 +21,7 @@ use crate::monitor::predictions::{take_segment, Segment, ServedForecast};
 const QUEUE: usize = 16_384;
 /// Most records per transaction.
 const BATCH: usize = 2_048;
-/// How long the writer collects a batch after its first record.
+/// How long the writer lets a batch gather after its first record.
 const LINGER: Duration = Duration::from_millis(200);
 
 /// One served forecast, as logged.
@@ -118,14 +118,20 @@ fn write_loop(
     metrics: &Metrics,
 ) {
     let mut batch: Vec<PredictionRecord> = Vec::with_capacity(BATCH);
+    // Whether the last batch took everything queued (else the next one starts at once).
+    let mut caught_up = true;
     loop {
-        // Block for the first record, then linger to gather a batch.
+        // Block for the first record, then let a batch gather while asleep: a writer waiting in
+        // the channel is woken (a futex call on /predict's path) by every record sent to it.
         let Ok(first) = receiver.recv() else {
             return;
         };
+        if caught_up && matches!(first, Message::Record(_)) {
+            std::thread::sleep(LINGER);
+        }
         let mut pending = Some(first);
-        let deadline = Instant::now() + LINGER;
         let mut after_write: Option<Message> = None;
+        caught_up = true;
         while let Some(message) = pending.take() {
             match message {
                 Message::Record(r) => batch.push(*r),
@@ -135,13 +141,13 @@ fn write_loop(
                 }
             }
             if batch.len() >= BATCH {
+                caught_up = false;
                 break;
             }
-            let wait = deadline.saturating_duration_since(Instant::now());
-            pending = match receiver.recv_timeout(wait) {
+            pending = match receiver.try_recv() {
                 Ok(m) => Some(m),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => {
+                Err(TryRecvError::Empty) => None,
+                Err(TryRecvError::Disconnected) => {
                     after_write = Some(Message::Stop);
                     None
                 }

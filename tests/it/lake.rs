@@ -211,6 +211,7 @@ fn versions_are_committed_rebuilt_exported_and_read_by_other_engines() {
     let script = format!(
         "import duckdb\n\
          c = duckdb.connect()\n\
+         c.execute('SET enable_progress_bar = false')\n\
          c.execute(\"LOAD '{ext}'\")\n\
          c.execute(\"ATTACH 'ducklake:{cat}' AS lake (READ_ONLY)\")\n\
          lake = c.execute('SELECT count(*) FROM lake.market_data').fetchone()[0]\n\
@@ -353,6 +354,7 @@ fn the_lake_on_s3_fails_visibly_and_catches_up() {
     let script = format!(
         "import duckdb\n\
          c = duckdb.connect()\n\
+         c.execute('SET enable_progress_bar = false')\n\
          c.execute(\"LOAD '{ducklake}'\")\n\
          c.execute(\"LOAD '{httpfs}'\")\n\
          c.execute(\"CREATE SECRET (TYPE s3, KEY_ID '{ACCESS_KEY}', SECRET '{SECRET_KEY}', ENDPOINT '127.0.0.1:{port}', URL_STYLE 'path', USE_SSL false, REGION 'us-east-1')\")\n\
@@ -433,6 +435,7 @@ fn two_writers_share_a_postgres_catalog_lake_on_s3() {
     let reader_script = format!(
         "import duckdb, os\n\
          c = duckdb.connect()\n\
+         c.execute('SET enable_progress_bar = false')\n\
          for e in ['ducklake', 'httpfs', 'postgres_scanner']:\n\
          \x20   c.execute(f\"LOAD '{dir}/{{e}}.duckdb_extension'\")\n\
          c.execute(\"CREATE SECRET (TYPE s3, KEY_ID '{ACCESS_KEY}', SECRET '{SECRET_KEY}', ENDPOINT '127.0.0.1:{port}', URL_STYLE 'path', USE_SSL false, REGION 'us-east-1')\")\n\
@@ -507,6 +510,7 @@ fn two_writers_share_a_postgres_catalog_lake_on_s3() {
     let script = format!(
         "import duckdb, hashlib, json, sys\n\
          c = duckdb.connect()\n\
+         c.execute('SET enable_progress_bar = false')\n\
          for e in ['ducklake', 'httpfs', 'postgres_scanner']:\n\
          \x20   c.execute(f\"LOAD '{dir}/{{e}}.duckdb_extension'\")\n\
          c.execute(\"CREATE SECRET (TYPE s3, KEY_ID '{ACCESS_KEY}', SECRET '{SECRET_KEY}', ENDPOINT '127.0.0.1:{port}', URL_STYLE 'path', USE_SSL false, REGION 'us-east-1')\")\n\
@@ -642,6 +646,7 @@ fn models_and_backups_travel_through_the_bucket() {
         let script = format!(
             "import duckdb\n\
              c = duckdb.connect()\n\
+             c.execute('SET enable_progress_bar = false')\n\
              c.execute(\"LOAD '{httpfs}'\")\n\
              c.execute(\"CREATE SECRET (TYPE s3, KEY_ID '{ACCESS_KEY}', SECRET '{SECRET_KEY}', ENDPOINT '127.0.0.1:{port}', URL_STYLE 'path', USE_SSL false, REGION 'us-east-1')\")\n\
              print(c.execute(\"SELECT count(*) FROM glob('s3://{BUCKET}/shared/{folder}/**')\").fetchone()[0])\n",

@@ -26,6 +26,7 @@ fn python_count(db: &Path, sql: &str) -> Result<i64, String> {
             .arg(
                 "import duckdb, sys\n\
                  c = duckdb.connect(sys.argv[1], read_only=True)\n\
+                 c.execute('SET enable_progress_bar = false')\n\
                  print(c.sql(sys.argv[2]).fetchone()[0])",
             )
             .arg(db)

@@ -117,13 +117,18 @@ impl SeaweedFs {
 
     /// Whether the filer's JSON listing of /buckets/ holds `needle`.
     fn filer_lists(&self, needle: &str) -> bool {
+        self.answer_holds(self.ports[4], "/buckets/", needle)
+    }
+
+    /// Whether `GET path` on 127.0.0.1:`port` answers with a body holding `needle`.
+    fn answer_holds(&self, port: u16, path: &str, needle: &str) -> bool {
         use std::io::{Read, Write};
-        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.ports[4])) else {
+        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
             return false;
         };
         let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
         let request =
-            "GET /buckets/ HTTP/1.0\r\nHost: 127.0.0.1\r\nAccept: application/json\r\n\r\n";
+            format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAccept: application/json\r\n\r\n");
         let mut body = String::new();
         stream.write_all(request.as_bytes()).is_ok()
             && stream.read_to_string(&mut body).is_ok()
@@ -142,9 +147,18 @@ impl SeaweedFs {
         }
     }
 
+    /// Starts it again on its data. Serving again means more than listening: stored objects
+    /// can be read only once the volume server has told the master its volumes again (before,
+    /// a read of an existing object answers 500).
     pub fn restart(&mut self) {
         self.stop();
         self.run();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(60)
+            && !self.answer_holds(self.ports[0], "/dir/lookup?volumeId=1", "\"locations\"")
+        {
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 }
 
