@@ -77,16 +77,16 @@ pub struct Profiled {
     fingerprint: String,
 }
 
-/// Profiles take seconds (two passes of aggregates over every feature and row), so each is computed
-/// once: per dataset version (a model's training data never changes), and per snapshot for the
-/// current data, ahead of requests (`spawn_warmer`, after every publication whose data changed:
+/// Profiles take seconds (two passes of aggregates over every feature and row), so each is
+/// computed once: per dataset version (a model's training data never changes), and per change of
+/// the current data, ahead of requests (`spawn_warmer`, after every publication whose data changed:
 /// a publication after a promotion or a run that fetched nothing reuses it). Concurrent requests
 /// for the same key share one computation, and a request for the current data gets the newest
 /// profile there is while a newer one is computed.
 #[derive(Default)]
 pub struct ProfileCache {
     current: ArcSwapOption<Profiled>,
-    /// One computation per key (`current@<snapshot>` or a dataset version), newest first.
+    /// One computation per key (`current@<fingerprint>` or a dataset version), newest first.
     flights: Mutex<VecDeque<(String, Flight)>>,
 }
 
