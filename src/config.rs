@@ -344,6 +344,24 @@ pub struct S3Settings {
     pub allow_http: bool,
 }
 
+/// A timeout that must interrupt its work before the request around it times out.
+fn below_request_timeout(
+    key: &str,
+    secs: u64,
+    request_timeout_secs: u64,
+    work: &str,
+) -> Result<(), ConfigError> {
+    if secs == 0 || secs >= request_timeout_secs {
+        return Err(ConfigError::Invalid {
+            key: key.to_string(),
+            message: format!(
+                "{secs} must be at least 1 and below serve.request_timeout_secs = {request_timeout_secs}, so that a slow {work} is interrupted before its request times out"
+            ),
+        });
+    }
+    Ok(())
+}
+
 impl Settings {
     /// Loads defaults, then `file` if given, then the process environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
@@ -444,17 +462,13 @@ impl Settings {
                 "set serve.tls_cert and serve.tls_key together (PEM files), or neither".into(),
             ));
         }
-        if self.serve.sql_timeout_secs == 0
-            || self.serve.sql_timeout_secs >= self.serve.request_timeout_secs
-        {
-            return Err(invalid(
-                "serve.sql_timeout_secs",
-                format!(
-                    "{} must be at least 1 and below serve.request_timeout_secs = {}, so that a slow query is interrupted before its request times out",
-                    self.serve.sql_timeout_secs, self.serve.request_timeout_secs
-                ),
-            ));
-        }
+        let request_timeout = self.serve.request_timeout_secs;
+        below_request_timeout(
+            "serve.sql_timeout_secs",
+            self.serve.sql_timeout_secs,
+            request_timeout,
+            "query",
+        )?;
         if self.retention.prediction_days < 7 {
             return Err(invalid(
                 "retention.prediction_days",
@@ -464,17 +478,12 @@ impl Settings {
                 ),
             ));
         }
-        if self.serve.page_timeout_secs == 0
-            || self.serve.page_timeout_secs >= self.serve.request_timeout_secs
-        {
-            return Err(invalid(
-                "serve.page_timeout_secs",
-                format!(
-                    "{} must be at least 1 and below serve.request_timeout_secs = {}, so that a slow page is interrupted before its request times out",
-                    self.serve.page_timeout_secs, self.serve.request_timeout_secs
-                ),
-            ));
-        }
+        below_request_timeout(
+            "serve.page_timeout_secs",
+            self.serve.page_timeout_secs,
+            request_timeout,
+            "page",
+        )?;
         if !(1..=16).contains(&self.serve.page_connections) {
             return Err(invalid(
                 "serve.page_connections",

@@ -77,8 +77,9 @@ const COLUMNS: [&str; 20] = [
 /// adds nothing.
 pub fn take_segment(conn: &Connection, segment: &Segment) -> Result<Taken, duckdb::Error> {
     let requests: u64 = segment.rows.iter().map(|r| r.served_count).sum();
-    conn.execute_batch("BEGIN TRANSACTION")?;
-    let taken = (|| {
+    // Taken before: the segment's row is there, nothing is added and the empty transaction
+    // commits.
+    crate::store::in_transaction(conn, || {
         let recorded: Option<String> = conn
             .query_row(
                 include_str!("../../sql/monitor/take_segment.sql"),
@@ -121,12 +122,7 @@ pub fn take_segment(conn: &Connection, segment: &Segment) -> Result<Taken, duckd
         }
         appender.flush()?;
         Ok(Taken::Added { requests })
-    })();
-    match taken {
-        Ok(Taken::Added { .. }) => conn.execute_batch("COMMIT")?,
-        _ => conn.execute_batch("ROLLBACK")?,
-    }
-    taken
+    })
 }
 
 /// What a roll-up did.
@@ -170,8 +166,7 @@ pub fn roll_up(
     keep_days: u32,
 ) -> Result<RolledUp, duckdb::Error> {
     let before = first_kept_day(now, keep_days);
-    conn.execute_batch("BEGIN TRANSACTION")?;
-    let rolled = (|| {
+    let rows = crate::store::in_transaction(conn, || {
         conn.execute(
             include_str!("../../sql/monitor/rollup_predictions.sql"),
             [before as f64],
@@ -180,20 +175,11 @@ pub fn roll_up(
             "DELETE FROM predictions WHERE target_ts < to_timestamp(?)",
             [before as f64],
         )
-    })();
-    match rolled {
-        Ok(rows) => {
-            conn.execute_batch("COMMIT")?;
-            Ok(RolledUp {
-                rows: rows as u64,
-                before,
-            })
-        }
-        Err(e) => {
-            conn.execute_batch("ROLLBACK")?;
-            Err(e)
-        }
-    }
+    })?;
+    Ok(RolledUp {
+        rows: rows as u64,
+        before,
+    })
 }
 
 #[cfg(test)]
