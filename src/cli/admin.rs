@@ -68,8 +68,12 @@ pub(super) fn serve(mut settings: Settings, args: ServeArgs) -> anyhow::Result<E
         None => None,
     };
     let metrics = std::sync::Arc::new(coincast::runtime::Metrics::new()?);
-    // The worker thread owns the database file for as long as the server runs.
-    let (worker, runtime) = coincast::runtime::Worker::start(settings.clone(), metrics)
+    // The worker thread owns the database file for as long as the server runs; the daily
+    // retrain runs in a child process of this executable, so its memory leaves with it.
+    let trainer = coincast::pipeline::Trainer::ChildProcess(
+        std::env::current_exe().context("finding this executable for the retrain process")?,
+    );
+    let (worker, runtime) = coincast::runtime::Worker::start(settings.clone(), metrics, trainer)
         .with_context(|| format!("opening {}", settings.database_path().display()))?;
     let (stop_pg, pg_stopped) = tokio::sync::watch::channel(false);
     if let Some(listener) = pg_listener {

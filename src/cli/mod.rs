@@ -131,6 +131,12 @@ enum Command {
     /// Ask the running server for /health: exit 0 when it answers, 1 otherwise (the container's
     /// HEALTHCHECK).
     Healthcheck(admin::HealthcheckArgs),
+    /// The server's retrain child: runs the job file the worker wrote (not for people).
+    #[command(name = "retrain-job", hide = true)]
+    RetrainJob {
+        /// The job, as JSON.
+        job: PathBuf,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -271,6 +277,10 @@ fn execute(cli: Cli) -> anyhow::Result<Exit> {
         Command::Restore(args) => admin::restore(&settings, args),
         Command::Healthcheck(args) => admin::healthcheck(&settings, args),
         Command::Export(args) => admin::export(&settings, args),
+        Command::RetrainJob { job } => {
+            coincast::pipeline::run_retrain_job(&job)?;
+            Ok(Exit::Ok)
+        }
     }
 }
 

@@ -233,7 +233,7 @@ pub fn judge(
 }
 
 /// What happens to the champion.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum ChampionOutcome {
     /// There was none: the pick becomes champion.

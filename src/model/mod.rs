@@ -72,6 +72,9 @@ pub enum ModelError {
     },
     #[error("cancelled: the server is stopping")]
     Cancelled,
+    /// A retrain child process failed (it reports its own error, or how it ended).
+    #[error("the retrain process: {0}")]
+    Child(String),
     #[error(transparent)]
     Windows(#[from] windows::WindowError),
     #[error(transparent)]

@@ -2,8 +2,9 @@
 //! `model_events`): a model becomes `champion` only through the promotion gate, or by an explicit
 //! `coincast models promote`; otherwise it stays `challenger` with the reason recorded.
 
+use chrono::{DateTime, Utc};
 use duckdb::{params, Connection, OptionalExt};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::ModelError;
 use crate::crashpoint::{self, CrashPoint};
@@ -21,6 +22,31 @@ pub struct NewExperiment<'a> {
 }
 
 pub fn start_experiment(conn: &Connection, e: &NewExperiment<'_>) -> Result<i64, ModelError> {
+    insert_experiment(conn, None, Utc::now(), e)
+}
+
+/// Reserves the id of an experiment that another process computes (a retrain child names its
+/// models after it); the worker records it with [`record_started_experiment`] when it returns.
+pub fn reserve_experiment_id(conn: &Connection) -> Result<i64, ModelError> {
+    Ok(conn.query_row("SELECT nextval('experiment_id_seq')", [], |r| r.get(0))?)
+}
+
+/// Records a running experiment under an id from [`reserve_experiment_id`].
+pub fn record_started_experiment(
+    conn: &Connection,
+    run_id: i64,
+    started_at: DateTime<Utc>,
+    e: &NewExperiment<'_>,
+) -> Result<(), ModelError> {
+    insert_experiment(conn, Some(run_id), started_at, e).map(|_| ())
+}
+
+fn insert_experiment(
+    conn: &Connection,
+    run_id: Option<i64>,
+    started_at: DateTime<Utc>,
+    e: &NewExperiment<'_>,
+) -> Result<i64, ModelError> {
     let coins = format!(
         "[{}]",
         e.coins
@@ -31,13 +57,16 @@ pub fn start_experiment(conn: &Connection, e: &NewExperiment<'_>) -> Result<i64,
     );
     Ok(conn.query_row(
         &format!(
-            "INSERT INTO experiments (family, state, started_at, params, coins, dataset_version,
+            "INSERT INTO experiments (run_id, family, state, started_at, params, coins, dataset_version,
                                       trained_until, device, git_revision)
-             VALUES (?, 'running', now(), ?, CAST({coins} AS VARCHAR[]), ?, to_timestamp(? * 3600), ?, ?)
+             VALUES (coalesce(?, nextval('experiment_id_seq')), ?, 'running', ?, ?,
+                     CAST({coins} AS VARCHAR[]), ?, to_timestamp(? * 3600), ?, ?)
              RETURNING run_id"
         ),
         params![
+            run_id,
             e.family,
+            started_at,
             e.params_json,
             e.dataset_version,
             e.trained_until_hour,
@@ -81,14 +110,14 @@ pub fn finish_experiment(
 }
 
 /// The verdict a registration records: passed the gate or not, in words.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GateVerdict {
     pub passed: bool,
     pub reason: String,
 }
 
 /// The registry role a new version takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Role {
     /// The champion (the previous one is demoted in the same transaction).
     Champion,
@@ -106,7 +135,7 @@ impl Role {
 }
 
 /// Whether a new version is the floor (the previous floor is retired in the same transaction).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Floor {
     Yes,
     No,

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use chrono::Utc;
 use duckdb::Connection;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::artifacts;
 use super::card::{self, CARD_FORMAT};
@@ -210,14 +210,188 @@ pub fn union_features(lists: &[&[String]]) -> Vec<String> {
     out
 }
 
+/// The `experiments` row of a selection run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExperimentRecord {
+    pub params_json: String,
+    pub coins: Vec<String>,
+    pub dataset_version: String,
+    pub trained_until_hour: i64,
+    pub device: String,
+}
+
+impl ExperimentRecord {
+    fn as_new(&self) -> NewExperiment<'_> {
+        NewExperiment {
+            family: "selection",
+            params_json: &self.params_json,
+            coins: &self.coins,
+            dataset_version: &self.dataset_version,
+            trained_until_hour: self.trained_until_hour,
+            device: &self.device,
+        }
+    }
+}
+
+/// One `run_metrics` row of a selection run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MetricRow {
+    pub step: i64,
+    pub name: String,
+    pub value: Option<f64>,
+}
+
+/// A fitted model to register; its artifact is already written.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelRecord {
+    pub model_id: String,
+    pub family: String,
+    /// The promotion metric (none when the candidate has no scorecard).
+    pub score: Option<f64>,
+    pub metrics_json: String,
+    pub training_stats_json: String,
+    pub verdict: GateVerdict,
+    pub verdict_json: String,
+    pub recipe_json: String,
+    pub role: Role,
+    pub floor: Floor,
+    pub demotion_reason: String,
+}
+
+/// What a selection run decided, in the few facts its callers report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainFacts {
+    /// The experiment.
+    pub run_id: i64,
+    pub model_id: String,
+    pub family: String,
+    pub floor_id: Option<String>,
+    pub outcome: ChampionOutcome,
+    pub summary: String,
+    pub candidates: usize,
+    pub folds: usize,
+    pub refit_every_folds: u32,
+    pub walk_forward_seconds: f64,
+    pub refit_seconds: f64,
+    pub skipped_coins: Vec<String>,
+}
+
+/// Everything a selection run records, as rows: what a retrain child process computes against
+/// the published copy and hands to the worker, which owns the live file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainedRecord {
+    pub experiment: ExperimentRecord,
+    /// The newest origin the models were fitted on.
+    pub trained_until_hour: i64,
+    pub metrics: Vec<MetricRow>,
+    /// The winner (champion) first, then the floor and challengers: the order they register in.
+    pub models: Vec<ModelRecord>,
+    pub summary_json: String,
+    pub facts: TrainFacts,
+}
+
+/// A selection run that failed; `experiment` is set when it failed after its plan (the worker
+/// records the experiment as failed then, as an in-process run does).
+#[derive(Debug)]
+pub struct FailedRun {
+    pub experiment: Option<Box<ExperimentRecord>>,
+    pub error: ModelError,
+}
+
+/// What a run decided before it fits anything: its candidates and its data.
+struct Plan {
+    spec: LstmSpec,
+    protocol: Protocol,
+    candidates: Vec<Candidate>,
+    champion_label: Option<String>,
+    series: Vec<CoinSeries>,
+    skipped_coins: Vec<String>,
+    newest_hour: i64,
+    trained_until_hour: i64,
+    experiment: ExperimentRecord,
+}
+
+/// A selection run in this process: plan, fit (artifacts written), then record it all.
 pub fn train_and_register(
     conn: &Connection,
     req: TrainRequest<'_>,
-    mut on_progress: impl FnMut(Progress<'_>),
+    on_progress: impl FnMut(Progress<'_>),
 ) -> Result<TrainOutcome, ModelError> {
     let started = Instant::now();
-    let spec = req.spec;
-    let mut protocol = req.protocol;
+    let plan = plan(conn, &req)?;
+    let run_id = registry::start_experiment(conn, &plan.experiment.as_new())?;
+    tracing::info!(run_id, candidates = plan.candidates.len(), "selection run");
+    let result = fit(plan, &req, run_id, started, on_progress).and_then(|(outcome, record)| {
+        record_rows(conn, run_id, &record).map(|()| (outcome, record))
+    });
+    match result {
+        Ok((outcome, record)) => {
+            registry::finish_experiment(conn, run_id, None, &record.summary_json)?;
+            Ok(outcome)
+        }
+        Err(e) => {
+            registry::finish_experiment(conn, run_id, Some(&e.to_string()), "{}")?;
+            Err(e)
+        }
+    }
+}
+
+/// The compute half of a selection run, for a retrain child process: reads `conn` (the published
+/// copy, read-only), writes the artifacts, and returns the rows to record under `run_id` (an id
+/// the worker reserved with [`registry::reserve_experiment_id`]).
+pub fn fit_for_worker(
+    conn: &Connection,
+    req: TrainRequest<'_>,
+    run_id: i64,
+    on_progress: impl FnMut(Progress<'_>),
+) -> Result<TrainedRecord, FailedRun> {
+    let started = Instant::now();
+    let plan = plan(conn, &req).map_err(|error| FailedRun {
+        experiment: None,
+        error,
+    })?;
+    let experiment = Box::new(plan.experiment.clone());
+    fit(plan, &req, run_id, started, on_progress)
+        .map(|(_, record)| record)
+        .map_err(|error| FailedRun {
+            experiment: Some(experiment),
+            error,
+        })
+}
+
+/// The record half, in the worker: the experiment that started at `started_at`, its metrics,
+/// its models through the registry's transactions.
+pub fn record_for_worker(
+    conn: &Connection,
+    run_id: i64,
+    started_at: chrono::DateTime<Utc>,
+    record: &TrainedRecord,
+) -> Result<(), ModelError> {
+    registry::record_started_experiment(conn, run_id, started_at, &record.experiment.as_new())?;
+    match record_rows(conn, run_id, record) {
+        Ok(()) => registry::finish_experiment(conn, run_id, None, &record.summary_json),
+        Err(e) => {
+            registry::finish_experiment(conn, run_id, Some(&e.to_string()), "{}")?;
+            Err(e)
+        }
+    }
+}
+
+/// Records a child's run that failed after its plan, as an in-process run records it.
+pub fn record_failed_for_worker(
+    conn: &Connection,
+    run_id: i64,
+    started_at: chrono::DateTime<Utc>,
+    experiment: &ExperimentRecord,
+    error: &str,
+) -> Result<(), ModelError> {
+    registry::record_started_experiment(conn, run_id, started_at, &experiment.as_new())?;
+    registry::finish_experiment(conn, run_id, Some(error), "{}")
+}
+
+fn plan(conn: &Connection, req: &TrainRequest<'_>) -> Result<Plan, ModelError> {
+    let spec = req.spec.clone();
+    let mut protocol = req.protocol.clone();
     protocol.horizon = spec.horizon;
     protocol.lookback_hours = spec.lookback_hours;
     protocol.features = spec.features.clone();
@@ -256,230 +430,302 @@ pub fn train_and_register(
         "protocol": protocol,
         "gate": req.gate,
     });
-    let run_id = registry::start_experiment(
-        conn,
-        &NewExperiment {
-            family: "selection",
-            params_json: &params.to_string(),
-            coins: &coins,
-            dataset_version: &dataset_version,
+    let device = lstm::device_name(lstm::resolve_device(&spec.device)?);
+    Ok(Plan {
+        experiment: ExperimentRecord {
+            params_json: params.to_string(),
+            coins,
+            dataset_version,
             trained_until_hour: trained_until_hour + 1,
-            device: &lstm::device_name(lstm::resolve_device(&spec.device)?),
+            device,
         },
-    )?;
-    tracing::info!(run_id, candidates = candidates.len(), "selection run");
-    let result = (|| -> Result<TrainOutcome, ModelError> {
-        let wf_started = Instant::now();
-        let evaluation =
-            evaluate::walk_forward(&series, &candidates, &protocol, |label, index, of| {
-                req.cancel.check()?;
-                on_progress(Progress::Candidate { label, index, of });
-                Ok(())
-            })?;
-        let walk_forward_seconds = wf_started.elapsed().as_secs_f64();
-        log_evaluation(conn, run_id, &evaluation)?;
-        let selection = gate::select(&evaluation, champion_label.as_deref(), &req.gate)
-            .ok_or_else(|| {
-                ModelError::Numeric(
-                    "not even persistence could be evaluated (no interval on any window)".into(),
-                )
-            })?;
-        let refit_started = Instant::now();
-        let context = RefitContext {
-            series: &series,
-            protocol: &protocol,
-            spec: &spec,
-            evaluation: &evaluation,
-            trained_until_hour,
-            data_dir: req.data_dir,
-            run_id,
-        };
-        let winner = candidate(&candidates, &selection.winner)?;
-        req.cancel.check()?;
-        on_progress(Progress::Refit {
-            label: &selection.winner,
-        });
-        let (winner_id, refit) = context.refit_and_save(winner)?;
-        // The champion's learning curve, when it is a network (the models page draws it).
-        for (epoch, loss) in refit.train_losses.iter().enumerate() {
-            registry::log_metric(conn, run_id, epoch as i64 + 1, "train_loss", *loss)?;
+        spec,
+        protocol,
+        candidates,
+        champion_label,
+        series,
+        skipped_coins,
+        newest_hour,
+        trained_until_hour,
+    })
+}
+
+/// The walk-forward, the gate's decision and the refits (artifacts written); nothing recorded.
+fn fit(
+    plan: Plan,
+    req: &TrainRequest<'_>,
+    run_id: i64,
+    started: Instant,
+    mut on_progress: impl FnMut(Progress<'_>),
+) -> Result<(TrainOutcome, TrainedRecord), ModelError> {
+    let Plan {
+        spec,
+        protocol,
+        candidates,
+        champion_label,
+        series,
+        skipped_coins,
+        newest_hour,
+        trained_until_hour,
+        experiment,
+    } = plan;
+    let wf_started = Instant::now();
+    let evaluation =
+        evaluate::walk_forward(&series, &candidates, &protocol, |label, index, of| {
+            req.cancel.check()?;
+            on_progress(Progress::Candidate { label, index, of });
+            Ok(())
+        })?;
+    let walk_forward_seconds = wf_started.elapsed().as_secs_f64();
+    let mut metrics = evaluation_rows(&evaluation);
+    let selection =
+        gate::select(&evaluation, champion_label.as_deref(), &req.gate).ok_or_else(|| {
+            ModelError::Numeric(
+                "not even persistence could be evaluated (no interval on any window)".into(),
+            )
+        })?;
+    let refit_started = Instant::now();
+    let context = RefitContext {
+        series: &series,
+        protocol: &protocol,
+        spec: &spec,
+        evaluation: &evaluation,
+        trained_until_hour,
+        data_dir: req.data_dir,
+        run_id,
+    };
+    let winner = candidate(&candidates, &selection.winner)?;
+    req.cancel.check()?;
+    on_progress(Progress::Refit {
+        label: &selection.winner,
+    });
+    let (winner_id, refit) = context.refit_and_save(winner)?;
+    // The champion's learning curve, when it is a network (the models page draws it).
+    metrics.extend(
+        refit
+            .train_losses
+            .iter()
+            .enumerate()
+            .map(|(epoch, loss)| MetricRow {
+                step: epoch as i64 + 1,
+                name: "train_loss".into(),
+                value: loss.is_finite().then_some(*loss),
+            }),
+    );
+    let floor_is_winner = winner.recipe == candidate(&candidates, &selection.floor)?.recipe;
+    let metrics_json = serde_json::to_string(&evaluation).unwrap_or_default();
+    let winner_label = recipe_name(&winner.recipe);
+    let verdict = GateVerdict {
+        passed: selection.pick_qualified || selection.outcome == ChampionOutcome::Refreshed,
+        reason: selection.summary.clone(),
+    };
+    let verdict_json = serde_json::json!({
+        "summary": selection.summary,
+        "outcome": selection.outcome,
+        "conditions": selection.verdict(&selection.winner).map(|v| &v.conditions),
+    })
+    .to_string();
+    let demotion = match &selection.outcome {
+        ChampionOutcome::Demoted { why } => format!("demoted: {why}"),
+        ChampionOutcome::Refreshed => {
+            format!("refreshed by {winner_id} (same recipe, newer data)")
         }
-        let floor_is_winner = winner.recipe == candidate(&candidates, &selection.floor)?.recipe;
-        let metrics_json = serde_json::to_string(&evaluation).unwrap_or_default();
-        let winner_label = recipe_name(&winner.recipe);
-        let verdict = GateVerdict {
-            passed: selection.pick_qualified || selection.outcome == ChampionOutcome::Refreshed,
-            reason: selection.summary.clone(),
+        _ => format!("replaced by {winner_id}"),
+    };
+    let score = |label: &str| {
+        selection
+            .scorecard(label)
+            .map(|c| c.interval_score)
+            .filter(|s| s.is_finite())
+    };
+    let mut models = vec![ModelRecord {
+        model_id: winner_id.clone(),
+        family: winner_label.clone(),
+        score: score(&selection.winner),
+        metrics_json: metrics_json.clone(),
+        training_stats_json: training_stats(&refit, &evaluation, &selection.winner),
+        verdict,
+        verdict_json,
+        recipe_json: serde_json::to_string(&winner.recipe).unwrap_or_default(),
+        role: Role::Champion,
+        floor: if floor_is_winner {
+            Floor::Yes
+        } else {
+            Floor::No
+        },
+        demotion_reason: demotion,
+    }];
+    let floor_id = if floor_is_winner {
+        None
+    } else {
+        let floor = candidate(&candidates, &selection.floor)?;
+        let (floor_id, _) = context.refit_and_save(floor)?;
+        let floor_verdict = GateVerdict {
+            passed: false,
+            reason: format!(
+                "the floor: the better persistence interval method on these windows ({})",
+                selection.floor
+            ),
         };
-        let verdict_json = serde_json::json!({
-            "summary": selection.summary,
-            "outcome": selection.outcome,
-            "conditions": selection.verdict(&selection.winner).map(|v| &v.conditions),
-        })
-        .to_string();
-        let demotion = match &selection.outcome {
-            ChampionOutcome::Demoted { why } => format!("demoted: {why}"),
-            ChampionOutcome::Refreshed => {
-                format!("refreshed by {winner_id} (same recipe, newer data)")
-            }
-            _ => format!("replaced by {winner_id}"),
-        };
-        let stats = training_stats(&refit, &evaluation, &selection.winner);
-        let score = |label: &str| {
-            selection
-                .scorecard(label)
-                .map_or(f64::NAN, |c| c.interval_score)
-        };
+        models.push(ModelRecord {
+            model_id: floor_id.clone(),
+            family: selection.floor.clone(),
+            score: score(&selection.floor),
+            metrics_json: "{}".into(),
+            training_stats_json: "{}".into(),
+            verdict_json: serde_json::json!({
+                "summary": floor_verdict.reason,
+                "conditions": selection.verdict(&selection.floor).map(|v| &v.conditions),
+            })
+            .to_string(),
+            verdict: floor_verdict,
+            recipe_json: serde_json::to_string(&floor.recipe).unwrap_or_default(),
+            role: Role::Challenger,
+            floor: Floor::Yes,
+            demotion_reason: String::new(),
+        });
+        Some(floor_id)
+    };
+    let mut challengers = Vec::new();
+    if req.register == RegisterPolicy::AllCandidates {
+        for c in candidates.iter().filter(|c| {
+            c.label != selection.winner
+                && c.label != selection.floor
+                && c.label != "champion"
+                && selection.scorecard(&c.label).is_some()
+        }) {
+            let (id, _) = context.refit_and_save(c)?;
+            let verdict = selection.verdict(&c.label);
+            let reason = GateVerdict {
+                passed: false,
+                reason: format!(
+                    "challenger of run {run_id}: {}",
+                    verdict.map(|v| v.reason()).unwrap_or_default()
+                ),
+            };
+            models.push(ModelRecord {
+                model_id: id.clone(),
+                family: c.label.clone(),
+                score: score(&c.label),
+                metrics_json: metrics_json.clone(),
+                training_stats_json: "{}".into(),
+                verdict_json: serde_json::json!({
+                    "summary": reason.reason,
+                    "conditions": verdict.map(|v| &v.conditions),
+                })
+                .to_string(),
+                verdict: reason,
+                recipe_json: serde_json::to_string(&c.recipe).unwrap_or_default(),
+                role: Role::Challenger,
+                floor: Floor::No,
+                demotion_reason: String::new(),
+            });
+            challengers.push((c.label.clone(), id));
+        }
+    }
+    let refit_seconds = refit_started.elapsed().as_secs_f64();
+    let outcome = TrainOutcome {
+        challengers,
+        run_id,
+        artifact: artifacts::resolve(req.data_dir, &artifacts::registered_path(&winner_id)),
+        model_id: winner_id,
+        family: winner_label,
+        floor_id,
+        selection,
+        evaluation,
+        trained_until_hour,
+        newest_hour,
+        skipped_coins,
+        timings: Timings {
+            walk_forward_seconds,
+            refit_seconds,
+            total_seconds: started.elapsed().as_secs_f64(),
+        },
+        refit,
+    };
+    let record = TrainedRecord {
+        experiment,
+        trained_until_hour,
+        metrics,
+        models,
+        summary_json: summary_json(&outcome),
+        facts: outcome.facts(),
+    };
+    Ok((outcome, record))
+}
+
+impl TrainOutcome {
+    /// The few facts callers report.
+    pub fn facts(&self) -> TrainFacts {
+        TrainFacts {
+            run_id: self.run_id,
+            model_id: self.model_id.clone(),
+            family: self.family.clone(),
+            floor_id: self.floor_id.clone(),
+            outcome: self.selection.outcome.clone(),
+            summary: self.selection.summary.clone(),
+            candidates: self.evaluation.candidates.len(),
+            folds: self.evaluation.folds,
+            refit_every_folds: self.evaluation.refit_every_folds,
+            walk_forward_seconds: self.timings.walk_forward_seconds,
+            refit_seconds: self.timings.refit_seconds,
+            skipped_coins: self.skipped_coins.clone(),
+        }
+    }
+}
+
+/// The experiment's `summary`: who won and why, the candidates' table, the timings.
+fn summary_json(o: &TrainOutcome) -> String {
+    serde_json::json!({
+        "model_id": o.model_id,
+        "family": o.family,
+        "floor_id": o.floor_id,
+        "selection": {
+            "pick": o.selection.pick,
+            "winner": o.selection.winner,
+            "floor": o.selection.floor,
+            "outcome": o.selection.outcome,
+            "summary": o.selection.summary,
+            "verdicts": o.selection.verdicts,
+        },
+        "candidates": o.evaluation.candidates,
+        "timings": o.timings,
+        "refit": o.refit,
+    })
+    .to_string()
+}
+
+/// Records a run's metrics and registers its models, in the order they were fitted.
+fn record_rows(conn: &Connection, run_id: i64, record: &TrainedRecord) -> Result<(), ModelError> {
+    let mut app = conn.appender("run_metrics")?;
+    for m in &record.metrics {
+        app.append_row(duckdb::params![run_id, m.step, m.name, m.value])?;
+    }
+    app.flush()?;
+    let e = &record.experiment;
+    for m in &record.models {
         registry::register(
             conn,
             &NewModel {
-                model_id: &winner_id,
+                model_id: &m.model_id,
                 run_id,
-                family: &winner_label,
-                dataset_version: &dataset_version,
-                artifact_path: &artifacts::registered_path(&winner_id),
-                score: score(&selection.winner),
-                metrics_json: &metrics_json,
-                training_stats_json: &stats,
-                verdict: &verdict,
-                verdict_json: &verdict_json,
-                recipe_json: &serde_json::to_string(&winner.recipe).unwrap_or_default(),
-                trained_until_hour,
-                role: Role::Champion,
-                floor: if floor_is_winner {
-                    Floor::Yes
-                } else {
-                    Floor::No
-                },
-                demotion_reason: &demotion,
+                family: &m.family,
+                dataset_version: &e.dataset_version,
+                artifact_path: &artifacts::registered_path(&m.model_id),
+                score: m.score.unwrap_or(f64::NAN),
+                metrics_json: &m.metrics_json,
+                training_stats_json: &m.training_stats_json,
+                verdict: &m.verdict,
+                verdict_json: &m.verdict_json,
+                recipe_json: &m.recipe_json,
+                trained_until_hour: record.trained_until_hour,
+                role: m.role,
+                floor: m.floor,
+                demotion_reason: &m.demotion_reason,
             },
         )?;
-        let floor_id = if floor_is_winner {
-            None
-        } else {
-            let floor = candidate(&candidates, &selection.floor)?;
-            let (floor_id, _) = context.refit_and_save(floor)?;
-            let floor_verdict = GateVerdict {
-                passed: false,
-                reason: format!(
-                    "the floor: the better persistence interval method on these windows ({})",
-                    selection.floor
-                ),
-            };
-            registry::register(
-                conn,
-                &NewModel {
-                    model_id: &floor_id,
-                    run_id,
-                    family: &selection.floor,
-                    dataset_version: &dataset_version,
-                    artifact_path: &artifacts::registered_path(&floor_id),
-                    score: score(&selection.floor),
-                    metrics_json: "{}",
-                    training_stats_json: "{}",
-                    verdict: &floor_verdict,
-                    verdict_json: &serde_json::json!({
-                        "summary": floor_verdict.reason,
-                        "conditions": selection.verdict(&selection.floor).map(|v| &v.conditions),
-                    })
-                    .to_string(),
-                    recipe_json: &serde_json::to_string(&floor.recipe).unwrap_or_default(),
-                    trained_until_hour,
-                    role: Role::Challenger,
-                    floor: Floor::Yes,
-                    demotion_reason: "",
-                },
-            )?;
-            Some(floor_id)
-        };
-        let mut challengers = Vec::new();
-        if req.register == RegisterPolicy::AllCandidates {
-            for c in candidates.iter().filter(|c| {
-                c.label != selection.winner
-                    && c.label != selection.floor
-                    && c.label != "champion"
-                    && selection.scorecard(&c.label).is_some()
-            }) {
-                let (id, _) = context.refit_and_save(c)?;
-                let verdict = selection.verdict(&c.label);
-                let reason = GateVerdict {
-                    passed: false,
-                    reason: format!(
-                        "challenger of run {run_id}: {}",
-                        verdict.map(|v| v.reason()).unwrap_or_default()
-                    ),
-                };
-                registry::register(
-                    conn,
-                    &NewModel {
-                        model_id: &id,
-                        run_id,
-                        family: &c.label,
-                        dataset_version: &dataset_version,
-                        artifact_path: &artifacts::registered_path(&id),
-                        score: score(&c.label),
-                        metrics_json: &metrics_json,
-                        training_stats_json: "{}",
-                        verdict: &reason,
-                        verdict_json: &serde_json::json!({
-                            "summary": reason.reason,
-                            "conditions": verdict.map(|v| &v.conditions),
-                        })
-                        .to_string(),
-                        recipe_json: &serde_json::to_string(&c.recipe).unwrap_or_default(),
-                        trained_until_hour,
-                        role: Role::Challenger,
-                        floor: Floor::No,
-                        demotion_reason: "",
-                    },
-                )?;
-                challengers.push((c.label.clone(), id));
-            }
-        }
-        let refit_seconds = refit_started.elapsed().as_secs_f64();
-        Ok(TrainOutcome {
-            challengers,
-            run_id,
-            artifact: artifacts::resolve(req.data_dir, &artifacts::registered_path(&winner_id)),
-            model_id: winner_id,
-            family: winner_label,
-            floor_id,
-            selection,
-            evaluation,
-            trained_until_hour,
-            newest_hour,
-            skipped_coins: skipped_coins.clone(),
-            timings: Timings {
-                walk_forward_seconds,
-                refit_seconds,
-                total_seconds: started.elapsed().as_secs_f64(),
-            },
-            refit,
-        })
-    })();
-    match &result {
-        Ok(o) => {
-            let summary = serde_json::json!({
-                "model_id": o.model_id,
-                "family": o.family,
-                "floor_id": o.floor_id,
-                "selection": {
-                    "pick": o.selection.pick,
-                    "winner": o.selection.winner,
-                    "floor": o.selection.floor,
-                    "outcome": o.selection.outcome,
-                    "summary": o.selection.summary,
-                    "verdicts": o.selection.verdicts,
-                },
-                "candidates": o.evaluation.candidates,
-                "timings": o.timings,
-                "refit": o.refit,
-            });
-            registry::finish_experiment(conn, run_id, None, &summary.to_string())?;
-        }
-        Err(e) => registry::finish_experiment(conn, run_id, Some(&e.to_string()), "{}")?,
     }
-    result
+    Ok(())
 }
 
 fn recipe_name(recipe: &Recipe) -> String {
@@ -502,30 +748,28 @@ fn training_stats(refit: &RefitReport, eval: &Evaluation, label: &str) -> String
     .to_string()
 }
 
-/// Records the walk-forward table in `run_metrics` (`<model>/<coin>/h<h>/<metric>`, step 0).
-fn log_evaluation(conn: &Connection, run_id: i64, eval: &Evaluation) -> Result<(), ModelError> {
-    let mut app = conn.appender("run_metrics")?;
-    for r in &eval.rows {
-        let key = format!("{}/{}/h{}", r.model, r.coin_id, r.metrics.horizon);
-        let m = &r.metrics;
-        for (name, value) in [
-            ("skill", m.skill),
-            ("mape", m.mape),
-            ("coverage", m.coverage),
-            ("interval_score", m.interval_score),
-            ("pinball", m.pinball),
-            ("width", m.width),
-        ] {
-            app.append_row(duckdb::params![
-                run_id,
-                0i64,
-                format!("{key}/{name}"),
-                value.is_finite().then_some(value)
-            ])?;
-        }
-    }
-    app.flush()?;
-    Ok(())
+/// The walk-forward table as `run_metrics` rows (`<model>/<coin>/h<h>/<metric>`, step 0).
+fn evaluation_rows(eval: &Evaluation) -> Vec<MetricRow> {
+    eval.rows
+        .iter()
+        .flat_map(|r| {
+            let key = format!("{}/{}/h{}", r.model, r.coin_id, r.metrics.horizon);
+            let m = &r.metrics;
+            [
+                ("skill", m.skill),
+                ("mape", m.mape),
+                ("coverage", m.coverage),
+                ("interval_score", m.interval_score),
+                ("pinball", m.pinball),
+                ("width", m.width),
+            ]
+            .map(|(name, value)| MetricRow {
+                step: 0,
+                name: format!("{key}/{name}"),
+                value: value.is_finite().then_some(value),
+            })
+        })
+        .collect()
 }
 
 /// What a refit after selection needs.

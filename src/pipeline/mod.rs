@@ -16,6 +16,7 @@
 //! store's start-up recovery). A successful run resolves open store incidents; every run sweeps
 //! model folders that no registered model names once their grace period is over.
 
+mod child;
 mod record;
 
 use std::path::PathBuf;
@@ -35,6 +36,7 @@ use crate::monitor::{self, MonitorError, MonitorReport};
 use crate::progress;
 use crate::quality::{self, GateOutcome, GateReport, QualityError, RuleSet};
 use crate::store::Store;
+pub use child::{run_job as run_retrain_job, ChildError, Trainer};
 use record::RunRecorder;
 
 #[derive(Debug, thiserror::Error)]
@@ -463,62 +465,51 @@ pub struct RetrainReport {
 /// One retrain run, recorded like any pipeline run (trigger, task `train`, then `cleanup` when
 /// retention is on): a selection run over every candidate of `model.protocol` (the LSTM from
 /// `model.spec` among them) on every configured coin with features; the gate's winner is refit on
-/// all data and becomes champion. `cancel` stops it before its next candidate (the run is
-/// recorded as interrupted).
+/// all data and becomes champion. With `Trainer::ChildProcess`, the selection runs in a child
+/// process on a consistent copy of the database, and this process records it. `cancel` stops it
+/// before its next candidate, or kills the child (the run is recorded as interrupted).
 pub async fn retrain(
     store: &Store,
     settings: &Settings,
     trigger: &str,
     cancel: Cancel,
+    trainer: &Trainer,
 ) -> Result<RetrainReport, PipelineError> {
     let recorder = RunRecorder::start(store.conn(), "retrain", trigger)?;
     let outcome = recorder
         .task("train", 1, Duration::ZERO, || {
-            let spec = model::train::spec_from(&settings.model.spec)?;
-            let protocol = model::train::protocol_from(&settings.model.protocol)?;
-            let o = model::train::train_and_register(
-                store.conn(),
-                model::train::TrainRequest {
-                    coins: &settings.coins,
-                    vs_currency: &settings.vs_currency,
-                    spec,
-                    protocol,
-                    gate: settings.model.gate.clone(),
-                    data_dir: &settings.data_dir,
-                    register: model::train::RegisterPolicy::Winner,
-                    cancel: cancel.clone(),
-                },
-                |p| {
-                    if let model::train::Progress::Candidate { label, index, of } = p {
-                        tracing::info!(candidate = label, index, of, "walk-forward")
-                    }
-                },
-            )?;
-            let lake_version = crate::lake::record_training(store.conn(), settings, o.run_id);
+            let facts = match trainer {
+                Trainer::InProcess => train_here(store, settings, &cancel)?,
+                Trainer::ChildProcess(exe) => {
+                    child::train_in_child(store.conn(), settings, exe, &cancel)?
+                }
+            };
+            let lake_version = crate::lake::record_training(store.conn(), settings, facts.run_id);
             crate::lake::ship_models(store.conn(), settings);
             let summary = RetrainSummary {
                 lake_version,
-                model_id: o.model_id.clone(),
-                family: o.family.clone(),
-                outcome: o.selection.outcome.clone(),
-                summary: o.selection.summary.clone(),
-                floor_id: o.floor_id.clone(),
-                candidates: o.evaluation.candidates.len(),
-                folds: o.evaluation.folds,
-                walk_forward_seconds: o.timings.walk_forward_seconds,
-                refit_seconds: o.timings.refit_seconds,
+                model_id: facts.model_id.clone(),
+                family: facts.family.clone(),
+                outcome: facts.outcome.clone(),
+                summary: facts.summary.clone(),
+                floor_id: facts.floor_id.clone(),
+                candidates: facts.candidates,
+                folds: facts.folds,
+                walk_forward_seconds: facts.walk_forward_seconds,
+                refit_seconds: facts.refit_seconds,
             };
             let log = format!(
                 "{} candidates on {} weekly windows in {:.1} s (refit every {} folds), winner refit in {:.1} s; champion {} ({}): {}{}",
                 summary.candidates,
                 summary.folds,
                 summary.walk_forward_seconds,
-                o.evaluation.refit_every_folds,
+                facts.refit_every_folds,
                 summary.refit_seconds,
                 summary.model_id,
                 summary.family,
                 summary.summary,
-                o.skipped_coins
+                facts
+                    .skipped_coins
                     .iter()
                     .map(|c| format!("\nskipped {c}: no features stored"))
                     .collect::<String>()
@@ -550,6 +541,33 @@ pub async fn retrain(
         summary,
         error,
     })
+}
+
+/// The selection in this process, on the live file.
+fn train_here(
+    store: &Store,
+    settings: &Settings,
+    cancel: &Cancel,
+) -> Result<model::train::TrainFacts, ModelError> {
+    let o = model::train::train_and_register(
+        store.conn(),
+        model::train::TrainRequest {
+            coins: &settings.coins,
+            vs_currency: &settings.vs_currency,
+            spec: model::train::spec_from(&settings.model.spec)?,
+            protocol: model::train::protocol_from(&settings.model.protocol)?,
+            gate: settings.model.gate.clone(),
+            data_dir: &settings.data_dir,
+            register: model::train::RegisterPolicy::Winner,
+            cancel: cancel.clone(),
+        },
+        |p| {
+            if let model::train::Progress::Candidate { label, index, of } = p {
+                tracing::info!(candidate = label, index, of, "walk-forward")
+            }
+        },
+    )?;
+    Ok(o.facts())
 }
 
 /// Records the end of a run, then checkpoints so that the file is readable by other processes

@@ -25,7 +25,7 @@ use crate::failure::{report, Classify};
 use crate::ingest::coingecko::CoinGeckoClient;
 use crate::model::Cancel;
 use crate::monitor;
-use crate::pipeline::{self, Extract};
+use crate::pipeline::{self, Extract, Trainer};
 use crate::quality::RuleSet;
 use crate::store::{Store, StoreError};
 
@@ -74,6 +74,7 @@ impl Worker {
     pub fn start(
         settings: Settings,
         metrics: Arc<Metrics>,
+        trainer: Trainer,
     ) -> Result<(Self, Arc<Runtime>), StoreError> {
         let (sender, receiver) = mpsc::channel();
         let (ready_tx, ready_rx) = mpsc::channel();
@@ -96,7 +97,7 @@ impl Worker {
                 if ready_tx.send(Ok(runtime.clone())).is_err() {
                     return;
                 }
-                run_loop(&store, &runtime, &receiver, &stop_flag);
+                run_loop(&store, &runtime, &trainer, &receiver, &stop_flag);
                 // Requests are drained by now: write the last predictions, then checkpoint.
                 if let Some(log) = runtime.prediction_log() {
                     log.stop();
@@ -164,7 +165,13 @@ fn start_runtime(store: &Store, settings: &Settings, metrics: Arc<Metrics>) -> R
     runtime
 }
 
-fn run_loop(store: &Store, runtime: &Runtime, commands: &Receiver<Command>, stopping: &Cancel) {
+fn run_loop(
+    store: &Store,
+    runtime: &Runtime,
+    trainer: &Trainer,
+    commands: &Receiver<Command>,
+    stopping: &Cancel,
+) {
     if runtime.queries.published_version().is_none() {
         // The first copy for SQL users (a few seconds; the server answers meanwhile).
         publish_copy(store, runtime);
@@ -172,7 +179,14 @@ fn run_loop(store: &Store, runtime: &Runtime, commands: &Receiver<Command>, stop
     let schedules = Schedules::from_settings(&runtime.settings);
     if schedules.runs(Job::Ingest) {
         // Catch up at start-up: hours missed while the appliance was down come in now.
-        run_job(store, runtime, Job::Ingest, Trigger::Startup, stopping);
+        run_job(
+            store,
+            runtime,
+            trainer,
+            Job::Ingest,
+            Trigger::Startup,
+            stopping,
+        );
     }
     loop {
         let next = schedules.next();
@@ -184,14 +198,16 @@ fn run_loop(store: &Store, runtime: &Runtime, commands: &Receiver<Command>, stop
             return;
         }
         match commands.recv_timeout(wait) {
-            Ok(Command::Run { job, trigger }) => run_job(store, runtime, job, trigger, stopping),
+            Ok(Command::Run { job, trigger }) => {
+                run_job(store, runtime, trainer, job, trigger, stopping)
+            }
             Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => return,
             Err(RecvTimeoutError::Timeout) => {
                 for job in next.map(|(_, due)| due).unwrap_or_default() {
                     if stopping.is_cancelled() {
                         return;
                     }
-                    run_job(store, runtime, job, Trigger::Schedule, stopping);
+                    run_job(store, runtime, trainer, job, Trigger::Schedule, stopping);
                 }
             }
         }
@@ -199,11 +215,18 @@ fn run_loop(store: &Store, runtime: &Runtime, commands: &Receiver<Command>, stop
 }
 
 /// Runs a job, publishes a new snapshot, then the run's metrics.
-fn run_job(store: &Store, runtime: &Runtime, job: Job, trigger: Trigger, stopping: &Cancel) {
+fn run_job(
+    store: &Store,
+    runtime: &Runtime,
+    trainer: &Trainer,
+    job: Job,
+    trigger: Trigger,
+    stopping: &Cancel,
+) {
     let settings = &runtime.settings;
     let outcome = match job {
         Job::Ingest => run_ingest(store, settings, trigger, stopping),
-        Job::Retrain => run_retrain(store, settings, trigger, stopping),
+        Job::Retrain => run_retrain(store, settings, trainer, trigger, stopping),
     };
     // Publish whatever the database now holds, before the run is counted: whoever sees the
     // count sees its data and model served, and SQL users its rows in the read-only copy. The
@@ -374,11 +397,12 @@ fn run_ingest(
     })
 }
 
-/// One retrain run; the snapshot published after it serves the run's champion. A shutdown
-/// stops it before its next candidate.
+/// One retrain run (in a child process with `Trainer::ChildProcess`); the snapshot published
+/// after it serves the run's champion. A shutdown stops it before its next candidate.
 fn run_retrain(
     store: &Store,
     settings: &Settings,
+    trainer: &Trainer,
     trigger: Trigger,
     stopping: &Cancel,
 ) -> Result<JobOutcome, JobError> {
@@ -388,6 +412,7 @@ fn run_retrain(
         settings,
         trigger.name(),
         stopping.clone(),
+        trainer,
     ))?;
     let line = match (&report.summary, &report.error) {
         (Some(s), _) => format!(

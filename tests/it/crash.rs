@@ -580,8 +580,12 @@ async fn an_unreplayable_wal_is_set_aside_recorded_and_resolved_by_the_next_repl
     settings.serve.retrain_schedule = String::new();
     {
         let metrics = std::sync::Arc::new(coincast::runtime::Metrics::new().expect("metrics"));
-        let (worker, state) =
-            coincast::runtime::Worker::start(settings.clone(), metrics).expect("worker");
+        let (worker, state) = coincast::runtime::Worker::start(
+            settings.clone(),
+            metrics,
+            crate::support::retrain_in_child(),
+        )
+        .expect("worker");
         let server = crate::support::LocalServer::start(state).await;
         let base = server.base.clone();
         let http = reqwest::Client::new();
@@ -655,8 +659,12 @@ async fn an_online_backup_restored_into_a_wiped_folder_serves_the_same_champion(
     let backup = archive.path().join("coincast.tar");
     let served_before = {
         let metrics = std::sync::Arc::new(coincast::runtime::Metrics::new().expect("metrics"));
-        let (worker, state) =
-            coincast::runtime::Worker::start(settings.clone(), metrics).expect("worker");
+        let (worker, state) = coincast::runtime::Worker::start(
+            settings.clone(),
+            metrics,
+            crate::support::retrain_in_child(),
+        )
+        .expect("worker");
         let server = crate::support::LocalServer::start(state).await;
         let base = server.base.clone();
         let served = predict(base.clone()).await;
@@ -707,8 +715,12 @@ async fn an_online_backup_restored_into_a_wiped_folder_serves_the_same_champion(
     let out = coincast(&["--data-dir", d, "restore", arg(&backup)], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let metrics = std::sync::Arc::new(coincast::runtime::Metrics::new().expect("metrics"));
-    let (worker, state) =
-        coincast::runtime::Worker::start(settings.clone(), metrics).expect("worker");
+    let (worker, state) = coincast::runtime::Worker::start(
+        settings.clone(),
+        metrics,
+        crate::support::retrain_in_child(),
+    )
+    .expect("worker");
     let server = crate::support::LocalServer::start(state).await;
     assert_eq!(predict(server.base.clone()).await, served_before);
     server.stop().await;

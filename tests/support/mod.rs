@@ -27,6 +27,11 @@ pub fn coincast(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
 }
 
 /// The coincast binary as a command, not yet started.
+/// The server's retrain as `coincast serve` runs it: in a child process of the real binary.
+pub fn retrain_in_child() -> coincast::pipeline::Trainer {
+    coincast::pipeline::Trainer::ChildProcess(env!("CARGO_BIN_EXE_coincast").into())
+}
+
 pub fn coincast_command(args: &[&str], env: &[(&str, &str)]) -> std::process::Command {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_coincast"));
     cmd.args(args);

@@ -21,8 +21,12 @@ async fn a_manual_trigger_runs_the_pipeline_in_the_worker_and_needs_the_token() 
         ],
     );
     let metrics = Arc::new(Metrics::new().expect("metrics"));
-    let (worker, state) =
-        coincast::runtime::Worker::start(settings.clone(), metrics).expect("worker");
+    let (worker, state) = coincast::runtime::Worker::start(
+        settings.clone(),
+        metrics,
+        crate::support::retrain_in_child(),
+    )
+    .expect("worker");
     let base = serve_on_localhost(state).await;
     let http = reqwest::Client::new();
     let post = |auth: Option<&'static str>| {
@@ -142,7 +146,9 @@ async fn retrain_and_promotion_endpoints_change_the_served_champion() {
         ],
     );
     let metrics = Arc::new(Metrics::new().expect("metrics"));
-    let (worker, state) = coincast::runtime::Worker::start(settings, metrics).expect("worker");
+    let (worker, state) =
+        coincast::runtime::Worker::start(settings, metrics, crate::support::retrain_in_child())
+            .expect("worker");
     let base = serve_on_localhost(state).await;
     let http = reqwest::Client::new();
     let post = |path: &str, body: &str, token: Option<&str>| {
@@ -397,7 +403,9 @@ async fn a_failed_run_is_named_by_its_kind_on_the_overview() {
     );
     let metrics = Arc::new(Metrics::new().expect("metrics"));
     // The start-up catch-up run fails (nothing answers): wait for it through /api/overview.
-    let (worker, runtime) = coincast::runtime::Worker::start(settings, metrics).expect("worker");
+    let (worker, runtime) =
+        coincast::runtime::Worker::start(settings, metrics, crate::support::retrain_in_child())
+            .expect("worker");
     let base = serve_on_localhost(runtime).await;
     let http = reqwest::Client::new();
     let mut run = Value::Null;
@@ -426,8 +434,8 @@ async fn a_failed_run_is_named_by_its_kind_on_the_overview() {
         .expect("stop");
 }
 
-/// A retrain asked to stop ends before its next candidate and is recorded as interrupted, not
-/// failed (what `Worker::stop` does to a retrain in flight).
+/// A retrain asked to stop ends before its next candidate (its child process is killed) and is
+/// recorded as interrupted, not failed (what `Worker::stop` does to a retrain in flight).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_retrain_is_recorded_as_interrupted() {
     let app = TestApp::new(&[]);
@@ -436,10 +444,22 @@ async fn a_cancelled_retrain_is_recorded_as_interrupted() {
     cancel.cancel();
     let mut settings = app.settings.clone();
     settings.coins = vec!["solana".into()];
-    let report = coincast::pipeline::retrain(&app.store, &settings, "test", cancel)
-        .await
-        .expect("recorded");
+    let report = coincast::pipeline::retrain(
+        &app.store,
+        &settings,
+        "test",
+        cancel,
+        &crate::support::retrain_in_child(),
+    )
+    .await
+    .expect("recorded");
     assert_eq!(report.state, coincast::pipeline::RunState::Interrupted);
+    let tmp = app.dir.path().join("tmp");
+    assert_eq!(
+        std::fs::read_dir(&tmp).map(|d| d.count()).unwrap_or(0),
+        0,
+        "the child's copy, job and result are removed"
+    );
     assert_eq!(
         app.count("SELECT count(*) FROM pipeline_runs WHERE job = 'retrain' AND state = 'interrupted' AND failure = 'interrupted'"),
         1
