@@ -166,7 +166,7 @@ pub fn train_in_child(
     let source = tmp.join(format!("retrain-{run_id}.duckdb"));
     let job_path = tmp.join(format!("retrain-{run_id}.job.json"));
     let result_path = tmp.join(format!("retrain-{run_id}.result.json"));
-    let outcome = copy_database(conn, &source).and_then(|()| {
+    let outcome = copy_database(conn, settings, &source).and_then(|()| {
         run_job_in_child(
             settings,
             exe,
@@ -202,15 +202,24 @@ pub fn train_in_child(
     }
 }
 
-/// A consistent copy of the live database (a leftover of a crashed run is replaced).
-fn copy_database(conn: &duckdb::Connection, dest: &Path) -> Result<(), ModelError> {
+/// A consistent copy of the live database (a leftover of a crashed run is replaced); the pages
+/// the copy cached in this process go back to the system.
+fn copy_database(
+    conn: &duckdb::Connection,
+    settings: &Settings,
+    dest: &Path,
+) -> Result<(), ModelError> {
     let _ = std::fs::remove_file(dest);
     crate::store::snapshot_to(conn, dest).map_err(|e| {
         child_error(format!(
             "copying the database for it: {}",
             crate::failure::report(&e)
         ))
-    })
+    })?;
+    if let Err(e) = crate::store::release_cached_pages(conn, &settings.store) {
+        tracing::warn!("DuckDB's cached pages stay: {}", crate::failure::report(&e));
+    }
+    Ok(())
 }
 
 /// Writes the job, runs the child on it and reads its result.

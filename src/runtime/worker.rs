@@ -270,7 +270,8 @@ fn run_job(
     }
 }
 
-/// Publishes the read-only copy for SQL users; a failure is logged (the server goes on).
+/// Publishes the read-only copy for SQL users; a failure is logged (the server goes on). The
+/// copy read every table: the pages it cached go back to the system.
 fn publish_copy(store: &Store, runtime: &Runtime) {
     match runtime.publish_copy(store.conn()) {
         Ok(p) => tracing::info!(
@@ -280,6 +281,9 @@ fn publish_copy(store: &Store, runtime: &Runtime) {
             "read-only copy published"
         ),
         Err(e) => tracing::warn!("the read-only copy cannot be published: {}", report(&e)),
+    }
+    if let Err(e) = crate::store::release_cached_pages(store.conn(), &runtime.settings.store) {
+        tracing::warn!("DuckDB's cached pages stay: {}", report(&e));
     }
 }
 

@@ -205,6 +205,30 @@ impl Store {
     }
 }
 
+/// The memory limit DuckDB is held to for a moment by [`release_cached_pages`].
+const RELEASE_TO: &str = "128MB";
+
+/// Gives DuckDB's cached pages back to the system. DuckDB keeps what a query read cached up to
+/// its memory limit (80% of the machine unless `store.memory_limit` says otherwise), so a server
+/// stays at the size of its largest read: after the publication's full copy, 190 MB more for
+/// 2 coins. Lowering the limit for a moment evicts those pages; then the configured limit (or
+/// DuckDB's default) comes back, whatever the first step did. A query of another connection in
+/// that moment may spill to disk.
+pub fn release_cached_pages(
+    conn: &Connection,
+    settings: &crate::config::StoreSettings,
+) -> Result<(), StoreError> {
+    let lowered = conn.execute_batch(&format!("SET memory_limit = '{RELEASE_TO}';"));
+    // Validated by the settings (digits and a unit), so it quotes safely.
+    let limit = settings.memory_limit.trim();
+    if limit.is_empty() {
+        conn.execute_batch("RESET memory_limit;")?;
+    } else {
+        conn.execute_batch(&format!("SET memory_limit = '{limit}';"))?;
+    }
+    Ok(lowered?)
+}
+
 /// `CHECKPOINT` on any connection of the store (after a pipeline run, after a registry change).
 pub fn checkpoint(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch("CHECKPOINT;")?;
