@@ -26,6 +26,15 @@ pub enum ConfigError {
     Other(String),
 }
 
+/// A server's name as `x-coincast-instance` and `predictions.instance` carry it: 1-64 of
+/// `[A-Za-z0-9._:-]`.
+pub fn is_instance_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'))
+}
+
 /// Empty, or a number and a unit DuckDB reads (`2GB`, `512 MiB`, `1.5GB`).
 fn is_memory_size(text: &str) -> bool {
     let text = text.trim();
@@ -119,7 +128,8 @@ pub struct ServeSettings {
 }
 
 impl ServeSettings {
-    /// This server's name: `instance`, else `<host name>:<bind port>`.
+    /// This server's name: `instance`, else `<host name>:<bind port>` (a host name with other
+    /// characters than [`is_instance_name`] allows gives `localhost`).
     pub fn instance_name(&self) -> String {
         let configured = self.instance.trim();
         if !configured.is_empty() {
@@ -128,7 +138,7 @@ impl ServeSettings {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
             .ok()
-            .filter(|h| !h.is_empty())
+            .filter(|h| is_instance_name(h))
             .unwrap_or_else(|| "localhost".into());
         let port = self.bind.rsplit(':').next().unwrap_or("");
         format!("{host}:{port}")
@@ -484,6 +494,15 @@ impl Settings {
             request_timeout,
             "page",
         )?;
+        let instance = self.serve.instance.trim();
+        if !instance.is_empty() && !is_instance_name(instance) {
+            return Err(invalid(
+                "serve.instance",
+                format!(
+                    "`{instance}` must be 1-64 letters, digits, `.`, `_`, `:` or `-` (it is a response header and a column value)"
+                ),
+            ));
+        }
         if !(1..=16).contains(&self.serve.page_connections) {
             return Err(invalid(
                 "serve.page_connections",
@@ -736,6 +755,23 @@ mod tests {
             s.coingecko.effective_base_url(),
             "https://pro-api.coingecko.com/api/v3"
         );
+    }
+
+    #[test]
+    fn an_instance_name_fit_for_a_header_is_required() {
+        for bad in ["two words", "naïve", "a\r\nx-evil: 1", &"x".repeat(65)] {
+            let err = Settings::load_with_env(None, env(&[("COINCAST__SERVE__INSTANCE", bad)]))
+                .expect_err(bad);
+            assert!(err.to_string().contains("serve.instance"), "{err}");
+        }
+        let s = Settings::load_with_env(
+            None,
+            env(&[("COINCAST__SERVE__INSTANCE", "replica-2.eu:8000")]),
+        )
+        .expect("valid");
+        assert_eq!(s.serve.instance_name(), "replica-2.eu:8000");
+        let default = Settings::load_with_env(None, env(&[])).expect("valid");
+        assert!(is_instance_name(&default.serve.instance_name()));
     }
 
     #[test]

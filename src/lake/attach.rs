@@ -16,6 +16,17 @@ pub struct Location {
     /// The Parquet files' folder or `s3://bucket/prefix/`, with a trailing slash.
     pub data_path: String,
     catalog: Catalog,
+    origin: DataPathOrigin,
+}
+
+/// Whose the data path is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DataPathOrigin {
+    /// `<data_dir>/lake/data/`: it moves with the data folder (a restore elsewhere, a container
+    /// mounted at another path), so the catalog's recorded path gives way to today's.
+    DataFolder,
+    /// Configured: a different path than the catalog's is a mistake to report.
+    Configured,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,16 +55,23 @@ impl Location {
             let path = absolute(Path::new(configured));
             (Catalog::DuckDbFile, format!("ducklake:{}", path.display()))
         };
-        let data_path = match lake.data_path.trim() {
-            "" => data_dir.join("lake").join("data").display().to_string(),
-            s3 if s3.starts_with("s3://") => s3.to_string(),
-            folder => absolute(Path::new(folder)).display().to_string(),
+        let (origin, data_path) = match lake.data_path.trim() {
+            "" => (
+                DataPathOrigin::DataFolder,
+                data_dir.join("lake").join("data").display().to_string(),
+            ),
+            s3 if s3.starts_with("s3://") => (DataPathOrigin::Configured, s3.to_string()),
+            folder => (
+                DataPathOrigin::Configured,
+                absolute(Path::new(folder)).display().to_string(),
+            ),
         };
         let data_path = format!("{}/", data_path.trim_end_matches('/'));
         Self {
             attach_target: target,
             data_path,
             catalog,
+            origin,
         }
     }
 
@@ -123,8 +141,12 @@ pub fn attach(conn: &Connection, settings: &Settings) -> Result<Location, LakeEr
         create_s3_secret(conn, &settings.s3, &location.data_path)?;
     }
     location.prepare_folders()?;
+    let follow_the_folder = match location.origin {
+        DataPathOrigin::DataFolder => ", OVERRIDE_DATA_PATH true",
+        DataPathOrigin::Configured => "",
+    };
     conn.execute_batch(&format!(
-        "ATTACH {} AS lake (DATA_PATH {}, DATA_INLINING_ROW_LIMIT 0);",
+        "ATTACH {} AS lake (DATA_PATH {}, DATA_INLINING_ROW_LIMIT 0{follow_the_folder});",
         literal(&location.attach_target),
         literal(&location.data_path)
     ))

@@ -27,7 +27,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::{Method, StatusCode, Uri};
+use axum::extract::State;
+use axum::http::{HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -120,7 +121,26 @@ fn with_layers(routes: Router<Arc<AppState>>, state: Arc<AppState>) -> Router {
             state.runtime.metrics.clone(),
             metrics::track,
         ))
+        .layer(axum::middleware::map_response_with_state(
+            instance_header(&serve.instance_name()),
+            name_the_instance,
+        ))
         .with_state(state)
+}
+
+/// The response header that names the server that answered.
+pub const INSTANCE_HEADER: &str = "x-coincast-instance";
+
+/// `serve.instance` as a header value (validated by the settings; a host name is checked too).
+fn instance_header(name: &str) -> HeaderValue {
+    HeaderValue::from_str(name).unwrap_or(HeaderValue::from_static("localhost"))
+}
+
+/// Names this server on every response, the shed, timed-out and failed ones included: behind a
+/// load balancer, a client (and a test) sees who answered.
+async fn name_the_instance(State(name): State<HeaderValue>, mut response: Response) -> Response {
+    response.headers_mut().insert(INSTANCE_HEADER, name);
+    response
 }
 
 /// Unknown routes: a JSON 404 (counted by `track` under `endpoint="unmatched"`).

@@ -782,3 +782,34 @@ fn models_and_backups_travel_through_the_bucket() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("no backup"), "{}", text(&out));
 }
+
+/// A data folder moved elsewhere (a restore, a container mounted at another path) keeps its lake:
+/// the catalog's recorded data path gives way to the folder's own, and a version still exports
+/// from the moved Parquet files.
+#[test]
+fn the_lake_moves_with_its_data_folder() {
+    let first = tempfile::tempdir().expect("dir");
+    let from = first.path().join("data");
+    replay_real_coin(from.to_str().expect("utf-8"), "solana");
+    let second = tempfile::tempdir().expect("dir");
+    let to = second.path().join("moved");
+    std::fs::rename(&from, &to).expect("move the folder");
+    let d = to.to_str().expect("utf-8");
+    let versions = versions_json(d);
+    let version = versions[0]["version"].as_i64().expect("a version");
+    let export = second.path().join("export");
+    let out = coincast(
+        &[
+            "--data-dir",
+            d,
+            "datasets",
+            "export",
+            &version.to_string(),
+            "--to",
+            export.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(export.join("version.json").exists(), "{}", text(&out));
+}

@@ -470,3 +470,37 @@ async fn a_cancelled_retrain_is_recorded_as_interrupted() {
         "only the floor"
     );
 }
+
+/// A retrain child that dies without a result fails the run, with the reason, and leaves the
+/// server's database as it was: no experiment, no model, no copy left in `tmp/`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_retrain_child_fails_the_run_and_nothing_else() {
+    let app = TestApp::new(&[]);
+    app.replay(&real_coingecko(), Some(&["solana"])).await;
+    let mut settings = app.settings.clone();
+    settings.coins = vec!["solana".into()];
+    let models = app.count("SELECT count(*) FROM model_versions");
+    let experiments = app.count("SELECT count(*) FROM experiments");
+    let report = coincast::pipeline::retrain(
+        &app.store,
+        &settings,
+        "test",
+        coincast::model::Cancel::default(),
+        &coincast::pipeline::Trainer::ChildProcess("/bin/false".into()),
+    )
+    .await
+    .expect("recorded");
+    assert_eq!(report.state, coincast::pipeline::RunState::Failed);
+    let error = coincast::failure::report(report.error.as_ref().expect("an error"));
+    assert!(error.contains("left no result"), "{error}");
+    assert_eq!(app.count("SELECT count(*) FROM model_versions"), models);
+    assert_eq!(app.count("SELECT count(*) FROM experiments"), experiments);
+    assert_eq!(
+        std::fs::read_dir(app.dir.path().join("tmp"))
+            .map(|d| d.count())
+            .unwrap_or(0),
+        0
+    );
+    // The database is still the server's: the next run works.
+    assert!(app.count("SELECT count(*) FROM market_data") > 0);
+}

@@ -72,6 +72,24 @@ async fn predict_answers_in_the_compatible_shape() {
             .and_then(|v| v.to_str().ok()),
         Some("client-42")
     );
+    // Every answer names the server that gave it, an error as much as a success.
+    let instance = |r: &reqwest::Response| {
+        r.headers()
+            .get("x-coincast-instance")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    let named = instance(&r);
+    assert!(coincast::config::is_instance_name(&named), "{named:?}");
+    let missing = api
+        .http
+        .get(format!("{}/no/such/route", api.base))
+        .send()
+        .await
+        .expect("404");
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert_eq!(instance(&missing), named);
     let (status, text) = api.get("/ready").await;
     assert_eq!(status, StatusCode::OK, "{text}");
     let (status, text) = api.get("/openapi.json").await;
