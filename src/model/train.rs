@@ -276,8 +276,8 @@ pub struct TrainFacts {
     pub skipped_coins: Vec<String>,
 }
 
-/// Everything a selection run records, as rows: what a retrain child process computes against
-/// the published copy and hands to the worker, which owns the live file.
+/// Everything a selection run records, as rows: what a retrain child process computes against a
+/// copy of the database and hands to the worker, which owns the live file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainedRecord {
     pub experiment: ExperimentRecord,
@@ -336,8 +336,8 @@ pub fn train_and_register(
     }
 }
 
-/// The compute half of a selection run, for a retrain child process: reads `conn` (the published
-/// copy, read-only), writes the artifacts, and returns the rows to record under `run_id` (an id
+/// The compute half of a selection run, for a retrain child process: reads `conn` (a copy of the
+/// database, read-only), writes the artifacts, and returns the rows to record under `run_id` (an id
 /// the worker reserved with [`registry::reserve_experiment_id`]).
 pub fn fit_for_worker(
     conn: &Connection,
