@@ -197,11 +197,14 @@ fn run_loop(
         if stopping.is_cancelled() {
             return;
         }
-        match commands.recv_timeout(wait) {
+        match commands.recv_timeout(wait.min(RELEASE_PAGES_EVERY)) {
             Ok(Command::Run { job, trigger }) => {
                 run_job(store, runtime, trainer, job, trigger, stopping)
             }
             Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Timeout) if wait > RELEASE_PAGES_EVERY => {
+                release_cached_pages(store, runtime);
+            }
             Err(RecvTimeoutError::Timeout) => {
                 for job in next.map(|(_, due)| due).unwrap_or_default() {
                     if stopping.is_cancelled() {
@@ -211,6 +214,16 @@ fn run_loop(
                 }
             }
         }
+    }
+}
+
+/// How often an idle worker hands DuckDB's cached pages back: between runs, the prediction
+/// log's appends and the pages' reads fill DuckDB's cache again.
+const RELEASE_PAGES_EVERY: Duration = Duration::from_secs(60);
+
+fn release_cached_pages(store: &Store, runtime: &Runtime) {
+    if let Err(e) = crate::store::release_cached_pages(store.conn(), &runtime.settings.store) {
+        tracing::warn!("DuckDB's cached pages stay: {}", report(&e));
     }
 }
 
@@ -282,9 +295,7 @@ fn publish_copy(store: &Store, runtime: &Runtime) {
         ),
         Err(e) => tracing::warn!("the read-only copy cannot be published: {}", report(&e)),
     }
-    if let Err(e) = crate::store::release_cached_pages(store.conn(), &runtime.settings.store) {
-        tracing::warn!("DuckDB's cached pages stay: {}", report(&e));
-    }
+    release_cached_pages(store, runtime);
 }
 
 fn publish_run_metrics(store: &Store, m: &Metrics, o: &JobOutcome) {

@@ -275,3 +275,35 @@ fn classify_open_error(path: &Path, err: duckdb::Error) -> StoreError {
         source: err,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::StoreSettings;
+
+    fn memory_limit(conn: &Connection) -> String {
+        conn.query_row("SELECT current_setting('memory_limit')", [], |r| r.get(0))
+            .expect("memory_limit")
+    }
+
+    /// Handing the cached pages back leaves the limit as it was: DuckDB's default, or the
+    /// configured one.
+    #[test]
+    fn releasing_cached_pages_keeps_the_memory_limit() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::open(dir.path()).expect("store");
+        let mut settings = StoreSettings {
+            threads: 0,
+            memory_limit: String::new(),
+        };
+        let default = memory_limit(store.conn());
+        release_cached_pages(store.conn(), &settings).expect("release");
+        assert_eq!(memory_limit(store.conn()), default);
+        settings.memory_limit = "300MB".into();
+        store.tune(&settings).expect("tune");
+        let configured = memory_limit(store.conn());
+        assert_ne!(configured, default);
+        release_cached_pages(store.conn(), &settings).expect("release");
+        assert_eq!(memory_limit(store.conn()), configured);
+    }
+}
