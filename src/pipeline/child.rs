@@ -252,6 +252,23 @@ fn run_job_in_child(
     serde_json::from_str(&text).map_err(|e| child_error(format!("its result is unreadable: {e}")))
 }
 
+/// Removes what a retrain left in `<data_dir>/tmp/` when the server died during it (a copy is as
+/// large as the database). Called before the worker starts, when no child can be running.
+pub fn sweep_leftovers(data_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(data_dir.join("tmp")) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with("retrain-") {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => tracing::info!("removed a crashed retrain's {}", entry.path().display()),
+                Err(e) => tracing::warn!("cannot remove {}: {e}", entry.path().display()),
+            }
+        }
+    }
+}
+
 /// Starts the child and waits for it; a shutdown kills it (the run is then interrupted).
 fn run_child(exe: &Path, job: &Path, cancel: &Cancel) -> Result<ExitStatus, ModelError> {
     let mut child: Child = Command::new(exe)
@@ -276,4 +293,28 @@ fn run_child(exe: &Path, job: &Path, cancel: &Cancel) -> Result<ExitStatus, Mode
 
 fn child_error(message: String) -> ModelError {
     ModelError::Child(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_crashed_retrains_files_are_swept_and_nothing_else() {
+        let dir = tempfile::tempdir().expect("dir");
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir_all(&tmp).expect("tmp");
+        for name in ["retrain-7.duckdb", "retrain-7.job.json", "other.txt"] {
+            std::fs::write(tmp.join(name), b"x").expect("write");
+        }
+        sweep_leftovers(dir.path());
+        let left: Vec<String> = std::fs::read_dir(&tmp)
+            .expect("read")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, vec!["other.txt".to_string()]);
+        // No tmp folder at all is fine too.
+        sweep_leftovers(&dir.path().join("missing"));
+    }
 }

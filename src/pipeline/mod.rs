@@ -36,7 +36,9 @@ use crate::monitor::{self, MonitorError, MonitorReport};
 use crate::progress;
 use crate::quality::{self, GateOutcome, GateReport, QualityError, RuleSet};
 use crate::store::Store;
-pub use child::{run_job as run_retrain_job, ChildError, Trainer};
+pub use child::{
+    run_job as run_retrain_job, sweep_leftovers as sweep_retrain_leftovers, ChildError, Trainer,
+};
 use record::RunRecorder;
 
 #[derive(Debug, thiserror::Error)]

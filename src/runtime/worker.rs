@@ -144,6 +144,7 @@ impl Worker {
 /// The first snapshot, and connections of their own for the prediction log and the API.
 fn start_runtime(store: &Store, settings: &Settings, metrics: Arc<Metrics>) -> Runtime {
     pipeline::sweep_orphan_artifacts(store, settings);
+    pipeline::sweep_retrain_leftovers(&settings.data_dir);
     let snapshot = Snapshot::load(store.conn(), settings);
     for p in &snapshot.problems {
         tracing::warn!("{p}");
