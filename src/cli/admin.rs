@@ -70,7 +70,7 @@ pub(super) fn serve(mut settings: Settings, args: ServeArgs) -> anyhow::Result<E
     let metrics = std::sync::Arc::new(coincast::runtime::Metrics::new()?);
     // The worker thread owns the database file for as long as the server runs; the daily
     // retrain runs in a child process of this executable, so its memory leaves with it.
-    let trainer = coincast::pipeline::Trainer::ChildProcess(
+    let trainer = coincast::pipeline::Trainer::child_process(
         std::env::current_exe().context("finding this executable for the retrain process")?,
     );
     let (worker, runtime) = coincast::runtime::Worker::start(settings.clone(), metrics, trainer)

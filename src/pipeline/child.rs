@@ -28,13 +28,21 @@ const NICENESS: i32 = 10;
 /// How often the worker looks at the child and at its own shutdown.
 const POLL: Duration = Duration::from_millis(200);
 
-/// Where a retrain computes.
+/// How the server's retrain runs: in a child process started from `executable` (this binary,
+/// or the built one in tests).
 #[derive(Debug, Clone)]
-pub enum Trainer {
-    /// In the calling process (the CLI, and tests of the selection itself).
-    InProcess,
-    /// In a child process started from this executable (`coincast serve`).
-    ChildProcess(PathBuf),
+pub struct Trainer {
+    executable: PathBuf,
+}
+
+impl Trainer {
+    pub fn child_process(executable: PathBuf) -> Self {
+        Self { executable }
+    }
+
+    pub(super) fn executable(&self) -> &Path {
+        &self.executable
+    }
 }
 
 /// What the worker asks of the child.

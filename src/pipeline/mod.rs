@@ -467,9 +467,9 @@ pub struct RetrainReport {
 /// One retrain run, recorded like any pipeline run (trigger, task `train`, then `cleanup` when
 /// retention is on): a selection run over every candidate of `model.protocol` (the LSTM from
 /// `model.spec` among them) on every configured coin with features; the gate's winner is refit on
-/// all data and becomes champion. With `Trainer::ChildProcess`, the selection runs in a child
-/// process on a consistent copy of the database, and this process records it. `cancel` stops it
-/// before its next candidate, or kills the child (the run is recorded as interrupted).
+/// all data and becomes champion. The selection runs in a child process (`trainer`) on a
+/// consistent copy of the database, and this process records it. `cancel` kills the child (the
+/// run is recorded as interrupted).
 pub async fn retrain(
     store: &Store,
     settings: &Settings,
@@ -480,12 +480,8 @@ pub async fn retrain(
     let recorder = RunRecorder::start(store.conn(), "retrain", trigger)?;
     let outcome = recorder
         .task("train", 1, Duration::ZERO, || {
-            let facts = match trainer {
-                Trainer::InProcess => train_here(store, settings, &cancel)?,
-                Trainer::ChildProcess(exe) => {
-                    child::train_in_child(store.conn(), settings, exe, &cancel)?
-                }
-            };
+            let facts =
+                child::train_in_child(store.conn(), settings, trainer.executable(), &cancel)?;
             let lake_version = crate::lake::record_training(store.conn(), settings, facts.run_id);
             crate::lake::ship_models(store.conn(), settings);
             let summary = RetrainSummary {
@@ -543,33 +539,6 @@ pub async fn retrain(
         summary,
         error,
     })
-}
-
-/// The selection in this process, on the live file.
-fn train_here(
-    store: &Store,
-    settings: &Settings,
-    cancel: &Cancel,
-) -> Result<model::train::TrainFacts, ModelError> {
-    let o = model::train::train_and_register(
-        store.conn(),
-        model::train::TrainRequest {
-            coins: &settings.coins,
-            vs_currency: &settings.vs_currency,
-            spec: model::train::spec_from(&settings.model.spec)?,
-            protocol: model::train::protocol_from(&settings.model.protocol)?,
-            gate: settings.model.gate.clone(),
-            data_dir: &settings.data_dir,
-            register: model::train::RegisterPolicy::Winner,
-            cancel: cancel.clone(),
-        },
-        |p| {
-            if let model::train::Progress::Candidate { label, index, of } = p {
-                tracing::info!(candidate = label, index, of, "walk-forward")
-            }
-        },
-    )?;
-    Ok(o.facts())
 }
 
 /// Records the end of a run, then checkpoints so that the file is readable by other processes

@@ -129,8 +129,8 @@ impl Worker {
         ))
     }
 
-    /// Stops promptly: an ingest in flight is interrupted at once, a retrain before its next
-    /// candidate (both recorded as interrupted; every task's writes are transactional), queued
+    /// Stops promptly: an ingest in flight is interrupted at once, a retrain's child process is
+    /// killed (both recorded as interrupted; every task's writes are transactional), queued
     /// runs are dropped, then the database is checkpointed.
     pub fn stop(mut self) {
         self.stopping.cancel();
@@ -413,8 +413,8 @@ fn run_ingest(
     })
 }
 
-/// One retrain run (in a child process with `Trainer::ChildProcess`); the snapshot published
-/// after it serves the run's champion. A shutdown stops it before its next candidate.
+/// One retrain run (in a child process, `trainer`); the snapshot published
+/// after it serves the run's champion. A shutdown kills the child (the run is recorded as interrupted).
 fn run_retrain(
     store: &Store,
     settings: &Settings,

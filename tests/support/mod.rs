@@ -29,7 +29,7 @@ pub fn coincast(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
 /// The coincast binary as a command, not yet started.
 /// The server's retrain as `coincast serve` runs it: in a child process of the real binary.
 pub fn retrain_in_child() -> coincast::pipeline::Trainer {
-    coincast::pipeline::Trainer::ChildProcess(env!("CARGO_BIN_EXE_coincast").into())
+    coincast::pipeline::Trainer::child_process(env!("CARGO_BIN_EXE_coincast").into())
 }
 
 pub fn coincast_command(args: &[&str], env: &[(&str, &str)]) -> std::process::Command {

@@ -486,7 +486,7 @@ async fn a_crashed_retrain_child_fails_the_run_and_nothing_else() {
         &settings,
         "test",
         coincast::model::Cancel::default(),
-        &coincast::pipeline::Trainer::ChildProcess("/bin/false".into()),
+        &coincast::pipeline::Trainer::child_process("/bin/false".into()),
     )
     .await
     .expect("recorded");
