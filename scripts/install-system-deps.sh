@@ -14,6 +14,7 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 command -v chromium >/dev/null || need+=(chromium)        # the dashboards' browser test (headless)
 command -v psql >/dev/null     || need+=(postgresql-client) # the Postgres-wire endpoint's test
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql) # the lake's catalog test (started by the test)
+command -v haproxy >/dev/null  || need+=(haproxy)          # the replicas' load-balancer test (started by the test)
 [ ${#need[@]} -eq 0 ] && exit 0
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
 echo "installing: ${need[*]}" >&2

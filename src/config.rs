@@ -87,6 +87,7 @@ pub struct Settings {
     pub lake: LakeSettings,
     pub retention: RetentionSettings,
     pub s3: S3Settings,
+    pub publish: PublishSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -125,6 +126,8 @@ pub struct ServeSettings {
     /// PEM certificate chain and private key: `serve` answers HTTPS only (both, or neither).
     pub tls_cert: String,
     pub tls_key: String,
+    /// The writer's URL, named by a replica's 409 to admin and SQL requests.
+    pub writer_url: String,
 }
 
 impl ServeSettings {
@@ -354,6 +357,28 @@ pub struct S3Settings {
     pub allow_http: bool,
 }
 
+/// The serving publication (`crate::publish`): what a writer puts out for replicas.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishSettings {
+    /// `file:///dir` (a shared volume) or `s3://bucket/prefix` (through `[s3]`); empty: none.
+    pub url: String,
+    /// How often a replica reads the manifest, in seconds.
+    pub poll_secs: u64,
+    /// Days of each coin's series a publication carries (at least 31: the scales' 30-day window
+    /// and the LSTM's lookback come before the first hour a replica forecasts from).
+    pub series_days: u32,
+    /// Publications kept at the URL (older ones and the files only they name are removed).
+    pub keep_versions: u32,
+}
+
+impl PublishSettings {
+    /// The URL, when a serving publication is configured.
+    pub fn url(&self) -> Option<&str> {
+        Some(self.url.trim()).filter(|u| !u.is_empty())
+    }
+}
+
 /// A timeout that must interrupt its work before the request around it times out.
 fn below_request_timeout(
     key: &str,
@@ -437,6 +462,53 @@ impl Settings {
             .join(".")
     }
 
+    fn validate_publish(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            key: key.to_string(),
+            message,
+        };
+        let publish = &self.publish;
+        if !(1..=300).contains(&publish.poll_secs) {
+            return Err(invalid(
+                "publish.poll_secs",
+                format!("{} must be within 1..=300 seconds", publish.poll_secs),
+            ));
+        }
+        if !(31..=3650).contains(&publish.series_days) {
+            return Err(invalid(
+                "publish.series_days",
+                format!(
+                    "{} must be within 31..=3650: a replica forecasts from hours that have 30 days of history before them",
+                    publish.series_days
+                ),
+            ));
+        }
+        if publish.keep_versions < 2 {
+            return Err(invalid(
+                "publish.keep_versions",
+                "at least 2: a replica may still be loading the one before the newest".into(),
+            ));
+        }
+        let Some(url) = publish.url() else {
+            return Ok(());
+        };
+        let local = url.strip_prefix("file://").filter(|p| p.starts_with('/'));
+        if local.is_none() && !url.starts_with("s3://") {
+            return Err(invalid(
+                "publish.url",
+                format!("`{url}` must be file:///absolute/dir or s3://bucket/prefix"),
+            ));
+        }
+        let lake = self.lake.data_path.trim().trim_end_matches('/');
+        if !lake.is_empty() && lake == url.trim_end_matches('/') {
+            return Err(invalid(
+                "publish.url",
+                format!("`{url}` is lake.data_path: give the publication a prefix of its own, e.g. {lake}-serving"),
+            ));
+        }
+        Ok(())
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key: &str, message: String| ConfigError::Invalid {
             key: key.to_string(),
@@ -503,6 +575,7 @@ impl Settings {
                 ),
             ));
         }
+        self.validate_publish()?;
         if !(1..=16).contains(&self.serve.page_connections) {
             return Err(invalid(
                 "serve.page_connections",

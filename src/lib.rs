@@ -7,7 +7,9 @@
 //! snapshot) and `serve` is the HTTP layer over it; `store` is the only module that opens the
 //! database; `query` runs analysts' read-only SQL on its published copy, over HTTP and over the
 //! Postgres wire (`pg`); `lake` versions the data as DuckLake snapshots and `retention` moves,
-//! expires and retires what is old; `failure` says what kind of failure an error is.
+//! expires and retires what is old; `publish` puts out the serving publication that replicas
+//! serve from (and takes their served forecasts in); `failure` says what kind of failure an
+//! error is.
 
 pub mod config;
 pub mod crashpoint;
@@ -21,6 +23,7 @@ pub mod monitor;
 pub mod pg;
 pub mod pipeline;
 pub mod progress;
+pub mod publish;
 pub mod quality;
 pub mod query;
 pub mod retention;

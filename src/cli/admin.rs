@@ -15,6 +15,31 @@ pub(super) struct ServeArgs {
     /// Address to listen on (overrides serve.bind), e.g. 0.0.0.0:8000.
     #[arg(long)]
     pub(super) bind: Option<String>,
+    /// `writer` holds the database, runs the pipeline and publishes; `replica` serves the
+    /// writer's serving publication (publish.url) and writes nothing of the writer's.
+    #[arg(long, value_enum, default_value = "writer")]
+    pub(super) role: ServeRole,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum ServeRole {
+    Writer,
+    Replica,
+}
+
+/// What runs behind the HTTP layer: the writer's worker, or a replica's follower.
+enum Backend {
+    Writer(coincast::runtime::Worker),
+    Replica(coincast::runtime::ReplicaHandle),
+}
+
+impl Backend {
+    fn stop(self) {
+        match self {
+            Backend::Writer(w) => w.stop(),
+            Backend::Replica(r) => r.stop(),
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -36,7 +61,7 @@ pub(super) struct BackupArgs {
 }
 
 pub(super) fn serve(mut settings: Settings, args: ServeArgs) -> anyhow::Result<Exit> {
-    let ServeArgs { bind } = args;
+    let ServeArgs { bind, role } = args;
     let bind = bind.unwrap_or_else(|| settings.serve.bind.clone());
     let addr: std::net::SocketAddr =
         bind.parse()
@@ -68,13 +93,33 @@ pub(super) fn serve(mut settings: Settings, args: ServeArgs) -> anyhow::Result<E
         None => None,
     };
     let metrics = std::sync::Arc::new(coincast::runtime::Metrics::new()?);
-    // The worker thread owns the database file for as long as the server runs; the daily
-    // retrain runs in a child process of this executable, so its memory leaves with it.
-    let trainer = coincast::pipeline::Trainer::child_process(
-        std::env::current_exe().context("finding this executable for the retrain process")?,
-    );
-    let (worker, runtime) = coincast::runtime::Worker::start(settings.clone(), metrics, trainer)
-        .with_context(|| format!("opening {}", settings.database_path().display()))?;
+    let (backend, runtime) = match role {
+        ServeRole::Writer => {
+            // The worker thread owns the database file for as long as the server runs; the
+            // daily retrain runs in a child process of this executable, so its memory leaves
+            // with it.
+            let trainer = coincast::pipeline::Trainer::child_process(
+                std::env::current_exe()
+                    .context("finding this executable for the retrain process")?,
+            );
+            let (worker, runtime) =
+                coincast::runtime::Worker::start(settings.clone(), metrics, trainer)
+                    .with_context(|| format!("opening {}", settings.database_path().display()))?;
+            (Backend::Writer(worker), runtime)
+        }
+        ServeRole::Replica => {
+            if settings.publish.url().is_none() {
+                return Err(coincast::config::ConfigError::Invalid {
+                    key: "publish.url".into(),
+                    message: "a replica serves the writer's publication: set publish.url (file:///dir or s3://bucket/prefix) as on the writer".into(),
+                }
+                .into());
+            }
+            let (runtime, handle) = coincast::runtime::Runtime::replica(settings.clone(), metrics)
+                .context("following the serving publication")?;
+            (Backend::Replica(handle), runtime)
+        }
+    };
     let (stop_pg, pg_stopped) = tokio::sync::watch::channel(false);
     if let Some(listener) = pg_listener {
         errln!(
@@ -94,9 +139,13 @@ pub(super) fn serve(mut settings: Settings, args: ServeArgs) -> anyhow::Result<E
             "serving on {local} without serve.read_token: anyone who can reach this port can read the forecasts, pages and data"
         );
     }
-    let schedule = match settings.serve.pipeline_schedule.trim() {
-        "" => "no pipeline schedule (runs only when triggered)".to_string(),
-        cron => format!("pipeline schedule `{cron}`"),
+    let schedule = match (role, settings.serve.pipeline_schedule.trim()) {
+        (ServeRole::Replica, _) => format!(
+            "replica of {} (polled every {} s)",
+            settings.publish.url, settings.publish.poll_secs
+        ),
+        (_, "") => "no pipeline schedule (runs only when triggered)".to_string(),
+        (_, cron) => format!("pipeline schedule `{cron}`"),
     };
     errln!("coincast serving on {scheme}://{local}; {schedule} (Ctrl-C or SIGTERM to stop)");
     let served = rt.block_on(async {
@@ -109,9 +158,16 @@ pub(super) fn serve(mut settings: Settings, args: ServeArgs) -> anyhow::Result<E
     });
     drop(url_file);
     let _ = stop_pg.send(true);
-    worker.stop();
+    backend.stop();
     served?;
-    errln!("stopped; database checkpointed");
+    errln!(
+        "stopped{}",
+        if role == ServeRole::Writer {
+            "; database checkpointed"
+        } else {
+            ""
+        }
+    );
     Ok(Exit::Ok)
 }
 

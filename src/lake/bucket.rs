@@ -1,5 +1,6 @@
 //! Model artifacts and backup archives off the machine: with `lake.data_path` on S3 they go to
-//! the same bucket, through `object_store`.
+//! the same bucket, through `object_store`. The serving publication (`crate::publish`) uses the
+//! same objects at `publish.url`, an S3 prefix or a folder (`file:///dir`, a shared volume).
 //!
 //! Layout under `s3://bucket/prefix/`:
 //! - `blobs/sha256/<hex>`: every file, named by its content, uploaded once (a HEAD first), so an
@@ -30,6 +31,9 @@ use crate::model::artifacts;
 use crate::model::registry;
 use crate::store::BackupManifest;
 
+/// Where blobs lie, each named by its sha256.
+pub(crate) const BLOBS_DIR: &str = "blobs/sha256";
+
 /// A file as the bucket names it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Blob {
@@ -55,10 +59,10 @@ pub struct BackupIndex {
 }
 
 /// An object as a listing gives it.
-struct Object {
-    name: String,
-    bytes: u64,
-    modified: chrono::DateTime<chrono::Utc>,
+pub(crate) struct Object {
+    pub(crate) name: String,
+    pub(crate) bytes: u64,
+    pub(crate) modified: chrono::DateTime<chrono::Utc>,
 }
 
 /// What `prune` removed from the bucket.
@@ -84,6 +88,29 @@ impl Bucket {
             return Ok(None);
         }
         Self::at(&location.data_path, &settings.s3).map(Some)
+    }
+
+    /// The objects under `url`: `file:///dir` (a folder, made if missing) or an S3 prefix
+    /// (`Bucket::at`).
+    pub fn at_url(url: &str, s3: &S3Settings) -> Result<Self, LakeError> {
+        let Some(dir) = url.strip_prefix("file://") else {
+            return Self::at(url, s3);
+        };
+        std::fs::create_dir_all(dir)
+            .map_err(|source| io_error("cannot create", Path::new(dir), source))?;
+        let store =
+            object_store::local::LocalFileSystem::new_with_prefix(dir).map_err(|source| {
+                LakeError::Bucket {
+                    action: "opening",
+                    key: url.to_string(),
+                    source: Box::new(source),
+                }
+            })?;
+        Ok(Self {
+            store: Arc::new(store),
+            prefix: String::new(),
+            url: url.trim_end_matches('/').to_string(),
+        })
     }
 
     /// The bucket and prefix of an `s3://bucket/prefix` URL, reached as `[s3]` says, with the
@@ -143,7 +170,7 @@ impl Bucket {
     }
 
     fn blob_key(&self, sha256: &str) -> Key {
-        self.key(&format!("blobs/sha256/{sha256}"))
+        self.key(&format!("{BLOBS_DIR}/{sha256}"))
     }
 
     /// Uploads `file` as a blob unless the bucket has it already.
@@ -208,7 +235,38 @@ impl Bucket {
         Ok(())
     }
 
-    fn put_json<T: Serialize>(&self, name: &str, value: &T) -> Result<(), LakeError> {
+    /// Uploads `file` as the object `name` (replacing it: a whole object appears at once).
+    pub(crate) fn put_file(&self, name: &str, file: &Path) -> Result<(), LakeError> {
+        let body = std::fs::read(file).map_err(|source| io_error("cannot read", file, source))?;
+        let key = self.key(name);
+        let store = self.store.clone();
+        blocking(async move {
+            store
+                .put(&key, body.into())
+                .await
+                .map(|_| ())
+                .map_err(|source| bucket_error("writing", &key, source))
+        })
+    }
+
+    /// The object `name`'s bytes, or `None` when there is no such object.
+    pub(crate) fn get_bytes(&self, name: &str) -> Result<Option<Vec<u8>>, LakeError> {
+        let key = self.key(name);
+        let store = self.store.clone();
+        blocking(async move {
+            match store.get(&key).await {
+                Ok(got) => got
+                    .bytes()
+                    .await
+                    .map(|b| Some(b.to_vec()))
+                    .map_err(|source| bucket_error("reading", &key, source)),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(source) => Err(bucket_error("reading", &key, source)),
+            }
+        })
+    }
+
+    pub(crate) fn put_json<T: Serialize>(&self, name: &str, value: &T) -> Result<(), LakeError> {
         let key = self.key(name);
         let body = serde_json::to_vec_pretty(value).map_err(|e| LakeError::Metadata {
             version: -1,
@@ -225,20 +283,11 @@ impl Bucket {
     }
 
     /// The JSON object `name`, or `None` when the bucket has no such object.
-    fn get_json<T: for<'de> Deserialize<'de>>(&self, name: &str) -> Result<Option<T>, LakeError> {
-        let key = self.key(name);
-        let store = self.store.clone();
-        let body = blocking(async move {
-            match store.get(&key).await {
-                Ok(got) => got
-                    .bytes()
-                    .await
-                    .map(Some)
-                    .map_err(|source| bucket_error("reading", &key, source)),
-                Err(object_store::Error::NotFound { .. }) => Ok(None),
-                Err(source) => Err(bucket_error("reading", &key, source)),
-            }
-        })?;
+    pub(crate) fn get_json<T: for<'de> Deserialize<'de>>(
+        &self,
+        name: &str,
+    ) -> Result<Option<T>, LakeError> {
+        let body = self.get_bytes(name)?;
         body.map(|b| {
             serde_json::from_slice(&b).map_err(|e| LakeError::Metadata {
                 version: -1,
@@ -249,7 +298,7 @@ impl Bucket {
     }
 
     /// The names of the objects under `folder/`, sorted.
-    fn list(&self, folder: &str) -> Result<Vec<String>, LakeError> {
+    pub(crate) fn list(&self, folder: &str) -> Result<Vec<String>, LakeError> {
         Ok(self
             .list_objects(folder)?
             .into_iter()
@@ -258,7 +307,7 @@ impl Bucket {
     }
 
     /// The objects under `folder/` with their sizes and ages, sorted by name.
-    fn list_objects(&self, folder: &str) -> Result<Vec<Object>, LakeError> {
+    pub(crate) fn list_objects(&self, folder: &str) -> Result<Vec<Object>, LakeError> {
         let key = self.key(folder);
         let store = self.store.clone();
         let mut objects = blocking(async move {
@@ -280,7 +329,7 @@ impl Bucket {
         Ok(objects)
     }
 
-    fn delete(&self, name: &str) -> Result<(), LakeError> {
+    pub(crate) fn delete(&self, name: &str) -> Result<(), LakeError> {
         let key = self.key(name);
         let store = self.store.clone();
         blocking(async move {
@@ -424,9 +473,9 @@ pub fn prune(
         }
     }
     let settled = chrono::Utc::now() - grace;
-    for blob in bucket.list_objects("blobs/sha256")? {
+    for blob in bucket.list_objects(BLOBS_DIR)? {
         if !named.contains(&blob.name) && blob.modified <= settled {
-            bucket.delete(&format!("blobs/sha256/{}", blob.name))?;
+            bucket.delete(&format!("{BLOBS_DIR}/{}", blob.name))?;
             pruned.blobs += 1;
             pruned.bytes += blob.bytes;
         }
@@ -506,7 +555,7 @@ pub fn hydrate_coin(conn: &Connection, coin: &str, vs_currency: &str) -> Result<
     })
 }
 
-fn files_under(dir: &Path) -> Result<Vec<PathBuf>, LakeError> {
+pub(crate) fn files_under(dir: &Path) -> Result<Vec<PathBuf>, LakeError> {
     let mut out = Vec::new();
     let entries = std::fs::read_dir(dir).map_err(|source| io_error("cannot read", dir, source))?;
     for entry in entries {
@@ -523,7 +572,7 @@ fn files_under(dir: &Path) -> Result<Vec<PathBuf>, LakeError> {
     Ok(out)
 }
 
-fn hash_file(path: &Path) -> Result<Blob, LakeError> {
+pub(crate) fn hash_file(path: &Path) -> Result<Blob, LakeError> {
     let mut file =
         std::fs::File::open(path).map_err(|source| io_error("cannot read", path, source))?;
     let mut hasher = Sha256::new();

@@ -27,6 +27,7 @@ pub use bucket::{
     download_backup, fetch_model, hydrate_coin, prune, upload_backup, upload_models, BackupIndex,
     Blob, Bucket, ModelManifest, PrunedBucket,
 };
+pub(crate) use bucket::{files_under, BLOBS_DIR};
 pub use retention::{
     bodies_to_move, expirable, expire_and_compact, files, move_bodies, publish_refs, restore_body,
     KeptVersion, LakeCompaction, LakeFiles, MovedBodies,
@@ -184,6 +185,6 @@ pub fn ship_models(conn: &duckdb::Connection, settings: &crate::config::Settings
 }
 
 /// A SQL string literal: `'` doubled. Paths and connection strings reach SQL only through this.
-fn literal(s: &str) -> String {
+pub(crate) fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }

@@ -175,6 +175,7 @@ impl Backend {
     }
 
     async fn run(&self, sql: &str, params: Vec<Option<String>>) -> PgWireResult<QueryResult> {
+        self.on_the_writer()?;
         let sql = catalog::rewrite(sql);
         let runtime = self.runtime.clone();
         let max_rows = runtime.settings.serve.pg_max_rows;
@@ -182,6 +183,14 @@ impl Backend {
             .await
             .map_err(|e| user_error("XX000", format!("the query task failed: {e}")))?
             .map_err(query_error)
+    }
+
+    /// SQL reads the writer's published copy: a replica has none and names the writer.
+    fn on_the_writer(&self) -> PgWireResult<()> {
+        match self.runtime.writer_only("SQL") {
+            Some(message) => Err(user_error("0A000", message)),
+            None => Ok(()),
+        }
     }
 
     /// The columns of a statement, from DuckDB's binder (nothing runs).
@@ -192,6 +201,7 @@ impl Backend {
         if catalog::reads_absent_catalog(sql) {
             return Ok(fields(&no_rows().columns, format));
         }
+        self.on_the_writer()?;
         let sql = catalog::rewrite(sql);
         let runtime = self.runtime.clone();
         let columns = tokio::task::spawn_blocking(move || runtime.queries.describe(&sql))

@@ -51,6 +51,15 @@ pub struct Metrics {
     pub coincast_aci_alpha: GaugeVec,
     pub coincast_publish_seconds: prometheus::Histogram,
     pub coincast_published_bytes: Gauge,
+    pub coincast_serving_publication_version: Gauge,
+    pub coincast_serving_publication_newest_version: Gauge,
+    pub coincast_serving_publication_lag_versions: Gauge,
+    pub coincast_serving_publication_bytes: Gauge,
+    pub coincast_serving_publication_timestamp_seconds: Gauge,
+    pub coincast_serving_publication_seconds: prometheus::Histogram,
+    pub coincast_serving_publication_failures_total: IntCounterVec,
+    pub coincast_serving_publication_last_success_timestamp_seconds: Gauge,
+    pub coincast_replica_segments_taken_total: IntCounter,
 }
 
 impl Metrics {
@@ -229,6 +238,53 @@ impl Metrics {
             coincast_published_bytes: register_gauge_with_registry!(
                 "coincast_published_bytes",
                 "Size of the published read-only database copy",
+                r
+            )?,
+            coincast_serving_publication_version: register_gauge_with_registry!(
+                "coincast_serving_publication_version",
+                "The serving publication this server last put out (writer) or serves (replica)",
+                r
+            )?,
+            coincast_serving_publication_newest_version: register_gauge_with_registry!(
+                "coincast_serving_publication_newest_version",
+                "The newest serving publication a replica has seen named at publish.url",
+                r
+            )?,
+            coincast_serving_publication_lag_versions: register_gauge_with_registry!(
+                "coincast_serving_publication_lag_versions",
+                "Publications a replica is behind the newest one (versions, not age: quiet hours do not count)",
+                r
+            )?,
+            coincast_serving_publication_bytes: register_gauge_with_registry!(
+                "coincast_serving_publication_bytes",
+                "Size of the serving publication's files (database and served artifacts)",
+                r
+            )?,
+            coincast_serving_publication_timestamp_seconds: register_gauge_with_registry!(
+                "coincast_serving_publication_timestamp_seconds",
+                "When the serving publication this server put out (writer) or serves (replica) was put out",
+                r
+            )?,
+            coincast_serving_publication_seconds: prometheus::register_histogram_with_registry!(
+                "coincast_serving_publication_seconds",
+                "Time to put out a serving publication (writer) or to fetch and load one (replica)",
+                TASK_BUCKETS.to_vec(),
+                r
+            )?,
+            coincast_serving_publication_failures_total: register_int_counter_vec_with_registry!(
+                "coincast_serving_publication_failures_total",
+                "Serving publications not put out (writer) or not loaded (replica), by stage",
+                &["stage"],
+                r
+            )?,
+            coincast_serving_publication_last_success_timestamp_seconds: register_gauge_with_registry!(
+                "coincast_serving_publication_last_success_timestamp_seconds",
+                "When the writer last published, or a replica last read the manifest",
+                r
+            )?,
+            coincast_replica_segments_taken_total: register_int_counter_with_registry!(
+                "coincast_replica_segments_taken_total",
+                "Replicas' segments of served forecasts the writer took into predictions",
                 r
             )?,
             coincast_api_calls_month: register_gauge_with_registry!(

@@ -8,13 +8,16 @@
 //! - every snapshot is published through `Publisher`, and a load is never published over one
 //!   that began after it;
 //! - registry changes from the API commit on the API's own connection (never behind a run) and
-//!   are published before the call returns.
+//!   are published before the call returns, to the serving publication too;
+//! - a replica (`Runtime::replica`) has no database of the writer's: it serves the newest
+//!   serving publication it loaded (`replica.rs`) and runs no job.
 
 mod error;
 mod metrics;
 mod prediction_log;
 mod publisher;
 mod read_pool;
+mod replica;
 mod schedule;
 mod snapshot;
 mod worker;
@@ -22,23 +25,39 @@ mod worker;
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 
+use arc_swap::ArcSwapOption;
 use duckdb::Connection;
 
 pub use error::{JobError, RuntimeError};
 pub use metrics::Metrics;
 pub use prediction_log::{PredictionLog, PredictionRecord};
 pub use publisher::{Publication, Publisher, Ticket};
-pub use snapshot::{ServedBy, ServedCoin, ServingModel, Snapshot};
+pub use replica::{Following, ReplicaHandle};
+pub use snapshot::{PublicationInfo, ServedBy, ServedCoin, ServingModel, Snapshot};
 pub use worker::{Job, Worker};
 
 use crate::config::Settings;
 use worker::Command;
+
+/// Which part a server plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Holds the database, runs the pipeline and publishes.
+    Writer,
+    /// Serves the writer's serving publication; writes nothing of the writer's.
+    Replica,
+}
 
 /// What the HTTP layer holds of the running appliance.
 pub struct Runtime {
     pub settings: Settings,
     pub metrics: Arc<Metrics>,
     pub publisher: Publisher,
+    role: Role,
+    /// The writer's serving publication (`publish.url`), when configured.
+    serving: Option<crate::publish::ServingWriter>,
+    /// A replica's view of the publications it follows.
+    following: Option<Following>,
     /// Where manual runs are queued (None: no worker, e.g. in tests of the API alone).
     jobs: Option<Mutex<Sender<Command>>>,
     /// Where served predictions go (None: not logged).
@@ -46,8 +65,9 @@ pub struct Runtime {
     /// A connection of the API's own, for promotions and page reads that must not wait for a
     /// pipeline run (DuckDB serves several connections of one process).
     db: Option<Mutex<Connection>>,
-    /// The pages' connections (`serve.page_connections`), apart from the API's.
-    pages: Option<read_pool::ReadPool>,
+    /// The pages' connections (`serve.page_connections`), apart from the API's; a replica
+    /// swaps them with each publication it loads.
+    pages: ArcSwapOption<read_pool::ReadPool>,
     /// Analysts' SQL, on the newest published copy.
     pub queries: crate::query::Queries,
 }
@@ -67,12 +87,110 @@ impl Runtime {
             publisher: Publisher::new(snapshot, metrics.clone()),
             settings,
             metrics,
+            role: Role::Writer,
+            serving: None,
+            following: None,
             jobs: None,
             prediction_log: None,
             db: None,
-            pages: None,
+            pages: ArcSwapOption::empty(),
             queries,
         }
+    }
+
+    /// Which part this server plays.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// On a replica, why `what` is not done here: it goes to the writer (`serve.writer_url`).
+    pub fn writer_only(&self, what: &str) -> Option<String> {
+        if self.role == Role::Writer {
+            return None;
+        }
+        let writer = self.settings.serve.writer_url.trim();
+        let at = if writer.is_empty() {
+            "the writer (serve.writer_url is not set on this replica)".to_string()
+        } else {
+            format!("the writer at {writer}")
+        };
+        Some(format!(
+            "this server is a replica: it serves the writer's publication and changes nothing; send {what} to {at}"
+        ))
+    }
+
+    /// A replica's state of following (None on the writer).
+    pub fn following(&self) -> Option<&Following> {
+        self.following.as_ref()
+    }
+
+    /// Puts out a serving publication from `conn` (the live database), when `publish.url` is
+    /// set; a failure is logged and counted (replicas keep serving the one before).
+    pub fn publish_serving(&self, conn: &Connection) {
+        let Some(serving) = &self.serving else {
+            return;
+        };
+        let m = &self.metrics;
+        match serving.publish(conn) {
+            Ok(p) => {
+                m.coincast_serving_publication_version.set(p.version as f64);
+                m.coincast_serving_publication_bytes.set(p.bytes as f64);
+                m.coincast_serving_publication_timestamp_seconds
+                    .set(chrono::Utc::now().timestamp() as f64);
+                m.coincast_serving_publication_seconds.observe(p.seconds);
+                m.coincast_serving_publication_last_success_timestamp_seconds
+                    .set(chrono::Utc::now().timestamp() as f64);
+                tracing::info!(
+                    version = p.version,
+                    bytes = p.bytes,
+                    seconds = p.seconds,
+                    "serving publication put out at {}",
+                    serving.url()
+                );
+            }
+            Err(e) => {
+                m.coincast_serving_publication_failures_total
+                    .with_label_values(&["publish"])
+                    .inc();
+                tracing::warn!(
+                    "the serving publication at {} failed: {}",
+                    serving.url(),
+                    crate::failure::report(&e)
+                );
+            }
+        }
+    }
+
+    /// Takes the replicas' served forecasts into `predictions` on `conn` (the writer's).
+    pub fn take_in_replica_segments(&self, conn: &Connection) {
+        let Some(serving) = &self.serving else {
+            return;
+        };
+        match serving.take_in(conn) {
+            Ok(intake) if intake.segments + intake.already_taken > 0 => {
+                self.metrics
+                    .coincast_replica_segments_taken_total
+                    .inc_by(intake.segments as u64);
+                tracing::info!(
+                    segments = intake.segments,
+                    requests = intake.requests,
+                    already_taken = intake.already_taken,
+                    "replicas' served forecasts taken in"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(
+                "replicas' served forecasts wait at {}: {}",
+                serving.url(),
+                crate::failure::report(&e)
+            ),
+        }
+    }
+
+    /// Publishes to `publish.url` from now on (the writer).
+    fn with_serving(mut self, serving: crate::publish::ServingWriter) -> Self {
+        self.serving = Some(serving);
+        self
     }
 
     /// Logs served predictions through `log`.
@@ -89,7 +207,7 @@ impl Runtime {
             serve.page_connections,
             std::time::Duration::from_secs(serve.page_timeout_secs),
         ) {
-            Ok(pool) => self.pages = Some(pool),
+            Ok(pool) => self.pages = ArcSwapOption::from_pointee(pool),
             Err(e) => tracing::warn!("the pages have no connections: {e}"),
         }
         self.db = Some(Mutex::new(conn));
@@ -133,7 +251,10 @@ impl Runtime {
     where
         RuntimeError: From<E>,
     {
-        self.pages.as_ref().ok_or(RuntimeError::NoDatabase)?.read(f)
+        self.pages
+            .load_full()
+            .ok_or(RuntimeError::NoDatabase)?
+            .read(f)
     }
 
     /// Runs `f` on the API's connection (blocking: call it off the executor).
@@ -160,6 +281,7 @@ impl Runtime {
             .map_err(|_| RuntimeError::Poisoned("the API's connection"))?;
         let out = f(&conn)?;
         self.publisher.reload(&conn, &self.settings);
+        self.publish_serving(&conn);
         Ok(out)
     }
 

@@ -2,8 +2,9 @@
 //! on it), and one writer thread with its own DuckDB connection appends them to `predictions`
 //! in batches through DuckDB's appender, each batch one segment of the `predictions` contract
 //! (`monitor::predictions`: identical forecasts one row with their count, rows named by the
-//! instance, a segment taken once). A full queue drops the record and counts it, so a slow disk
-//! can never slow the API down.
+//! instance, a segment taken once). A replica's segments go to the serving publication's URL
+//! instead (`SegmentSink`), for the writer to take in. A full queue drops the record and counts
+//! it, so a slow disk can never slow the API down.
 
 use std::collections::HashMap;
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
@@ -46,6 +47,26 @@ pub struct PredictionRecord {
     pub drift_ratio: f64,
 }
 
+/// Where the writer thread puts each segment: the database's `predictions` (the writer), or the
+/// publication's URL (a replica).
+pub trait SegmentSink: Send + 'static {
+    fn write(&mut self, segment: &Segment) -> Result<(), String>;
+}
+
+impl SegmentSink for Connection {
+    fn write(&mut self, segment: &Segment) -> Result<(), String> {
+        take_segment(self, segment)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl SegmentSink for crate::publish::BucketSink {
+    fn write(&mut self, segment: &Segment) -> Result<(), String> {
+        crate::publish::BucketSink::write(self, segment).map_err(|e| crate::failure::report(&e))
+    }
+}
+
 enum Message {
     Record(Box<PredictionRecord>),
     /// Write everything queued so far, then answer.
@@ -61,9 +82,13 @@ pub struct PredictionLog {
 }
 
 impl PredictionLog {
-    /// Starts the writer on `conn` (a connection of its own, e.g. `store.conn().try_clone()`).
-    /// Its rows are named by `instance` (`serve.instance`).
-    pub fn start(conn: Connection, metrics: Arc<Metrics>, instance: &str) -> std::io::Result<Self> {
+    /// Starts the writer on `sink` (a connection of its own, e.g. `store.conn().try_clone()`,
+    /// or a replica's bucket). Its rows are named by `instance` (`serve.instance`).
+    pub fn start(
+        mut sink: impl SegmentSink,
+        metrics: Arc<Metrics>,
+        instance: &str,
+    ) -> std::io::Result<Self> {
         let (sender, receiver) = mpsc::sync_channel(QUEUE);
         let writer_metrics = metrics.clone();
         let mut segments = Segments {
@@ -73,7 +98,7 @@ impl PredictionLog {
         };
         let writer = std::thread::Builder::new()
             .name("prediction-log".into())
-            .spawn(move || write_loop(&conn, &receiver, &mut segments, &writer_metrics))?;
+            .spawn(move || write_loop(&mut sink, &receiver, &mut segments, &writer_metrics))?;
         Ok(Self {
             sender,
             metrics,
@@ -112,7 +137,7 @@ impl PredictionLog {
 }
 
 fn write_loop(
-    conn: &Connection,
+    sink: &mut impl SegmentSink,
     receiver: &Receiver<Message>,
     segments: &mut Segments,
     metrics: &Metrics,
@@ -153,14 +178,14 @@ fn write_loop(
                 }
             };
         }
-        write_batch(conn, &mut batch, segments, metrics);
+        write_batch(sink, &mut batch, segments, metrics);
         match after_write {
             Some(Message::Flush(done)) => {
                 // Everything queued before the flush is ahead of it in the channel.
                 let _ = done.send(());
             }
             Some(Message::Stop) => {
-                drain(conn, receiver, &mut batch, segments, metrics);
+                drain(sink, receiver, &mut batch, segments, metrics);
                 return;
             }
             _ => {}
@@ -170,7 +195,7 @@ fn write_loop(
 
 /// Writes whatever is still queued (at stop).
 fn drain(
-    conn: &Connection,
+    sink: &mut impl SegmentSink,
     receiver: &Receiver<Message>,
     batch: &mut Vec<PredictionRecord>,
     segments: &mut Segments,
@@ -180,13 +205,13 @@ fn drain(
         match message {
             Message::Record(r) => batch.push(*r),
             Message::Flush(done) => {
-                write_batch(conn, batch, segments, metrics);
+                write_batch(sink, batch, segments, metrics);
                 let _ = done.send(());
             }
             Message::Stop => {}
         }
     }
-    write_batch(conn, batch, segments, metrics);
+    write_batch(sink, batch, segments, metrics);
 }
 
 /// Identical forecasts in one batch: the same model, coin, origin, horizon and interval.
@@ -264,10 +289,10 @@ struct Segments {
     written: u64,
 }
 
-/// Writes a batch as one segment (`monitor::predictions::take_segment`: one transaction, the
-/// appender inside it).
+/// Writes a batch as one segment (on the writer, `monitor::predictions::take_segment`: one
+/// transaction, the appender inside it).
 fn write_batch(
-    conn: &Connection,
+    sink: &mut impl SegmentSink,
     batch: &mut Vec<PredictionRecord>,
     segments: &mut Segments,
     metrics: &Metrics,
@@ -281,14 +306,11 @@ fn write_batch(
         "{}/{}-{}",
         segments.instance, segments.started_micros, segments.written
     );
-    let taken = take_segment(
-        conn,
-        &Segment {
-            segment_id: &segment_id,
-            instance: &segments.instance,
-            rows: &rows,
-        },
-    );
+    let taken = sink.write(&Segment {
+        segment_id: &segment_id,
+        instance: &segments.instance,
+        rows: &rows,
+    });
     match taken {
         Ok(_) => metrics
             .coincast_predictions_logged_total

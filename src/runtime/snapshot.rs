@@ -243,6 +243,27 @@ pub struct Snapshot {
     pub incidents: Vec<Incident>,
     /// The month's CoinGecko calls against the plan's budget, and the fetch cadence.
     pub api_usage: Option<Usage>,
+    /// On a replica: the serving publication this snapshot was loaded from.
+    pub publication: Option<PublicationInfo>,
+}
+
+/// The serving publication a replica's snapshot came from.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PublicationInfo {
+    pub version: u64,
+    pub published_at: DateTime<Utc>,
+    /// The writer's instance name.
+    pub writer: String,
+    /// The first hour of each coin's series in the publication.
+    pub series_from_hour: i64,
+}
+
+impl PublicationInfo {
+    /// The first origin a forecast from this publication's series equals the writer's: one
+    /// with its whole history inside the series.
+    pub fn first_origin_hour(&self) -> i64 {
+        self.series_from_hour + crate::publish::HISTORY_HOURS
+    }
 }
 
 impl Snapshot {
@@ -325,12 +346,12 @@ impl Snapshot {
             registry,
             incidents,
             api_usage,
+            publication: None,
         }
     }
 
-    /// Nothing to serve, for `why` (tests of the publisher and of the HTTP layer).
-    #[cfg(test)]
-    pub(crate) fn empty(why: impl Into<String>) -> Self {
+    /// Nothing to serve, for `why` (a replica before its first publication; tests).
+    pub fn empty(why: impl Into<String>) -> Self {
         Self {
             version: 0,
             champion: None,
@@ -343,6 +364,7 @@ impl Snapshot {
             registry: Vec::new(),
             incidents: Vec::new(),
             api_usage: None,
+            publication: None,
         }
     }
 

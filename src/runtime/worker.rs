@@ -163,6 +163,11 @@ fn start_runtime(store: &Store, settings: &Settings, metrics: Arc<Metrics>) -> R
         Ok(conn) => runtime = runtime.with_db(conn),
         Err(e) => tracing::warn!("promotion endpoints unavailable: {}", report(&e)),
     }
+    match crate::publish::ServingWriter::of(settings) {
+        Ok(Some(serving)) => runtime = runtime.with_serving(serving),
+        Ok(None) => {}
+        Err(e) => tracing::warn!("no serving publication for replicas: {}", report(&e)),
+    }
     runtime
 }
 
@@ -177,6 +182,8 @@ fn run_loop(
         // The first copy for SQL users (a few seconds; the server answers meanwhile).
         publish_copy(store, runtime);
     }
+    // Replicas serve what the writer serves from its first minute.
+    runtime.publish_serving(store.conn());
     let schedules = Schedules::from_settings(&runtime.settings);
     if schedules.runs(Job::Ingest) {
         // Catch up at start-up: hours missed while the appliance was down come in now.
@@ -189,6 +196,14 @@ fn run_loop(
             stopping,
         );
     }
+    // Idle, the worker wakes every `tick` to take in replicas' served forecasts (when it
+    // publishes; a listing at the URL) and at least every minute to hand cached pages back.
+    let tick = if runtime.serving.is_some() {
+        Duration::from_secs(runtime.settings.publish.poll_secs).min(RELEASE_PAGES_EVERY)
+    } else {
+        RELEASE_PAGES_EVERY
+    };
+    let mut released_at = std::time::Instant::now();
     loop {
         let next = schedules.next();
         let wait = next
@@ -198,13 +213,17 @@ fn run_loop(
         if stopping.is_cancelled() {
             return;
         }
-        match commands.recv_timeout(wait.min(RELEASE_PAGES_EVERY)) {
+        match commands.recv_timeout(wait.min(tick)) {
             Ok(Command::Run { job, trigger }) => {
                 run_job(store, runtime, trainer, job, trigger, stopping)
             }
             Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => return,
-            Err(RecvTimeoutError::Timeout) if wait > RELEASE_PAGES_EVERY => {
-                release_cached_pages(store, runtime);
+            Err(RecvTimeoutError::Timeout) if wait > tick => {
+                runtime.take_in_replica_segments(store.conn());
+                if released_at.elapsed() >= RELEASE_PAGES_EVERY {
+                    release_cached_pages(store, runtime);
+                    released_at = std::time::Instant::now();
+                }
             }
             Err(RecvTimeoutError::Timeout) => {
                 for job in next.map(|(_, due)| due).unwrap_or_default() {
@@ -238,6 +257,8 @@ fn run_job(
     stopping: &Cancel,
 ) {
     let settings = &runtime.settings;
+    // Replicas' served forecasts first, so that the monitor scores them with this server's.
+    runtime.take_in_replica_segments(store.conn());
     let outcome = match job {
         Job::Ingest => run_ingest(store, settings, trigger, stopping),
         Job::Retrain => run_retrain(store, settings, trainer, trigger, stopping),
@@ -247,6 +268,7 @@ fn run_job(
     // snapshot is cheap and carries the API usage and incidents, so every run reloads it; the
     // copy (seconds) is published again only after a run that changed data or the registry.
     runtime.publisher.reload(store.conn(), settings);
+    runtime.publish_serving(store.conn());
     if outcome.as_ref().is_ok_and(|o| o.changed) {
         publish_copy(store, runtime);
     }

@@ -15,6 +15,24 @@ use base64::Engine;
 use super::error::ApiError;
 use super::state::AppState;
 
+/// On a replica, 409 for what only the writer does (admin writes, SQL), naming the writer: a
+/// replica never performs them, whatever the token, and the writer's URL is no secret.
+pub async fn on_the_writer(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let what = if req.uri().path().contains("sql") {
+        "SQL"
+    } else {
+        "admin requests"
+    };
+    match state.runtime.writer_only(what) {
+        Some(message) => ApiError::new(StatusCode::CONFLICT, "replica", message).into_response(),
+        None => next.run(req).await,
+    }
+}
+
 /// 404 when no admin token is configured (the routes are off), 401 on a missing or wrong one.
 pub async fn require_admin(
     State(state): State<Arc<AppState>>,

@@ -57,7 +57,8 @@ pub struct BatchResponse {
     pub prediction_horizon_hours: i64,
     pub interval_level: f64,
     pub predictions: Vec<BatchPrediction>,
-    /// Hours of the range without a forecast (missing data in the lookback window, or no data).
+    /// Hours of the range without a forecast (missing data in the lookback window, no data, or
+    /// on a replica an hour before its publication's series has 31 days of history).
     pub skipped_hours: usize,
 }
 
@@ -103,8 +104,16 @@ pub async fn predict_batch(
     let candidates = answerers(&state, &req.coin_id)?;
     check_horizon(&candidates[0].model, req.hours_ahead)?;
     let h = req.hours_ahead as usize;
+    // A replica's series starts where its publication's does: it forecasts only from hours whose
+    // whole history is in it, so that it answers as the writer does.
+    let first_origin = state
+        .runtime
+        .snapshot()
+        .publication
+        .as_ref()
+        .map_or(i64::MIN, |p| p.first_origin_hour());
     let (forecasts, answered) = infer(candidates, move |model, series| {
-        let origins: Vec<usize> = (start..=end)
+        let origins: Vec<usize> = (start.max(first_origin)..=end)
             .filter_map(|hour| usize::try_from(hour - series.first_hour).ok())
             .filter(|&i| i < series.len())
             .collect();

@@ -21,7 +21,12 @@ const WHERE_TO_LOOK: &str = "see /api/overview or the pipeline page (/pipeline)"
 
 /// Readiness: a model serves (the champion, or the floor), every configured coin has data, and
 /// every coin's data is newer than `serve.max_data_age_hours`; otherwise 503 naming each reason.
+/// A replica is ready once a publication is loaded and a model serves: stale data is an alert
+/// there, not unreadiness, or an outage of the writer would take every replica out at once.
 pub async fn ready(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    if let Some(following) = state.runtime.following() {
+        return replica_ready(&state, following);
+    }
     let snap = state.runtime.snapshot();
     let settings = &state.runtime.settings;
     let mut reasons = snap.problems.clone();
@@ -50,6 +55,41 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Result<Json<Value>, Ap
     } else {
         Err(ApiError::unavailable("not_ready", reasons.join("; ")))
     }
+}
+
+fn replica_ready(
+    state: &AppState,
+    following: &crate::runtime::Following,
+) -> Result<Json<Value>, ApiError> {
+    let snap = state.runtime.snapshot();
+    let follow = following.state();
+    let Some(publication) = &snap.publication else {
+        let why = follow
+            .problem
+            .unwrap_or_else(|| "no serving publication loaded yet".into());
+        return Err(ApiError::unavailable(
+            "not_ready",
+            format!("{why} (following {})", following.url),
+        ));
+    };
+    if snap.serving().is_none() {
+        return Err(ApiError::unavailable("not_ready", snap.problems.join("; ")));
+    }
+    let now = Utc::now();
+    let max_age = chrono::Duration::hours(state.runtime.settings.serve.max_data_age_hours as i64);
+    let stale: Vec<String> = snap
+        .last_hours()
+        .into_iter()
+        .filter(|(_, last)| now - *last > max_age)
+        .map(|(coin, last)| format!("{coin}: newest data is {} old", humanize(now - last)))
+        .collect();
+    Ok(Json(json!({
+        "ready": true,
+        "role": "replica",
+        "publication": publication,
+        "following": follow,
+        "stale": stale,
+    })))
 }
 
 /// The champion and the floor, the data behind them, the registry, live accuracy and drift.
@@ -92,6 +132,8 @@ pub async fn models_status(State(state): State<Arc<AppState>>) -> Json<Value> {
         })).collect::<Vec<_>>(),
         "live_accuracy": snap.live_accuracy,
         "feature_psi": snap.psi,
+        "publication": snap.publication,
+        "following": state.runtime.following().map(|f| f.state()),
     }))
 }
 

@@ -62,10 +62,15 @@ fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
             state.clone(),
             auth::require_reader,
         ));
-    let sql = pages::sql_routes().route_layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        auth::require_sql,
-    ));
+    let sql = pages::sql_routes()
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_sql,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::on_the_writer,
+        ));
     open.merge(read).merge(sql).merge(admin::routes(state))
 }
 

@@ -1,7 +1,7 @@
 //! The token-guarded endpoints, nested under one auth layer (`auth::require_admin`): manual
 //! pipeline runs, promotion and rollback, the online backup and the publication of the read-only
-//! copy. Without `serve.api_token` they
-//! are off (404); a missing or wrong token is 401. The handlers themselves never check the token.
+//! copy. Without `serve.api_token` they are off (404); a missing or wrong token is 401; on a
+//! replica they are 409, naming the writer. The handlers themselves never check the token.
 
 mod backup;
 mod exports;
@@ -30,7 +30,11 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route(STREAMING_ROUTE, post(backup::backup))
         .route("/api/exports", post(exports::export))
         .route_layer(axum::middleware::from_fn_with_state(
-            state,
+            state.clone(),
             super::auth::require_admin,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state,
+            super::auth::on_the_writer,
         ))
 }

@@ -1,13 +1,15 @@
 //! The HTTP API against a real server on 127.0.0.1, by endpoint group: `predict` (answers, bad
 //! input, readiness, the floor), `metrics` (the contract shape, promtool, a real Prometheus, the
 //! dashboards' queries), `admin` (the token-guarded endpoints: runs, promotion, the publisher's
-//! ordering), `pages` (the dashboards' cached data). The helpers here are shared.
+//! ordering), `pages` (the dashboards' cached data), `replicas` (a writer, its replicas and
+//! haproxy, through the real binary). The helpers here are shared.
 
 mod admin;
 mod exposure;
 mod metrics;
 mod pages;
 mod predict;
+mod replicas;
 
 use std::sync::Arc;
 

@@ -1,0 +1,465 @@
+//! Scale-out through the real binary: a writer that publishes to a shared folder
+//! (`publish.url = file://...`), replicas that serve its publication from empty data folders of
+//! their own, and the real haproxy (`deploy/haproxy/haproxy.cfg`) in front of them. Every
+//! server listens on 127.0.0.1.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::support::{coincast, coincast_command, text};
+
+const TOKEN: &str = "adm1n";
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+/// A process killed with the test (SIGKILL), unless stopped first.
+struct Process(Option<Child>);
+
+impl Process {
+    fn pid(&self) -> String {
+        self.0
+            .as_ref()
+            .map(|c| c.id().to_string())
+            .unwrap_or_default()
+    }
+
+    /// SIGTERM, then what it printed.
+    fn terminate(mut self) -> String {
+        let Some(child) = self.0.take() else {
+            return String::new();
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        text(&child.wait_with_output().expect("wait"))
+    }
+
+    fn kill(mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The settings every server of the test shares (as a ConfigMap would).
+fn shared_env(publication: &Path, writer_port: u16) -> Vec<(String, String)> {
+    [
+        ("COINCAST__COINS", "bitcoin,solana".to_string()),
+        (
+            "COINCAST__PUBLISH__URL",
+            format!("file://{}", publication.display()),
+        ),
+        ("COINCAST__PUBLISH__POLL_SECS", "1".into()),
+        ("COINCAST__SERVE__API_TOKEN", TOKEN.into()),
+        (
+            "COINCAST__SERVE__WRITER_URL",
+            format!("http://127.0.0.1:{writer_port}"),
+        ),
+        ("COINCAST__SERVE__PIPELINE_SCHEDULE", String::new()),
+        ("COINCAST__SERVE__RETRAIN_SCHEDULE", String::new()),
+        (
+            "COINCAST__COINGECKO__BASE_URL",
+            "http://127.0.0.1:9/api/v3".into(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+fn serve(data: &Path, role: &str, port: u16, instance: &str, env: &[(String, String)]) -> Process {
+    let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    env.push(("COINCAST__SERVE__INSTANCE", instance));
+    let bind = format!("127.0.0.1:{port}");
+    let data = data.to_str().expect("utf-8");
+    let child = coincast_command(
+        &["--data-dir", data, "serve", "--role", role, "--bind", &bind],
+        &env,
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("serve");
+    Process(Some(child))
+}
+
+/// The writer's data: bitcoin and solana replayed, a selection run that registers the EWMA
+/// champion (also the floor) and a drift challenger to promote by hand.
+fn writer_data(dir: &Path) {
+    let data = dir.to_str().expect("utf-8");
+    let source = real_coingecko();
+    let env = [("COINCAST__COINS", "bitcoin,solana")];
+    let replay = coincast(
+        &[
+            "--data-dir",
+            data,
+            "replay",
+            source.to_str().expect("utf-8"),
+        ],
+        &env,
+    );
+    assert!(replay.status.success(), "{}", text(&replay));
+    let train = coincast(
+        &[
+            "--data-dir",
+            data,
+            "train",
+            "--candidates",
+            "persistence_ewma,drift_ewma",
+            "--windows",
+            "2",
+            "--register-all",
+        ],
+        &env,
+    );
+    assert!(train.status.success(), "{}", text(&train));
+}
+
+/// Waits until `url` answers 200; its JSON.
+async fn wait_for(http: &reqwest::Client, url: &str, within: Duration) -> Value {
+    let started = Instant::now();
+    loop {
+        if let Ok(r) = http.get(url).send().await {
+            if r.status() == StatusCode::OK {
+                return r.json_value().await;
+            }
+        }
+        assert!(
+            started.elapsed() < within,
+            "{url} not 200 within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One forecast: status, body and the instance that answered.
+async fn predict(http: &reqwest::Client, base: &str) -> (StatusCode, Value, String) {
+    let r = http
+        .post(format!("{base}/predict"))
+        .header("content-type", "application/json")
+        .body(r#"{"coin_id":"bitcoin","hours_ahead":1}"#)
+        .send()
+        .await
+        .expect("predict");
+    let instance = r
+        .headers()
+        .get("x-coincast-instance")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    (r.status(), r.json_value().await, instance)
+}
+
+fn haproxy(bind: &str, writer: &str, replicas: [&str; 3]) -> Process {
+    let config = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("deploy/haproxy/haproxy.cfg");
+    let child = Command::new("haproxy")
+        .arg("-db")
+        .arg("-f")
+        .arg(&config)
+        .env("COINCAST_LB_BIND", bind)
+        .env("COINCAST_WRITER", writer)
+        .env("COINCAST_REPLICA_1", replicas[0])
+        .env("COINCAST_REPLICA_2", replicas[1])
+        .env("COINCAST_REPLICA_3", replicas[2])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("haproxy (Debian package haproxy)");
+    Process(Some(child))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_serve_the_writers_publication_behind_haproxy_and_their_forecasts_come_home() {
+    let dir = tempfile::tempdir().expect("dir");
+    let writer_dir = dir.path().join("writer");
+    writer_data(&writer_dir);
+    let publication = dir.path().join("publication");
+    let ports: Vec<u16> = (0..5).map(|_| free_port()).collect();
+    let env = shared_env(&publication, ports[0]);
+    let http = reqwest::Client::new();
+    let base = |port: u16| format!("http://127.0.0.1:{port}");
+
+    let writer = serve(&writer_dir, "writer", ports[0], "writer", &env);
+    wait_for(
+        &http,
+        &format!("{}/health", base(ports[0])),
+        Duration::from_secs(60),
+    )
+    .await;
+    let replicas: Vec<Process> = (1..=3)
+        .map(|i| {
+            let data = dir.path().join(format!("replica-{i}"));
+            serve(&data, "replica", ports[i], &format!("replica-{i}"), &env)
+        })
+        .collect();
+    for port in &ports[1..4] {
+        let ready = wait_for(
+            &http,
+            &format!("{}/ready", base(*port)),
+            Duration::from_secs(60),
+        )
+        .await;
+        assert_eq!(ready["role"], "replica", "{ready}");
+    }
+
+    // Each replica answers as the writer does, and names itself.
+    let (status, from_writer, _) = predict(&http, &base(ports[0])).await;
+    assert_eq!(status, StatusCode::OK, "{from_writer}");
+    let champion = from_writer["model_version"]
+        .as_str()
+        .expect("version")
+        .to_string();
+    let mut answered: BTreeMap<String, u64> = BTreeMap::new();
+    for (i, port) in ports[1..4].iter().enumerate() {
+        let (status, body, instance) = predict(&http, &base(*port)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(instance, format!("replica-{}", i + 1));
+        assert_eq!(body, from_writer, "the replica's answer is the writer's");
+        *answered.entry(instance).or_default() += 1;
+    }
+
+    // What only the writer does is refused by a replica, naming the writer.
+    let writer_url = base(ports[0]);
+    for (path, body) in [
+        ("/api/models/rollback", "{}"),
+        ("/api/sql", r#"{"sql":"SELECT 1"}"#),
+    ] {
+        let r = http
+            .post(format!("{}{path}", base(ports[1])))
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), StatusCode::CONFLICT, "{path}");
+        let body = r.json_value().await;
+        assert_error(StatusCode::CONFLICT, &body, StatusCode::CONFLICT, "replica");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(&writer_url),
+            "{body}"
+        );
+    }
+    let challenger = {
+        let page = wait_for(
+            &http,
+            &format!("{}/api/models", base(ports[1])),
+            Duration::from_secs(5),
+        )
+        .await;
+        page["registry"]
+            .as_array()
+            .expect("registry")
+            .iter()
+            .filter_map(|m| m["model_id"].as_str())
+            .find(|id| id.starts_with("drift_ewma"))
+            .expect("the challenger is listed on the replica's models page")
+            .to_string()
+    };
+    let promote_on = |port: u16| {
+        http.post(format!("{}/api/models/{challenger}/promote", base(port)))
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .header("content-type", "application/json")
+            .body(r#"{"force":true}"#)
+            .send()
+    };
+    assert_eq!(
+        promote_on(ports[1]).await.expect("promote").status(),
+        StatusCode::CONFLICT
+    );
+
+    // Through haproxy, every replica answers.
+    let lb = format!("127.0.0.1:{}", ports[4]);
+    let servers: Vec<String> = ports[1..4]
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect();
+    let balancer = haproxy(
+        &lb,
+        &format!("127.0.0.1:{}", ports[0]),
+        [&servers[0], &servers[1], &servers[2]],
+    );
+    let lb_url = format!("http://{lb}");
+    wait_for(&http, &format!("{lb_url}/ready"), Duration::from_secs(20)).await;
+    // haproxy's checks bring each server up within a second of its first check.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..30 {
+        let (status, body, instance) = predict(&http, &lb_url).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        seen.insert(instance.clone());
+        *answered.entry(instance).or_default() += 1;
+    }
+    assert_eq!(
+        seen.len(),
+        3,
+        "every replica answers through haproxy: {seen:?}"
+    );
+
+    // A promotion on the writer is served by every replica within the poll and one load.
+    let promoted_at = Instant::now();
+    let r = promote_on(ports[0]).await.expect("promote");
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.json_value().await);
+    for port in &ports[1..4] {
+        loop {
+            let (status, body, instance) = predict(&http, &base(*port)).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            *answered.entry(instance).or_default() += 1;
+            if body["model_version"] == challenger.as_str() {
+                break;
+            }
+            // poll_secs (1 s) and one load, with room for a slow machine.
+            assert!(
+                promoted_at.elapsed() < Duration::from_secs(1 + 15),
+                "replica on {port} still serves {}",
+                body["model_version"]
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    assert_ne!(champion, challenger);
+    eprintln!(
+        "a promotion reached every replica in {:?}",
+        promoted_at.elapsed()
+    );
+
+    // A replica killed with SIGKILL under load costs no failed request.
+    let mut replicas = replicas.into_iter();
+    let (r1, r2, r3) = (
+        replicas.next().expect("r1"),
+        replicas.next().expect("r2"),
+        replicas.next().expect("r3"),
+    );
+    // The load runs from before the kill until a second after it.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load: Vec<_> = (0..4)
+        .map(|_| {
+            let (http, lb_url, stop) = (http.clone(), lb_url.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut out = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let (status, _, instance) = predict(&http, &lb_url).await;
+                    out.push((status, instance));
+                }
+                out
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let killed = r2.pid();
+    r2.kill();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (mut failed, mut under_load) = (0, 0);
+    for task in load {
+        for (status, instance) in task.await.expect("load") {
+            under_load += 1;
+            if status == StatusCode::OK {
+                *answered.entry(instance).or_default() += 1;
+            } else {
+                failed += 1;
+            }
+        }
+    }
+    eprintln!("{under_load} requests under load, replica 2 killed after 0.3 s");
+    assert_eq!(
+        failed, 0,
+        "requests failed after replica 2 (pid {killed}) was killed"
+    );
+
+    // A replica started from nothing is ready after one load, on the newest publication.
+    let fresh_port = free_port();
+    let started = Instant::now();
+    let fresh = serve(
+        &dir.path().join("replica-4"),
+        "replica",
+        fresh_port,
+        "replica-4",
+        &env,
+    );
+    let ready = wait_for(
+        &http,
+        &format!("{}/ready", base(fresh_port)),
+        Duration::from_secs(20),
+    )
+    .await;
+    let newest: Value = serde_json::from_slice(
+        &std::fs::read(publication.join("manifest.json")).expect("manifest"),
+    )
+    .expect("json");
+    assert_eq!(
+        ready["publication"]["version"], newest["version"],
+        "{ready}"
+    );
+    eprintln!(
+        "a replica from nothing was ready in {:?}",
+        started.elapsed()
+    );
+    fresh.kill();
+
+    // Served forecasts come home: the replicas stopped (their logs flushed), the writer takes
+    // their segments into `predictions`, one row count per request each answered.
+    let _ = r1.terminate();
+    let _ = r3.terminate();
+    let metrics_url = format!("{}/metrics", base(ports[0]));
+    let started = Instant::now();
+    loop {
+        let metrics = http
+            .get(&metrics_url)
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        if publication
+            .join("predictions")
+            .read_dir()
+            .map_or(true, |mut d| d.next().is_none())
+            && metrics.contains("coincast_replica_segments_taken_total")
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "segments still waiting"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(balancer);
+    let log = writer.terminate();
+    let conn = duckdb::Connection::open(writer_dir.join("coincast.duckdb")).expect("open");
+    for instance in ["replica-1", "replica-3"] {
+        let counted: i64 = conn
+            .query_row(
+                "SELECT coalesce(sum(served_count), 0) FROM predictions WHERE instance = ?",
+                [instance],
+                |r| r.get(0),
+            )
+            .expect("count");
+        assert_eq!(
+            counted as u64,
+            answered.get(instance).copied().unwrap_or(0),
+            "{instance}'s answers in the writer's predictions; writer log:\n{log}"
+        );
+    }
+}
