@@ -31,16 +31,18 @@ RUN DUCKDB_LIB_DIR="$(scripts/fetch-duckdb.sh /cache)" \
 
 FROM debian:bookworm-slim
 # ca-certificates is installed unless the base has it (the local base made by
-# scripts/container-base.sh does, and builds offline); a numeric, non-root user owns /data.
+# scripts/container-base.sh does, and builds offline); a numeric, non-root user owns /data and
+# /publication (where a shared volume holds the serving publication for replicas; an empty
+# volume mounted there takes this ownership).
 # hadolint ignore=DL3008
 RUN if ! dpkg-query -W ca-certificates >/dev/null 2>&1; then \
       apt-get update && apt-get install -y --no-install-recommends ca-certificates \
       && rm -rf /var/lib/apt/lists/*; \
     fi \
  && useradd --uid 10001 --gid 0 --home-dir /data --no-create-home coincast \
- && mkdir -p /data \
- && chown 10001:0 /data \
- && chmod 0770 /data
+ && mkdir -p /data /publication \
+ && chown 10001:0 /data /publication \
+ && chmod 0770 /data /publication
 # The binary's rpath ends in $ORIGIN/lib, so libduckdb and libtorch are found beside it.
 COPY --from=build /out/coincast /opt/coincast/coincast
 COPY --from=build /out/lib /opt/coincast/lib

@@ -5,6 +5,7 @@ set -euo pipefail
 need=()
 command -v podman >/dev/null      || need+=(podman buildah uidmap slirp4netns fuse-overlayfs)
 command -v runc >/dev/null        || need+=(runc)
+command -v catatonit >/dev/null   || need+=(catatonit)   # the pause process of `podman kube play`'s pods
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v curl >/dev/null        || need+=(curl)
 [ ${#need[@]} -eq 0 ] && exit 0

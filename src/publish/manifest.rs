@@ -25,8 +25,10 @@ pub struct Manifest {
     pub writer: String,
     /// The first hour (since the epoch) of each coin's series in the database.
     pub series_from_hour: i64,
-    /// The serving database (a DuckDB file with the writer's schema).
+    /// The serving database (a DuckDB file with the writer's schema), zstd-compressed.
     pub database: Blob,
+    /// Its size once decompressed.
+    pub database_bytes: u64,
     /// The served models' artifact files.
     pub models: Vec<ModelFiles>,
 }
@@ -99,6 +101,7 @@ mod tests {
             writer: "w:8000".into(),
             series_from_hour: 480_000,
             database: blob('a'),
+            database_bytes: 100,
             models: vec![ModelFiles {
                 model_id: "m1".into(),
                 files: vec![("model.json".into(), blob('b'))],

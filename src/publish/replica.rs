@@ -85,8 +85,10 @@ impl Follower {
             dir: partial.clone(),
         };
         std::fs::create_dir_all(&partial).map_err(io_error(&partial))?;
-        self.bucket
-            .download_blob(&manifest.database, &fetched.database())?;
+        let compressed = fetched.database().with_extension("duckdb.zst");
+        self.bucket.download_blob(&manifest.database, &compressed)?;
+        decompress(&compressed, &fetched.database())?;
+        let _ = std::fs::remove_file(&compressed);
         for model in &manifest.models {
             for (inside, blob) in &model.files {
                 if !is_plain_relative(inside) || !is_plain_relative(&model.model_id) {
@@ -137,6 +139,12 @@ impl Follower {
             }
         }
     }
+}
+
+fn decompress(from: &Path, to: &Path) -> Result<(), PublishError> {
+    let input = std::fs::File::open(from).map_err(io_error(from))?;
+    let output = std::fs::File::create(to).map_err(io_error(to))?;
+    zstd::stream::copy_decode(input, output).map_err(io_error(from))
 }
 
 /// A relative path of plain names (no `..`, no root): a manifest cannot place a file outside

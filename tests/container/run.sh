@@ -21,7 +21,8 @@ failures=0
 
 cleanup() {
   podman rm -f -t 0 "$PREFIX-serve" "$PREFIX-ro" "$PREFIX-user" "$PREFIX-offline" >/dev/null 2>&1 || true
-  podman volume rm -f "$VOL" >/dev/null 2>&1 || true
+  [ -f "$WORK/play.yaml" ] && CONTAINERS_CONF=$WORK/containers.conf podman kube down "$WORK/play.yaml" >/dev/null 2>&1 || true
+  podman volume rm -f "$VOL" "$PREFIX-publication" >/dev/null 2>&1 || true
   chmod -R u+w "$WORK" 2>/dev/null || true
   rm -rf "$WORK"
 }
@@ -219,6 +220,40 @@ print(c.sql("SELECT failure FROM pipeline_runs WHERE trigger = 'startup' ORDER B
 PY
 )
 check "no network: the start-up run is recorded as source_unavailable ($failure)" test "$failure" = source_unavailable
+
+echo "::: podman kube play deploy/k8s: the writer and a replica from the image"
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+check "deploy/k8s: the kustomization and its resources are what a cluster needs" \
+  "$PYTHON" "$ROOT/deploy/k8s/check.py" check
+WPORT=$((PORT + 1)) RPORT=$((PORT + 2))
+"$PYTHON" "$ROOT/deploy/k8s/check.py" play "$WORK/play.yaml" --image "localhost/${IMAGE#localhost/}" \
+  --writer-port "$WPORT" --replica-port "$RPORT" --data-claim "$VOL" --publication-claim "$PREFIX-publication"
+# kube play has no --runtime or --ulimit: the same choices through containers.conf.
+printf '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]\n[engine]\nruntime = "runc"\n' \
+  >"$WORK/containers.conf"
+t0=$(date +%s%N)
+if CONTAINERS_CONF=$WORK/containers.conf podman kube play "$WORK/play.yaml" >"$WORK/play.log" 2>&1; then
+  ok=""
+  for _ in $(seq 1 1200); do
+    if curl -fsS --max-time 2 "http://127.0.0.1:$RPORT/ready" >/dev/null 2>&1; then ok=1; break; fi
+    sleep 0.1
+  done
+  check "kube play: the replica is ready on the writer's publication" test -n "$ok"
+  figures+=("kube play to a ready replica: $(since "$t0") s")
+  version() {
+    curl -fsS -H 'content-type: application/json' -d '{"coin_id": "bitcoin", "hours_ahead": 1}' \
+      "http://127.0.0.1:$1/predict" | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["model_version"])'
+  }
+  writer_version=$(version "$WPORT" || echo none)
+  check "kube play: the replica answers POST /predict with the writer's model ($writer_version)" \
+    test "$(version "$RPORT" || echo none)" = "$writer_version"
+  check "kube play: a promotion on the replica is 409" \
+    test "$(curl -sS -o /dev/null -w '%{http_code}' -X POST -H 'authorization: Bearer kube-play' \
+      -H 'content-type: application/json' -d '{}' "http://127.0.0.1:$RPORT/api/models/rollback")" = 409
+  CONTAINERS_CONF=$WORK/containers.conf podman kube down "$WORK/play.yaml" >/dev/null 2>&1 || true
+else
+  echo "FAIL  podman kube play"; tail -20 "$WORK/play.log"; failures=$((failures + 1))
+fi
 
 echo "::: figures"
 printf '  %s\n' "${figures[@]}"
