@@ -3,7 +3,8 @@
 `check`: the kustomization structurally (no kustomize here): every resource exists and parses,
 the writer is one replica with Recreate and a PersistentVolumeClaim, the replicas have readiness
 on /ready, liveness on /health, requests and limits, tokens and S3 keys come from the Secret,
-the Services select the pods, the image is the one `images:` names.
+the Services select the pods, the shards are an Indexed Job whose count is their `--shard N`
+and share one lake, the image is the one `images:` names.
 
 `play OUT --image I --writer-port P --replica-port Q --data-claim C --publication-claim D`: one
 YAML for `podman kube play` (podman 4.3), from the same manifests with what that engine needs
@@ -83,8 +84,17 @@ def check():
     for service, component in (("coincast", "replica"), ("coincast-writer", "writer")):
         selector = by_kind(docs, "Service", service)["spec"]["selector"]
         assert selector["app.kubernetes.io/component"] == component, service
+    shards = by_kind(docs, "CronJob", "coincast-shards")
+    job = shards["spec"]["jobTemplate"]["spec"]
+    assert job["completionMode"] == "Indexed", "JOB_COMPLETION_INDEX names each shard"
+    assert job["completions"] == job["parallelism"], "every shard at once"
+    (sc,) = job["template"]["spec"]["containers"]
+    args = sc["args"]
+    assert args[:2] == ["run", "--shard"] and int(args[2]) == job["completions"], args
+    lake = {e["name"] for e in sc["env"]}
+    assert {"COINCAST__LAKE__CATALOG", "COINCAST__LAKE__DATA_PATH"} <= lake, "one shared lake"
     images = {i["name"] for i in kustomization.get("images", [])}
-    for c in (wc, rc):
+    for c in (wc, rc, sc):
         assert c["image"] in images, f"{c['image']} is not in the kustomization's images"
     print(f"deploy/k8s: {len(docs)} resources, structure ok")
 
@@ -93,7 +103,9 @@ def play(out, image, writer_port, replica_port, data_claim, publication_claim):
     _, docs = documents()
     played = []
     for d in docs:
-        if d["kind"] in ("Service",):
+        # No cluster network, and kube play rejects Jobs: the shards' pods run in the lake's
+        # test (tests/it/lake.rs) instead.
+        if d["kind"] in ("Service", "CronJob"):
             continue
         if d["kind"] == "PersistentVolumeClaim":
             continue

@@ -5,12 +5,16 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use super::{open_existing, Exit};
+use super::{open_existing, open_or_create, Exit};
 use coincast::config::Settings;
 use coincast::{lake, retention};
 
 #[derive(Subcommand, Debug)]
 pub(super) enum DatasetsAction {
+    /// Make the lake's tables, once, before several writers or coin shards commit into it at
+    /// once (two first commits at once would both try to make them); the data folder's
+    /// database is made too when missing.
+    Init,
     /// Every dataset version, oldest first: the run that committed it, rows, coins changed.
     List {
         /// Print JSON instead of a table.
@@ -60,10 +64,20 @@ pub(super) struct CleanupArgs {
 }
 
 pub(super) fn datasets(settings: &Settings, action: DatasetsAction) -> anyhow::Result<Exit> {
-    let store = open_existing(settings)?;
+    let store = match action {
+        DatasetsAction::Init => open_or_create(settings)?,
+        _ => open_existing(settings)?,
+    };
     let conn = store.conn();
     let location = lake::attach(conn, settings)?;
     match action {
+        DatasetsAction::Init => {
+            outln!(
+                "the lake's tables are in place: catalog {}, data {}",
+                location.catalog_name(),
+                location.data_path
+            );
+        }
         DatasetsAction::List { json } => {
             let versions = lake::list(conn)?;
             if json {

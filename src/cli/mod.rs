@@ -190,7 +190,7 @@ fn classify(err: &anyhow::Error) -> Exit {
         return Exit::Usage;
     }
     let failure = err.chain().find_map(|cause| {
-        let typed: [Option<&dyn Classify>; 12] = [
+        let typed: [Option<&dyn Classify>; 14] = [
             cause
                 .downcast_ref::<coincast::retention::RetentionError>()
                 .map(|e| e as _),
@@ -224,6 +224,12 @@ fn classify(err: &anyhow::Error) -> Exit {
                 .map(|e| e as _),
             cause
                 .downcast_ref::<coincast::serve::tls::TlsError>()
+                .map(|e| e as _),
+            cause
+                .downcast_ref::<coincast::pipeline::ShardError>()
+                .map(|e| e as _),
+            cause
+                .downcast_ref::<coincast::publish::PublishError>()
                 .map(|e| e as _),
         ];
         typed.into_iter().flatten().next().map(Classify::failure)

@@ -28,6 +28,11 @@ pub(super) struct FetchArgs {
     /// Fetch up to this time (RFC 3339) instead of now, e.g. to backfill a past stretch.
     #[arg(long)]
     pub(super) until: Option<DateTime<Utc>>,
+    /// Only this shard's coins: `I/N` (every N-th configured coin from the I-th, numbered from
+    /// 0), or `N` with I from JOB_COMPLETION_INDEX (a Kubernetes Indexed Job). The rate limit
+    /// (coingecko.calls_per_minute) is split between the N shards.
+    #[arg(long)]
+    pub(super) shard: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -66,12 +71,28 @@ pub(super) struct StatusArgs {
     pub(super) json: bool,
 }
 
-pub(super) fn fetch(settings: Settings, args: FetchArgs, trigger: &str) -> anyhow::Result<Exit> {
+pub(super) fn fetch(
+    mut settings: Settings,
+    args: FetchArgs,
+    trigger: &str,
+) -> anyhow::Result<Exit> {
     check_coins(args.coins.as_deref())?;
+    let mut coins = args.coins.unwrap_or_else(|| settings.coins.clone());
+    if let Some(given) = &args.shard {
+        let index = std::env::var(pipeline::SHARD_INDEX_VARIABLE).ok();
+        let shard = pipeline::Shard::parse(given, index.as_deref())?;
+        coins = shard.coins(&coins);
+        let cg = &mut settings.coingecko;
+        cg.calls_per_minute = shard.calls_per_minute(cg.calls_per_minute);
+        errln!(
+            "shard {shard}: {} of the coins, {} calls a minute",
+            coins.len(),
+            cg.calls_per_minute
+        );
+    }
     let rules = RuleSet::load(&settings.quality)?;
     let store = open_or_create(&settings)?;
     let client = CoinGeckoClient::new(&settings.coingecko)?;
-    let coins = args.coins.unwrap_or_else(|| settings.coins.clone());
     let backfill_days = args
         .backfill_days
         .unwrap_or_else(|| coincast::ingest::budget::backfill_days(&settings.coingecko))

@@ -18,6 +18,7 @@
 
 mod child;
 mod record;
+mod shard;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -40,6 +41,7 @@ pub use child::{
     run_job as run_retrain_job, sweep_leftovers as sweep_retrain_leftovers, ChildError, Trainer,
 };
 use record::RunRecorder;
+pub use shard::{Shard, ShardError, INDEX_VARIABLE as SHARD_INDEX_VARIABLE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {

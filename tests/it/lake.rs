@@ -813,3 +813,105 @@ fn the_lake_moves_with_its_data_folder() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(export.join("version.json").exists(), "{}", text(&out));
 }
+
+/// `run --shard I/N`: two shard processes, each with a data folder of its own, fetch their coins
+/// from the CoinGecko-compatible server at once and commit into one lake with a PostgreSQL
+/// catalog (its tables made once, first); the lake then holds the same rows as one process that
+/// ran every coin into a lake of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_shards_fill_one_postgres_catalog_lake_with_the_rows_of_one_process() {
+    use crate::support::coingecko_server::CoinGeckoServer;
+    use crate::support::postgres::Postgres;
+    const COINS: [&str; 4] = ["bitcoin", "solana", "cardano", "ripple"];
+    let scratch = tempfile::tempdir().expect("scratch");
+    let pg = Postgres::start(scratch.path());
+    let source = CoinGeckoServer::start(&real_coingecko(), &COINS).await;
+    let base_url = source.base_url();
+    let catalog = format!("postgres:{}", pg.lake_dsn());
+    let lake_data = scratch.path().join("lake-data");
+    let lake_data = lake_data.to_str().expect("utf-8");
+    let coins = COINS.join(",");
+    let common: Vec<(&str, &str)> = vec![
+        ("COINCAST__COINS", coins.as_str()),
+        ("COINCAST__COINGECKO__BASE_URL", base_url.as_str()),
+        ("COINCAST__COINGECKO__CALLS_PER_MINUTE", "6000"),
+        ("COINCAST__COINGECKO__BACKFILL_DAYS", "10"),
+    ];
+    let mut shared = common.clone();
+    shared.extend([
+        ("COINCAST__LAKE__CATALOG", catalog.as_str()),
+        ("COINCAST__LAKE__DATA_PATH", lake_data),
+    ]);
+    let dir = |name: &str| {
+        scratch
+            .path()
+            .join(name)
+            .to_str()
+            .expect("utf-8")
+            .to_string()
+    };
+    let until = "2023-12-30T00:00:00Z";
+    // The lake's tables, made once by an init step before the shards commit at once.
+    let init = coincast(&["--data-dir", &dir("init"), "datasets", "init"], &shared);
+    assert_eq!(init.status.code(), Some(0), "{}", text(&init));
+    let shard = |name: &str, shard: &str, index: Option<&str>| {
+        let mut env = shared.clone();
+        if let Some(i) = index {
+            env.push(("JOB_COMPLETION_INDEX", i));
+        }
+        crate::support::coincast_command(
+            &[
+                "--data-dir",
+                &dir(name),
+                "run",
+                "--shard",
+                shard,
+                "--until",
+                until,
+            ],
+            &env,
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("shard")
+    };
+    let shards = [
+        shard("shard-0", "0/2", None),
+        shard("shard-1", "2", Some("1")),
+    ];
+    let mut said = String::new();
+    for child in shards {
+        let out = child.wait_with_output().expect("wait");
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        said.push_str(&text(&out));
+    }
+    assert!(
+        said.contains("shard 0/2: 2 of the coins") && said.contains("shard 1/2"),
+        "{said}"
+    );
+    let one = coincast(
+        &["--data-dir", &dir("one"), "run", "--until", until],
+        &common,
+    );
+    assert_eq!(one.status.code(), Some(0), "{}", text(&one));
+
+    // Each lake's newest rows, as an analyst reads them: the same rows, hashed alike.
+    let script = format!(
+        "import duckdb, sys\n\
+         c = duckdb.connect()\n\
+         for e in ['ducklake', 'postgres_scanner']:\n\
+         \x20   c.execute(f\"LOAD '{dir}/{{e}}.duckdb_extension'\")\n\
+         c.execute(f\"ATTACH 'ducklake:{{sys.argv[1]}}' AS lake (READ_ONLY)\")\n\
+         for t, cols in [('market_data', '* EXCLUDE (batch_id, merged_at)'), ('features', '*')]:\n\
+         \x20   print(t, *c.execute(f'SELECT count(DISTINCT r.coin_id), count(*), sum(hash(r)) FROM (SELECT {{cols}} FROM lake.{{t}}) r').fetchone())\n",
+        dir = extension("ducklake").parent().expect("dir").display(),
+    );
+    let shards_lake = run_python(&script, &[&catalog]);
+    let one_lake = run_python(&script, &[&format!("{}/lake/catalog.ducklake", dir("one"))]);
+    assert!(shards_lake.contains("market_data 4 "), "{shards_lake}");
+    assert_eq!(
+        shards_lake, one_lake,
+        "the shards' lake holds one process's rows"
+    );
+}

@@ -414,7 +414,55 @@ async fn replicas_serve_the_writers_publication_behind_haproxy_and_their_forecas
         "a replica from nothing was ready in {:?}",
         started.elapsed()
     );
-    fresh.kill();
+
+    // Mixed versions: a manifest of a newer format is refused by name, counted, and the replica
+    // keeps serving the publication it has (a rolling upgrade starts with the replicas).
+    let newest_path = publication.join("manifest.json");
+    let current = std::fs::read(&newest_path).expect("manifest");
+    let mut future: Value = serde_json::from_slice(&current).expect("json");
+    future["format_version"] = 99.into();
+    future["version"] = (newest["version"].as_u64().expect("version") + 1).into();
+    std::fs::write(&newest_path, serde_json::to_vec(&future).expect("json")).expect("write");
+    let refused_at = Instant::now();
+    let ready = loop {
+        let ready = wait_for(
+            &http,
+            &format!("{}/ready", base(fresh_port)),
+            Duration::from_secs(5),
+        )
+        .await;
+        let problem = ready["following"]["problem"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if problem.contains("format_version 99") {
+            break ready;
+        }
+        assert!(refused_at.elapsed() < Duration::from_secs(10), "{ready}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        ready["publication"]["version"], newest["version"],
+        "{ready}"
+    );
+    let (status, body, _) = predict(&http, &base(fresh_port)).await;
+    assert_eq!(
+        (status, body["model_version"].as_str()),
+        (StatusCode::OK, Some(challenger.as_str()))
+    );
+    let metrics = http
+        .get(format!("{}/metrics", base(fresh_port)))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("coincast_serving_publication_failures_total{stage=\"format_version\"}"),
+        "the refusal is counted"
+    );
+    std::fs::write(&newest_path, &current).expect("restore");
 
     // Served forecasts come home: the replicas stopped (their logs flushed), the writer takes
     // their segments into `predictions`, one row count per request each answered.
@@ -447,6 +495,19 @@ async fn replicas_serve_the_writers_publication_behind_haproxy_and_their_forecas
     }
     drop(balancer);
     let log = writer.terminate();
+
+    // The writer down: the replica keeps serving its publication, ready, and says what it serves.
+    let (status, body, _) = predict(&http, &base(fresh_port)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let ready = wait_for(
+        &http,
+        &format!("{}/ready", base(fresh_port)),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(ready["publication"]["writer"], "writer", "{ready}");
+    fresh.kill();
+
     let conn = duckdb::Connection::open(writer_dir.join("coincast.duckdb")).expect("open");
     for instance in ["replica-1", "replica-3"] {
         let counted: i64 = conn
