@@ -189,7 +189,7 @@ impl ServeSettings {
 #[serde(deny_unknown_fields)]
 pub struct ModelSettings {
     /// The promotion gate (`[model.gate]`).
-    pub gate: crate::model::gate::GateRules,
+    pub gate: GateRules,
     /// Artifact folders that no registered model names (left by a crash) are removed after this.
     pub orphan_artifact_grace_hours: f64,
     /// LSTM spec file for training inside `serve`; empty: the built-in models/lstm.toml.
@@ -355,6 +355,18 @@ pub struct S3Settings {
     pub url_style: String,
     /// Allow an `http://` endpoint (no TLS).
     pub allow_http: bool,
+}
+
+/// `[model.gate]`: the rules the promotion gate (`crate::model::gate`) applies.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateRules {
+    /// Largest distance of a coin's coverage from nominal (0.03 = ±3 points).
+    pub coverage_tolerance: f64,
+    /// Largest ratio of the candidate's point MSE to persistence's (1.001 = 0.1 % worse).
+    pub max_mse_ratio: f64,
+    /// Share by which the interval score must improve on the champion's to replace it.
+    pub min_improvement: f64,
 }
 
 /// The serving publication (`crate::publish`): what a writer puts out for replicas.
@@ -768,11 +780,6 @@ impl Settings {
             }
         }
         Ok(())
-    }
-
-    /// The DuckDB file inside the data folder.
-    pub fn database_path(&self) -> PathBuf {
-        self.data_dir.join(crate::store::DATABASE_FILE)
     }
 }
 

@@ -4,7 +4,8 @@
 --
 -- Every table of the schema is named here: copied whole (small, or what the pages list in full),
 -- cut to a window (the bulk), or left empty with its reason. A test holds the list to the schema.
--- Variables, set before this runs:
+-- {columns} is replaced by the served models' feature columns (`, "name"` each). Variables, set
+-- before this runs:
 --   series_from: the first hour of each coin's series (publish.series_days back from the newest);
 --   pages_from:  the first time the pages' histories reach back to (35 days: a month of API calls).
 --
@@ -15,8 +16,10 @@
 INSERT INTO serving.market_data
 SELECT * FROM market_data WHERE ts >= getvariable('series_from');
 
-INSERT INTO serving.features
-SELECT * FROM features WHERE ts >= getvariable('series_from');
+-- Only the feature columns the served models read ({columns}: validated names, quoted; the
+-- others stay NULL): a replica's series is the writer's, and most of the bytes stay home.
+INSERT INTO serving.features BY NAME
+SELECT coin_id, vs_currency, ts{columns} FROM features WHERE ts >= getvariable('series_from');
 
 -- The registry and its history: the models and pages list every model. A served model's files
 -- lie at models/<model_id> in the publication, whatever the writer's path.

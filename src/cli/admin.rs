@@ -103,8 +103,14 @@ pub(super) fn serve(mut settings: Settings, args: ServeArgs) -> anyhow::Result<E
                     .context("finding this executable for the retrain process")?,
             );
             let (worker, runtime) =
-                coincast::runtime::Worker::start(settings.clone(), metrics, trainer)
-                    .with_context(|| format!("opening {}", settings.database_path().display()))?;
+                coincast::runtime::Worker::start(settings.clone(), metrics, trainer).with_context(
+                    || {
+                        format!(
+                            "opening {}",
+                            coincast::store::database_file(&settings.data_dir).display()
+                        )
+                    },
+                )?;
             (Backend::Writer(worker), runtime)
         }
         ServeRole::Replica => {
@@ -218,8 +224,10 @@ pub(super) fn export(settings: &Settings, args: ExportArgs) -> anyhow::Result<Ex
         Ok(store) => coincast::store::publish(store.conn(), &settings.data_dir)?,
         Err(StoreError::Locked { .. }) => export_through_server(settings, args.server)?,
         Err(e) => {
-            return Err(anyhow::Error::new(e)
-                .context(format!("opening {}", settings.database_path().display())))
+            return Err(anyhow::Error::new(e).context(format!(
+                "opening {}",
+                coincast::store::database_file(&settings.data_dir).display()
+            )))
         }
     };
     outln!(
@@ -370,7 +378,7 @@ pub(super) fn restore(settings: &Settings, args: RestoreArgs) -> anyhow::Result<
     outln!(
         "restored {} into {}: schema {} from {}, {} model(s), champion {}",
         source,
-        settings.database_path().display(),
+        coincast::store::database_file(&settings.data_dir).display(),
         m.schema_version,
         m.created_at,
         m.models.len(),
@@ -386,8 +394,10 @@ pub(super) fn backup(settings: &Settings, args: BackupArgs) -> anyhow::Result<Ex
         Ok(store) => coincast::store::write_backup(store.conn(), store.data_dir(), &dest)?,
         Err(StoreError::Locked { .. }) => backup_from_server(settings, &dest, server.as_deref())?,
         Err(e) => {
-            return Err(anyhow::Error::new(e)
-                .context(format!("opening {}", settings.database_path().display())))
+            return Err(anyhow::Error::new(e).context(format!(
+                "opening {}",
+                coincast::store::database_file(&settings.data_dir).display()
+            )))
         }
     };
     let bytes = std::fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);

@@ -304,8 +304,12 @@ fn open_existing(settings: &Settings) -> anyhow::Result<Store> {
 
 fn tuned(settings: &Settings, opened: Result<Store, StoreError>) -> anyhow::Result<Store> {
     // What opening repaired is logged by the store (warn and error: shown by default).
-    let store =
-        opened.with_context(|| format!("opening {}", settings.database_path().display()))?;
+    let store = opened.with_context(|| {
+        format!(
+            "opening {}",
+            coincast::store::database_file(&settings.data_dir).display()
+        )
+    })?;
     store.tune(&settings.store)?;
     Ok(store)
 }

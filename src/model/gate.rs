@@ -16,17 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use super::evaluate::Evaluation;
 
-/// `[model.gate]` in the configuration.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct GateRules {
-    /// Largest distance of a coin's coverage from nominal (0.03 = ±3 points).
-    pub coverage_tolerance: f64,
-    /// Largest ratio of the candidate's point MSE to persistence's (1.001 = 0.1 % worse).
-    pub max_mse_ratio: f64,
-    /// Share by which the interval score must improve on the champion's to replace it.
-    pub min_improvement: f64,
-}
+/// The gate's rules are configuration (`[model.gate]`): `config` owns their shape, the gate
+/// applies them.
+pub use crate::config::GateRules;
 
 /// The floor's two interval methods: constant width or EWMA-scaled.
 pub const FLOOR_CANDIDATES: [&str; 2] = ["persistence", "persistence_ewma"];

@@ -20,6 +20,7 @@ pub mod lstm;
 pub mod metrics;
 #[cfg(test)]
 mod noise;
+pub mod protocol;
 pub mod recipe;
 pub mod registry;
 pub mod served;

@@ -11,9 +11,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::baselines::{Forecaster, PointModel, RefitHints, Ridge};
-use super::evaluate::Protocol;
 use super::forecast::CalibrationMode;
 use super::lstm::{LstmCandidate, LstmSpec, Objective};
+use super::protocol::Protocol;
 use super::volatility::ScaleRecipe;
 use super::ModelError;
 

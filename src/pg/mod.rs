@@ -46,7 +46,7 @@ pub async fn serve(
             runtime: runtime.clone(),
             parser: Arc::new(NoopQueryParser::new()),
         }),
-        token: runtime.settings.serve.sql_token().map(str::to_string),
+        token: runtime.settings().serve.sql_token().map(str::to_string),
     });
     tokio::pin!(shutdown);
     loop {
@@ -178,8 +178,8 @@ impl Backend {
         self.on_the_writer()?;
         let sql = catalog::rewrite(sql);
         let runtime = self.runtime.clone();
-        let max_rows = runtime.settings.serve.pg_max_rows;
-        tokio::task::spawn_blocking(move || runtime.queries.run_with(&sql, &params, max_rows))
+        let max_rows = runtime.settings().serve.pg_max_rows;
+        tokio::task::spawn_blocking(move || runtime.queries().run_with(&sql, &params, max_rows))
             .await
             .map_err(|e| user_error("XX000", format!("the query task failed: {e}")))?
             .map_err(query_error)
@@ -204,7 +204,7 @@ impl Backend {
         self.on_the_writer()?;
         let sql = catalog::rewrite(sql);
         let runtime = self.runtime.clone();
-        let columns = tokio::task::spawn_blocking(move || runtime.queries.describe(&sql))
+        let columns = tokio::task::spawn_blocking(move || runtime.queries().describe(&sql))
             .await
             .map_err(|e| user_error("XX000", format!("the describe task failed: {e}")))?
             .map_err(query_error)?;

@@ -58,9 +58,14 @@ impl ServingWriter {
         self.bucket.url()
     }
 
-    /// Builds a publication from `conn` (the live database), uploads its files, names it, then
-    /// removes what only older publications named.
-    pub fn publish(&self, conn: &Connection) -> Result<Published, PublishError> {
+    /// Builds a publication from `conn` (the live database) with the feature columns `features`
+    /// (the served models' series: `market_<name>` reads `<name>`), uploads its files, names it,
+    /// then removes what only older publications named.
+    pub fn publish(
+        &self,
+        conn: &Connection,
+        features: &[String],
+    ) -> Result<Published, PublishError> {
         let _one = self.one_at_a_time.lock().unwrap_or_else(|p| p.into_inner());
         let started = Instant::now();
         let version = match self.bucket.get_bytes(NEWEST)? {
@@ -70,7 +75,10 @@ impl ServingWriter {
         let tmp = self.data_dir.join("tmp");
         std::fs::create_dir_all(&tmp).map_err(io_error(&tmp))?;
         let database = tmp.join(format!("serving-{version}.duckdb"));
-        let built = build_database(conn, &database, self.settings.series_days)
+        let built = feature_columns(conn, features)
+            .and_then(|columns| {
+                build_database(conn, &database, self.settings.series_days, &columns)
+            })
             .and_then(|series_from_hour| self.upload(conn, &database, version, series_from_hour));
         let _ = std::fs::remove_file(&database);
         let _ = std::fs::remove_file(database.with_extension("duckdb.wal"));
@@ -194,7 +202,12 @@ impl ServingWriter {
 
 /// Writes the serving database at `path` from `conn`: the schema, then `serving.sql`'s rows in
 /// one transaction (one consistent cut of the live database). The first hour of its series.
-fn build_database(conn: &Connection, path: &Path, series_days: u32) -> Result<i64, PublishError> {
+fn build_database(
+    conn: &Connection,
+    path: &Path,
+    series_days: u32,
+    columns: &str,
+) -> Result<i64, PublishError> {
     let _ = std::fs::remove_file(path);
     let source: String = conn.query_row("SELECT current_database()", [], |r| r.get(0))?;
     conn.execute_batch(&format!(
@@ -207,21 +220,21 @@ fn build_database(conn: &Connection, path: &Path, series_days: u32) -> Result<i6
             quote_identifier(&source)
         ))
         .map_err(PublishError::from)
-        .and_then(|()| fill(conn, series_days));
+        .and_then(|()| fill(conn, series_days, columns));
     let detached = conn.execute_batch("DETACH serving");
     let series_from_hour = filled?;
     detached?;
     Ok(series_from_hour)
 }
 
-fn fill(conn: &Connection, series_days: u32) -> Result<i64, PublishError> {
+fn fill(conn: &Connection, series_days: u32, columns: &str) -> Result<i64, PublishError> {
     conn.execute_batch(&format!(
         "BEGIN;
              SET VARIABLE series_from = (SELECT max(ts) FROM market_data) - to_days({series_days});
              SET VARIABLE pages_from = now() - INTERVAL 35 DAY;
              {}
              COMMIT;",
-        include_str!("../../sql/publish/serving.sql")
+        include_str!("../../sql/publish/serving.sql").replace("{columns}", columns)
     ))
     .inspect_err(|_| {
         let _ = conn.execute_batch("ROLLBACK");
@@ -232,6 +245,29 @@ fn fill(conn: &Connection, series_days: u32) -> Result<i64, PublishError> {
         |r| r.get(0),
     )?;
     Ok(from.unwrap_or(0))
+}
+
+/// `, "a", "b"` for the `features` columns the served models read, each checked against the
+/// table (a `market_` input reads the market coin's column of the same name).
+fn feature_columns(conn: &Connection, features: &[String]) -> Result<String, PublishError> {
+    let known = crate::model::dataset::feature_columns(conn)?;
+    let mut columns: Vec<&str> = Vec::new();
+    for name in features {
+        let own = name
+            .strip_prefix(crate::model::dataset::MARKET_PREFIX)
+            .unwrap_or(name);
+        let column = known
+            .iter()
+            .find(|k| k.as_str() == own)
+            .ok_or_else(|| crate::model::ModelError::UnknownFeature(name.clone()))?;
+        if !columns.contains(&column.as_str()) {
+            columns.push(column);
+        }
+    }
+    Ok(columns
+        .iter()
+        .map(|c| format!(", {}", quote_identifier(c)))
+        .collect())
 }
 
 /// zstd level 3: a DuckDB file's partly filled blocks shrink about tenfold, in milliseconds.
@@ -313,7 +349,7 @@ mod tests {
         let schema = tables(store.conn(), &database);
         assert_eq!(named_tables(), schema, "serving.sql must name every table");
         let path = dir.path().join("serving.duckdb");
-        let from = build_database(store.conn(), &path, 45).expect("build");
+        let from = build_database(store.conn(), &path, 45, "").expect("build");
         assert_eq!(from, 0, "no data: no first hour");
         let serving = Connection::open(&path).expect("open");
         let copied: String = serving

@@ -33,8 +33,9 @@ pub use metrics::Metrics;
 pub use prediction_log::{PredictionLog, PredictionRecord};
 pub use publisher::{Publication, Publisher, Ticket};
 pub use replica::{Following, ReplicaHandle};
+pub use schedule::Job;
 pub use snapshot::{PublicationInfo, ServedBy, ServedCoin, ServingModel, Snapshot};
-pub use worker::{Job, Worker};
+pub use worker::Worker;
 
 use crate::config::Settings;
 use worker::Command;
@@ -50,9 +51,9 @@ pub enum Role {
 
 /// What the HTTP layer holds of the running appliance.
 pub struct Runtime {
-    pub settings: Settings,
-    pub metrics: Arc<Metrics>,
-    pub publisher: Publisher,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    publisher: Publisher,
     role: Role,
     /// The writer's serving publication (`publish.url`), when configured.
     serving: Option<crate::publish::ServingWriter>,
@@ -69,7 +70,7 @@ pub struct Runtime {
     /// swaps them with each publication it loads.
     pages: ArcSwapOption<read_pool::ReadPool>,
     /// Analysts' SQL, on the newest published copy.
-    pub queries: crate::query::Queries,
+    queries: crate::query::Queries,
 }
 
 impl Runtime {
@@ -96,6 +97,24 @@ impl Runtime {
             pages: ArcSwapOption::empty(),
             queries,
         }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The one owner of the served snapshot (reloads, versions, the served version's watch).
+    pub fn publisher(&self) -> &Publisher {
+        &self.publisher
+    }
+
+    /// Analysts' SQL on the published copy.
+    pub fn queries(&self) -> &crate::query::Queries {
+        &self.queries
     }
 
     /// Which part this server plays.
@@ -131,7 +150,13 @@ impl Runtime {
             return;
         };
         let m = &self.metrics;
-        match serving.publish(conn) {
+        // The columns the served models read; the rest of `features` stays with the writer.
+        let snapshot = self.snapshot();
+        let mut features: Vec<String> = Vec::new();
+        for model in [&snapshot.champion, &snapshot.floor].into_iter().flatten() {
+            features.extend(model.series_features.iter().cloned());
+        }
+        match serving.publish(conn, &features) {
             Ok(p) => {
                 m.coincast_serving_publication_version.set(p.version as f64);
                 m.coincast_serving_publication_bytes.set(p.bytes as f64);

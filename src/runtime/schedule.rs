@@ -1,12 +1,35 @@
-//! When the worker runs what: each job's cron schedule (validated with the settings; an empty
+//! When the worker runs what: the jobs, each one's cron schedule (validated with the settings; an empty
 //! schedule turns the job off) and what triggered a run.
 
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 
-use super::worker::Job;
 use crate::config::Settings;
+
+/// What a run does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Job {
+    /// extract → quality_gate → transform → monitor.
+    Ingest,
+    /// Train, evaluate and register through the gate.
+    Retrain,
+}
+
+impl Job {
+    pub fn name(self) -> &'static str {
+        match self {
+            Job::Ingest => "ingest",
+            Job::Retrain => "retrain",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Job::Ingest, Job::Retrain]
+            .into_iter()
+            .find(|j| j.name() == name)
+    }
+}
 
 /// What started a run (the `trigger` recorded with it and its metrics label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,7 +17,7 @@ use chrono::Utc;
 use super::error::JobError;
 use super::metrics::Metrics;
 use super::prediction_log::PredictionLog;
-use super::schedule::{Schedules, Trigger};
+use super::schedule::{Job, Schedules, Trigger};
 use super::snapshot::Snapshot;
 use super::Runtime;
 use crate::config::Settings;
@@ -28,30 +28,6 @@ use crate::monitor;
 use crate::pipeline::{self, Extract, Trainer};
 use crate::quality::RuleSet;
 use crate::store::{Store, StoreError};
-
-/// What a run does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Job {
-    /// extract → quality_gate → transform → monitor.
-    Ingest,
-    /// Train, evaluate and register through the gate.
-    Retrain,
-}
-
-impl Job {
-    pub fn name(self) -> &'static str {
-        match self {
-            Job::Ingest => "ingest",
-            Job::Retrain => "retrain",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Self> {
-        [Job::Ingest, Job::Retrain]
-            .into_iter()
-            .find(|j| j.name() == name)
-    }
-}
 
 pub(super) enum Command {
     /// Run a job now (manual trigger).

@@ -39,7 +39,7 @@ pub async fn require_admin(
     req: Request,
     next: Next,
 ) -> Response {
-    let Some(expected) = state.runtime.settings.serve.api_token() else {
+    let Some(expected) = state.runtime.settings().serve.api_token() else {
         return ApiError::not_found(
             "disabled",
             "this endpoint is off: set serve.api_token (COINCAST__SERVE__API_TOKEN) to enable it",
@@ -63,7 +63,7 @@ pub async fn require_reader(
     req: Request,
     next: Next,
 ) -> Response {
-    match state.runtime.settings.serve.read_token() {
+    match state.runtime.settings().serve.read_token() {
         None => next.run(req).await,
         Some(expected) if gives(&req, expected) => next.run(req).await,
         Some(_) => challenge("reading needs serve.read_token"),
@@ -73,7 +73,7 @@ pub async fn require_reader(
 /// SQL needs `serve.sql_token` (else the readers' token); with neither, it is served on a
 /// loopback bind only (403 elsewhere): a query may hold a core and the sandbox's memory.
 pub async fn require_sql(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let serve = &state.runtime.settings.serve;
+    let serve = &state.runtime.settings().serve;
     match serve.sql_token() {
         Some(expected) if gives(&req, expected) => next.run(req).await,
         Some(_) => challenge("SQL needs serve.sql_token (or serve.read_token)"),

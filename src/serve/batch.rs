@@ -147,7 +147,7 @@ pub async fn predict_batch(
     let skipped = (end - start + 1) as usize - predictions.len();
     state
         .runtime
-        .metrics
+        .metrics()
         .model_predictions_total
         .with_label_values(&[&model.family, &req.coin_id])
         .inc_by(predictions.len() as u64);

@@ -28,7 +28,7 @@ pub async fn ready(State(state): State<Arc<AppState>>) -> Result<Json<Value>, Ap
         return replica_ready(&state, following);
     }
     let snap = state.runtime.snapshot();
-    let settings = &state.runtime.settings;
+    let settings = &state.runtime.settings();
     let mut reasons = snap.problems.clone();
     for coin in settings
         .coins
@@ -76,7 +76,7 @@ fn replica_ready(
         return Err(ApiError::unavailable("not_ready", snap.problems.join("; ")));
     }
     let now = Utc::now();
-    let max_age = chrono::Duration::hours(state.runtime.settings.serve.max_data_age_hours as i64);
+    let max_age = chrono::Duration::hours(state.runtime.settings().serve.max_data_age_hours as i64);
     let stale: Vec<String> = snap
         .last_hours()
         .into_iter()

@@ -87,8 +87,8 @@ impl Drop for Active<'_> {
 /// `GET /metrics`: the gauges are set from the served snapshot first (ages grow between runs).
 pub async fn render(State(state): State<Arc<AppState>>) -> Response {
     let runtime = &state.runtime;
-    runtime.publisher.publish_gauges();
-    match runtime.metrics.encode() {
+    runtime.publisher().publish_gauges();
+    match runtime.metrics().encode() {
         Ok(text) => ([(CONTENT_TYPE, Metrics::CONTENT_TYPE)], text).into_response(),
         Err(e) => ApiError::internal(format!("encoding metrics: {e}")).into_response(),
     }

@@ -15,6 +15,7 @@ mod batch;
 mod body;
 mod error;
 mod health;
+mod history;
 mod limit;
 mod metrics;
 mod openapi;
@@ -76,7 +77,7 @@ fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
 
 /// The layers around `routes` (see the module comment for their order and why).
 fn with_layers(routes: Router<Arc<AppState>>, state: Arc<AppState>) -> Router {
-    let serve = &state.runtime.settings.serve;
+    let serve = &state.runtime.settings().serve;
     // Route layers run after routing (so the shed and the deadline are counted under their
     // route); the last added runs first.
     routes
@@ -123,7 +124,7 @@ fn with_layers(routes: Router<Arc<AppState>>, state: Arc<AppState>) -> Router {
         )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(axum::middleware::from_fn_with_state(
-            state.runtime.metrics.clone(),
+            state.runtime.metrics().clone(),
             metrics::track,
         ))
         .layer(axum::middleware::map_response_with_state(
@@ -274,14 +275,14 @@ mod tests {
     fn counted(state: &AppState, endpoint: &str) -> u64 {
         state
             .runtime
-            .metrics
+            .metrics()
             .api_requests_total
             .with_label_values(&["GET", endpoint, "error"])
             .get()
     }
 
     fn active(state: &AppState) -> f64 {
-        state.runtime.metrics.api_active_requests.get()
+        state.runtime.metrics().api_active_requests.get()
     }
 
     #[tokio::test]

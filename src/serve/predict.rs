@@ -69,7 +69,7 @@ pub(super) fn answerers(state: &AppState, coin_id: &str) -> Result<Vec<Answerer>
     let snap = state.runtime.snapshot();
     if !is_valid_coin_id(coin_id)
         || (!snap.coins.contains_key(coin_id)
-            && !state.runtime.settings.coins.iter().any(|c| c == coin_id))
+            && !state.runtime.settings().coins.iter().any(|c| c == coin_id))
     {
         return Err(ApiError::not_found(
             "unknown_coin",
@@ -228,14 +228,14 @@ pub async fn predict(
     let family = model.family.as_str();
     state
         .runtime
-        .metrics
+        .metrics()
         .model_prediction_latency_seconds
         .with_label_values(&[family])
         .observe(latency);
     let drift_ratio = record_drift(&state, model, &answered.series);
     state
         .runtime
-        .metrics
+        .metrics()
         .model_predictions_total
         .with_label_values(&[family, &req.coin_id])
         .inc();
@@ -255,7 +255,7 @@ pub async fn predict(
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string),
             coin_id: forecast.coin_id.clone(),
-            vs_currency: state.runtime.settings.vs_currency.clone(),
+            vs_currency: state.runtime.settings().vs_currency.clone(),
             model_id: model.model_id.clone(),
             model_type: model.family.clone(),
             horizon: req.hours_ahead,
@@ -304,7 +304,7 @@ fn record_drift(state: &AppState, model: &ServingModel, series: &CoinSeries) -> 
             drifting += 1;
             state
                 .runtime
-                .metrics
+                .metrics()
                 .data_drift_detections_total
                 .with_label_values(&[&model.family, &s.name])
                 .inc();
@@ -313,7 +313,7 @@ fn record_drift(state: &AppState, model: &ServingModel, series: &CoinSeries) -> 
     let ratio = drifting as f64 / stats.len().max(1) as f64;
     state
         .runtime
-        .metrics
+        .metrics()
         .data_drift_ratio
         .with_label_values(&[&model.family])
         .set(ratio);

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
+use super::history::History;
 use super::pages::features::ProfileCache;
-use super::pages::monitoring::History;
 use crate::runtime::Runtime;
 
 pub struct AppState {
@@ -20,7 +20,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(runtime: Arc<Runtime>) -> Self {
-        let readers = runtime.settings.serve.page_connections;
+        let readers = runtime.settings().serve.page_connections;
         Self {
             runtime,
             page_readers: tokio::sync::Semaphore::new(readers),

@@ -41,6 +41,11 @@ pub use recovery::Recovery;
 /// File name of the database inside the data folder.
 pub const DATABASE_FILE: &str = "coincast.duckdb";
 
+/// The database file of the data folder `data_dir`.
+pub fn database_file(data_dir: &Path) -> PathBuf {
+    data_dir.join(DATABASE_FILE)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error(
@@ -211,21 +216,38 @@ const RELEASE_TO: &str = "128MB";
 /// Gives DuckDB's cached pages back to the system. DuckDB keeps what a query read cached up to
 /// its memory limit (80% of the machine unless `store.memory_limit` says otherwise), so a server
 /// stays at the size of its largest read: after the publication's full copy, 190 MB more for
-/// 2 coins. Lowering the limit for a moment evicts those pages; then the configured limit (or
-/// DuckDB's default) comes back, whatever the first step did. A query of another connection in
-/// that moment may spill to disk.
+/// 2 coins. Lowering the limit for a moment evicts those pages; then the limit is set again,
+/// explicitly, to the configured one or to DuckDB's default as this process first found it.
+/// Not `RESET memory_limit`: DuckDB 1.5.5 then restores the setting but leaves the buffer pool
+/// at the lowered limit (a 1,000-coin publication ran out of memory at 122 MiB). Not the limit
+/// read back each time either: DuckDB renders it rounded down, so it would shrink with every
+/// release. A query of another connection in that moment may spill to disk.
 pub fn release_cached_pages(
     conn: &Connection,
     settings: &crate::config::StoreSettings,
 ) -> Result<(), StoreError> {
-    let lowered = conn.execute_batch(&format!("SET memory_limit = '{RELEASE_TO}';"));
-    // Validated by the settings (digits and a unit), so it quotes safely.
-    let limit = settings.memory_limit.trim();
-    if limit.is_empty() {
-        conn.execute_batch("RESET memory_limit;")?;
+    static DEFAULT_LIMIT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let configured = settings.memory_limit.trim();
+    let limit = if configured.is_empty() {
+        match DEFAULT_LIMIT.get() {
+            Some(limit) => limit.clone(),
+            None => {
+                let found: String =
+                    conn.query_row("SELECT memory_limit FROM pragma_database_size()", [], |r| {
+                        r.get(0)
+                    })?;
+                DEFAULT_LIMIT.get_or_init(|| found).clone()
+            }
+        }
     } else {
-        conn.execute_batch(&format!("SET memory_limit = '{limit}';"))?;
-    }
+        configured.to_string()
+    };
+    let lowered = conn.execute_batch(&format!("SET memory_limit = '{RELEASE_TO}';"));
+    // The validated setting (digits and a unit) or DuckDB's own rendering of a size: no quotes.
+    conn.execute_batch(&format!(
+        "SET memory_limit = '{}';",
+        limit.replace('\'', "")
+    ))?;
     Ok(lowered?)
 }
 
@@ -281,13 +303,19 @@ mod tests {
     use super::*;
     use crate::config::StoreSettings;
 
-    fn memory_limit(conn: &Connection) -> String {
-        conn.query_row("SELECT current_setting('memory_limit')", [], |r| r.get(0))
-            .expect("memory_limit")
+    /// The limit as the setting says and as the buffer pool holds it.
+    fn memory_limit(conn: &Connection) -> (String, String) {
+        conn.query_row(
+            "SELECT current_setting('memory_limit'), (SELECT memory_limit FROM pragma_database_size())",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("memory_limit")
     }
 
-    /// Handing the cached pages back leaves the limit as it was: DuckDB's default, or the
-    /// configured one.
+    /// Handing the cached pages back leaves the limit as it was, in the setting and in the
+    /// buffer pool: DuckDB's default (within the rendering's last digit), or the configured one;
+    /// and releasing again changes nothing.
     #[test]
     fn releasing_cached_pages_keeps_the_memory_limit() {
         let dir = tempfile::tempdir().expect("dir");
@@ -296,13 +324,24 @@ mod tests {
             threads: 0,
             memory_limit: String::new(),
         };
-        let default = memory_limit(store.conn());
+        let (default, _) = memory_limit(store.conn());
         release_cached_pages(store.conn(), &settings).expect("release");
-        assert_eq!(memory_limit(store.conn()), default);
+        let after = memory_limit(store.conn());
+        assert_eq!(after.0, after.1, "the setting and the buffer pool agree");
+        let gib = |text: &str| -> f64 { text.trim_end_matches(" GiB").parse().unwrap_or(0.0) };
+        assert!(
+            (gib(&default) - gib(&after.1)).abs() <= 0.1 + 1e-9,
+            "{default} -> {}",
+            after.1
+        );
+        for _ in 0..3 {
+            release_cached_pages(store.conn(), &settings).expect("again");
+            assert_eq!(memory_limit(store.conn()), after, "no shrinking");
+        }
         settings.memory_limit = "300MB".into();
         store.tune(&settings).expect("tune");
         let configured = memory_limit(store.conn());
-        assert_ne!(configured, default);
+        assert_ne!(configured, after);
         release_cached_pages(store.conn(), &settings).expect("release");
         assert_eq!(memory_limit(store.conn()), configured);
     }

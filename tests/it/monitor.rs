@@ -215,7 +215,9 @@ async fn predictions_are_logged_then_scored_when_their_hour_arrives() {
     // since the real data is historical).
     let mut snapshot = Snapshot::load(app.store.conn(), &app.settings);
     snapshot.live_accuracy = live;
-    let publication = state.publisher.publish(state.publisher.begin(), snapshot);
+    let publication = state
+        .publisher()
+        .publish(state.publisher().begin(), snapshot);
     assert!(
         matches!(publication, Publication::Published { .. }),
         "{publication:?}"

@@ -22,7 +22,7 @@ pub(super) async fn backup(State(state): State<Arc<AppState>>) -> Result<Respons
     let (file, manifest) = tokio::task::spawn_blocking(move || {
         // A connection of its own, so pages and promotions do not wait for the copy.
         let conn = state.runtime.connect()?;
-        let data_dir = &state.runtime.settings.data_dir;
+        let data_dir = &state.runtime.settings().data_dir;
         let out = data_dir.join(format!(".backup-out-{}.tar", uuid_like()));
         let manifest = store::write_backup(&conn, data_dir, &out)
             .map_err(|e| ApiError::internal(format!("the backup failed: {}", report(&e))))?;

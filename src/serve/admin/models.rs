@@ -38,7 +38,7 @@ pub(super) async fn promote(
     body: Bytes,
 ) -> Result<Json<ChampionResponse>, ApiError> {
     let req: PromoteRequest = optional_json(&body)?;
-    let data_dir = state.runtime.settings.data_dir.clone();
+    let data_dir = state.runtime.settings().data_dir.clone();
     change_champion(state, move |conn| {
         let previous = registry::champion(conn)?.map(|c| c.model_id);
         // Refuse a model that could not serve, before it replaces one that can.

@@ -124,7 +124,7 @@ impl ProfileCache {
         }
         let target = Target {
             selected: "current".into(),
-            coins: state.runtime.settings.coins.join(","),
+            coins: state.runtime.settings().coins.join(","),
             until: chrono::Utc::now().timestamp(),
             snapshot,
             fingerprint: fingerprint.clone(),
@@ -179,7 +179,7 @@ struct Target {
 
 /// Profiles the current data after each publication (and at start-up), so no reader waits.
 pub fn spawn_warmer(state: Arc<AppState>) {
-    let mut served = state.runtime.publisher.subscribe();
+    let mut served = state.runtime.publisher().subscribe();
     // A weak reference between profiles: the warmer never keeps the state (and its database
     // connections) alive after the server.
     let state = Arc::downgrade(&state);

@@ -50,7 +50,7 @@ const RANGES: [i64; 5] = [1, 7, 30, 90, 365];
 
 pub async fn load(state: &Arc<AppState>, q: MarketQuery) -> Result<MarketPage, ApiError> {
     let snap = state.runtime.snapshot();
-    let mut coins: Vec<String> = state.runtime.settings.coins.clone();
+    let mut coins: Vec<String> = state.runtime.settings().coins.clone();
     for c in snap.coins.keys() {
         if !coins.contains(c) {
             coins.push(c.clone());
@@ -82,7 +82,7 @@ pub async fn load(state: &Arc<AppState>, q: MarketQuery) -> Result<MarketPage, A
             "days must be between 1 and {longest}, got {days}"
         )));
     }
-    let currency = state.runtime.settings.vs_currency.clone();
+    let currency = state.runtime.settings().vs_currency.clone();
     let coin_q = coin.clone();
     let (prices, forecasts, to) = read(state, move |conn| {
         // The range ends at the coin's newest hour (or now), so old data still shows.

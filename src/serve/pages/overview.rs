@@ -165,7 +165,7 @@ pub async fn load(state: &Arc<AppState>) -> Result<OverviewPage, ApiError> {
             last_price: series.price.get(last).copied().unwrap_or(f64::NAN),
             last_hour: utc(last_hour * 3600),
             age_seconds,
-            stale: age_seconds > state.runtime.settings.serve.max_data_age_hours as f64 * 3600.0,
+            stale: age_seconds > state.runtime.settings().serve.max_data_age_hours as f64 * 3600.0,
             forecasts,
             live: snap
                 .live_accuracy
@@ -221,7 +221,7 @@ pub async fn load(state: &Arc<AppState>) -> Result<OverviewPage, ApiError> {
         Some(m) => {
             let drift = state
                 .runtime
-                .metrics
+                .metrics()
                 .data_drift_ratio
                 .with_label_values(&[&m.family])
                 .get();
@@ -238,7 +238,7 @@ pub async fn load(state: &Arc<AppState>) -> Result<OverviewPage, ApiError> {
             }
         }
     }
-    let serve = &state.runtime.settings.serve;
+    let serve = &state.runtime.settings().serve;
     if serve.read_token().is_none() && !serve.binds_loopback_only() {
         alerts.push(Alert {
             alert: "OpenToReaders",

@@ -50,9 +50,9 @@ pub struct PipelinePage {
 
 pub async fn load(state: &Arc<AppState>) -> Result<PipelinePage, ApiError> {
     let registered = read(state, artifacts::registered_names).await?;
-    let grace = state.runtime.settings.model.orphan_artifact_grace_hours;
+    let grace = state.runtime.settings().model.orphan_artifact_grace_hours;
     let orphan_artifacts =
-        artifacts::orphans_among(&registered, &state.runtime.settings.data_dir, grace);
+        artifacts::orphans_among(&registered, &state.runtime.settings().data_dir, grace);
     let runs = read(state, |conn| {
         let recent = runs(conn, 30)?;
         let oldest = recent.last().map_or(i64::MAX, |r| r.run_id);
@@ -91,7 +91,7 @@ pub async fn load(state: &Arc<AppState>) -> Result<PipelinePage, ApiError> {
             .collect())
     })
     .await?;
-    let serve = &state.runtime.settings.serve;
+    let serve = &state.runtime.settings().serve;
     Ok(PipelinePage {
         runs,
         ingest_schedule: serve.pipeline_schedule.clone(),

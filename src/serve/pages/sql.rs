@@ -106,10 +106,10 @@ pub async fn load(state: &Arc<AppState>) -> Result<SqlPage, ApiError> {
         rows.collect()
     })
     .await?;
-    let settings = &state.runtime.settings;
+    let settings = &state.runtime.settings();
     let published = settings.data_dir.join(crate::store::PUBLISHED_DIR);
     Ok(SqlPage {
-        published: state.runtime.queries.published_version(),
+        published: state.runtime.queries().published_version(),
         published_database: crate::store::published_database(&settings.data_dir)
             .display()
             .to_string(),
@@ -137,14 +137,14 @@ async fn run(
     limit: Option<usize>,
     default_rows: usize,
 ) -> Result<QueryResult, ApiError> {
-    let max = state.runtime.settings.serve.sql_max_rows;
+    let max = state.runtime.settings().serve.sql_max_rows;
     let limit = match limit {
         Some(0) => return Err(ApiError::unprocessable("limit must be at least 1")),
         Some(n) => n.min(max),
         None => default_rows.min(max),
     };
     let runtime = state.runtime.clone();
-    Ok(tokio::task::spawn_blocking(move || runtime.queries.run(&sql, limit)).await??)
+    Ok(tokio::task::spawn_blocking(move || runtime.queries().run(&sql, limit)).await??)
 }
 
 #[derive(Template)]
@@ -215,7 +215,7 @@ pub async fn query(
             )))
         }
     };
-    let max = state.runtime.settings.serve.sql_max_rows;
+    let max = state.runtime.settings().serve.sql_max_rows;
     let result = run(&state, req.sql, req.limit, max).await?;
     let headers = completeness_headers(&result);
     Ok(if csv {
@@ -234,7 +234,7 @@ pub async fn download(
         .q
         .filter(|q| !q.trim().is_empty())
         .ok_or_else(|| ApiError::bad_request("give the query as ?q="))?;
-    let max = state.runtime.settings.serve.sql_max_rows;
+    let max = state.runtime.settings().serve.sql_max_rows;
     Ok(csv_response(&run(&state, sql, form.limit, max).await?, max))
 }
 

@@ -348,7 +348,7 @@ async fn a_reload_begun_before_a_promotion_never_puts_the_old_champion_back() {
     let base = serve_on_localhost(runtime.clone()).await;
 
     // The worker's reload begins and reads the database: the old champion.
-    let held = runtime.publisher.begin();
+    let held = runtime.publisher().begin();
     let stale = Snapshot::load(app.store.conn(), &app.settings);
     // Meanwhile the API promotes the other model: committed, published, served.
     let http = reqwest::Client::new();
@@ -363,7 +363,7 @@ async fn a_reload_begun_before_a_promotion_never_puts_the_old_champion_back() {
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(champion(&runtime), new);
     // The held reload publishes last, and is refused.
-    let publication = runtime.publisher.publish(held, stale);
+    let publication = runtime.publisher().publish(held, stale);
     assert!(
         matches!(publication, Publication::Superseded { .. }),
         "{publication:?}"
@@ -373,7 +373,7 @@ async fn a_reload_begun_before_a_promotion_never_puts_the_old_champion_back() {
     assert_eq!(answer["model_version"], new.as_str(), "{answer}");
     // A reload begun after the promotion publishes as usual.
     assert!(matches!(
-        runtime.publisher.reload(app.store.conn(), &app.settings),
+        runtime.publisher().reload(app.store.conn(), &app.settings),
         Publication::Published { .. }
     ));
     assert_eq!(champion(&runtime), new);

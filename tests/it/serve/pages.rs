@@ -51,7 +51,7 @@ async fn the_features_profile_is_computed_once_per_data_and_shared() {
     }
 
     // A publication with the same data reuses the profile.
-    runtime.publisher.reload(app.store.conn(), &app.settings);
+    runtime.publisher().reload(app.store.conn(), &app.settings);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         features(&http, &url).await["profiled_at"],
@@ -65,7 +65,7 @@ async fn the_features_profile_is_computed_once_per_data_and_shared() {
             "DELETE FROM features WHERE ts > (SELECT max(ts) - INTERVAL 100 HOURS FROM features)",
         )
         .expect("delete");
-    runtime.publisher.reload(app.store.conn(), &app.settings);
+    runtime.publisher().reload(app.store.conn(), &app.settings);
     let deadline = Instant::now() + Duration::from_secs(60);
     let newer = loop {
         let page = features(&http, &url).await;
