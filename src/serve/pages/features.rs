@@ -59,6 +59,8 @@ pub struct FeaturesPage {
     #[serde(flatten)]
     pub profiled: Arc<Profiled>,
     pub feature_sql: &'static str,
+    /// On a replica: what its data holds, unlike the writer's.
+    pub replica_note: Option<String>,
 }
 
 /// A profile of every feature over some coins' rows up to an hour.
@@ -227,10 +229,19 @@ pub async fn load(state: &Arc<AppState>, q: FeaturesQuery) -> Result<FeaturesPag
         }
         None => state.profiles.current(state).await?,
     };
+    let replica_note = state.runtime.snapshot().publication.as_ref().map(|p| {
+        format!(
+            "This replica serves the writer's publication {} ({}): its series from {} UTC, and only the feature columns the served models read (the others are empty here). The writer's page profiles every feature over all data.",
+            p.version,
+            p.writer,
+            super::utc(p.series_from_hour * 3600)
+        )
+    });
     Ok(FeaturesPage {
         versions,
         profiled,
         feature_sql: include_str!("../../../sql/features/hourly.sql"),
+        replica_note,
     })
 }
 

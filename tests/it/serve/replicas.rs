@@ -234,6 +234,31 @@ async fn replicas_serve_the_writers_publication_behind_haproxy_and_their_forecas
         *answered.entry(instance).or_default() += 1;
     }
 
+    // Every page renders from the publication; the features page says what a replica holds.
+    for page in [
+        "/",
+        "/market",
+        "/quality",
+        "/features",
+        "/pipeline",
+        "/models",
+        "/monitoring",
+    ] {
+        let r = http
+            .get(format!("{}{page}", base(ports[1])))
+            .send()
+            .await
+            .expect("page");
+        assert_eq!(r.status(), StatusCode::OK, "{page} on a replica");
+        let html = r.text().await.expect("html");
+        if page == "/features" {
+            assert!(
+                html.contains("data-replica"),
+                "the features page names the publication"
+            );
+        }
+    }
+
     // What only the writer does is refused by a replica, naming the writer.
     let writer_url = base(ports[0]);
     for (path, body) in [
@@ -523,4 +548,123 @@ async fn replicas_serve_the_writers_publication_behind_haproxy_and_their_forecas
             "{instance}'s answers in the writer's predictions; writer log:\n{log}"
         );
     }
+}
+
+/// The publication through S3 (SeaweedFS on 127.0.0.1): a writer publishes to
+/// `s3://lake/serving`, a replica from an empty folder serves its champion and its forecasts come
+/// back through the bucket. A wrong key leaves the replica unready, saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_serves_a_publication_in_an_s3_bucket() {
+    use crate::support::seaweedfs::{SeaweedFs, ACCESS_KEY, BUCKET, SECRET_KEY};
+    let dir = tempfile::tempdir().expect("dir");
+    let s3 = SeaweedFs::start(&dir.path().join("s3"));
+    let writer_dir = dir.path().join("writer");
+    writer_data(&writer_dir);
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let url = format!("s3://{BUCKET}/serving");
+    let endpoint = s3.endpoint();
+    let mut env = shared_env(dir.path(), ports[0]);
+    env.retain(|(k, _)| k != "COINCAST__PUBLISH__URL");
+    env.extend(
+        [
+            ("COINCAST__PUBLISH__URL", url.as_str()),
+            ("COINCAST__S3__ENDPOINT", endpoint.as_str()),
+            ("COINCAST__S3__URL_STYLE", "path"),
+            ("COINCAST__S3__ALLOW_HTTP", "true"),
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    let http = reqwest::Client::new();
+    let base = |port: u16| format!("http://127.0.0.1:{port}");
+    let writer = serve(&writer_dir, "writer", ports[0], "writer", &env);
+    wait_for(
+        &http,
+        &format!("{}/health", base(ports[0])),
+        Duration::from_secs(60),
+    )
+    .await;
+    let replica = serve(
+        &dir.path().join("replica"),
+        "replica",
+        ports[1],
+        "replica-s3",
+        &env,
+    );
+    let ready = wait_for(
+        &http,
+        &format!("{}/ready", base(ports[1])),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(ready["publication"]["writer"], "writer", "{ready}");
+    let (_, from_writer, _) = predict(&http, &base(ports[0])).await;
+    let (status, body, instance) = predict(&http, &base(ports[1])).await;
+    assert_eq!((status, instance.as_str()), (StatusCode::OK, "replica-s3"));
+    assert_eq!(body, from_writer);
+
+    // A replica with a wrong key is not ready, and says what it could not read.
+    let mut wrong = env.clone();
+    wrong.retain(|(k, _)| k != "AWS_SECRET_ACCESS_KEY");
+    wrong.push(("AWS_SECRET_ACCESS_KEY".into(), "not-the-secret".into()));
+    let refused = serve(
+        &dir.path().join("refused"),
+        "replica",
+        ports[2],
+        "refused",
+        &wrong,
+    );
+    wait_for(
+        &http,
+        &format!("{}/health", base(ports[2])),
+        Duration::from_secs(30),
+    )
+    .await;
+    let started = Instant::now();
+    loop {
+        let r = http
+            .get(format!("{}/ready", base(ports[2])))
+            .send()
+            .await
+            .expect("ready");
+        let status = r.status();
+        let body = r.json_value().await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            !message.contains("not-the-secret") && !message.contains(SECRET_KEY),
+            "{message}"
+        );
+        if message.contains(&url) && !message.contains("no serving publication loaded yet") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    refused.kill();
+
+    // Its served forecast comes home through the bucket.
+    let _ = replica.terminate();
+    let metrics_url = format!("{}/metrics", base(ports[0]));
+    let started = Instant::now();
+    loop {
+        let metrics = http
+            .get(&metrics_url)
+            .send()
+            .await
+            .expect("m")
+            .text()
+            .await
+            .expect("t");
+        if metrics.contains("coincast_replica_segments_taken_total 1") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the segment never came home"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = writer.terminate();
 }
