@@ -17,6 +17,7 @@ use coincast::model::registry::GateCheck;
 use coincast::model::served::ServedModel;
 use coincast::model::{evaluate, registry, train};
 use coincast::progress;
+use coincast::runtime::{answer, ServedBy, Snapshot};
 use coincast::store::Store;
 
 #[derive(Args, Debug)]
@@ -288,32 +289,54 @@ pub(super) fn predict(settings: &Settings, args: PredictArgs) -> anyhow::Result<
             settings.coins.join(", ")
         )));
     }
-    let (row, answered) = match &model {
-        Some(id) => (
-            registry::get_servable(store.conn(), id)?,
-            Answered::Requested,
-        ),
-        None => serving_row(&store, &coin, settings)?,
+    // A requested model answers as asked; otherwise whoever `POST /predict` would pick: the
+    // champion for a coin it covers and can forecast now, else the floor.
+    let (f, model_id, family, answered) = match &model {
+        Some(id) => {
+            let row = registry::get_servable(store.conn(), id)?;
+            let m = ServedModel::load(
+                &row.artifact_dir(&settings.data_dir),
+                lstm::resolve_device("auto")?,
+            )?;
+            let series = coincast::model::dataset::CoinSeries::load(
+                store.conn(),
+                &coin,
+                &settings.vs_currency,
+                &m.series_features(),
+            )?;
+            // Intervals at the coin's online coverage levels, as /predict draws them.
+            let aci = coincast::monitor::coverage::load_state(store.conn(), &row.model_id)?;
+            let levels = coincast::monitor::coverage::levels(&aci, m.horizon(), m.interval_level());
+            let f =
+                m.forecast_latest(&series, Levels::per_horizon_or_nominal(levels.get(&coin)))?;
+            (
+                std::sync::Arc::new(f),
+                row.model_id,
+                m.name(),
+                Answered::Requested,
+            )
+        }
+        None => {
+            let snapshot = Snapshot::load_for(store.conn(), settings, Some(&coin));
+            let answerers = snapshot.answerers_for(&coin, &settings.coins)?;
+            let (f, a) = answer::latest_forecast(answerers, 1)?;
+            let answered = match a.by {
+                ServedBy::Champion => Answered::Champion,
+                ServedBy::Floor => Answered::Floor,
+            };
+            (
+                f,
+                a.model.model_id.clone(),
+                a.model.family.clone(),
+                answered,
+            )
+        }
     };
-    let m = ServedModel::load(
-        &row.artifact_dir(&settings.data_dir),
-        lstm::resolve_device("auto")?,
-    )?;
-    let series = coincast::model::dataset::CoinSeries::load(
-        store.conn(),
-        &coin,
-        &settings.vs_currency,
-        &m.series_features(),
-    )?;
-    // Intervals at the coin's online coverage levels, as /predict draws them.
-    let aci = coincast::monitor::coverage::load_state(store.conn(), &row.model_id)?;
-    let levels = coincast::monitor::coverage::levels(&aci, m.horizon(), m.interval_level());
-    let f = m.forecast_latest(&series, Levels::per_horizon_or_nominal(levels.get(&coin)))?;
     if json {
         let out = PredictOutput {
             coin_id: &f.coin_id,
-            model_id: &row.model_id,
-            model_type: &row.family,
+            model_id: &model_id,
+            model_type: &family,
             served_by: answered,
             as_of: rfc3339_hour(f.as_of_hour),
             current_price: f.current_price,
@@ -325,8 +348,8 @@ pub(super) fn predict(settings: &Settings, args: PredictArgs) -> anyhow::Result<
         outln!(
             "{} with {} ({}, {}): price {} at {} UTC; {:.0}% intervals",
             f.coin_id,
-            row.model_id,
-            m.name(),
+            model_id,
+            family,
             answered.name(),
             f.current_price,
             hour_utc(f.as_of_hour),
@@ -629,26 +652,6 @@ fn print_selection(o: &train::TrainOutcome) {
         o.timings.refit_seconds,
         o.timings.total_seconds
     );
-}
-
-/// The model that answers for a coin: the champion when it covers the coin, else the floor.
-fn serving_row(
-    store: &Store,
-    coin: &str,
-    settings: &Settings,
-) -> anyhow::Result<(registry::ModelRow, Answered)> {
-    if let Some(row) = registry::champion(store.conn())? {
-        let m = ServedModel::load(&row.artifact_dir(&settings.data_dir), tch::Device::Cpu)?;
-        if m.coins().iter().any(|c| c == coin) {
-            return Ok((row, Answered::Champion));
-        }
-    }
-    let floor = registry::floor(store.conn())?;
-    floor.map(|row| (row, Answered::Floor)).ok_or_else(|| {
-        anyhow::anyhow!(
-            "no model serves {coin} yet: the floor is registered by the first pipeline run with a day of data (`coincast run` or `replay`), `coincast train` selects a champion"
-        )
-    })
 }
 
 /// Brings what `predict` needs and the file lacks from the lake's bucket: the requested model

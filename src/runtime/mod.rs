@@ -12,6 +12,7 @@
 //! - a replica (`Runtime::replica`) has no database of the writer's: it serves the newest
 //!   serving publication it loaded (`replica.rs`) and runs no job.
 
+pub mod answer;
 mod error;
 mod metrics;
 mod prediction_log;

@@ -269,6 +269,11 @@ impl PublicationInfo {
 impl Snapshot {
     /// Reads the champion, the floor and every coin's series from the database.
     pub fn load(conn: &Connection, settings: &Settings) -> Self {
+        Self::load_for(conn, settings, None)
+    }
+
+    /// As `load`, with only `only`'s series when given (a command that answers for one coin).
+    pub fn load_for(conn: &Connection, settings: &Settings, only: Option<&str>) -> Self {
         let mut problems = Vec::new();
         let mut load_role =
             |row: Result<Option<registry::ModelRow>, ModelError>, role: &str| match row {
@@ -295,7 +300,7 @@ impl Snapshot {
         let mut coins = BTreeMap::new();
         match monitor::stored_coins(conn, &settings.vs_currency) {
             Ok(ids) => {
-                for coin in ids {
+                for coin in ids.into_iter().filter(|c| only.is_none_or(|o| o == c)) {
                     let entry = load_coin(conn, &coin, settings, &champion, &floor, &mut problems);
                     coins.insert(coin, entry);
                 }

@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::failure::report;
 use crate::model::ModelError;
 use crate::query::QueryError;
+use crate::runtime::answer::AnswerError;
 use crate::runtime::RuntimeError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -247,4 +248,18 @@ pub fn optional_json<T: Default + serde::de::DeserializeOwned>(body: &[u8]) -> R
     }
     serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+/// Why nothing answers for a coin, as the API says it.
+impl From<AnswerError> for ApiError {
+    fn from(e: AnswerError) -> Self {
+        let message = e.to_string();
+        match e {
+            AnswerError::UnknownCoin { .. } => Self::not_found("unknown_coin", message),
+            AnswerError::NoData(_) => Self::unavailable("no_data", message),
+            AnswerError::NoModel(_) => Self::unavailable("no_model", message),
+            AnswerError::BeyondHorizon { .. } => Self::unprocessable(message),
+            AnswerError::Incomplete(_) => Self::unavailable("data_incomplete", message),
+        }
+    }
 }

@@ -18,10 +18,9 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiJson};
 use super::state::AppState;
-use crate::config::is_valid_coin_id;
 use crate::model::dataset::CoinSeries;
-use crate::model::forecast::Forecast;
 use crate::model::ModelError;
+use crate::runtime::answer::{self, Answerer};
 use crate::runtime::PredictionRecord;
 use crate::runtime::{ServedBy, ServingModel};
 
@@ -66,88 +65,28 @@ pub(super) fn check_model_type(model_type: Option<&str>) -> Result<(), ApiError>
 /// Who may answer for a coin, in order (the champion when it covers the coin, then the floor):
 /// 404 for a coin that is neither configured nor stored, 503 when nothing can serve it yet.
 pub(super) fn answerers(state: &AppState, coin_id: &str) -> Result<Vec<Answerer>, ApiError> {
-    let snap = state.runtime.snapshot();
-    if !is_valid_coin_id(coin_id)
-        || (!snap.coins.contains_key(coin_id)
-            && !state.runtime.settings().coins.iter().any(|c| c == coin_id))
-    {
-        return Err(ApiError::not_found(
-            "unknown_coin",
-            format!(
-                "coin `{coin_id}` is not served; available: {}",
-                snap.coins.keys().cloned().collect::<Vec<_>>().join(", ")
-            ),
-        ));
-    }
-    if !snap.coins.contains_key(coin_id) {
-        return Err(ApiError::unavailable(
-            "no_data",
-            format!(
-                "no data for `{coin_id}` yet: the next pipeline run fetches it (`coincast run`)"
-            ),
-        ));
-    }
-    let found: Vec<Answerer> = snap
-        .answerers(coin_id)
-        .into_iter()
-        .map(|(model, series, by)| Answerer { model, series, by })
-        .collect();
-    if found.is_empty() {
-        return Err(ApiError::unavailable("no_model", snap.problems.join("; ")));
-    }
-    Ok(found)
-}
-
-/// A model that may answer for a coin, with the coin's series as it reads it.
-#[derive(Clone)]
-pub(super) struct Answerer {
-    pub model: Arc<ServingModel>,
-    pub series: Arc<CoinSeries>,
-    pub by: ServedBy,
+    Ok(state
+        .runtime
+        .snapshot()
+        .answerers_for(coin_id, &state.runtime.settings().coins)?)
 }
 
 /// 422 when the answering model forecasts fewer hours ahead than asked.
 pub(super) fn check_horizon(model: &ServingModel, hours_ahead: i64) -> Result<(), ApiError> {
-    if hours_ahead as usize <= model.horizon {
-        return Ok(());
-    }
-    Err(ApiError::unprocessable(format!(
-        "hours_ahead {hours_ahead} is beyond what the serving model {} ({}) forecasts: up to {} h ahead",
-        model.model_id, model.family, model.horizon
-    )))
+    Ok(answer::check_horizon(model, hours_ahead)?)
 }
 
-/// Runs `f` on the blocking pool with the first answerer that can; the floor answers when the
-/// champion cannot forecast the coin now (its inputs are incomplete). 503 when none can.
+/// Runs `f` on the blocking pool with the first answerer that can (the floor when the champion
+/// cannot forecast the coin now). 503 when none can.
 pub(super) async fn infer<T: Send + 'static>(
     answerers: Vec<Answerer>,
     f: impl Fn(&ServingModel, &CoinSeries) -> Result<T, ModelError> + Send + 'static,
 ) -> Result<(T, Answerer), ApiError> {
-    tokio::task::spawn_blocking(move || {
-        let mut reasons = Vec::new();
-        for a in answerers {
-            match f(&a.model, &a.series) {
-                Ok(value) => return Ok((value, a)),
-                Err(e) => reasons.push(format!("{} ({}): {e}", a.model.model_id, a.by.name())),
-            }
-        }
-        Err(ApiError::unavailable("data_incomplete", reasons.join("; ")))
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("inference task failed: {e}")))?
-}
-
-/// The first answerer that can forecast `hours_ahead` with its forecast already computed, as
-/// `infer` would pick it: a model whose horizon is too short is passed over, and an answerer
-/// without a computed forecast ends the lookup (inference decides then).
-fn memoized(answerers: &[Answerer], hours_ahead: i64) -> Option<(Arc<Forecast>, Answerer)> {
-    for a in answerers {
-        if check_horizon(&a.model, hours_ahead).is_err() {
-            continue;
-        }
-        return a.model.cached_latest(&a.series).map(|f| (f, a.clone()));
-    }
-    None
+    Ok(
+        tokio::task::spawn_blocking(move || answer::first_that_answers(answerers, f))
+            .await
+            .map_err(|e| ApiError::internal(format!("inference task failed: {e}")))??,
+    )
 }
 
 /// An hour since the epoch as ISO 8601 UTC.
@@ -213,14 +152,12 @@ pub async fn predict(
     let started = Instant::now();
     // Computed once per publication: a lookup, with inference (off the async threads) only
     // when the forecast is not there yet.
-    let (forecast, answered) = match memoized(&candidates, hours_ahead) {
+    let (forecast, answered) = match answer::memoized(&candidates, hours_ahead) {
         Some(hit) => hit,
         None => {
-            infer(candidates, move |model, series| {
-                check_horizon(model, hours_ahead).map_err(|e| ModelError::Numeric(e.message))?;
-                model.forecast_latest(series)
-            })
-            .await?
+            tokio::task::spawn_blocking(move || answer::latest_forecast(candidates, hours_ahead))
+                .await
+                .map_err(|e| ApiError::internal(format!("inference task failed: {e}")))??
         }
     };
     let latency = started.elapsed().as_secs_f64();

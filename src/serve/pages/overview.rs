@@ -16,8 +16,9 @@ use super::svg::{self, Chart, Series};
 use super::{age, pct, read, render, utc, Layout};
 use crate::failure::Failure;
 use crate::monitor::LiveAccuracy;
+use crate::runtime::answer::Answerer;
 use crate::serve::error::ApiError;
-use crate::serve::predict::{infer, Answerer};
+use crate::serve::predict::infer;
 use crate::serve::state::AppState;
 
 #[derive(Debug, Serialize)]
