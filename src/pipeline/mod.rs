@@ -1,4 +1,5 @@
-//! The pipeline runner. An ingest run is the tasks extract → quality_gate → transform → monitor;
+//! The pipeline runner (`run`; the tasks in `tasks.rs`, the retrain in `retrain.rs`, the errors in
+//! `error.rs`). An ingest run is the tasks extract → quality_gate → transform → monitor;
 //! a retrain run is one task, train (a selection over every candidate, the winner registered).
 //! Each attempt of a task is recorded in `task_runs` (state, attempt, timings, error and the kind
 //! of failure, log) under a `pipeline_runs` row.
@@ -17,8 +18,11 @@
 //! model folders that no registered model names once their grace period is over.
 
 mod child;
+mod error;
 mod record;
+mod retrain;
 mod shard;
+mod tasks;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -28,103 +32,21 @@ use serde::Serialize;
 
 use crate::config::Settings;
 use crate::failure::{Classify, Failure};
-use crate::features::{self, FeatureError};
-use crate::ingest::batch::{self, BatchError, BatchState, StageOutcome};
-use crate::ingest::coingecko::{CoinGeckoClient, FetchError};
-use crate::ingest::{self, ExtractReport, IngestError, LiveRequest};
-use crate::model::{self, Cancel, ModelError};
-use crate::monitor::{self, MonitorError, MonitorReport};
+use crate::features;
+use crate::ingest::coingecko::CoinGeckoClient;
+use crate::model;
+use crate::monitor::{self, MonitorReport};
 use crate::progress;
-use crate::quality::{self, GateOutcome, GateReport, QualityError, RuleSet};
+use crate::quality::RuleSet;
 use crate::store::Store;
 pub use child::{
     run_job as run_retrain_job, sweep_leftovers as sweep_retrain_leftovers, ChildError, Trainer,
 };
+pub use error::{PipelineError, TaskError};
 use record::RunRecorder;
+pub use retrain::{retrain, RetrainReport, RetrainSummary};
 pub use shard::{Shard, ShardError, INDEX_VARIABLE as SHARD_INDEX_VARIABLE};
-
-#[derive(Debug, thiserror::Error)]
-pub enum PipelineError {
-    #[error("task {task} failed after {attempts} attempt(s)")]
-    Task {
-        task: &'static str,
-        attempts: u32,
-        #[source]
-        source: Box<TaskError>,
-    },
-    #[error("recording the run failed")]
-    Record(#[from] duckdb::Error),
-}
-
-impl Classify for PipelineError {
-    fn failure(&self) -> Failure {
-        match self {
-            PipelineError::Task { source, .. } => source.failure(),
-            PipelineError::Record(_) => Failure::Internal,
-        }
-    }
-}
-
-/// Why one attempt of a task failed, with the failing module's error as its source.
-#[derive(Debug, thiserror::Error)]
-pub enum TaskError {
-    #[error("no coin could be fetched from {url}")]
-    SourceUnavailable {
-        url: String,
-        #[source]
-        first: FetchError,
-    },
-    #[error(transparent)]
-    Ingest(#[from] IngestError),
-    #[error(transparent)]
-    Batch(#[from] BatchError),
-    #[error(transparent)]
-    Quality(#[from] QualityError),
-    #[error(transparent)]
-    Features(#[from] FeatureError),
-    #[error(transparent)]
-    Model(#[from] ModelError),
-    #[error(transparent)]
-    Monitor(#[from] MonitorError),
-    /// Boxed: the lake's error is large and tasks return this on every attempt.
-    #[error(transparent)]
-    Lake(Box<crate::lake::LakeError>),
-    /// Boxed like the lake's.
-    #[error(transparent)]
-    Retention(Box<crate::retention::RetentionError>),
-    #[error("reading the database")]
-    Sql(#[from] duckdb::Error),
-}
-
-impl From<crate::retention::RetentionError> for TaskError {
-    fn from(e: crate::retention::RetentionError) -> Self {
-        TaskError::Retention(Box::new(e))
-    }
-}
-
-impl From<crate::lake::LakeError> for TaskError {
-    fn from(e: crate::lake::LakeError) -> Self {
-        TaskError::Lake(Box::new(e))
-    }
-}
-
-impl Classify for TaskError {
-    fn failure(&self) -> Failure {
-        match self {
-            TaskError::SourceUnavailable { .. } => Failure::SourceUnavailable,
-            TaskError::Ingest(e) => e.failure(),
-            TaskError::Quality(e) => e.failure(),
-            TaskError::Model(e) => e.failure(),
-            TaskError::Monitor(MonitorError::Model(e)) => e.failure(),
-            TaskError::Lake(e) => e.failure(),
-            TaskError::Retention(e) => e.failure(),
-            TaskError::Batch(_)
-            | TaskError::Features(_)
-            | TaskError::Monitor(_)
-            | TaskError::Sql(_) => Failure::Internal,
-        }
-    }
-}
+use tasks::*;
 
 /// Which coins a live extract fetches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -438,111 +360,6 @@ pub fn interrupt_running(store: &Store) -> Result<(), duckdb::Error> {
     Ok(())
 }
 
-/// What a retrain run registered.
-#[derive(Debug, Clone, Serialize)]
-pub struct RetrainSummary {
-    /// The champion after the run (refit on all data).
-    pub model_id: String,
-    /// The dataset version it was trained on (none: the lake is off or has no version).
-    pub lake_version: Option<i64>,
-    pub family: String,
-    /// What happened to the previous champion (first, replaced, demoted, refreshed).
-    pub outcome: model::gate::ChampionOutcome,
-    /// Who is champion and why, in one sentence.
-    pub summary: String,
-    /// The floor, when it was registered apart from the champion.
-    pub floor_id: Option<String>,
-    pub candidates: usize,
-    pub folds: usize,
-    pub walk_forward_seconds: f64,
-    pub refit_seconds: f64,
-}
-
-#[derive(Debug)]
-pub struct RetrainReport {
-    pub run_id: i64,
-    pub state: RunState,
-    pub summary: Option<RetrainSummary>,
-    pub error: Option<PipelineError>,
-}
-
-/// One retrain run, recorded like any pipeline run (trigger, task `train`, then `cleanup` when
-/// retention is on): a selection run over every candidate of `model.protocol` (the LSTM from
-/// `model.spec` among them) on every configured coin with features; the gate's winner is refit on
-/// all data and becomes champion. The selection runs in a child process (`trainer`) on a
-/// consistent copy of the database, and this process records it. `cancel` kills the child (the
-/// run is recorded as interrupted).
-pub async fn retrain(
-    store: &Store,
-    settings: &Settings,
-    trigger: &str,
-    cancel: Cancel,
-    trainer: &Trainer,
-) -> Result<RetrainReport, PipelineError> {
-    let recorder = RunRecorder::start(store.conn(), "retrain", trigger)?;
-    let outcome = recorder
-        .task("train", 1, Duration::ZERO, || {
-            let facts =
-                child::train_in_child(store.conn(), settings, trainer.executable(), &cancel)?;
-            let lake_version = crate::lake::record_training(store.conn(), settings, facts.run_id);
-            crate::lake::ship_models(store.conn(), settings);
-            let summary = RetrainSummary {
-                lake_version,
-                model_id: facts.model_id.clone(),
-                family: facts.family.clone(),
-                outcome: facts.outcome.clone(),
-                summary: facts.summary.clone(),
-                floor_id: facts.floor_id.clone(),
-                candidates: facts.candidates,
-                folds: facts.folds,
-                walk_forward_seconds: facts.walk_forward_seconds,
-                refit_seconds: facts.refit_seconds,
-            };
-            let log = format!(
-                "{} candidates on {} weekly windows in {:.1} s (refit every {} folds), winner refit in {:.1} s; champion {} ({}): {}{}",
-                summary.candidates,
-                summary.folds,
-                summary.walk_forward_seconds,
-                facts.refit_every_folds,
-                summary.refit_seconds,
-                summary.model_id,
-                summary.family,
-                summary.summary,
-                facts
-                    .skipped_coins
-                    .iter()
-                    .map(|c| format!("\nskipped {c}: no features stored"))
-                    .collect::<String>()
-            );
-            Ok(TaskOutput::new(summary, log))
-        })
-        .await;
-    // cleanup: after a training, so that the models it keeps are the new champion's company; a
-    // failure fails the run visibly, and the next retrain cleans up again.
-    let outcome = match outcome {
-        Ok(summary) if settings.retention.enabled => recorder
-            .task("cleanup", 1, Duration::ZERO, || {
-                let report =
-                    crate::retention::cleanup(store, settings, crate::retention::Mode::Apply)?;
-                Ok(TaskOutput::new((), crate::retention::describe(&report)))
-            })
-            .await
-            .map(|()| summary),
-        other => other,
-    };
-    let (state, summary, error) = match outcome {
-        Ok(s) => (RunState::Success, Some(s), None),
-        Err(e) => (run_state_of(&e), None, Some(e)),
-    };
-    finish(store, &recorder, state, error.as_ref(), &summary)?;
-    Ok(RetrainReport {
-        run_id: recorder.run_id,
-        state,
-        summary,
-        error,
-    })
-}
-
 /// Records the end of a run, then checkpoints so that the file is readable by other processes
 /// once this one exits.
 fn finish(
@@ -577,242 +394,4 @@ impl<T> TaskOutput<T> {
     fn new(value: T, log: String) -> Self {
         Self { value, log }
     }
-}
-
-/// A body that cleanup moved to the lake comes back into the file before its batch is checked
-/// again.
-fn bring_back_body(store: &Store, settings: &Settings, batch_id: i64) -> Result<(), TaskError> {
-    let moved: bool = store.conn().query_row(
-        "SELECT count(*) > 0 FROM raw_batches WHERE batch_id = ? AND body IS NULL AND body_archived = 'lake'",
-        [batch_id],
-        |r| r.get(0),
-    )?;
-    if moved {
-        crate::lake::attach(store.conn(), settings)?;
-        crate::lake::restore_body(store.conn(), batch_id)?;
-    }
-    Ok(())
-}
-
-async fn run_extract(
-    store: &Store,
-    settings: &Settings,
-    run_id: i64,
-    extract: &Extract<'_>,
-) -> Result<TaskOutput<ExtractReport>, TaskError> {
-    let conn = store.conn();
-    let report = match extract {
-        Extract::Live {
-            client,
-            coins,
-            until,
-            backfill_days,
-            cadence,
-        } => {
-            let usage = ingest::budget::usage(conn, &settings.coingecko, coins.len(), *until)?;
-            if let Some(w) = usage.warning() {
-                tracing::warn!("{w}");
-            }
-            let bar = progress::bar("fetch");
-            let req = LiveRequest {
-                coins,
-                vs_currency: &settings.vs_currency,
-                until: *until,
-                backfill_days: *backfill_days,
-                max_chunk_days: settings.coingecko.max_chunk_days,
-                run_id: Some(run_id),
-                cadence_hours: match cadence {
-                    Cadence::EveryCoin => 1,
-                    Cadence::WithinBudget => usage.cadence_hours,
-                },
-                budget_spent: usage.exhausted().then(|| {
-                    format!(
-                        "the plan's monthly budget of {} calls is spent ({} this month); fetching resumes next month (coingecko.monthly_call_budget)",
-                        usage.budget.unwrap_or_default(),
-                        usage.calls_this_month
-                    )
-                }),
-            };
-            let r = ingest::extract_live(conn, client, &req, &bar).await;
-            bar.finish_and_clear();
-            let r = r?;
-            let nothing_came = !r.fetch_errors.is_empty() && r.fetch_errors.len() == coins.len();
-            if nothing_came && r.fetch_errors.iter().all(FetchError::is_unavailable) {
-                // Worth another attempt of the whole task.
-                return Err(TaskError::SourceUnavailable {
-                    url: client.base_url().to_string(),
-                    first: r.fetch_errors[0].clone(),
-                });
-            }
-            r
-        }
-        Extract::Replay {
-            dir,
-            coins,
-            fetched_at,
-        } => {
-            let bar = progress::bar("replay");
-            let r = ingest::extract_replay(
-                conn,
-                dir,
-                coins.as_deref(),
-                &settings.vs_currency,
-                *fetched_at,
-                Some(run_id),
-                &bar,
-            );
-            bar.finish_and_clear();
-            r?
-        }
-        Extract::Recheck { batch_ids } => {
-            let mut r = ExtractReport::default();
-            for &id in batch_ids {
-                bring_back_body(store, settings, id)?;
-                match batch::restage(conn, id)? {
-                    StageOutcome::Staged { batch_id, hours } => {
-                        r.staged.push(ingest::StagedBatch {
-                            batch_id,
-                            coin_id: batch_coin(store, batch_id),
-                            hours,
-                        })
-                    }
-                    StageOutcome::Failed { batch_id, reason } => {
-                        r.failed_batches.push((batch_id, reason))
-                    }
-                }
-            }
-            r
-        }
-    };
-    let log = format!(
-        "{} request(s); staged {} batch(es) ({} hours); {} failed batch(es); {} failed attempt(s); {} fetch error(s); {} file(s) skipped{}",
-        report.requests,
-        report.staged.len(),
-        report.staged.iter().map(|b| u64::from(b.hours)).sum::<u64>(),
-        report.failed_batches.len(),
-        report.failed_attempts.len(),
-        report.fetch_errors.len(),
-        report.skipped_files.len(),
-        report
-            .fetch_errors
-            .iter()
-            .map(|e| format!("\n{e}"))
-            .chain(report.skipped_files.iter().map(|e| format!("\n{e}")))
-            .chain(report.failed_attempts.iter().map(|(id, r)| format!("\nbatch {id}: {r}")))
-            .collect::<String>()
-    );
-    Ok(TaskOutput::new(report, log))
-}
-
-fn batch_coin(store: &Store, batch_id: i64) -> String {
-    store
-        .conn()
-        .query_row(
-            "SELECT coin_id FROM raw_batches WHERE batch_id = ?",
-            [batch_id],
-            |r| r.get(0),
-        )
-        .unwrap_or_default()
-}
-
-/// Gates every staged batch, oldest first.
-fn gate_staged(
-    store: &Store,
-    settings: &Settings,
-    rules: &RuleSet,
-) -> Result<TaskOutput<Vec<GatedBatch>>, TaskError> {
-    let conn = store.conn();
-    let ids = batch::batches_in_state(conn, BatchState::Staged)?;
-    let bar = progress::bar("quality gate");
-    bar.set_length(ids.len() as u64);
-    let mut gated = Vec::with_capacity(ids.len());
-    let mut log = String::new();
-    for id in ids {
-        let coin = batch_coin(store, id);
-        bar.set_message(coin.clone());
-        let outcome = quality::gate_batch(conn, rules, id, settings.quality.max_failing_rows)?;
-        let entry = match outcome {
-            GateOutcome::Merged { report, merge } => GatedBatch {
-                batch_id: id,
-                coin_id: coin,
-                merged: true,
-                changed_hours: merge.changed_hours,
-                problems: problems(&report),
-            },
-            GateOutcome::Quarantined { report, .. } => GatedBatch {
-                batch_id: id,
-                coin_id: coin,
-                merged: false,
-                changed_hours: 0,
-                problems: problems(&report),
-            },
-        };
-        log.push_str(&format!(
-            "batch {} {}: {}{}\n",
-            entry.batch_id,
-            entry.coin_id,
-            if entry.merged {
-                format!("merged, {} hours new or changed", entry.changed_hours)
-            } else {
-                "QUARANTINED".to_string()
-            },
-            if entry.problems.is_empty() {
-                String::new()
-            } else {
-                format!(" [{}]", entry.problems.join("; "))
-            }
-        ));
-        gated.push(entry);
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
-    Ok(TaskOutput::new(gated, log))
-}
-
-/// The floor, once any coin has a day of returns: `/predict` answers from then on.
-fn ensure_floor(store: &Store, settings: &Settings) -> Result<Option<String>, TaskError> {
-    let spec = model::train::spec_from(&settings.model.spec)?;
-    let protocol = model::train::protocol_from(&settings.model.protocol)?;
-    let coins = monitor::stored_coins(store.conn(), &settings.vs_currency)?;
-    model::floor::ensure_floor(
-        store.conn(),
-        &model::floor::FloorRequest {
-            coins: &coins,
-            vs_currency: &settings.vs_currency,
-            spec: &spec,
-            ewma_lambda: protocol.ewma_lambda,
-            data_dir: &settings.data_dir,
-        },
-    )
-    .map_err(TaskError::from)
-}
-
-fn monitor_log(report: &MonitorReport) -> String {
-    let mut log = format!("scored {} prediction(s)\n", report.scored_predictions);
-    for c in &report.coverage {
-        log.push_str(&format!(
-            "coverage control {}: {} outcome(s) checked, {} outside their interval; largest miss-rate shift from nominal {:.4}\n",
-            c.model_id, c.scored, c.missed, c.max_alpha_shift
-        ));
-    }
-    if let Some(skipped) = &report.psi_skipped {
-        log.push_str(&format!("PSI skipped: {skipped}\n"));
-    }
-    if let Some(psi) = &report.psi {
-        for f in &psi.features {
-            log.push_str(&format!(
-                "PSI {} = {:.4} ({} values)\n",
-                f.feature, f.psi, f.observations
-            ));
-        }
-    }
-    log
-}
-
-fn problems(report: &GateReport) -> Vec<String> {
-    report
-        .failed_errors()
-        .chain(report.failed_warnings())
-        .map(|r| GateReport::summary(std::iter::once(r)))
-        .collect()
 }
