@@ -238,6 +238,11 @@ impl Bucket {
     /// Uploads `file` as the object `name` (replacing it: a whole object appears at once).
     pub(crate) fn put_file(&self, name: &str, file: &Path) -> Result<(), LakeError> {
         let body = std::fs::read(file).map_err(|source| io_error("cannot read", file, source))?;
+        self.put_bytes(name, body)
+    }
+
+    /// Writes `body` as the object `name` (replacing it: a whole object appears at once).
+    pub(crate) fn put_bytes(&self, name: &str, body: Vec<u8>) -> Result<(), LakeError> {
         let key = self.key(name);
         let store = self.store.clone();
         blocking(async move {
@@ -267,19 +272,11 @@ impl Bucket {
     }
 
     pub(crate) fn put_json<T: Serialize>(&self, name: &str, value: &T) -> Result<(), LakeError> {
-        let key = self.key(name);
         let body = serde_json::to_vec_pretty(value).map_err(|e| LakeError::Metadata {
             version: -1,
             message: e.to_string(),
         })?;
-        let store = self.store.clone();
-        blocking(async move {
-            store
-                .put(&key, body.into())
-                .await
-                .map(|_| ())
-                .map_err(|source| bucket_error("writing", &key, source))
-        })
+        self.put_bytes(name, body)
     }
 
     /// The JSON object `name`, or `None` when the bucket has no such object.

@@ -132,7 +132,7 @@ impl Follower {
         };
         for entry in entries.flatten() {
             let path = entry.path();
-            if path != keep.dir && !path.starts_with(&keep.dir) {
+            if path != keep.dir {
                 if let Err(e) = std::fs::remove_dir_all(&path) {
                     tracing::warn!("cannot remove {}: {e}", path.display());
                 }

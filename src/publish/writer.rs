@@ -87,8 +87,9 @@ impl ServingWriter {
             url: self.bucket.url().to_string(),
             message: e.to_string(),
         })?;
-        self.put(&Manifest::version_name(version), &body)?;
-        self.put(NEWEST, &body)?;
+        self.bucket
+            .put_bytes(&Manifest::version_name(version), body.clone())?;
+        self.bucket.put_bytes(NEWEST, body)?;
         if let Err(e) = self.prune(version) {
             tracing::warn!("old publications stay at {}: {e}", self.bucket.url());
         }
@@ -98,14 +99,6 @@ impl ServingWriter {
             bytes: manifest.bytes(),
             seconds: started.elapsed().as_secs_f64(),
         })
-    }
-
-    fn put(&self, name: &str, body: &[u8]) -> Result<(), PublishError> {
-        let tmp = self.data_dir.join("tmp").join("serving-manifest.json");
-        std::fs::write(&tmp, body).map_err(io_error(&tmp))?;
-        let put = self.bucket.put_file(name, &tmp);
-        let _ = std::fs::remove_file(&tmp);
-        Ok(put?)
     }
 
     /// Uploads the database and the served models' files; the manifest that names them.

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::support::{coincast, coincast_command, text};
+use crate::support::{coincast, coincast_command, get_text, text};
 
 const TOKEN: &str = "adm1n";
 
@@ -97,6 +97,23 @@ fn serve(data: &Path, role: &str, port: u16, instance: &str, env: &[(String, Str
     .spawn()
     .expect("serve");
     Process(Some(child))
+}
+
+/// Starts the writer on `port` and waits until it answers.
+async fn start_writer(
+    http: &reqwest::Client,
+    data: &Path,
+    port: u16,
+    env: &[(String, String)],
+) -> Process {
+    let writer = serve(data, "writer", port, "writer", env);
+    wait_for(
+        http,
+        &format!("http://127.0.0.1:{port}/health"),
+        Duration::from_secs(60),
+    )
+    .await;
+    writer
 }
 
 /// The writer's data: bitcoin and solana replayed, a selection run that registers the EWMA
@@ -195,13 +212,7 @@ async fn replicas_serve_the_writers_publication_behind_haproxy_and_their_forecas
     let http = reqwest::Client::new();
     let base = |port: u16| format!("http://127.0.0.1:{port}");
 
-    let writer = serve(&writer_dir, "writer", ports[0], "writer", &env);
-    wait_for(
-        &http,
-        &format!("{}/health", base(ports[0])),
-        Duration::from_secs(60),
-    )
-    .await;
+    let writer = start_writer(&http, &writer_dir, ports[0], &env).await;
     let replicas: Vec<Process> = (1..=3)
         .map(|i| {
             let data = dir.path().join(format!("replica-{i}"));
@@ -475,14 +486,7 @@ async fn replicas_serve_the_writers_publication_behind_haproxy_and_their_forecas
         (status, body["model_version"].as_str()),
         (StatusCode::OK, Some(challenger.as_str()))
     );
-    let metrics = http
-        .get(format!("{}/metrics", base(fresh_port)))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = get_text(&http, &format!("{}/metrics", base(fresh_port))).await;
     assert!(
         metrics.contains("coincast_serving_publication_failures_total{stage=\"format_version\"}"),
         "the refusal is counted"
@@ -493,25 +497,12 @@ async fn replicas_serve_the_writers_publication_behind_haproxy_and_their_forecas
     // their segments into `predictions`, one row count per request each answered.
     let _ = r1.terminate();
     let _ = r3.terminate();
-    let metrics_url = format!("{}/metrics", base(ports[0]));
     let started = Instant::now();
-    loop {
-        let metrics = http
-            .get(&metrics_url)
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
-        if publication
-            .join("predictions")
-            .read_dir()
-            .map_or(true, |mut d| d.next().is_none())
-            && metrics.contains("coincast_replica_segments_taken_total")
-        {
-            break;
-        }
+    while publication
+        .join("predictions")
+        .read_dir()
+        .is_ok_and(|mut d| d.next().is_some())
+    {
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "segments still waiting"
@@ -578,13 +569,7 @@ async fn a_replica_serves_a_publication_in_an_s3_bucket() {
     );
     let http = reqwest::Client::new();
     let base = |port: u16| format!("http://127.0.0.1:{port}");
-    let writer = serve(&writer_dir, "writer", ports[0], "writer", &env);
-    wait_for(
-        &http,
-        &format!("{}/health", base(ports[0])),
-        Duration::from_secs(60),
-    )
-    .await;
+    let writer = start_writer(&http, &writer_dir, ports[0], &env).await;
     let replica = serve(
         &dir.path().join("replica"),
         "replica",
@@ -649,14 +634,7 @@ async fn a_replica_serves_a_publication_in_an_s3_bucket() {
     let metrics_url = format!("{}/metrics", base(ports[0]));
     let started = Instant::now();
     loop {
-        let metrics = http
-            .get(&metrics_url)
-            .send()
-            .await
-            .expect("m")
-            .text()
-            .await
-            .expect("t");
+        let metrics = get_text(&http, &metrics_url).await;
         if metrics.contains("coincast_replica_segments_taken_total 1") {
             break;
         }
