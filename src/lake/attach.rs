@@ -75,6 +75,26 @@ impl Location {
         }
     }
 
+    /// The catalog is in PostgreSQL: every machine that reaches it reads the same lake.
+    pub fn catalog_is_shared(&self) -> bool {
+        self.catalog == Catalog::Postgres
+    }
+
+    /// The catalog's string holds a password (libpq's `password=`), which DuckDB shows to any
+    /// query in `duckdb_databases()`; `PGPASSWORD` or `~/.pgpass` keep it out of the string.
+    pub fn catalog_holds_password(&self) -> bool {
+        if self.catalog != Catalog::Postgres {
+            return false;
+        }
+        let libpq = self.attach_target.to_ascii_lowercase();
+        // `password=…` in key-value form, or `postgresql://user:secret@host` as a URI.
+        let in_uri = libpq
+            .split_once("://")
+            .and_then(|(_, rest)| rest.split_once('@'))
+            .is_some_and(|(user_info, _)| user_info.contains(':'));
+        libpq.contains("password") || in_uri
+    }
+
     pub fn on_s3(&self) -> bool {
         self.data_path.starts_with("s3://")
     }
@@ -129,17 +149,7 @@ pub fn attach(conn: &Connection, settings: &Settings) -> Result<Location, LakeEr
     if attached {
         return Ok(location);
     }
-    let extensions = extension_dir(settings);
-    load(conn, &extensions, "ducklake")?;
-    match location.catalog {
-        Catalog::Postgres => load(conn, &extensions, "postgres_scanner")?,
-        Catalog::Sqlite => load(conn, &extensions, "sqlite_scanner")?,
-        Catalog::DuckDbFile => {}
-    }
-    if location.on_s3() {
-        load(conn, &extensions, "httpfs")?;
-        create_s3_secret(conn, &settings.s3, &location.data_path)?;
-    }
+    load_extensions_and_secret(conn, settings, &location)?;
     location.prepare_folders()?;
     let follow_the_folder = match location.origin {
         DataPathOrigin::DataFolder => ", OVERRIDE_DATA_PATH true",
@@ -157,6 +167,55 @@ pub fn attach(conn: &Connection, settings: &Settings) -> Result<Location, LakeEr
     })?;
     create_tables_once(conn)?;
     Ok(location)
+}
+
+/// Attaches the lake as `lake`, read-only, to the instance `conn` belongs to, and returns the
+/// data path its catalog names (a configured `lake.data_path` wins; the data folder's default is
+/// the writer's, not this machine's, so the catalog's is read). Creates nothing, here or there.
+pub fn attach_read_only(conn: &Connection, settings: &Settings) -> Result<String, LakeError> {
+    if !settings.lake.enabled {
+        return Err(LakeError::Disabled);
+    }
+    let location = Location::of(settings);
+    load_extensions_and_secret(conn, settings, &location)?;
+    let data_path = match location.origin {
+        DataPathOrigin::DataFolder => String::new(),
+        DataPathOrigin::Configured => format!(", DATA_PATH {}", literal(&location.data_path)),
+    };
+    conn.execute_batch(&format!(
+        "ATTACH {} AS lake (READ_ONLY{data_path});",
+        literal(&location.attach_target)
+    ))
+    .map_err(|source| LakeError::Attach {
+        catalog: location.catalog_name(),
+        data_path: location.data_path.clone(),
+        source,
+    })?;
+    Ok(conn.query_row(
+        "SELECT value FROM lake.options() WHERE option_name = 'data_path'",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+/// The extensions the catalog and the data path need, and the S3 secret when the data is there.
+fn load_extensions_and_secret(
+    conn: &Connection,
+    settings: &Settings,
+    location: &Location,
+) -> Result<(), LakeError> {
+    let extensions = extension_dir(settings);
+    load(conn, &extensions, "ducklake")?;
+    match location.catalog {
+        Catalog::Postgres => load(conn, &extensions, "postgres_scanner")?,
+        Catalog::Sqlite => load(conn, &extensions, "sqlite_scanner")?,
+        Catalog::DuckDbFile => {}
+    }
+    if location.on_s3() {
+        load(conn, &extensions, "httpfs")?;
+        create_s3_secret(conn, &settings.s3, &location.data_path)?;
+    }
+    Ok(())
 }
 
 /// The extension files' folder: `lake.extension_dir`, else `lib/duckdb-extensions` beside the
@@ -310,5 +369,16 @@ mod tests {
         );
         assert_eq!(l.data_path, "s3://bucket/prefix/");
         assert!(l.on_s3());
+        assert!(l.catalog_is_shared() && l.catalog_holds_password());
+        let without = settings(&[(
+            "COINCAST__LAKE__CATALOG",
+            "postgres:dbname=lake host=127.0.0.1 user=me",
+        )]);
+        assert!(!Location::of(&without).catalog_holds_password());
+        let uri = settings(&[(
+            "COINCAST__LAKE__CATALOG",
+            "postgres:postgresql://me:hunter2@127.0.0.1/lake",
+        )]);
+        assert!(Location::of(&uri).catalog_holds_password());
     }
 }

@@ -22,7 +22,7 @@ mod bucket;
 mod retention;
 mod version;
 
-pub use attach::{attach, Location};
+pub use attach::{attach, attach_read_only, Location};
 pub use bucket::{
     download_backup, fetch_model, hydrate_coin, prune, upload_backup, upload_models, BackupIndex,
     Blob, Bucket, ModelManifest, PrunedBucket,

@@ -185,9 +185,10 @@ impl Backend {
             .map_err(query_error)
     }
 
-    /// SQL reads the writer's published copy: a replica has none and names the writer.
+    /// SQL reads the published copy, or on a replica the lake; a replica without a shared lake
+    /// names the writer.
     fn on_the_writer(&self) -> PgWireResult<()> {
-        match self.runtime.writer_only("SQL") {
+        match self.runtime.sql_elsewhere() {
             Some(message) => Err(user_error("0A000", message)),
             None => Ok(()),
         }

@@ -1,10 +1,13 @@
 //! SQL for analysts while the appliance runs: read-only queries on the published copy
-//! (`store::publish`), never on the live file.
+//! (`store::publish`), never on the live file; on a replica, on the lake (`Queries::open_lake`).
 //!
 //! Invariants:
 //! - each published copy gets a fresh sandbox (`sandbox.rs`): its own DuckDB instance, opened
 //!   read-only, external access and extension loading off, memory and threads bounded, the
 //!   configuration locked last; a locked instance cannot attach anything, hence one per copy;
+//! - the lake's sandbox attaches it read-only before the lock, opens only its data path to reads
+//!   (`allowed_directories`), and is never opened while the catalog's string holds a password;
+//!   the S3 secret lives in DuckDB's secret manager, which shows it redacted;
 //! - a query is exactly one read statement, as DuckDB's own parser and binder say (SELECT and
 //!   WITH, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN);
 //! - time is bounded by interrupting the connection after `serve.sql_timeout_secs`, rows by the
@@ -23,6 +26,8 @@ use serde_json::Value as Json;
 use duckdb::types::{TimeUnit, Value};
 pub use sandbox::Limits;
 use sandbox::Sandbox;
+
+use crate::config::Settings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
@@ -64,13 +69,28 @@ pub struct Column {
 struct Current {
     sandbox: Arc<Mutex<Sandbox>>,
     version: String,
+    source: Source,
 }
+
+/// What a sandbox reads.
+#[derive(Debug, Clone)]
+enum Source {
+    /// A published copy of this server's file.
+    Copy,
+    /// The lake, read-only; a query naming a table it lacks is told where that table is.
+    Lake { elsewhere: String },
+}
+
+/// The tables a replica's SQL reads from the lake (`sql/query/lake_views.sql`).
+pub const LAKE_TABLES: [&str; 4] = ["market_data", "features", "quality_results", "raw_batches"];
 
 /// The sandbox over the newest published copy; queries run one at a time on it.
 pub struct Queries {
     limits: Limits,
     timeout: Duration,
     current: Mutex<Option<Current>>,
+    /// Why the lake's sandbox could not be opened (until it is).
+    lake_problem: Mutex<Option<String>>,
 }
 
 impl Queries {
@@ -79,6 +99,7 @@ impl Queries {
             limits,
             timeout,
             current: Mutex::new(None),
+            lake_problem: Mutex::new(None),
         }
     }
 
@@ -93,22 +114,65 @@ impl Queries {
         *current = Some(Current {
             sandbox: Arc::new(Mutex::new(sandbox)),
             version: version.to_string(),
+            source: Source::Copy,
         });
         Ok(())
     }
 
+    /// Opens a sandbox over the lake (its catalog shared in PostgreSQL), for a server with no
+    /// published copy of its own: every query reads the newest dataset version. `elsewhere` says
+    /// where the tables the lake does not hold are (the writer).
+    pub fn open_lake(&self, settings: &Settings, elsewhere: &str) -> Result<(), QueryError> {
+        let sandbox = Sandbox::open_lake(settings, &self.limits).inspect_err(|e| {
+            if let Ok(mut problem) = self.lake_problem.lock() {
+                *problem = Some(e.to_string());
+            }
+        })?;
+        if let Ok(mut problem) = self.lake_problem.lock() {
+            *problem = None;
+        }
+        let mut current = self
+            .current
+            .lock()
+            .map_err(|_| QueryError::Sandbox("the sandbox slot is poisoned".into()))?;
+        *current = Some(Current {
+            sandbox: Arc::new(Mutex::new(sandbox)),
+            version: "lake".into(),
+            source: Source::Lake {
+                elsewhere: elsewhere.to_string(),
+            },
+        });
+        Ok(())
+    }
+
+    /// Why the lake's sandbox could not be opened, if it could not.
+    pub fn lake_problem(&self) -> Option<String> {
+        self.lake_problem.lock().ok().and_then(|p| p.clone())
+    }
+
+    /// Whether queries read the lake.
+    pub fn reads_lake(&self) -> bool {
+        self.current
+            .lock()
+            .is_ok_and(|c| matches!(c.as_ref(), Some(c) if matches!(c.source, Source::Lake { .. })))
+    }
+
     /// The sandbox of the newest copy and its version.
-    fn current(&self) -> Result<(Arc<Mutex<Sandbox>>, String), QueryError> {
+    fn current(&self) -> Result<(Arc<Mutex<Sandbox>>, String, Source), QueryError> {
         let current = self
             .current
             .lock()
             .map_err(|_| QueryError::Sandbox("the sandbox slot is poisoned".into()))?;
         let current = current.as_ref().ok_or_else(|| {
-            QueryError::Unavailable(
-                "nothing is published yet: the first pipeline run (or `coincast export`) publishes the copy queries read".into(),
-            )
+            QueryError::Unavailable(self.lake_problem().unwrap_or_else(|| {
+                "nothing is published yet: the first pipeline run (or `coincast export`) publishes the copy queries read".into()
+            }))
         })?;
-        Ok((current.sandbox.clone(), current.version.clone()))
+        Ok((
+            current.sandbox.clone(),
+            current.version.clone(),
+            current.source.clone(),
+        ))
     }
 
     /// Runs one read statement; at most `limit` rows.
@@ -124,11 +188,13 @@ impl Queries {
         params: &[Option<String>],
         limit: usize,
     ) -> Result<QueryResult, QueryError> {
-        let (sandbox, version) = self.current()?;
+        let (sandbox, version, source) = self.current()?;
         let sandbox = sandbox
             .lock()
             .map_err(|_| QueryError::Sandbox("the sandbox is poisoned".into()))?;
-        sandbox.check_single_read(sql)?;
+        sandbox
+            .check_single_read(sql)
+            .map_err(|e| source.explain(e))?;
         let started = Instant::now();
         let conn = sandbox.conn()?;
         let watchdog = Watchdog::start(conn.interrupt_handle(), self.timeout);
@@ -136,8 +202,12 @@ impl Queries {
         let timed_out = watchdog.finish();
         let (columns, rows, truncated) = match result {
             Err(_) if timed_out => return Err(QueryError::Timeout(self.timeout.as_secs())),
-            Err(e) => return Err(classify_run_error(e)),
+            Err(e) => return Err(source.explain(classify_run_error(e))),
             Ok(out) => out,
+        };
+        let version = match source {
+            Source::Copy => version,
+            Source::Lake { .. } => lake_snapshot(conn),
         };
         Ok(QueryResult {
             columns,
@@ -152,11 +222,11 @@ impl Queries {
     /// The result columns of one read statement, without running it (a Postgres client's
     /// Describe).
     pub fn describe(&self, sql: &str) -> Result<Vec<Column>, QueryError> {
-        let (sandbox, _) = self.current()?;
+        let (sandbox, _, source) = self.current()?;
         let sandbox = sandbox
             .lock()
             .map_err(|_| QueryError::Sandbox("the sandbox is poisoned".into()))?;
-        sandbox.describe(sql)
+        sandbox.describe(sql).map_err(|e| source.explain(e))
     }
 
     /// The publication the current sandbox reads, if any (for the page).
@@ -167,6 +237,37 @@ impl Queries {
             .as_ref()
             .map(|c| c.version.clone())
     }
+}
+
+impl Source {
+    /// A lake query that names a table the lake lacks is told which tables it holds and where
+    /// the others are.
+    fn explain(&self, e: QueryError) -> QueryError {
+        let Source::Lake { elsewhere } = self else {
+            return e;
+        };
+        match e {
+            QueryError::BadSql(message)
+                if message.contains("Catalog Error") && message.contains("does not exist") =>
+            {
+                QueryError::BadSql(format!(
+                    "{message}\n\nSQL here reads the lake, which holds {} (and every dataset \
+                     version: FROM lake.market_data AT (VERSION => n), lake.snapshots()); the \
+                     other tables are {elsewhere}",
+                    LAKE_TABLES.join(", ")
+                ))
+            }
+            other => other,
+        }
+    }
+}
+
+/// The lake's newest snapshot when a query finished, as its `published`.
+fn lake_snapshot(conn: &duckdb::Connection) -> String {
+    conn.query_row("FROM ducklake_current_snapshot('lake')", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map_or_else(|_| "lake".into(), |id| format!("lake snapshot {id}"))
 }
 
 type Rows = (Vec<Column>, Vec<Vec<Json>>, bool);

@@ -1,5 +1,6 @@
-//! A DuckDB instance of its own over one published copy, opened read-only and locked down before
-//! any user SQL reaches it, and DuckDB's own parser in front of it.
+//! A DuckDB instance of its own over one published copy (opened read-only) or over the lake
+//! (attached read-only to an in-memory instance), locked down before any user SQL reaches it,
+//! and DuckDB's own parser in front of it.
 //!
 //! The C API is used where the crate has no word for it: opening with a configuration that holds
 //! `access_mode=READ_ONLY` from the first moment, and a second connection that extracts and
@@ -13,6 +14,7 @@ use std::ptr;
 use duckdb::ffi;
 
 use super::QueryError;
+use crate::config::Settings;
 
 /// Statement types a query may have: a single read.
 const READS: &[ffi::duckdb_statement_type] = &[
@@ -42,6 +44,46 @@ impl Sandbox {
     /// Opens `path` read-only in a new DuckDB instance and locks it down.
     pub fn open(path: &Path, limits: &Limits) -> Result<Self, QueryError> {
         let db = open_read_only(path)?;
+        Self::lock_down(db, limits, |_| Ok(Vec::new()))
+    }
+
+    /// A new in-memory DuckDB instance with the lake attached read-only and the views of
+    /// `sql/query/lake_views.sql`, locked down with only the lake's data path open to reads.
+    /// Refused while `lake.catalog` holds a password: a query would read it in
+    /// `duckdb_databases()`.
+    pub fn open_lake(settings: &Settings, limits: &Limits) -> Result<Self, QueryError> {
+        let location = crate::lake::Location::of(settings);
+        if location.catalog_holds_password() {
+            return Err(QueryError::Unavailable(
+                "lake.catalog holds a password, which any query could read in duckdb_databases(): \
+                 give it in PGPASSWORD or ~/.pgpass instead (libpq reads both), and SQL on this \
+                 replica reads the lake"
+                    .into(),
+            ));
+        }
+        let db = open_in_memory()?;
+        Self::lock_down(db, limits, |conn| {
+            let data_path = crate::lake::attach_read_only(conn, settings).map_err(|e| {
+                QueryError::Unavailable(format!(
+                    "the lake cannot be read: {}",
+                    crate::failure::report(&e)
+                ))
+            })?;
+            if location.on_s3() {
+                conn.execute_batch(include_str!("../../sql/query/forget_env_credentials.sql"))?;
+            }
+            conn.execute_batch(include_str!("../../sql/query/lake_views.sql"))?;
+            Ok(vec![data_path])
+        })
+    }
+
+    /// Connects to `db`, lets `prepare` attach what queries read (it returns the folders they may
+    /// read files from), then applies the locks, the lock itself last, and connects the parser.
+    fn lock_down(
+        db: ffi::duckdb_database,
+        limits: &Limits,
+        prepare: impl FnOnce(&duckdb::Connection) -> Result<Vec<String>, QueryError>,
+    ) -> Result<Self, QueryError> {
         let mut sandbox = Self {
             conn: None,
             parser: ptr::null_mut(),
@@ -50,8 +92,15 @@ impl Sandbox {
         // SAFETY: `db` is open and owned by `sandbox`, which outlives the connection (field
         // order, and `Drop` closes it last).
         let conn = unsafe { duckdb::Connection::open_from_raw(db) }?;
+        let readable = prepare(&conn)?;
+        let allowed = readable
+            .iter()
+            .map(|dir| format!("'{}'", dir.replace('\'', "''")))
+            .collect::<Vec<_>>()
+            .join(", ");
         conn.execute_batch(&format!(
-            "SET enable_external_access = false;
+            "SET allowed_directories = [{allowed}];
+             SET enable_external_access = false;
              SET autoload_known_extensions = false;
              SET autoinstall_known_extensions = false;
              SET memory_limit = '{}';
@@ -179,6 +228,19 @@ impl Drop for Sandbox {
             }
             ffi::duckdb_close(&mut self.db);
         }
+    }
+}
+
+fn open_in_memory() -> Result<ffi::duckdb_database, QueryError> {
+    let mut db: ffi::duckdb_database = ptr::null_mut();
+    // SAFETY: a null path opens an in-memory instance, closed in `Sandbox`'s `Drop`.
+    let state = unsafe { ffi::duckdb_open(ptr::null(), &mut db) };
+    if state == ffi::duckdb_state_DuckDBSuccess {
+        Ok(db)
+    } else {
+        Err(QueryError::Sandbox(
+            "cannot open an in-memory DuckDB instance".into(),
+        ))
     }
 }
 

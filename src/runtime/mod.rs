@@ -139,6 +139,22 @@ impl Runtime {
         ))
     }
 
+    /// Why SQL is not answered here (None: it is): a replica answers it from the lake when the
+    /// lake's catalog is shared (PostgreSQL), else it goes to the writer.
+    pub fn sql_elsewhere(&self) -> Option<String> {
+        if self.sql_reads_lake() {
+            return None;
+        }
+        self.writer_only("SQL")
+    }
+
+    /// A replica whose lake has a catalog every machine reaches answers SQL from the lake.
+    fn sql_reads_lake(&self) -> bool {
+        self.role == Role::Replica
+            && self.settings.lake.enabled
+            && crate::lake::Location::of(&self.settings).catalog_is_shared()
+    }
+
     /// A replica's state of following (None on the writer).
     pub fn following(&self) -> Option<&Following> {
         self.following.as_ref()

@@ -142,8 +142,32 @@ fn follow(runtime: &Runtime, follower: &Follower, stop: &AtomicBool) {
     }
 }
 
+/// Opens SQL on the lake, on a replica whose lake is shared, until it opens (the catalog may be
+/// down when the replica starts).
+fn open_lake_sql(runtime: &Runtime) {
+    if !runtime.sql_reads_lake() || runtime.queries.reads_lake() {
+        return;
+    }
+    let writer = runtime.settings.serve.writer_url.trim();
+    let elsewhere = if writer.is_empty() {
+        "the writer's (serve.writer_url is not set on this replica)".to_string()
+    } else {
+        format!("the writer's, at {writer}")
+    };
+    let before = runtime.queries.lake_problem();
+    match runtime.queries.open_lake(&runtime.settings, &elsewhere) {
+        Ok(()) => tracing::info!("SQL on this replica reads the lake"),
+        Err(e) => {
+            if before.as_deref() != Some(e.to_string().as_str()) {
+                tracing::warn!("SQL on this replica cannot read the lake yet: {e}");
+            }
+        }
+    }
+}
+
 /// Reads the manifest; loads a newer publication and swaps it in.
 fn poll(runtime: &Runtime, follower: &Follower, loaded: &mut Option<Loaded>) {
+    open_lake_sql(runtime);
     let Some(following) = runtime.following() else {
         return;
     };

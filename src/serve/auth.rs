@@ -15,19 +15,20 @@ use base64::Engine;
 use super::error::ApiError;
 use super::state::AppState;
 
-/// On a replica, 409 for what only the writer does (admin writes, SQL), naming the writer: a
-/// replica never performs them, whatever the token, and the writer's URL is no secret.
+/// On a replica, 409 for what only the writer does (admin writes; SQL unless the lake is shared),
+/// naming the writer: a replica never performs them, whatever the token, and the writer's URL
+/// is no secret.
 pub async fn on_the_writer(
     State(state): State<Arc<AppState>>,
     req: Request,
     next: Next,
 ) -> Response {
-    let what = if req.uri().path().contains("sql") {
-        "SQL"
+    let elsewhere = if req.uri().path().contains("sql") {
+        state.runtime.sql_elsewhere()
     } else {
-        "admin requests"
+        state.runtime.writer_only("admin requests")
     };
-    match state.runtime.writer_only(what) {
+    match elsewhere {
         Some(message) => ApiError::new(StatusCode::CONFLICT, "replica", message).into_response(),
         None => next.run(req).await,
     }

@@ -58,10 +58,21 @@ pub struct Example {
     pub href: String,
 }
 
+/// What a replica's queries read instead of a published copy.
+#[derive(Debug, Serialize)]
+pub struct LakeSource {
+    /// The catalog, named without a password.
+    pub catalog: String,
+    /// The tables that keep the live file's names (`sql/query/lake_views.sql`).
+    pub views: Vec<&'static str>,
+}
+
 #[derive(Debug, Serialize)]
 pub struct SqlPage {
     /// The publication queries read, if any.
     pub published: Option<String>,
+    /// Set when queries read the lake (a replica with a shared catalog).
+    pub lake: Option<LakeSource>,
     pub published_database: String,
     pub published_parquet: String,
     pub tables: Vec<TableRow>,
@@ -94,22 +105,20 @@ pub struct SqlFormat {
 }
 
 pub async fn load(state: &Arc<AppState>) -> Result<SqlPage, ApiError> {
-    let tables = read(state, |conn| {
-        let mut stmt = conn.prepare(include_str!("../../../sql/reports/dash_tables.sql"))?;
-        let rows = stmt.query_map([], |r| {
-            Ok(TableRow {
-                table: r.get(0)?,
-                rows: r.get(1)?,
-                columns: r.get(2)?,
-            })
-        })?;
-        rows.collect()
-    })
-    .await?;
     let settings = &state.runtime.settings();
+    let (lake, tables) = if state.runtime.queries().reads_lake() {
+        let source = LakeSource {
+            catalog: crate::lake::Location::of(settings).catalog_name(),
+            views: crate::query::LAKE_TABLES.to_vec(),
+        };
+        (Some(source), lake_tables(state).await?)
+    } else {
+        (None, file_tables(state).await?)
+    };
     let published = settings.data_dir.join(crate::store::PUBLISHED_DIR);
     Ok(SqlPage {
         published: state.runtime.queries().published_version(),
+        lake,
         published_database: crate::store::published_database(&settings.data_dir)
             .display()
             .to_string(),
@@ -127,6 +136,41 @@ pub async fn load(state: &Arc<AppState>) -> Result<SqlPage, ApiError> {
         page_rows: PAGE_ROWS.min(settings.serve.sql_max_rows),
         timeout_secs: settings.serve.sql_timeout_secs,
     })
+}
+
+/// The tables of the file the pages read, with their estimated rows.
+async fn file_tables(state: &Arc<AppState>) -> Result<Vec<TableRow>, ApiError> {
+    read(state, |conn| {
+        let mut stmt = conn.prepare(include_str!("../../../sql/reports/dash_tables.sql"))?;
+        let rows = stmt.query_map([], |r| {
+            Ok(TableRow {
+                table: r.get(0)?,
+                rows: r.get(1)?,
+                columns: r.get(2)?,
+            })
+        })?;
+        rows.collect()
+    })
+    .await
+}
+
+/// The lake's tables, read in the SQL sandbox that queries run in.
+async fn lake_tables(state: &Arc<AppState>) -> Result<Vec<TableRow>, ApiError> {
+    let sql = include_str!("../../../sql/reports/lake_tables.sql").to_string();
+    let result = run(state, sql, None, PAGE_ROWS).await?;
+    Ok(result
+        .rows
+        .iter()
+        .map(|row| TableRow {
+            table: row
+                .first()
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .into(),
+            rows: row.get(1).and_then(Value::as_i64).unwrap_or_default(),
+            columns: row.get(2).and_then(Value::as_i64).unwrap_or_default(),
+        })
+        .collect())
 }
 
 /// Runs `sql` in the sandbox, off the executor: at most `limit` rows (capped at

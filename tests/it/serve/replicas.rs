@@ -119,9 +119,15 @@ async fn start_writer(
 /// The writer's data: bitcoin and solana replayed, a selection run that registers the EWMA
 /// champion (also the floor) and a drift challenger to promote by hand.
 fn writer_data(dir: &Path) {
+    writer_data_with(dir, &[]);
+}
+
+/// As `writer_data`, with settings of the writer's own (its lake).
+fn writer_data_with(dir: &Path, lake_env: &[(String, String)]) {
     let data = dir.to_str().expect("utf-8");
     let source = real_coingecko();
-    let env = [("COINCAST__COINS", "bitcoin,solana")];
+    let mut env = vec![("COINCAST__COINS", "bitcoin,solana")];
+    env.extend(lake_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let replay = coincast(
         &[
             "--data-dir",
@@ -644,5 +650,254 @@ async fn a_replica_serves_a_publication_in_an_s3_bucket() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let _ = writer.terminate();
+}
+
+/// POSTs `sql` to `/api/sql`: the status and the answer.
+async fn sql(http: &reqwest::Client, base: &str, sql: &str) -> (StatusCode, Value) {
+    let r = http
+        .post(format!("{base}/api/sql"))
+        .header("content-type", "application/json")
+        .body(serde_json::json!({ "sql": sql }).to_string())
+        .send()
+        .await
+        .expect("sql");
+    (r.status(), r.json_value().await)
+}
+
+/// SQL on a replica reads the lake when its catalog is in PostgreSQL (here with its data on S3):
+/// every table the lake holds answers the same SQL with the same rows as the writer; the S3 secret
+/// and the catalog's password reach no answer and no error; only the lake's data path is open;
+/// a table the lake lacks is named with the writer's URL; psql reads it over the Postgres wire;
+/// a catalog string that holds a password is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_on_a_replica_reads_the_postgres_catalog_lake() {
+    use crate::support::postgres::Postgres;
+    use crate::support::seaweedfs::{SeaweedFs, ACCESS_KEY, SECRET_KEY};
+    const PASSWORD: &str = "catalog-hunter2";
+    let dir = tempfile::tempdir().expect("dir");
+    let s3 = SeaweedFs::start(&dir.path().join("s3"));
+    let pg = Postgres::start(dir.path());
+    let catalog = format!("postgres:{}", pg.lake_dsn());
+    let lake_env: Vec<(String, String)> = [
+        ("COINCAST__LAKE__CATALOG", catalog.clone()),
+        ("COINCAST__LAKE__DATA_PATH", "s3://lake/data".into()),
+        ("COINCAST__S3__ENDPOINT", s3.endpoint()),
+        ("COINCAST__S3__URL_STYLE", "path".into()),
+        ("COINCAST__S3__ALLOW_HTTP", "true".into()),
+        ("AWS_ACCESS_KEY_ID", ACCESS_KEY.into()),
+        ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.into()),
+        // libpq reads it; the catalog's server trusts 127.0.0.1, so it is only a marker here.
+        ("PGPASSWORD", PASSWORD.into()),
+    ]
+    .map(|(k, v)| (k.to_string(), v))
+    .to_vec();
+    let writer_dir = dir.path().join("writer");
+    writer_data_with(&writer_dir, &lake_env);
+    let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
+    let mut env = shared_env(&dir.path().join("publication"), ports[0]);
+    env.extend(lake_env.iter().cloned());
+    let http = reqwest::Client::new();
+    let base = |port: u16| format!("http://127.0.0.1:{port}");
+    let writer = start_writer(&http, &writer_dir, ports[0], &env).await;
+    let mut replica_env = env.clone();
+    let pg_bind = format!("127.0.0.1:{}", ports[2]);
+    replica_env.push(("COINCAST__SERVE__PG_BIND".into(), pg_bind));
+    let replica = serve(
+        &dir.path().join("replica"),
+        "replica",
+        ports[1],
+        "replica-sql",
+        &replica_env,
+    );
+    let (w, r) = (base(ports[0]), base(ports[1]));
+    wait_for(&http, &format!("{r}/ready"), Duration::from_secs(60)).await;
+
+    // The writer answers from its published copy once the worker has put it out.
+    let started = Instant::now();
+    while sql(&http, &w, "SELECT 1").await.0 != StatusCode::OK {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no SQL on the writer"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let started = Instant::now();
+    loop {
+        let (status, body) = sql(&http, &r, "SELECT count(*) FROM market_data").await;
+        if status == StatusCode::OK {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Every table the lake holds: the writer's columns that the lake has, the same rows.
+    for table in ["market_data", "features", "quality_results", "raw_batches"] {
+        let columns = |base: String| {
+            let http = http.clone();
+            async move {
+                let (status, body) = sql(&http, &base, &format!("DESCRIBE {table}")).await;
+                assert_eq!(status, StatusCode::OK, "{body}");
+                body["rows"]
+                    .as_array()
+                    .expect("rows")
+                    .iter()
+                    .map(|row| row[0].as_str().expect("name").to_string())
+                    .collect::<Vec<_>>()
+            }
+        };
+        let (on_writer, on_replica) = (columns(w.clone()).await, columns(r.clone()).await);
+        let missing: Vec<&String> = on_writer
+            .iter()
+            .filter(|c| !on_replica.contains(c))
+            .collect();
+        let expected_missing: &[&str] = if table == "raw_batches" {
+            &["body", "body_archived"]
+        } else {
+            &[]
+        };
+        assert_eq!(missing, expected_missing, "{table}: {on_replica:?}");
+        let shared: Vec<String> = on_writer
+            .iter()
+            .filter(|c| on_replica.contains(c))
+            .map(|c| format!("\"{c}\""))
+            .collect();
+        let query = format!(
+            "SELECT count(*) AS n, sum(hash(r)) AS digest FROM (SELECT {} FROM {table}) r",
+            shared.join(", ")
+        );
+        let (from_writer, from_replica) =
+            (sql(&http, &w, &query).await, sql(&http, &r, &query).await);
+        assert_eq!(from_writer.0, StatusCode::OK, "{}", from_writer.1);
+        assert_eq!(from_replica.0, StatusCode::OK, "{}", from_replica.1);
+        assert!(
+            from_writer.1["rows"][0][0].as_i64().unwrap_or(0) > 0,
+            "{table} is empty"
+        );
+        assert_eq!(from_writer.1["rows"], from_replica.1["rows"], "{table}");
+    }
+    let (_, snapshot) = sql(&http, &r, "SELECT 1").await;
+    assert!(
+        snapshot["published"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("lake snapshot "),
+        "{snapshot}"
+    );
+
+    // Neither the S3 secret nor the catalog's password reaches an answer or an error.
+    for probe in [
+        "SELECT * FROM duckdb_secrets()",
+        "SELECT * FROM duckdb_secrets(redact := false)",
+        "SELECT current_setting('s3_secret_access_key')",
+        "SELECT * FROM duckdb_settings()",
+        "SELECT * FROM duckdb_databases()",
+        "SELECT * FROM read_parquet('s3://lake/data/no-such-file.parquet')",
+        "SELECT * FROM read_parquet('s3://other-bucket/x.parquet')",
+    ] {
+        let (status, body) = sql(&http, &r, probe).await;
+        let said = body.to_string();
+        assert!(
+            !said.contains(SECRET_KEY) && !said.contains(PASSWORD),
+            "{probe}: {status} {said}"
+        );
+    }
+    let (status, body) = sql(&http, &r, "SELECT * FROM duckdb_databases()").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.to_string().contains("ducklake"), "{body}");
+    // Only the lake's data path is open: another bucket and the local disk are refused.
+    for outside in [
+        "SELECT * FROM read_parquet('s3://other-bucket/x.parquet')",
+        "SELECT * FROM read_csv('/etc/passwd')",
+    ] {
+        let (status, body) = sql(&http, &r, outside).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{outside}: {body}");
+    }
+    // A table the lake does not hold: named, with where it is.
+    let (status, body) = sql(&http, &r, "SELECT * FROM model_versions").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("reads the lake") && message.contains(&w),
+        "{message}"
+    );
+    // A dataset version by number: the newest holds what the view reads.
+    let (_, newest) = sql(&http, &r, "SELECT max(snapshot_id) FROM lake.snapshots()").await;
+    let newest = newest["rows"][0][0].as_i64().expect("a snapshot");
+    let at = format!("SELECT count(*) FROM lake.market_data AT (VERSION => {newest})");
+    let (status, body) = sql(&http, &r, &at).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, now) = sql(&http, &r, "SELECT count(*) FROM market_data").await;
+    assert_eq!(body["rows"], now["rows"]);
+    // The page says what it reads.
+    let page = get_text(&http, &format!("{r}/sql")).await;
+    assert!(
+        page.contains("queries read the lake") && !page.contains(PASSWORD),
+        "{page}"
+    );
+
+    // psql over the replica's Postgres wire: the writer's answer.
+    let (_, coins) = sql(&http, &w, "SELECT count(DISTINCT coin_id) FROM market_data").await;
+    let coins = coins["rows"][0][0].as_i64().expect("coins");
+    let out = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &ports[2].to_string(),
+            "-U",
+            "analyst",
+        ])
+        .args(["-d", "coincast", "-X", "-A", "-t", "-c"])
+        .arg("SELECT count(DISTINCT coin_id) FROM market_data")
+        .env("PGCONNECT_TIMEOUT", "5")
+        .output()
+        .expect("psql");
+    assert_eq!(text(&out).trim(), coins.to_string(), "{}", text(&out));
+
+    // A catalog string that holds the password is refused for SQL, without saying it.
+    let mut with_password = env.clone();
+    with_password.retain(|(k, _)| k != "COINCAST__LAKE__CATALOG");
+    with_password.push((
+        "COINCAST__LAKE__CATALOG".into(),
+        format!("{catalog} password={PASSWORD}"),
+    ));
+    let refused = serve(
+        &dir.path().join("refused"),
+        "replica",
+        ports[3],
+        "refused",
+        &with_password,
+    );
+    let refused_base = base(ports[3]);
+    wait_for(
+        &http,
+        &format!("{refused_base}/health"),
+        Duration::from_secs(30),
+    )
+    .await;
+    let started = Instant::now();
+    loop {
+        let (status, body) = sql(&http, &refused_base, "SELECT 1").await;
+        let message = body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(!message.contains(PASSWORD), "{message}");
+        if status == StatusCode::SERVICE_UNAVAILABLE && message.contains("PGPASSWORD") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    refused.kill();
+    replica.kill();
     let _ = writer.terminate();
 }
