@@ -17,7 +17,7 @@ use coincast::model::registry::GateCheck;
 use coincast::model::served::ServedModel;
 use coincast::model::{evaluate, registry, train};
 use coincast::progress;
-use coincast::runtime::{answer, ServedBy, Snapshot};
+use coincast::runtime::{answer, ChampionChange, Runtime, ServedBy, Snapshot};
 use coincast::store::Store;
 
 #[derive(Args, Debug)]
@@ -413,15 +413,43 @@ pub(super) fn models(settings: &Settings, action: ModelsAction) -> anyhow::Resul
             outln!("{card}");
         }
         ModelsAction::Promote { model_id, force } => {
-            registry::promote(store.conn(), &model_id, GateCheck::forced_if(force))?;
-            outln!("{model_id} is champion");
+            let runtime = Runtime::for_command(&store, settings.clone())?;
+            let changed = runtime.promote(&model_id, GateCheck::forced_if(force))?;
+            outln!("{} is champion{}", changed.champion, replaced(&changed));
+            say_published(&runtime, &changed);
         }
         ModelsAction::Rollback { force } => {
-            let id = registry::rollback(store.conn(), GateCheck::forced_if(force))?;
-            outln!("{id} is champion again");
+            let runtime = Runtime::for_command(&store, settings.clone())?;
+            let changed = runtime.rollback(GateCheck::forced_if(force))?;
+            outln!(
+                "{} is champion again{}",
+                changed.champion,
+                replaced(&changed)
+            );
+            say_published(&runtime, &changed);
         }
     }
     Ok(Exit::Ok)
+}
+
+/// ", replacing <previous>" when there was a champion before.
+fn replaced(changed: &ChampionChange) -> String {
+    changed
+        .previous
+        .as_ref()
+        .map_or_else(String::new, |p| format!(", replacing {p}"))
+}
+
+/// Where replicas will find the change, when `publish.url` is set.
+fn say_published(runtime: &Runtime, changed: &ChampionChange) {
+    let url = runtime.settings().publish.url.trim();
+    match changed.published {
+        Some(version) => outln!("published for replicas at {url} (version {version})"),
+        None if !url.is_empty() => {
+            outln!("not published for replicas at {url}: the log above says why; the next run or promotion publishes it")
+        }
+        None => {}
+    }
 }
 
 fn load_protocol(path: Option<&std::path::Path>) -> anyhow::Result<evaluate::Protocol> {

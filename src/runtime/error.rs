@@ -55,4 +55,8 @@ pub enum RuntimeError {
     Backup(#[from] crate::store::BackupError),
     #[error(transparent)]
     Query(#[from] crate::query::QueryError),
+    #[error(transparent)]
+    Publish(#[from] crate::publish::PublishError),
+    #[error("the metrics registry cannot be made: {0}")]
+    Metrics(#[source] prometheus::Error),
 }

@@ -7,8 +7,9 @@
 //!   opened the store;
 //! - every snapshot is published through `Publisher`, and a load is never published over one
 //!   that began after it;
-//! - registry changes from the API commit on the API's own connection (never behind a run) and
-//!   are published before the call returns, to the serving publication too;
+//! - registry changes (`promote`, `rollback`: from the API and the CLI alike) commit on the
+//!   runtime's own connection (never behind a run) and are published before the call returns,
+//!   to the serving publication too;
 //! - a replica (`Runtime::replica`) has no database of the writer's: it serves the newest
 //!   serving publication it loaded (`replica.rs`) and runs no job.
 
@@ -39,6 +40,9 @@ pub use snapshot::{PublicationInfo, ServedBy, ServedCoin, ServingModel, Snapshot
 pub use worker::Worker;
 
 use crate::config::Settings;
+use crate::model::lstm::resolve_device;
+use crate::model::registry;
+use crate::model::served::ServedModel;
 use worker::Command;
 
 /// Which part a server plays.
@@ -48,6 +52,16 @@ pub enum Role {
     Writer,
     /// Serves the writer's serving publication; writes nothing of the writer's.
     Replica,
+}
+
+/// A change of champion: who serves now, and who served before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChampionChange {
+    pub champion: String,
+    pub previous: Option<String>,
+    /// The serving publication that carries the change to replicas (None: `publish.url` is not
+    /// set, or publishing failed, which is logged).
+    pub published: Option<u64>,
 }
 
 /// What the HTTP layer holds of the running appliance.
@@ -161,10 +175,30 @@ impl Runtime {
     }
 
     /// Puts out a serving publication from `conn` (the live database), when `publish.url` is
-    /// set; a failure is logged and counted (replicas keep serving the one before).
-    pub fn publish_serving(&self, conn: &Connection) {
+    /// set: its version; a failure is logged and counted (replicas keep serving the one before).
+    pub fn publish_serving(&self, conn: &Connection) -> Option<u64> {
+        let serving = self.serving.as_ref()?;
+        match self.publish(conn) {
+            Ok(published) => published.map(|p| p.version),
+            Err(e) => {
+                tracing::warn!(
+                    "the serving publication at {} failed: {}",
+                    serving.url(),
+                    crate::failure::report(&e)
+                );
+                None
+            }
+        }
+    }
+
+    /// Puts out a serving publication from `conn` (the live database) at `publish.url`: what it
+    /// wrote, or None when no URL is set. Counted in the metrics either way.
+    pub fn publish(
+        &self,
+        conn: &Connection,
+    ) -> Result<Option<crate::publish::Published>, RuntimeError> {
         let Some(serving) = &self.serving else {
-            return;
+            return Ok(None);
         };
         let m = &self.metrics;
         // The columns the served models read; the rest of `features` stays with the writer.
@@ -173,34 +207,26 @@ impl Runtime {
         for model in [&snapshot.champion, &snapshot.floor].into_iter().flatten() {
             features.extend(model.series_features.iter().cloned());
         }
-        match serving.publish(conn, &features) {
-            Ok(p) => {
-                m.coincast_serving_publication_version.set(p.version as f64);
-                m.coincast_serving_publication_bytes.set(p.bytes as f64);
-                m.coincast_serving_publication_timestamp_seconds
-                    .set(chrono::Utc::now().timestamp() as f64);
-                m.coincast_serving_publication_seconds.observe(p.seconds);
-                m.coincast_serving_publication_last_success_timestamp_seconds
-                    .set(chrono::Utc::now().timestamp() as f64);
-                tracing::info!(
-                    version = p.version,
-                    bytes = p.bytes,
-                    seconds = p.seconds,
-                    "serving publication put out at {}",
-                    serving.url()
-                );
-            }
-            Err(e) => {
-                m.coincast_serving_publication_failures_total
-                    .with_label_values(&["publish"])
-                    .inc();
-                tracing::warn!(
-                    "the serving publication at {} failed: {}",
-                    serving.url(),
-                    crate::failure::report(&e)
-                );
-            }
-        }
+        let p = serving.publish(conn, &features).inspect_err(|_| {
+            m.coincast_serving_publication_failures_total
+                .with_label_values(&["publish"])
+                .inc();
+        })?;
+        let now = chrono::Utc::now().timestamp() as f64;
+        m.coincast_serving_publication_version.set(p.version as f64);
+        m.coincast_serving_publication_bytes.set(p.bytes as f64);
+        m.coincast_serving_publication_timestamp_seconds.set(now);
+        m.coincast_serving_publication_seconds.observe(p.seconds);
+        m.coincast_serving_publication_last_success_timestamp_seconds
+            .set(now);
+        tracing::info!(
+            version = p.version,
+            bytes = p.bytes,
+            seconds = p.seconds,
+            "serving publication put out at {}",
+            serving.url()
+        );
+        Ok(Some(p))
     }
 
     /// Takes the replicas' served forecasts into `predictions` on `conn` (the writer's).
@@ -227,6 +253,22 @@ impl Runtime {
                 crate::failure::report(&e)
             ),
         }
+    }
+
+    /// The writer's runtime for one command on an open store (`coincast models promote`, ...):
+    /// the served snapshot, a connection of its own and the serving publication; no worker, no
+    /// prediction log. What it changes is published as the server would.
+    pub fn for_command(
+        store: &crate::store::Store,
+        settings: Settings,
+    ) -> Result<Self, RuntimeError> {
+        let metrics = Arc::new(Metrics::new().map_err(RuntimeError::Metrics)?);
+        let snapshot = Snapshot::load(store.conn(), &settings);
+        let serving = crate::publish::ServingWriter::of(&settings)?;
+        let mut runtime =
+            Runtime::new(snapshot, settings, metrics).with_db(store.conn().try_clone()?);
+        runtime.serving = serving;
+        Ok(runtime)
     }
 
     /// Publishes to `publish.url` from now on (the writer).
@@ -311,20 +353,58 @@ impl Runtime {
         Ok(f(&conn)?)
     }
 
+    /// Makes `model_id` the champion (`check`: whether a gate failure may be overridden). A
+    /// model that cannot be loaded to serve is refused before it replaces one that can. The
+    /// change serves here, and is published to `publish.url`, when this returns (blocking).
+    pub fn promote(
+        &self,
+        model_id: &str,
+        check: registry::GateCheck,
+    ) -> Result<ChampionChange, RuntimeError> {
+        let data_dir = self.settings.data_dir.clone();
+        let ((champion, previous), published) = self.change_registry(|conn| {
+            let previous = registry::champion(conn)?.map(|c| c.model_id);
+            let row = registry::get_servable(conn, model_id)?;
+            ServedModel::load(&row.artifact_dir(&data_dir), resolve_device("auto")?)?;
+            registry::promote(conn, model_id, check)?;
+            Ok((model_id.to_string(), previous))
+        })?;
+        Ok(ChampionChange {
+            champion,
+            previous,
+            published,
+        })
+    }
+
+    /// Restores the previous champion (`check` as for `promote`); served and published when
+    /// this returns (blocking).
+    pub fn rollback(&self, check: registry::GateCheck) -> Result<ChampionChange, RuntimeError> {
+        let ((champion, previous), published) = self.change_registry(|conn| {
+            let previous = registry::champion(conn)?.map(|c| c.model_id);
+            Ok((registry::rollback(conn, check)?, previous))
+        })?;
+        Ok(ChampionChange {
+            champion,
+            previous,
+            published,
+        })
+    }
+
     /// Commits a registry change (`f`) on the API's connection, then publishes a snapshot read
-    /// after the commit, so the change serves when this returns (blocking).
-    pub fn change_registry<T>(
+    /// after the commit, so the change serves when this returns (blocking); with the serving
+    /// publication's version, when one was put out.
+    fn change_registry<T>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, crate::model::ModelError>,
-    ) -> Result<T, RuntimeError> {
+    ) -> Result<(T, Option<u64>), RuntimeError> {
         let db = self.db.as_ref().ok_or(RuntimeError::NoDatabase)?;
         let conn = db
             .lock()
             .map_err(|_| RuntimeError::Poisoned("the API's connection"))?;
         let out = f(&conn)?;
         self.publisher.reload(&conn, &self.settings);
-        self.publish_serving(&conn);
-        Ok(out)
+        let published = self.publish_serving(&conn);
+        Ok((out, published))
     }
 
     /// Publishes the read-only copy through `conn` (the live database) and points the SQL

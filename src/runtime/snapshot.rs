@@ -3,7 +3,7 @@
 //! reads no SQL and never sees half of a reload.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
 use duckdb::Connection;
@@ -11,10 +11,9 @@ use duckdb::Connection;
 use crate::config::Settings;
 use crate::ingest::budget::{self, Usage};
 use crate::model::card::FeatureStats;
-use crate::model::classical::ClassicalCard;
 use crate::model::dataset::CoinSeries;
 use crate::model::forecast::{Forecast, Levels};
-use crate::model::lstm::{resolve_device, TrainedLstm};
+use crate::model::lstm::resolve_device;
 use crate::model::served::ServedModel;
 use crate::model::{registry, ModelError};
 use crate::monitor::{self, coverage, AciRow, FeaturePsi, LiveAccuracy};
@@ -43,7 +42,8 @@ pub struct ServingModel {
     /// Whether it forecasts coins it was not trained on (classical models, with pooled
     /// parameters) or only its own (the LSTM: the coin is one of its inputs).
     pub forecasts_any_coin: bool,
-    engine: Engine,
+    /// Shared by every request: a classical card is plain data, an LSTM infers under its own lock.
+    model: ServedModel,
     /// Each coin's forecast from its newest hour, computed once: a forecast is a pure function
     /// of the model, the coin's series and the ACI levels, all fixed for the life of this
     /// snapshot's model (a publication loads a new one), so `/predict` is a lookup.
@@ -69,13 +69,6 @@ impl SeriesKey {
     }
 }
 
-/// tch tensors are Send but not Sync: an LSTM infers under a lock (one libtorch thread anyway);
-/// a classical model is plain data.
-enum Engine {
-    Classical(Box<ClassicalCard>),
-    Lstm(Box<Mutex<TrainedLstm>>),
-}
-
 impl ServingModel {
     pub fn load(
         conn: &Connection,
@@ -99,10 +92,6 @@ impl ServingModel {
             Vec::new()
         });
         let aci_levels = coverage::levels(&aci, horizon, interval_level);
-        let engine = match served {
-            ServedModel::Classical(c) => Engine::Classical(c),
-            ServedModel::Lstm(m) => Engine::Lstm(Box::new(Mutex::new(*m))),
-        };
         Ok(Self {
             model_id: row.model_id.clone(),
             family,
@@ -116,7 +105,7 @@ impl ServingModel {
             aci,
             aci_levels,
             forecasts_any_coin,
-            engine,
+            model: served,
             latest: RwLock::new(HashMap::new()),
         })
     }
@@ -127,21 +116,6 @@ impl ServingModel {
         self.coins.iter().any(|c| c == coin)
     }
 
-    fn with_model<T>(
-        &self,
-        f: impl FnOnce(&ServedRef<'_>) -> Result<T, ModelError>,
-    ) -> Result<T, ModelError> {
-        match &self.engine {
-            Engine::Classical(c) => f(&ServedRef::Classical(c)),
-            Engine::Lstm(m) => {
-                let guard = m
-                    .lock()
-                    .map_err(|_| ModelError::Numeric("the model lock is poisoned".into()))?;
-                f(&ServedRef::Lstm(&guard))
-            }
-        }
-    }
-
     /// Every horizon from the coin's newest hour, with intervals at the coin's ACI levels.
     pub fn forecast_latest(&self, s: &CoinSeries) -> Result<Arc<Forecast>, ModelError> {
         let key = SeriesKey::of(s);
@@ -149,10 +123,7 @@ impl ServingModel {
             return Ok(f);
         }
         let levels = Levels::per_horizon_or_nominal(self.aci_levels.get(&s.coin_id));
-        let forecast = Arc::new(self.with_model(|m| match m {
-            ServedRef::Classical(c) => c.forecast_latest(s, levels),
-            ServedRef::Lstm(l) => l.forecast_latest(s, levels),
-        })?);
+        let forecast = Arc::new(self.model.forecast_latest(s, levels)?);
         // A poisoned cache only costs the memo: the forecast is served anyway.
         if let Ok(mut cache) = self.latest.write() {
             cache.insert(key, forecast.clone());
@@ -176,16 +147,8 @@ impl ServingModel {
         s: &CoinSeries,
         origins: &[usize],
     ) -> Result<Vec<Forecast>, ModelError> {
-        self.with_model(|m| match m {
-            ServedRef::Classical(c) => Ok(c.forecast_many(s, origins)),
-            ServedRef::Lstm(l) => l.forecast_at(s, origins),
-        })
+        self.model.forecast_at(s, origins)
     }
-}
-
-enum ServedRef<'a> {
-    Classical(&'a ClassicalCard),
-    Lstm(&'a TrainedLstm),
 }
 
 /// Which role answered a request.

@@ -3,6 +3,7 @@
 //! the card's conformal calibration, and the artifact (safetensors weights + `model.json`).
 
 use std::path::Path;
+use std::sync::{Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -103,14 +104,20 @@ impl ModelCard {
     }
 }
 
-/// A trained (or loaded) LSTM, ready to predict.
+/// A trained (or loaded) LSTM, ready to predict. Shared between threads as it is: the card is
+/// plain data, and the network infers under its lock (libtorch's tensors are Send, not Sync).
 pub struct TrainedLstm {
     pub card: ModelCard,
-    pub(super) vs: nn::VarStore,
-    pub(super) net: Net,
-    pub(super) device: Device,
+    weights: Mutex<Weights>,
+    device: Device,
     /// The card's calibration (or its legacy widths), resolved once.
     calibration: Calibration,
+}
+
+/// The network and the variables it reads.
+struct Weights {
+    vs: nn::VarStore,
+    net: Net,
 }
 
 impl TrainedLstm {
@@ -118,8 +125,7 @@ impl TrainedLstm {
         let calibration = card.effective_calibration();
         Self {
             card,
-            vs,
-            net,
+            weights: Mutex::new(Weights { vs, net }),
             device,
             calibration,
         }
@@ -219,6 +225,10 @@ impl TrainedLstm {
         let k = self.card.objective.outputs() as usize;
         let width = self.card.spec.horizon * k;
         let mut out = Vec::with_capacity(samples.len());
+        let weights = self
+            .weights
+            .lock()
+            .map_err(|_| ModelError::Numeric("the model's lock is poisoned".into()))?;
         for chunk in samples.chunks(4096) {
             let x = scaling.host_inputs(chunk, series).to_device(self.device);
             if x.isnan().any().int64_value(&[]) != 0 {
@@ -227,7 +237,7 @@ impl TrainedLstm {
                         .into(),
                 ));
             }
-            let y = tch::no_grad(|| self.net.forward(&x))
+            let y = tch::no_grad(|| weights.net.forward(&x))
                 .to_device(Device::Cpu)
                 .to_kind(Kind::Double);
             let flat: Vec<f64> =
@@ -253,7 +263,13 @@ impl TrainedLstm {
         };
         std::fs::create_dir_all(dir).map_err(|e| art(dir, &e))?;
         let weights = dir.join("weights.safetensors");
-        self.vs
+        // Saving only reads the variables: a panic in another thread's inference left them whole.
+        let variables = &self
+            .weights
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .vs;
+        variables
             .save(&weights)
             .map_err(|e| ModelError::Torch(e.to_string()))?;
         after_weights();

@@ -11,10 +11,8 @@ use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use crate::model::lstm::resolve_device;
-use crate::model::registry::{self, GateCheck};
-use crate::model::served::ServedModel;
-use crate::model::ModelError;
+use crate::model::registry::GateCheck;
+use crate::runtime::{ChampionChange, Runtime, RuntimeError};
 use crate::serve::error::{optional_json, ApiError, ApiPath};
 use crate::serve::state::AppState;
 
@@ -32,25 +30,23 @@ pub struct ChampionResponse {
     pub previous: Option<String>,
 }
 
+impl From<ChampionChange> for ChampionResponse {
+    fn from(c: ChampionChange) -> Self {
+        Self {
+            champion: c.champion,
+            previous: c.previous,
+        }
+    }
+}
+
 pub(super) async fn promote(
     State(state): State<Arc<AppState>>,
     ApiPath(model_id): ApiPath<String>,
     body: Bytes,
 ) -> Result<Json<ChampionResponse>, ApiError> {
     let req: PromoteRequest = optional_json(&body)?;
-    let data_dir = state.runtime.settings().data_dir.clone();
-    change_champion(state, move |conn| {
-        let previous = registry::champion(conn)?.map(|c| c.model_id);
-        // Refuse a model that could not serve, before it replaces one that can.
-        let row = registry::get_servable(conn, &model_id)?;
-        ServedModel::load(&row.artifact_dir(&data_dir), resolve_device("auto")?)?;
-        registry::promote(conn, &model_id, GateCheck::forced_if(req.force))?;
-        Ok(ChampionResponse {
-            champion: model_id,
-            previous,
-        })
-    })
-    .await
+    let check = GateCheck::forced_if(req.force);
+    change_champion(state, move |runtime| runtime.promote(&model_id, check)).await
 }
 
 pub(super) async fn rollback(
@@ -58,24 +54,20 @@ pub(super) async fn rollback(
     body: Bytes,
 ) -> Result<Json<ChampionResponse>, ApiError> {
     let req: PromoteRequest = optional_json(&body)?;
-    change_champion(state, move |conn| {
-        let previous = registry::champion(conn)?.map(|c| c.model_id);
-        let champion = registry::rollback(conn, GateCheck::forced_if(req.force))?;
-        Ok(ChampionResponse { champion, previous })
-    })
-    .await
+    let check = GateCheck::forced_if(req.force);
+    change_champion(state, move |runtime| runtime.rollback(check)).await
 }
 
-/// Commits a registry change off the executor and publishes it.
+/// Runs a change of champion off the executor (it commits and publishes before it returns).
 async fn change_champion(
     state: Arc<AppState>,
-    f: impl FnOnce(&duckdb::Connection) -> Result<ChampionResponse, ModelError> + Send + 'static,
+    change: impl FnOnce(&Runtime) -> Result<ChampionChange, RuntimeError> + Send + 'static,
 ) -> Result<Json<ChampionResponse>, ApiError> {
-    let response = tokio::task::spawn_blocking(move || state.runtime.change_registry(f)).await??;
+    let changed = tokio::task::spawn_blocking(move || change(&state.runtime)).await??;
     tracing::info!(
-        champion = %response.champion,
-        previous = ?response.previous,
+        champion = %changed.champion,
+        previous = ?changed.previous,
         "champion changed through the API"
     );
-    Ok(Json(response))
+    Ok(Json(changed.into()))
 }

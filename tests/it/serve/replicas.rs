@@ -528,6 +528,40 @@ async fn replicas_serve_the_writers_publication_behind_haproxy_and_their_forecas
     )
     .await;
     assert_eq!(ready["publication"]["writer"], "writer", "{ready}");
+
+    // With the writer stopped, a rollback from the CLI on its data folder publishes as the
+    // server's does: the replica serves the champion before the challenger.
+    let cli_env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let rollback = coincast(
+        &[
+            "--data-dir",
+            writer_dir.to_str().expect("utf-8"),
+            "models",
+            "rollback",
+            "--force",
+        ],
+        &cli_env,
+    );
+    let said = text(&rollback);
+    assert!(rollback.status.success(), "{said}");
+    assert!(
+        said.contains(&format!("replacing {challenger}"))
+            && said.contains("published for replicas at file://"),
+        "{said}"
+    );
+    let started = Instant::now();
+    loop {
+        let (status, body, _) = predict(&http, &base(fresh_port)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if body["model_version"].as_str() != Some(challenger.as_str()) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the replica never served the rollback: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     fresh.kill();
 
     let conn = duckdb::Connection::open(writer_dir.join("coincast.duckdb")).expect("open");
