@@ -77,10 +77,17 @@ pub struct BackupManifest {
 pub fn snapshot_to(conn: &Connection, dest: &Path) -> Result<(), BackupError> {
     let source: String = conn.query_row("SELECT current_database()", [], |r| r.get(0))?;
     let dest_sql = dest.display().to_string().replace('\'', "''");
+    // Attached names are the instance's, not the connection's: a backup on the API's connection
+    // and the worker's publication of the SQL copy may copy at once, each under a name of its own.
+    static COPIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let alias = format!(
+        "coincast_copy_{}",
+        COPIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
     conn.execute_batch(&format!(
-        "ATTACH '{dest_sql}' AS coincast_backup;
-         COPY FROM DATABASE \"{}\" TO coincast_backup;
-         DETACH coincast_backup;",
+        "ATTACH '{dest_sql}' AS {alias};
+         COPY FROM DATABASE \"{}\" TO {alias};
+         DETACH {alias};",
         source.replace('"', "\"\"")
     ))?;
     Ok(())

@@ -313,6 +313,32 @@ mod tests {
         .expect("memory_limit")
     }
 
+    /// Two copies of the database at once on two connections of one instance (a backup while
+    /// the worker publishes the SQL copy) both succeed: attached names are the instance's.
+    #[test]
+    fn two_copies_at_once_both_succeed() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::open(dir.path()).expect("store");
+        let out = tempfile::tempdir().expect("out");
+        std::thread::scope(|scope| {
+            let copies: Vec<_> = (0..2)
+                .map(|worker| {
+                    let conn = store.conn().try_clone().expect("conn");
+                    let out = out.path().to_path_buf();
+                    scope.spawn(move || {
+                        for i in 0..10 {
+                            let dest = out.join(format!("copy-{worker}-{i}.duckdb"));
+                            snapshot_to(&conn, &dest).expect("copy");
+                        }
+                    })
+                })
+                .collect();
+            for copy in copies {
+                copy.join().expect("no panic");
+            }
+        });
+    }
+
     /// Handing the cached pages back leaves the limit as it was, in the setting and in the
     /// buffer pool: DuckDB's default (within the rendering's last digit), or the configured one;
     /// and releasing again changes nothing.
