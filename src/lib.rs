@@ -11,6 +11,7 @@
 //! serve from (and takes their served forecasts in); `failure` says what kind of failure an
 //! error is.
 
+pub mod access;
 pub mod config;
 pub mod crashpoint;
 pub mod failure;

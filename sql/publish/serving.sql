@@ -11,7 +11,8 @@
 --
 -- Left empty: staged_series, staged_points, staged_rows (a batch in flight on the writer),
 -- feature_backlog (the writer's work), prediction_segments (the writer's intake),
--- schema_migrations (the writer's own bookkeeping).
+-- schema_migrations (the writer's own bookkeeping), audit_log (the writer's trail of who did
+-- what: its audit page reads it there).
 
 INSERT INTO serving.market_data
 SELECT * FROM market_data WHERE ts >= getvariable('series_from');

@@ -92,6 +92,9 @@ pub(super) fn serve(mut settings: Settings, args: ServeArgs) -> anyhow::Result<E
         ),
         None => None,
     };
+    // A tokens file that does not parse stops the start (exit 2, naming its line); later, a
+    // broken change leaves the last good one in force.
+    coincast::access::Access::load(&settings.serve)?;
     let metrics = std::sync::Arc::new(coincast::runtime::Metrics::new()?);
     let (backend, runtime) = match role {
         ServeRole::Writer => {

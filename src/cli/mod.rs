@@ -23,6 +23,7 @@ mod admin;
 mod datasets;
 mod model;
 mod pipeline;
+mod tokens;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -111,6 +112,11 @@ enum Command {
     /// Retention: move old raw bodies to the lake, retire models nobody keeps, expire old lake
     /// snapshots (not those kept models or pins name), compact, checkpoint; what it freed.
     Cleanup(datasets::CleanupArgs),
+    /// Named tokens (serve.tokens_file): add one (printed once), list them, revoke one.
+    Tokens {
+        #[command(subcommand)]
+        action: tokens::TokensAction,
+    },
     /// The model registry.
     Models {
         #[command(subcommand)]
@@ -190,7 +196,7 @@ fn classify(err: &anyhow::Error) -> Exit {
         return Exit::Usage;
     }
     let failure = err.chain().find_map(|cause| {
-        let typed: [Option<&dyn Classify>; 14] = [
+        let typed: [Option<&dyn Classify>; 15] = [
             cause
                 .downcast_ref::<coincast::retention::RetentionError>()
                 .map(|e| e as _),
@@ -230,6 +236,9 @@ fn classify(err: &anyhow::Error) -> Exit {
                 .map(|e| e as _),
             cause
                 .downcast_ref::<coincast::publish::PublishError>()
+                .map(|e| e as _),
+            cause
+                .downcast_ref::<coincast::access::AccessError>()
                 .map(|e| e as _),
         ];
         typed.into_iter().flatten().next().map(Classify::failure)
@@ -276,6 +285,7 @@ fn execute(cli: Cli) -> anyhow::Result<Exit> {
         Command::Train(args) => model::train(&settings, args),
         Command::Predict(args) => model::predict(&settings, args),
         Command::Models { action } => model::models(&settings, action),
+        Command::Tokens { action } => tokens::tokens(&settings, action),
         Command::Datasets { action } => datasets::datasets(&settings, action),
         Command::Cleanup(args) => datasets::cleanup(&settings, args),
         Command::Serve(args) => admin::serve(settings, args),

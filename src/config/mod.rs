@@ -115,6 +115,18 @@ pub struct ServeSettings {
     pub tls_key: String,
     /// The writer's URL, named by a replica's 409 to admin and SQL requests.
     pub writer_url: String,
+    /// Named tokens (`coincast tokens`), reread when the file changes; empty: none.
+    pub tokens_file: String,
+    /// Requests a minute per token name, unless its entry says otherwise (0: no limit).
+    pub token_requests_per_minute: u32,
+    /// The Postgres wire refuses connections without TLS (needs `tls_cert` and `tls_key`).
+    pub pg_require_tls: bool,
+    /// Connections the Postgres wire holds at once; more are refused (SQLSTATE 53300).
+    pub pg_max_connections: usize,
+    /// A connection that has not finished its start-up and password by then is closed.
+    pub pg_startup_timeout_secs: u64,
+    /// A connection with no query for this long is closed.
+    pub pg_idle_timeout_secs: u64,
 }
 
 impl ServeSettings {
@@ -156,6 +168,19 @@ impl ServeSettings {
         self.bind
             .parse::<std::net::SocketAddr>()
             .is_ok_and(|a| a.ip().is_loopback())
+    }
+
+    /// The tokens file, when one is configured.
+    pub fn tokens_file(&self) -> Option<std::path::PathBuf> {
+        Some(self.tokens_file.trim())
+            .filter(|f| !f.is_empty())
+            .map(std::path::PathBuf::from)
+    }
+
+    /// `sql_token` itself (without the readers' token behind it).
+    pub fn own_sql_token(&self) -> Option<&str> {
+        let t = self.sql_token.expose_secret().trim();
+        (!t.is_empty()).then_some(t)
     }
 
     /// The SQL token: `sql_token`, else the readers' token (else SQL is open on a loopback bind

@@ -176,14 +176,38 @@ impl Settings {
                         format!("`{bind}` is not an address like 127.0.0.1:5433"),
                     ))
                 }
-                Ok(a) if !a.ip().is_loopback() && self.serve.sql_token().is_none() => {
+                Ok(a)
+                    if !a.ip().is_loopback()
+                        && self.serve.sql_token().is_none()
+                        && self.serve.tokens_file().is_none() =>
+                {
                     return Err(invalid(
                         "serve.pg_bind",
-                        format!("`{bind}` is beyond loopback: set serve.sql_token (the password)"),
+                        format!(
+                            "`{bind}` is beyond loopback: set serve.sql_token (the password) or serve.tokens_file"
+                        ),
                     ))
                 }
                 Ok(_) => {}
             }
+        }
+        if self.serve.pg_require_tls && self.serve.tls_cert.trim().is_empty() {
+            return Err(invalid(
+                "serve.pg_require_tls",
+                "TLS on the Postgres wire needs serve.tls_cert and serve.tls_key".into(),
+            ));
+        }
+        if self.serve.pg_max_connections == 0 {
+            return Err(invalid(
+                "serve.pg_max_connections",
+                "at least 1 connection".into(),
+            ));
+        }
+        if self.serve.pg_startup_timeout_secs == 0 || self.serve.pg_idle_timeout_secs == 0 {
+            return Err(invalid(
+                "serve.pg_startup_timeout_secs",
+                "the Postgres wire's time limits are at least 1 s (pg_startup_timeout_secs, pg_idle_timeout_secs)".into(),
+            ));
         }
         if self.serve.sql_max_rows == 0 {
             return Err(invalid("serve.sql_max_rows", "at least 1 row".into()));

@@ -1,6 +1,8 @@
 //! The Postgres-wire endpoint (`serve.pg_bind`, off by default): psql, psycopg, Grafana and BI
 //! tools query the published copy through the same sandbox as `POST /api/sql`
-//! (`crate::query`). The password is the SQL token.
+//! (`crate::query`). The password is a token of the sql scope (`crate::access`; any user name);
+//! every statement is recorded in the audit trail under the token's name. TLS with the server's
+//! certificate, a cap on connections and time limits for start-up and idleness are here too.
 //!
 //! Both the simple and the extended query protocols are served (pgwire). What clients send
 //! besides queries is answered here: `BEGIN`, `COMMIT`, `ROLLBACK` and harmless `SET`s are
@@ -10,7 +12,9 @@
 mod catalog;
 
 use std::fmt::Debug;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures_util::stream;
@@ -28,29 +32,36 @@ use pgwire::api::{ClientInfo, PgWireServerHandlers, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use serde_json::Value;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
+use crate::access::{AuditEvent, Channel, Scope};
 use crate::query::{QueryError, QueryResult};
 use crate::runtime::Runtime;
 
 /// The server version told to clients: psql shapes its catalog queries by it.
 const SERVER_VERSION: &str = "15.0 (coincast, DuckDB underneath)";
 
-/// Serves until `shutdown` resolves; each connection gets a task of its own.
+/// Serves until `shutdown` resolves; each connection gets a task of its own, at most
+/// `serve.pg_max_connections` at once (more are refused with SQLSTATE 53300), each closed when it
+/// has not authenticated within `serve.pg_startup_timeout_secs` or stays without a query for
+/// `serve.pg_idle_timeout_secs`. With `serve.tls_cert` and `tls_key`, clients may ask for TLS
+/// (`sslmode=require`, `verify-full`); with `serve.pg_require_tls`, they must.
 pub async fn serve(
     listener: TcpListener,
     runtime: Arc<Runtime>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let handlers = Arc::new(Handlers {
-        backend: Arc::new(Backend {
-            runtime: runtime.clone(),
-            parser: Arc::new(NoopQueryParser::new()),
-        }),
-        token: runtime.settings().serve.sql_token().map(str::to_string),
-    });
+    let serve = &runtime.settings().serve;
+    let tls = tls_acceptor(serve)?;
+    let limits = Limits {
+        startup: Duration::from_secs(serve.pg_startup_timeout_secs),
+        idle: Duration::from_secs(serve.pg_idle_timeout_secs),
+    };
+    let permits = Arc::new(Semaphore::new(serve.pg_max_connections));
+    let parser = Arc::new(NoopQueryParser::new());
     tokio::pin!(shutdown);
     loop {
-        let (socket, _) = tokio::select! {
+        let (socket, peer) = tokio::select! {
             () = &mut shutdown => return Ok(()),
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -60,19 +71,175 @@ pub async fn serve(
                 }
             },
         };
-        let handlers = handlers.clone();
-        tokio::spawn(async move {
-            if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
-                tracing::debug!("pg: connection ended: {e}");
-            }
+        let metrics = runtime.metrics().clone();
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            metrics
+                .coincast_pg_connections_closed_total
+                .with_label_values(&["limit"])
+                .inc();
+            tokio::spawn(refuse(
+                socket,
+                "53300",
+                "too many connections: serve.pg_max_connections are open",
+            ));
+            continue;
+        };
+        let session = Arc::new(Session::new(peer.to_string()));
+        let handlers = Arc::new(Handlers {
+            backend: Arc::new(Backend {
+                runtime: runtime.clone(),
+                parser: parser.clone(),
+                session: session.clone(),
+            }),
+            runtime: runtime.clone(),
+            session: session.clone(),
         });
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            metrics.coincast_pg_connections.inc();
+            let ended = watch(
+                pgwire::tokio::process_socket(socket, tls, handlers),
+                &session,
+                limits,
+            )
+            .await;
+            if let Some(reason) = ended {
+                metrics
+                    .coincast_pg_connections_closed_total
+                    .with_label_values(&[reason])
+                    .inc();
+            }
+            metrics.coincast_pg_connections.dec();
+        });
+    }
+}
+
+/// How long a connection may take to authenticate, and to stay without a query.
+#[derive(Clone, Copy)]
+struct Limits {
+    startup: Duration,
+    idle: Duration,
+}
+
+/// Drives a connection until it ends, or until a limit closes it (dropping it closes the socket):
+/// which limit, if one did.
+async fn watch(
+    connection: impl std::future::Future<Output = std::io::Result<()>>,
+    session: &Session,
+    limits: Limits,
+) -> Option<&'static str> {
+    tokio::pin!(connection);
+    let opened = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            ended = &mut connection => {
+                if let Err(e) = ended {
+                    tracing::debug!("pg: connection ended: {e}");
+                }
+                return None;
+            }
+            _ = tick.tick() => {
+                if !session.authenticated() && opened.elapsed() >= limits.startup {
+                    return Some("startup_timeout");
+                }
+                if session.authenticated() && session.idle_for() >= limits.idle {
+                    return Some("idle_timeout");
+                }
+            }
+        }
+    }
+}
+
+/// Answers a connection beyond the cap with a FatalError and closes it.
+async fn refuse(mut socket: tokio::net::TcpStream, code: &str, message: &str) {
+    use tokio::io::AsyncWriteExt;
+    let mut body = Vec::new();
+    for (field, value) in [
+        (b'S', "FATAL"),
+        (b'V', "FATAL"),
+        (b'C', code),
+        (b'M', message),
+    ] {
+        body.push(field);
+        body.extend_from_slice(value.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut frame = vec![b'E'];
+    frame.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+    frame.extend_from_slice(&body);
+    let _ = tokio::time::timeout(Duration::from_secs(1), socket.write_all(&frame)).await;
+}
+
+/// The TLS side of the wire, from the server's certificate (None: plain only).
+fn tls_acceptor(
+    serve: &crate::config::ServeSettings,
+) -> std::io::Result<Option<pgwire::tokio::TlsAcceptor>> {
+    let (cert, key) = (serve.tls_cert.trim(), serve.tls_key.trim());
+    if cert.is_empty() || key.is_empty() {
+        return Ok(None);
+    }
+    let config = crate::serve::tls::config(std::path::Path::new(cert), std::path::Path::new(key))
+        .map_err(std::io::Error::other)?;
+    let mut config = (*config).clone();
+    // PostgreSQL 17's direct TLS names its protocol; older clients negotiate without ALPN.
+    config.alpn_protocols = vec![b"postgresql".to_vec()];
+    Ok(Some(pgwire::tokio::TlsAcceptor::from(Arc::new(config))))
+}
+
+/// One connection: who it is once authenticated, and when it last queried.
+struct Session {
+    peer: String,
+    who: OnceLock<String>,
+    last_active: Mutex<Instant>,
+    /// Queries running now (a long query is not idleness).
+    running: AtomicUsize,
+}
+
+impl Session {
+    fn new(peer: String) -> Self {
+        Self {
+            peer,
+            who: OnceLock::new(),
+            last_active: Mutex::new(Instant::now()),
+            running: AtomicUsize::new(0),
+        }
+    }
+
+    fn authenticated(&self) -> bool {
+        self.who.get().is_some()
+    }
+
+    fn name(&self) -> String {
+        self.who
+            .get()
+            .cloned()
+            .unwrap_or_else(|| "unidentified".into())
+    }
+
+    fn idle_for(&self) -> Duration {
+        if self.running.load(Ordering::SeqCst) > 0 {
+            return Duration::ZERO;
+        }
+        self.last_active
+            .lock()
+            .map(|t| t.elapsed())
+            .unwrap_or_default()
+    }
+
+    fn touch(&self) {
+        if let Ok(mut t) = self.last_active.lock() {
+            *t = Instant::now();
+        }
     }
 }
 
 struct Handlers {
     backend: Arc<Backend>,
-    /// The password clients must give (None: none asked, loopback binds only).
-    token: Option<String>,
+    runtime: Arc<Runtime>,
+    session: Arc<Session>,
 }
 
 impl PgWireServerHandlers for Handlers {
@@ -89,26 +256,38 @@ impl PgWireServerHandlers for Handlers {
         parameters.server_version = SERVER_VERSION.into();
         parameters.default_transaction_read_only = true;
         parameters.is_superuser = false;
-        Arc::new(Startup::new(self.token.clone(), parameters))
+        let guarded = self.runtime.access().tokens().guards(Scope::Sql);
+        Arc::new(Startup {
+            check: if guarded {
+                Check::Password(Box::new(CleartextPasswordAuthStartupHandler::new(
+                    TokenCheck {
+                        runtime: self.runtime.clone(),
+                        session: self.session.clone(),
+                    },
+                    parameters,
+                )))
+            } else {
+                Check::Open(OpenStartup)
+            },
+            session: self.session.clone(),
+            require_tls: self.runtime.settings().serve.pg_require_tls,
+            metrics: self.runtime.metrics().clone(),
+        })
     }
 }
 
-/// The password check when a token is set, none otherwise.
-enum Startup {
-    Password(Box<CleartextPasswordAuthStartupHandler<Token, DefaultServerParameterProvider>>),
+/// The start-up: TLS when required, then a token of the sql scope as the password when tokens
+/// guard SQL (none otherwise: loopback only, as on HTTP).
+struct Startup {
+    check: Check,
+    session: Arc<Session>,
+    require_tls: bool,
+    metrics: Arc<crate::runtime::Metrics>,
+}
+
+enum Check {
+    Password(Box<CleartextPasswordAuthStartupHandler<TokenCheck, DefaultServerParameterProvider>>),
     Open(OpenStartup),
-}
-
-impl Startup {
-    fn new(token: Option<String>, parameters: DefaultServerParameterProvider) -> Self {
-        match token {
-            Some(t) => Self::Password(Box::new(CleartextPasswordAuthStartupHandler::new(
-                Token(t),
-                parameters,
-            ))),
-            None => Self::Open(OpenStartup),
-        }
-    }
 }
 
 #[async_trait]
@@ -127,10 +306,31 @@ impl pgwire::api::auth::StartupHandler for Startup {
         C::Error: Debug,
         PgWireError: From<<C as futures_util::Sink<pgwire::messages::PgWireBackendMessage>>::Error>,
     {
-        match self {
-            Self::Password(h) => h.on_startup(client, message).await,
-            Self::Open(h) => h.on_startup(client, message).await,
+        if self.require_tls && !client.is_secure() {
+            self.metrics
+                .coincast_pg_connections_closed_total
+                .with_label_values(&["tls_required"])
+                .inc();
+            return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                "FATAL".into(),
+                "28000".into(),
+                "this server requires TLS (serve.pg_require_tls): connect with sslmode=require or verify-full".into(),
+            ))));
         }
+        match &self.check {
+            Check::Password(h) => h.on_startup(client, message).await?,
+            Check::Open(h) => {
+                h.on_startup(client, message).await?;
+                if matches!(
+                    client.state(),
+                    pgwire::api::PgWireConnectionState::ReadyForQuery
+                ) {
+                    let _ = self.session.who.set("anonymous".into());
+                }
+            }
+        }
+        self.session.touch();
+        Ok(())
     }
 }
 
@@ -139,20 +339,59 @@ struct OpenStartup;
 
 impl NoopStartupHandler for OpenStartup {}
 
-/// The SQL token as the one password (any user name).
-#[derive(Debug)]
-struct Token(String);
+/// A token of the sql scope or above as the password (any user name); the session learns whose.
+struct TokenCheck {
+    runtime: Arc<Runtime>,
+    session: Arc<Session>,
+}
+
+impl Debug for TokenCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenCheck")
+            .field("session", &self.session)
+            .finish()
+    }
+}
+
+impl Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("peer", &self.peer).finish()
+    }
+}
 
 #[async_trait]
-impl AuthSource for Token {
-    async fn get_password(&self, _login: &LoginInfo) -> PgWireResult<Password> {
-        Ok(Password::new(None, self.0.as_bytes().to_vec()))
+impl AuthSource for TokenCheck {
+    async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
+        // Never asked: `verify_password` compares digests itself.
+        Err(PgWireError::InvalidPassword(
+            login.user().unwrap_or_default().to_owned(),
+        ))
+    }
+
+    async fn verify_password(
+        &self,
+        login: &LoginInfo,
+        presented: &[u8],
+    ) -> PgWireResult<Option<()>> {
+        let refused = || PgWireError::InvalidPassword(login.user().unwrap_or_default().to_owned());
+        let presented = std::str::from_utf8(presented).map_err(|_| refused())?;
+        let access = self.runtime.access();
+        let who = access
+            .tokens()
+            .identify(presented, chrono::Utc::now())
+            .map_err(|_| refused())?;
+        if who.scope < Scope::Sql {
+            return Err(refused());
+        }
+        let _ = self.session.who.set(who.name);
+        Ok(None)
     }
 }
 
 struct Backend {
     runtime: Arc<Runtime>,
     parser: Arc<NoopQueryParser>,
+    session: Arc<Session>,
 }
 
 impl Backend {
@@ -176,13 +415,35 @@ impl Backend {
 
     async fn run(&self, sql: &str, params: Vec<Option<String>>) -> PgWireResult<QueryResult> {
         self.on_the_writer()?;
-        let sql = catalog::rewrite(sql);
+        let statement = AuditEvent::truncated(sql);
+        let started = Instant::now();
+        self.session.running.fetch_add(1, Ordering::SeqCst);
+        let rewritten = catalog::rewrite(sql);
         let runtime = self.runtime.clone();
         let max_rows = runtime.settings().serve.pg_max_rows;
-        tokio::task::spawn_blocking(move || runtime.queries().run_with(&sql, &params, max_rows))
-            .await
-            .map_err(|e| user_error("XX000", format!("the query task failed: {e}")))?
-            .map_err(query_error)
+        let result = tokio::task::spawn_blocking(move || {
+            runtime.queries().run_with(&rewritten, &params, max_rows)
+        })
+        .await
+        .map_err(|e| user_error("XX000", format!("the query task failed: {e}")))
+        .and_then(|r| r.map_err(query_error));
+        self.session.running.fetch_sub(1, Ordering::SeqCst);
+        self.session.touch();
+        self.runtime.audit(AuditEvent {
+            at: chrono::Utc::now(),
+            token: self.session.name(),
+            channel: Channel::Postgres,
+            action: "sql".into(),
+            statement: Some(statement),
+            outcome: match &result {
+                Ok(_) => "ok".into(),
+                Err(PgWireError::UserError(info)) => info.code.clone(),
+                Err(_) => "error".into(),
+            },
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+            client: Some(self.session.peer.clone()),
+        });
+        result
     }
 
     /// SQL reads the published copy, or on a replica the lake; a replica without a shared lake

@@ -60,6 +60,12 @@ pub struct Metrics {
     pub coincast_serving_publication_failures_total: IntCounterVec,
     pub coincast_serving_publication_last_success_timestamp_seconds: Gauge,
     pub coincast_replica_segments_taken_total: IntCounter,
+    pub coincast_token_requests_limited_total: IntCounterVec,
+    pub coincast_tokens_file_ok: Gauge,
+    pub coincast_tokens_file_rejections_total: IntCounter,
+    pub coincast_audit_events_dropped_total: IntCounter,
+    pub coincast_pg_connections: Gauge,
+    pub coincast_pg_connections_closed_total: IntCounterVec,
 }
 
 impl Metrics {
@@ -285,6 +291,38 @@ impl Metrics {
             coincast_replica_segments_taken_total: register_int_counter_with_registry!(
                 "coincast_replica_segments_taken_total",
                 "Replicas' segments of served forecasts the writer took into predictions",
+                r
+            )?,
+            coincast_token_requests_limited_total: register_int_counter_vec_with_registry!(
+                "coincast_token_requests_limited_total",
+                "Requests answered 429 because their token was over its rate, by token name",
+                &["token"],
+                r
+            )?,
+            coincast_tokens_file_ok: register_gauge_with_registry!(
+                "coincast_tokens_file_ok",
+                "1 when the tokens file on disk is the one in force, 0 when it failed to parse (the last good one serves)",
+                r
+            )?,
+            coincast_tokens_file_rejections_total: register_int_counter_with_registry!(
+                "coincast_tokens_file_rejections_total",
+                "Changes of the tokens file that did not parse and were not taken",
+                r
+            )?,
+            coincast_audit_events_dropped_total: register_int_counter_with_registry!(
+                "coincast_audit_events_dropped_total",
+                "Audit events dropped because the audit log's queue was full",
+                r
+            )?,
+            coincast_pg_connections: register_gauge_with_registry!(
+                "coincast_pg_connections",
+                "Connections the Postgres wire holds now",
+                r
+            )?,
+            coincast_pg_connections_closed_total: register_int_counter_vec_with_registry!(
+                "coincast_pg_connections_closed_total",
+                "Postgres-wire connections refused or closed by a limit: limit, startup_timeout, idle_timeout, tls_required",
+                &["reason"],
                 r
             )?,
             coincast_api_calls_month: register_gauge_with_registry!(

@@ -86,6 +86,10 @@ pub struct Runtime {
     pages: ArcSwapOption<read_pool::ReadPool>,
     /// Analysts' SQL, on the newest published copy.
     queries: crate::query::Queries,
+    /// The tokens in force and their rate limits.
+    access: crate::access::Access,
+    /// Where admin actions and SQL statements are recorded (None: nowhere, in tests of the API).
+    audit: Option<crate::access::AuditLog>,
 }
 
 impl Runtime {
@@ -99,7 +103,15 @@ impl Runtime {
             },
             std::time::Duration::from_secs(serve.sql_timeout_secs),
         );
+        // The file was checked before the server started (a bad one exits 2); one spoiled since
+        // leaves the settings' tokens, and says so.
+        let access = crate::access::Access::load(serve).unwrap_or_else(|e| {
+            tracing::error!("{}", crate::failure::report(&e));
+            crate::access::Access::settings_only(serve, e.to_string())
+        });
         Self {
+            access,
+            audit: None,
             publisher: Publisher::new(snapshot, metrics.clone()),
             settings,
             metrics,
@@ -130,6 +142,49 @@ impl Runtime {
     /// Analysts' SQL on the published copy.
     pub fn queries(&self) -> &crate::query::Queries {
         &self.queries
+    }
+
+    /// The tokens in force (`serve.tokens_file` and the three settings) and their rate limits.
+    pub fn access(&self) -> &crate::access::Access {
+        &self.access
+    }
+
+    /// Records what someone did in the audit trail (never waits).
+    pub fn audit(&self, event: crate::access::AuditEvent) {
+        if let Some(log) = &self.audit {
+            log.record(event);
+        }
+    }
+
+    /// The audit trail's writer, if this runtime has one.
+    pub fn audit_log(&self) -> Option<&crate::access::AuditLog> {
+        self.audit.as_ref()
+    }
+
+    /// Records admin actions and SQL statements through `log`.
+    pub fn with_audit(mut self, log: crate::access::AuditLog) -> Self {
+        self.audit = Some(log);
+        self
+    }
+
+    /// Sets the access gauges (the tokens file, the audit trail's drops) for a scrape.
+    pub fn publish_access_gauges(&self) {
+        let m = &self.metrics;
+        m.coincast_tokens_file_ok
+            .set(if self.access.problem().is_some() {
+                0.0
+            } else {
+                1.0
+            });
+        let (_, refused) = self.access.reloads();
+        let counted = m.coincast_tokens_file_rejections_total.get();
+        m.coincast_tokens_file_rejections_total
+            .inc_by(refused.saturating_sub(counted));
+        if let Some(log) = &self.audit {
+            let counted = m.coincast_audit_events_dropped_total.get();
+            m.coincast_audit_events_dropped_total
+                .inc_by(log.dropped().saturating_sub(counted));
+        }
     }
 
     /// Which part this server plays.

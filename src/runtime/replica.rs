@@ -72,6 +72,9 @@ impl ReplicaHandle {
         if let Some(log) = self.runtime.prediction_log() {
             log.stop();
         }
+        if let Some(log) = self.runtime.audit_log() {
+            log.stop();
+        }
     }
 }
 
@@ -101,7 +104,15 @@ impl Runtime {
         let waiting = Snapshot::empty(format!(
             "no serving publication loaded yet from {url} (the writer puts one out at start-up and after every run)"
         ));
-        let mut runtime = Runtime::new(waiting, settings, metrics).with_prediction_log(log);
+        // A replica has no database: its audit events go to its log.
+        let audit =
+            crate::access::AuditLog::start(None, &instance).map_err(|source| PublishError::Io {
+                path: "audit-log thread".into(),
+                source,
+            })?;
+        let mut runtime = Runtime::new(waiting, settings, metrics)
+            .with_prediction_log(log)
+            .with_audit(audit);
         runtime.role = Role::Replica;
         runtime.following = Some(Following {
             url,

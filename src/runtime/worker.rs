@@ -78,6 +78,9 @@ impl Worker {
                 if let Some(log) = runtime.prediction_log() {
                     log.stop();
                 }
+                if let Some(log) = runtime.audit_log() {
+                    log.stop();
+                }
                 if let Err(e) = store.checkpoint() {
                     tracing::warn!("checkpoint at shutdown failed: {}", report(&e));
                 }
@@ -134,6 +137,17 @@ fn start_runtime(store: &Store, settings: &Settings, metrics: Arc<Metrics>) -> R
             Err(e) => tracing::warn!("predictions will not be logged: {e}"),
         },
         Err(e) => tracing::warn!("predictions will not be logged: {}", report(&e)),
+    }
+    match store
+        .conn()
+        .try_clone()
+        .map_err(|e| report(&e))
+        .and_then(|conn| {
+            crate::access::AuditLog::start(Some(conn), &settings.serve.instance_name())
+                .map_err(|e| e.to_string())
+        }) {
+        Ok(log) => runtime = runtime.with_audit(log),
+        Err(e) => tracing::warn!("admin actions and SQL will not be audited: {e}"),
     }
     match store.conn().try_clone() {
         Ok(conn) => runtime = runtime.with_db(conn),

@@ -88,6 +88,7 @@ impl Drop for Active<'_> {
 pub async fn render(State(state): State<Arc<AppState>>) -> Response {
     let runtime = &state.runtime;
     runtime.publisher().publish_gauges();
+    runtime.publish_access_gauges();
     match runtime.metrics().encode() {
         Ok(text) => ([(CONTENT_TYPE, Metrics::CONTENT_TYPE)], text).into_response(),
         Err(e) => ApiError::internal(format!("encoding metrics: {e}")).into_response(),

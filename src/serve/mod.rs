@@ -10,6 +10,7 @@
 //! streaming backup) and the admin token.
 
 pub mod admin;
+mod audit;
 mod auth;
 mod batch;
 mod body;
@@ -93,6 +94,7 @@ fn with_layers(routes: Router<Arc<AppState>>, state: Arc<AppState>) -> Router {
             limit::shed,
         ))
         .route_layer(axum::middleware::from_fn(body::refuse_oversized))
+        .route_layer(axum::middleware::from_fn(auth::refuse_token_in_url))
         .route_layer(axum::middleware::from_fn(metrics::note_endpoint))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

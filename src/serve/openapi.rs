@@ -100,11 +100,19 @@ pub fn document() -> Value {
                     "properties": { "sql": { "type": "string" }, "limit": { "type": "integer", "minimum": 1 } } } } } },
                 "responses": { "200": { "description": "columns (name, type), rows, truncated, elapsed_ms, published" },
                                "400": error_response("Bad SQL"),
-                               "401": error_response("Missing or wrong token (serve.sql_token, else serve.read_token)"),
+                               "401": error_response("Missing, wrong or expired token (a token of the sql scope; serve.sql_token, else serve.read_token)"),
                                "403": error_response("Not a single read statement, or a way out of the sandbox; or no token on a non-loopback bind"),
                                "408": error_response("Interrupted after serve.sql_timeout_secs"),
                                "413": error_response("Query over serve.max_body_bytes"),
                                "503": error_response("Nothing published yet") } } },
+            "/api/audit": { "get": {
+                "summary": "The audit trail: per token name (events, SQL statements, refused or failed, last), and the newest 500 events; ?who=NAME for one name. Admin scope",
+                "security": [ { "bearer": [] } ],
+                "parameters": [ { "name": "who", "in": "query", "required": false, "schema": { "type": "string" } } ],
+                "responses": { "200": { "description": "who, tokens, events (at, instance, token, channel, action, statement, outcome, duration_ms, client), elsewhere" },
+                               "401": error_response("Missing or wrong bearer token"),
+                               "403": error_response("A token of a lower scope"),
+                               "404": error_response("Off: no admin token configured (serve.api_token or serve.tokens_file)") } } },
             "/openapi.json": { "get": { "summary": "This document", "responses": { "200": { "description": "OpenAPI 3.0" } } } }
         },
         "components": {

@@ -76,6 +76,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0011_predictions_contract",
         sql: include_str!("../../sql/schema/0011_predictions_contract.sql"),
     },
+    Migration {
+        version: 12,
+        name: "0012_audit_log",
+        sql: include_str!("../../sql/schema/0012_audit_log.sql"),
+    },
 ];
 
 /// The schema version this binary writes.

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use coincast::model::registry::{self, DatasetTables};
 
-use crate::support::{coincast, real_coingecko, revised_solana, text, TestApp};
+use crate::support::{coincast, real_coingecko, revised_solana, run_python, text, TestApp};
 
 /// The lake's tables at one version, for `registry::dataset_hash`.
 fn at_version(version: i64) -> DatasetTables {
@@ -243,29 +243,6 @@ fn the_lake_can_be_turned_off() {
     assert!(!app.dir.path().join("lake").exists());
 }
 
-/// The venv's Python (DuckDB 1.5.5, the client the README names for analysts).
-fn python() -> PathBuf {
-    PathBuf::from(std::env::var("COINCAST_VENV").unwrap_or_else(|_| {
-        format!(
-            "{}/.cache/coincast/venv",
-            std::env::var("HOME").unwrap_or_default()
-        )
-    }))
-    .join("bin/python")
-}
-
-/// Runs `script` with the venv's Python and `args`; its standard output, after it succeeded.
-fn run_python(script: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new(python())
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .output()
-        .expect("python");
-    assert!(out.status.success(), "{}", text(&out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// The lake on S3 (SeaweedFS on 127.0.0.1): a replay puts Parquet files in the bucket, and
 /// DuckDB's Python client counts the live rows through the catalog. A wrong key, a stopped
 /// server and a missing bucket fail the run visibly (exit 1, the `version` task), keep the local
@@ -451,7 +428,7 @@ fn two_writers_share_a_postgres_catalog_lake_on_s3() {
         port = s3.s3_port,
         done = done.display(),
     );
-    let reader = std::process::Command::new(python())
+    let reader = std::process::Command::new(crate::support::python())
         .arg("-c")
         .arg(&reader_script)
         .stdout(std::process::Stdio::piped())

@@ -444,3 +444,53 @@ impl TestApp {
         ))
     }
 }
+
+/// The venv's Python (DuckDB 1.5.5, the client the README names for analysts).
+pub fn python() -> std::path::PathBuf {
+    std::path::PathBuf::from(std::env::var("COINCAST_VENV").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/coincast/venv",
+            std::env::var("HOME").unwrap_or_default()
+        )
+    }))
+    .join("bin/python")
+}
+
+/// Runs `script` with the venv's Python and `args`; its standard output, after it succeeded.
+pub fn run_python(script: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python");
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+/// A self-signed certificate for localhost and 127.0.0.1 (openssl), in `dir`.
+pub fn certificate(dir: &std::path::Path) -> (String, String) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(status.success());
+    let s = |p: &std::path::Path| p.to_str().expect("utf-8").to_string();
+    (s(&cert), s(&key))
+}

@@ -1,7 +1,9 @@
 //! The token-guarded endpoints, nested under one auth layer (`auth::require_admin`): manual
-//! pipeline runs, promotion and rollback, the online backup and the publication of the read-only
-//! copy. Without `serve.api_token` they are off (404); a missing or wrong token is 401; on a
-//! replica they are 409, naming the writer. The handlers themselves never check the token.
+//! pipeline runs, promotion and rollback, the online backup, the publication of the read-only
+//! copy and the audit trail's page. While no admin token exists (`serve.api_token`,
+//! `serve.tokens_file`) they are off (404); a missing or wrong token is 401, one of a lower scope
+//! 403; on a replica they are 409, naming the writer. Every request to them is recorded in the
+//! audit trail (`serve::audit`). The handlers themselves never check the token.
 
 mod backup;
 mod exports;
@@ -10,7 +12,7 @@ mod runs;
 
 use std::sync::Arc;
 
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::Router;
 
 pub use backup::MANIFEST_HEADER;
@@ -29,9 +31,16 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/api/models/rollback", post(models::rollback))
         .route(STREAMING_ROUTE, post(backup::backup))
         .route("/api/exports", post(exports::export))
+        .route("/api/audit", get(super::pages::audit::json))
+        .route("/audit", get(super::pages::audit::html))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             super::auth::require_admin,
+        ))
+        // Around the guard, so refused attempts are recorded too.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            super::audit::record_admin,
         ))
         .route_layer(axum::middleware::from_fn_with_state(
             state,

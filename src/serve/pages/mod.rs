@@ -6,6 +6,7 @@
 //! read bounded), off the executor; the `/predict` hot path never waits for them, nor does a
 //! promotion. The features profile (seconds of work) is cached (`features.rs`).
 
+pub(super) mod audit;
 pub(super) mod features;
 mod market;
 mod models;

@@ -9,11 +9,13 @@ use askama::Template;
 use axum::extract::State;
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{read, render, Layout};
+use crate::access::{AuditEvent, Channel, Identity};
 use crate::query::QueryResult;
 use crate::serve::error::{ApiError, ApiJson, ApiQuery};
 use crate::serve::state::AppState;
@@ -157,7 +159,7 @@ async fn file_tables(state: &Arc<AppState>) -> Result<Vec<TableRow>, ApiError> {
 /// The lake's tables, read in the SQL sandbox that queries run in.
 async fn lake_tables(state: &Arc<AppState>) -> Result<Vec<TableRow>, ApiError> {
     let sql = include_str!("../../../sql/reports/lake_tables.sql").to_string();
-    let result = run(state, sql, None, PAGE_ROWS).await?;
+    let result = run_unrecorded(state, sql, PAGE_ROWS).await?;
     Ok(result
         .rows
         .iter()
@@ -173,10 +175,12 @@ async fn lake_tables(state: &Arc<AppState>) -> Result<Vec<TableRow>, ApiError> {
         .collect())
 }
 
-/// Runs `sql` in the sandbox, off the executor: at most `limit` rows (capped at
-/// `serve.sql_max_rows`), or `default_rows` when the request names no limit.
+/// Runs `sql` in the sandbox for `who`, off the executor: at most `limit` rows (capped at
+/// `serve.sql_max_rows`), or `default_rows` when the request names no limit. Recorded in the
+/// audit trail with its outcome.
 async fn run(
     state: &Arc<AppState>,
+    who: &Identity,
     sql: String,
     limit: Option<usize>,
     default_rows: usize,
@@ -187,6 +191,31 @@ async fn run(
         Some(n) => n.min(max),
         None => default_rows.min(max),
     };
+    let statement = AuditEvent::truncated(&sql);
+    let started = std::time::Instant::now();
+    let result = run_unrecorded(state, sql, limit).await;
+    state.runtime.audit(AuditEvent {
+        at: chrono::Utc::now(),
+        token: who.name.clone(),
+        channel: Channel::Http,
+        action: "sql".into(),
+        statement: Some(statement),
+        outcome: match &result {
+            Ok(_) => "ok".into(),
+            Err(e) => e.code.to_string(),
+        },
+        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+        client: None,
+    });
+    result
+}
+
+/// Runs `sql` in the sandbox, off the executor, with at most `limit` rows (the page's own reads).
+async fn run_unrecorded(
+    state: &Arc<AppState>,
+    sql: String,
+    limit: usize,
+) -> Result<QueryResult, ApiError> {
     let runtime = state.runtime.clone();
     Ok(tokio::task::spawn_blocking(move || runtime.queries().run(&sql, limit)).await??)
 }
@@ -214,6 +243,7 @@ impl SqlHtml {
 
 pub async fn html(
     State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Identity>,
     ApiQuery(form): ApiQuery<SqlForm>,
 ) -> Result<Response, ApiError> {
     let page = load(&state).await?;
@@ -221,7 +251,7 @@ pub async fn html(
     let (result, error) = if query.trim().is_empty() {
         (None, None)
     } else {
-        match run(&state, query.clone(), form.limit, PAGE_ROWS).await {
+        match run(&state, &who, query.clone(), form.limit, PAGE_ROWS).await {
             Ok(r) => (Some(r), None),
             // Shown on the page, beside the query to fix.
             Err(e) => (None, Some(format!("{} ({})", e.message, e.code))),
@@ -247,6 +277,7 @@ pub async fn json(State(state): State<Arc<AppState>>) -> Result<Json<SqlPage>, A
 /// `POST /api/sql`: `{"sql", "limit"}` → columns, rows, `truncated`, `elapsed_ms` (or CSV).
 pub async fn query(
     State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Identity>,
     ApiQuery(format): ApiQuery<SqlFormat>,
     ApiJson(req): ApiJson<SqlRequest>,
 ) -> Result<Response, ApiError> {
@@ -260,7 +291,7 @@ pub async fn query(
         }
     };
     let max = state.runtime.settings().serve.sql_max_rows;
-    let result = run(&state, req.sql, req.limit, max).await?;
+    let result = run(&state, &who, req.sql, req.limit, max).await?;
     let headers = completeness_headers(&result);
     Ok(if csv {
         csv_response(&result, max)
@@ -272,6 +303,7 @@ pub async fn query(
 /// `GET /sql/download?q=...`: the result as a CSV file.
 pub async fn download(
     State(state): State<Arc<AppState>>,
+    Extension(who): Extension<Identity>,
     ApiQuery(form): ApiQuery<SqlForm>,
 ) -> Result<Response, ApiError> {
     let sql = form
@@ -279,7 +311,10 @@ pub async fn download(
         .filter(|q| !q.trim().is_empty())
         .ok_or_else(|| ApiError::bad_request("give the query as ?q="))?;
     let max = state.runtime.settings().serve.sql_max_rows;
-    Ok(csv_response(&run(&state, sql, form.limit, max).await?, max))
+    Ok(csv_response(
+        &run(&state, &who, sql, form.limit, max).await?,
+        max,
+    ))
 }
 
 /// Whether the answer is the whole result, and its row count and limit.

@@ -2,37 +2,9 @@
 //! (checked with the real curl), the readers' token, `coincast healthcheck`, and the warning when
 //! a non-loopback bind has no readers' token. Every connection goes to 127.0.0.1.
 
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use crate::support::{coincast, coincast_command, text};
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
-}
-
-/// A self-signed certificate for localhost and 127.0.0.1 (openssl), in `dir`.
-fn certificate(dir: &Path) -> (String, String) {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let status = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        ])
-        .args(["-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl");
-    assert!(status.success());
-    let s = |p: &Path| p.to_str().expect("utf-8").to_string();
-    (s(&cert), s(&key))
-}
+use crate::support::{certificate, coincast, coincast_command, free_port, text};
 
 fn curl(args: &[&str]) -> (i32, String) {
     let out = Command::new("curl")

@@ -4,6 +4,7 @@
 //! ordering), `pages` (the dashboards' cached data), `replicas` (a writer, its replicas and
 //! haproxy, through the real binary). The helpers here are shared.
 
+mod access;
 mod admin;
 mod exposure;
 mod metrics;
