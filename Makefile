@@ -100,6 +100,8 @@ bench: deps venv torch-venv seaweedfs
 	bench/sql.sh $(BIN) $(REAL_DATA)/coingecko
 	bench/lake.sh $(BIN) $(REAL_DATA)/coingecko $(VENV)/bin/duckdb $(CACHE)/seaweedfs-4.48/weed
 	bench/replicas.sh $(BIN) $(REAL_DATA)/coingecko
+	bench/replica_sql.sh $(BIN) $(REAL_DATA)/coingecko $(CACHE)/seaweedfs-4.48/weed
+	bench/access.sh $(BIN) $(REAL_DATA)/coingecko
 	bench/thousand.sh $(BIN) $(VENV)/bin/python
 	bench/retention.sh $(BIN) $(REAL_DATA)/coingecko
 
