@@ -134,3 +134,101 @@ pub fn latest_forecast(
     }
     Err(AnswerError::Incomplete(reasons.join("; ")))
 }
+
+/// The served forecast of a coin as a fan: at every horizon, the point and the bands at the
+/// inner levels (`FAN_LEVELS`, from the calibration as it is) and the served interval, drawn
+/// where online coverage control holds the nominal level now.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ForecastFan {
+    pub model_id: String,
+    pub family: String,
+    pub served_by: ServedBy,
+    /// The hour the inputs end at, epoch seconds.
+    pub as_of: i64,
+    pub current_price: f64,
+    /// The served interval's nominal level.
+    pub nominal_level: f64,
+    pub horizons: Vec<FanHorizon>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FanHorizon {
+    pub hours_ahead: usize,
+    /// Epoch seconds of the hour forecast.
+    pub target: i64,
+    pub point: f64,
+    /// Inner bands first, the served interval last.
+    pub bands: Vec<FanBand>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FanBand {
+    /// The level the band stands for.
+    pub level: f64,
+    /// The calibration level it is drawn at (the ACI level for the served interval).
+    pub drawn_at_level: f64,
+    pub lower: f64,
+    pub upper: f64,
+}
+
+/// The inner bands of a fan, below the served interval's nominal level.
+pub const FAN_LEVELS: [f64; 2] = [0.5, 0.8];
+
+/// The fan of the model that answers for the coin now (blocking: an LSTM infers here).
+pub fn forecast_fan(answerers: Vec<Answerer>) -> Result<ForecastFan, AnswerError> {
+    let horizon = answerers.first().map_or(1, |a| a.model.horizon as i64);
+    let (served, answerer) = latest_forecast(answerers, horizon.max(1))?;
+    let model = &answerer.model;
+    let inner = FAN_LEVELS
+        .iter()
+        .filter(|l| **l < served.interval_level)
+        .map(|l| {
+            model
+                .forecast_latest_at(&answerer.series, *l)
+                .map(|f| (*l, f))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            AnswerError::Incomplete(format!("{} ({}): {e}", model.model_id, answerer.by.name()))
+        })?;
+    let as_of = served.as_of_hour * 3600;
+    let horizons = served
+        .horizons
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let mut bands: Vec<FanBand> = inner
+                .iter()
+                .filter_map(|(level, f)| {
+                    f.horizons.get(i).map(|b| FanBand {
+                        level: *level,
+                        drawn_at_level: b.drawn_at_level,
+                        lower: b.lower,
+                        upper: b.upper,
+                    })
+                })
+                .collect();
+            bands.push(FanBand {
+                level: served.interval_level,
+                drawn_at_level: h.drawn_at_level,
+                lower: h.lower,
+                upper: h.upper,
+            });
+            FanHorizon {
+                hours_ahead: h.hours_ahead,
+                target: as_of + 3600 * h.hours_ahead as i64,
+                point: h.price,
+                bands,
+            }
+        })
+        .collect();
+    Ok(ForecastFan {
+        model_id: model.model_id.clone(),
+        family: model.family.clone(),
+        served_by: answerer.by,
+        as_of,
+        current_price: served.current_price,
+        nominal_level: served.interval_level,
+        horizons,
+    })
+}

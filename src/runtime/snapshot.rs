@@ -131,6 +131,13 @@ impl ServingModel {
         Ok(forecast)
     }
 
+    /// Every horizon from the coin's newest hour, drawn at `level` of the calibration at every
+    /// horizon, without the coin's ACI shift (a fan's inner bands; not memoized).
+    pub fn forecast_latest_at(&self, s: &CoinSeries, level: f64) -> Result<Forecast, ModelError> {
+        let levels = vec![level; self.horizon];
+        self.model.forecast_latest(s, Levels::PerHorizon(&levels))
+    }
+
     /// The forecast from `s`'s newest hour if it was computed already (no inference, no lock
     /// held while inferring).
     pub fn cached_latest(&self, s: &CoinSeries) -> Option<Arc<Forecast>> {

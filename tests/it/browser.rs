@@ -354,6 +354,42 @@ async fn every_page_renders_real_data_in_a_real_browser() {
         let v: Value = serde_json::from_str(&r.text().await.expect("body")).expect("json");
         assert!(v.is_object(), "{api}");
     }
+    // The forecast served now, as a fan: every horizon, bands nested around the point.
+    let market: Value = serde_json::from_str(
+        &http
+            .get(format!("{base}/api/market?coin=solana"))
+            .send()
+            .await
+            .expect("market")
+            .text()
+            .await
+            .expect("body"),
+    )
+    .expect("json");
+    let fan = &market["forecast_bands"];
+    let horizons = fan["horizons"].as_array().expect("a fan for solana");
+    assert!(horizons.len() >= 24, "{fan}");
+    for h in horizons {
+        let bands = h["bands"].as_array().expect("bands");
+        let levels: Vec<f64> = bands
+            .iter()
+            .map(|b| b["level"].as_f64().unwrap_or(0.0))
+            .collect();
+        assert_eq!(levels[..2], [0.5, 0.8], "{h}");
+        let point = h["point"].as_f64().expect("point");
+        let mut inner = (point, point);
+        for b in bands {
+            let (lo, hi) = (
+                b["lower"].as_f64().expect("lower"),
+                b["upper"].as_f64().expect("upper"),
+            );
+            assert!(
+                lo <= inner.0 + 1e-9 && hi >= inner.1 - 1e-9,
+                "bands not nested: {h}"
+            );
+            inner = (lo, hi);
+        }
+    }
     // Bad input to a page: a JSON error, not a panic.
     let r = http
         .get(format!("{base}/api/market?coin=solana&days=0"))

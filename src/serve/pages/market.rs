@@ -1,5 +1,7 @@
 //! `/market?coin=&days=`: a coin's price over a range, with the logged forecasts and their
-//! intervals overlaid and the actuals once they arrived; missing hours stay gaps.
+//! intervals overlaid and the actuals once they arrived; missing hours stay gaps. After the
+//! newest hour, the forecast served now as a fan (`forecast_bands`): the 50% and 80% bands and
+//! the served interval at every horizon, the point, who answers, and the level ACI holds.
 
 use std::sync::Arc;
 
@@ -13,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::svg::{self, Band, Chart, Series};
 use super::{read, render, utc, Layout};
 use crate::config::is_valid_coin_id;
+use crate::runtime::answer::{self, ForecastFan};
 use crate::serve::error::{ApiError, ApiQuery};
 use crate::serve::state::AppState;
 
@@ -44,6 +47,10 @@ pub struct MarketPage {
     pub prices: Vec<(i64, f64)>,
     pub missing_hours: i64,
     pub forecasts: Vec<LoggedForecast>,
+    /// The forecast served now, as a fan: per horizon the point and the bands at 50%, 80% and
+    /// the served interval's level (None when nothing answers for the coin: `forecast_problem`).
+    pub forecast_bands: Option<ForecastFan>,
+    pub forecast_problem: Option<String>,
 }
 
 const RANGES: [i64; 5] = [1, 7, 30, 90, 365];
@@ -120,6 +127,10 @@ pub async fn load(state: &Arc<AppState>, q: MarketQuery) -> Result<MarketPage, A
         Ok((prices, forecasts, to))
     })
     .await?;
+    let (forecast_bands, forecast_problem) = match fan(state, &coin).await {
+        Ok(fan) => (Some(fan), None),
+        Err(why) => (None, Some(why)),
+    };
     let from = to - days * 86400;
     let missing_hours = match (prices.first(), prices.last()) {
         (Some(a), Some(b)) => (b.0 - a.0) / 3600 + 1 - prices.len() as i64,
@@ -134,7 +145,22 @@ pub async fn load(state: &Arc<AppState>, q: MarketQuery) -> Result<MarketPage, A
         prices,
         missing_hours,
         forecasts,
+        forecast_bands,
+        forecast_problem,
     })
+}
+
+/// The fan of the forecast that `/predict` serves for `coin` now (off the executor: an LSTM
+/// infers), or why there is none.
+async fn fan(state: &Arc<AppState>, coin: &str) -> Result<ForecastFan, String> {
+    let snap = state.runtime.snapshot();
+    let answerers = snap
+        .answerers_for(coin, &state.runtime.settings().coins)
+        .map_err(|e| e.to_string())?;
+    tokio::task::spawn_blocking(move || answer::forecast_fan(answerers))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
 }
 
 /// Prices on the hourly grid, NaN where an hour is missing, so the line breaks there.
@@ -214,6 +240,32 @@ pub async fn html(
                 .filter_map(|f| f.actual.map(|a| (f.target as f64, a)))
                 .collect(),
             markers: true,
+        });
+    }
+    if let Some(fan) = &page.forecast_bands {
+        // The served interval outermost; each inner band over it, so the fan darkens inward.
+        let levels = fan.horizons.first().map_or(0, |h| h.bands.len());
+        for band in (0..levels).rev() {
+            chart.bands.push(Band {
+                color: svg::PALETTE[1],
+                points: fan
+                    .horizons
+                    .iter()
+                    .filter_map(|h| {
+                        h.bands
+                            .get(band)
+                            .map(|b| (h.target as f64, b.lower, b.upper))
+                    })
+                    .collect(),
+            });
+        }
+        chart.series.push(Series {
+            name: format!("forecast now ({}, {})", fan.family, fan.served_by.name()),
+            color: svg::PALETTE[1],
+            points: std::iter::once((fan.as_of as f64, fan.current_price))
+                .chain(fan.horizons.iter().map(|h| (h.target as f64, h.point)))
+                .collect(),
+            markers: false,
         });
     }
     let chart = chart.render("no prices in this range: run `coincast run` or pick a longer range");
