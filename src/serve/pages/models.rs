@@ -8,6 +8,7 @@ use askama::Template;
 use axum::extract::State;
 use axum::response::Response;
 use axum::Json;
+use duckdb::params;
 use serde::{Deserialize, Serialize};
 
 use super::svg::{self, Chart, Series};
@@ -86,6 +87,16 @@ pub struct WalkForwardRow {
     pub pinball: f64,
 }
 
+/// One coin's interval score at one horizon, for a forecaster of the walk-forward.
+#[derive(Debug, Serialize)]
+pub struct HorizonScore {
+    pub coin_id: String,
+    /// The selected model's forecaster, or `persistence` (constant width).
+    pub model: String,
+    pub horizon: i64,
+    pub interval_score: f64,
+}
+
 #[derive(Debug, Serialize)]
 pub struct ModelsPage {
     pub registry: Vec<ModelRow>,
@@ -96,6 +107,9 @@ pub struct ModelsPage {
     /// (epoch, train loss, validation loss).
     pub learning_curve: Vec<(i64, f64, f64)>,
     pub walk_forward: Vec<WalkForwardRow>,
+    /// Per coin and horizon: the selected model's interval score and persistence's with
+    /// constant width, on the same walk-forward.
+    pub interval_score_by_horizon: Vec<HorizonScore>,
     pub registration: Registration,
 }
 
@@ -147,6 +161,7 @@ pub async fn load(state: &Arc<AppState>, q: ModelsQuery) -> Result<ModelsPage, A
             .or_else(|| registry.first().map(|r| r.model_id.clone()));
         let mut learning_curve: Vec<(i64, f64, f64)> = Vec::new();
         let mut walk_forward = Vec::new();
+        let mut interval_score_by_horizon = Vec::new();
         let mut registration = Registration::default();
         if let Some(model_id) = &selected {
             let run_id = experiments
@@ -197,6 +212,25 @@ pub async fn load(state: &Arc<AppState>, q: ModelsQuery) -> Result<ModelsPage, A
                     })
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
+            if let Some(family) = registry
+                .iter()
+                .find(|r| &r.model_id == model_id)
+                .map(|r| r.family.clone())
+            {
+                let mut stmt = conn.prepare(include_str!(
+                    "../../../sql/reports/dash_interval_score_by_horizon.sql"
+                ))?;
+                interval_score_by_horizon = stmt
+                    .query_map(params![model_id, family], |r| {
+                        Ok(HorizonScore {
+                            coin_id: r.get(0)?,
+                            model: r.get(1)?,
+                            horizon: r.get(2)?,
+                            interval_score: f(r.get(3)?),
+                        })
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+            }
             registration = conn
                 .query_row(
                     include_str!("../../../sql/reports/dash_model_verdict.sql"),
@@ -220,6 +254,7 @@ pub async fn load(state: &Arc<AppState>, q: ModelsQuery) -> Result<ModelsPage, A
             selected,
             learning_curve,
             walk_forward,
+            interval_score_by_horizon,
             registration,
         })
     })
@@ -263,6 +298,8 @@ struct ModelsHtml {
     curve: String,
     /// Horizons shown in the walk-forward table.
     horizons: Vec<i64>,
+    /// Per coin: the interval score by horizon against persistence (SVG).
+    by_horizon: Vec<(String, String)>,
 }
 
 impl ModelsHtml {
@@ -314,6 +351,7 @@ pub async fn html(
     let curve = chart.render(
         "no learning curve: only a network has one (a champion LSTM's training loss per epoch of its refit on all data)",
     );
+    let by_horizon = horizon_charts(&page.interval_score_by_horizon);
     let mut horizons: Vec<i64> = page.walk_forward.iter().map(|r| r.horizon).collect();
     horizons.dedup();
     horizons.retain(|h| [1, 3, 6, 12, 24].contains(h));
@@ -322,7 +360,48 @@ pub async fn html(
         page,
         curve,
         horizons,
+        by_horizon,
     }))
+}
+
+/// Per coin, the interval score at each horizon: the model's forecaster against persistence
+/// with constant width (SVG).
+fn horizon_charts(scores: &[HorizonScore]) -> Vec<(String, String)> {
+    let mut coins: Vec<&str> = scores.iter().map(|s| s.coin_id.as_str()).collect();
+    coins.dedup();
+    coins
+        .into_iter()
+        .map(|coin| {
+            let mut chart = Chart::new(360.0, 180.0, svg::plain_label);
+            let mut models: Vec<&str> = scores
+                .iter()
+                .filter(|s| s.coin_id == coin)
+                .map(|s| s.model.as_str())
+                .collect();
+            models.sort_unstable();
+            models.dedup();
+            for (i, model) in models.iter().enumerate() {
+                chart.series.push(Series {
+                    name: if *model == "persistence" {
+                        "persistence, constant width".into()
+                    } else {
+                        (*model).to_string()
+                    },
+                    color: svg::PALETTE[if *model == "persistence" { 7 } else { i % 4 }],
+                    points: scores
+                        .iter()
+                        .filter(|s| s.coin_id == coin && s.model == *model)
+                        .map(|s| (s.horizon as f64, s.interval_score))
+                        .collect(),
+                    markers: true,
+                });
+            }
+            (
+                coin.to_string(),
+                chart.render("no walk-forward rows for this coin"),
+            )
+        })
+        .collect()
 }
 
 pub async fn json(

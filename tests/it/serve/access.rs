@@ -118,7 +118,7 @@ fn named_tokens_scope_rotate_and_are_audited_over_https_and_the_postgres_wire() 
             d,
             "train",
             "--candidates",
-            "persistence_ewma,drift_ewma",
+            "persistence,persistence_ewma,drift_ewma",
             "--windows",
             "2",
             "--register-all",
@@ -176,6 +176,7 @@ fn named_tokens_scope_rotate_and_are_audited_over_https_and_the_postgres_wire() 
         &[&bearer(&ops)],
         None,
     );
+    assert_eq!(models.0, 200, "{}", models.1);
     let challenger = serde_json::from_str::<serde_json::Value>(&models.1).expect("models")
         ["registry"]
         .as_array()
@@ -185,6 +186,28 @@ fn named_tokens_scope_rotate_and_are_audited_over_https_and_the_postgres_wire() 
         .find(|id| id.starts_with("drift_ewma"))
         .expect("a challenger")
         .to_string();
+    // The models page: the champion's interval score by horizon against persistence.
+    let page: serde_json::Value = serde_json::from_str(&models.1).expect("models");
+    let by_horizon = page["interval_score_by_horizon"]
+        .as_array()
+        .expect("scores");
+    let persistence: Vec<i64> = by_horizon
+        .iter()
+        .filter(|r| r["coin_id"] == "solana" && r["model"] == "persistence")
+        .filter_map(|r| r["horizon"].as_i64())
+        .collect();
+    assert_eq!(persistence, (1..=24).collect::<Vec<_>>(), "{}", models.1);
+    let html = https(
+        &cert,
+        "GET",
+        &format!("{base}/models"),
+        &[&bearer(&ops)],
+        None,
+    );
+    assert!(
+        html.1.contains("interval-score-by-horizon")
+            && html.1.contains("persistence, constant width")
+    );
     let promote = format!("{base}/api/models/{challenger}/promote");
     let (status, body) = https(
         &cert,
