@@ -141,9 +141,30 @@ pub struct Evaluation {
     /// set, fed each outcome once it was known (h hours after its origin).
     pub aci_rows: Vec<EvalRow>,
     pub candidates: Vec<CandidateRun>,
+    /// Per candidate, coin and tested level: the share of test outcomes inside the interval
+    /// drawn at that level of each refit's calibration, over every horizon (a reliability
+    /// diagram; differences between levels are the PIT histogram's bins).
+    pub reliability: Vec<ReliabilityRow>,
     /// Per candidate, coin and horizon: the test windows' conformity scores.
     #[serde(skip)]
     pub scores: Vec<Vec<Vec<Vec<f64>>>>,
+}
+
+/// The levels the reliability diagram is drawn at: from the grid of calibrated levels (below
+/// 0.50 the calibration keeps no quantile).
+pub const RELIABILITY_LEVELS: [f64; 12] = [
+    0.50, 0.55, 0.60, 0.65, 0.70, 0.75, 0.80, 0.85, 0.90, 0.95, 0.99, 0.995,
+];
+
+/// One point of a candidate's reliability diagram for a coin.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReliabilityRow {
+    pub model: String,
+    pub coin_id: String,
+    pub level: f64,
+    /// Outcomes inside the interval drawn at `level`, of `n`.
+    pub covered: usize,
+    pub n: usize,
 }
 
 impl Evaluation {
@@ -193,6 +214,7 @@ pub fn walk_forward(
     let hz = p.horizon;
     let naive = naive_mae(series, &folds, p);
     let (mut rows, mut aci_rows) = (Vec::new(), Vec::new());
+    let mut reliability = Vec::new();
     let mut runs = Vec::new();
     let mut scores = Vec::new();
     for (k, candidate) in candidates.iter().enumerate() {
@@ -216,6 +238,17 @@ pub fn walk_forward(
                         aci_rows.push(row(&outcome.aci[c][h]));
                     }
                 }
+                for (s, points) in series.iter().zip(&outcome.reliability) {
+                    reliability.extend(RELIABILITY_LEVELS.iter().zip(points).map(
+                        |(&level, &(covered, n))| ReliabilityRow {
+                            model: candidate.label.clone(),
+                            coin_id: s.coin_id.clone(),
+                            level,
+                            covered,
+                            n,
+                        },
+                    ));
+                }
                 scores.push(outcome.scores);
             }
             Err(e) => {
@@ -238,6 +271,7 @@ pub fn walk_forward(
         rows,
         aci_rows,
         candidates: runs,
+        reliability,
         scores,
     })
 }
@@ -284,6 +318,8 @@ struct CandidateOutcome {
     nominal: PerCoinHorizon<Scored>,
     aci: PerCoinHorizon<Scored>,
     scores: PerCoinHorizon<f64>,
+    /// Per coin, at each of `RELIABILITY_LEVELS`: (outcomes covered, outcomes).
+    reliability: Vec<Vec<(usize, usize)>>,
 }
 
 /// One candidate over every fold: each refit fits the point model and the scale on the proper
@@ -362,6 +398,7 @@ fn evaluate_candidate(
         nominal: Vec::with_capacity(series.len()),
         aci: Vec::with_capacity(series.len()),
         scores: Vec::with_capacity(series.len()),
+        reliability: Vec::with_capacity(series.len()),
     };
     for (s, by_h) in series.iter().zip(&tests) {
         let coin = &s.coin_id;
@@ -377,6 +414,9 @@ fn evaluate_candidate(
                 .map(|(h, t)| aci_scored(t, &calibrations, coin, h, p.aci_gamma))
                 .collect(),
         );
+        outcome
+            .reliability
+            .push(reliability_of(by_h, &calibrations, coin));
         outcome.scores.push(
             by_h.iter()
                 .map(|t| {
@@ -389,6 +429,31 @@ fn evaluate_candidate(
         );
     }
     Ok(outcome)
+}
+
+/// A coin's test outcomes over every horizon, covered at each of `RELIABILITY_LEVELS` by the
+/// interval its refit's calibration draws there: (covered, outcomes) per level.
+fn reliability_of(
+    by_h: &[Vec<TestForecast>],
+    calibrations: &[Calibration],
+    coin: &str,
+) -> Vec<(usize, usize)> {
+    RELIABILITY_LEVELS
+        .iter()
+        .map(|&level| {
+            let mut covered = 0;
+            let mut n = 0;
+            for (h, tests) in by_h.iter().enumerate() {
+                for t in tests.iter().filter(|t| t.score.is_finite()) {
+                    n += 1;
+                    if t.score <= calibrations[t.refit].quantile(coin, h, level) {
+                        covered += 1;
+                    }
+                }
+            }
+            (covered, n)
+        })
+        .collect()
 }
 
 /// The forecasts of a coin's origins per horizon, with their conformity scores.

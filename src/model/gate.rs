@@ -468,6 +468,7 @@ mod tests {
             interval_level: 0.9,
             test_from_hour: 0,
             test_to_hour: 672,
+            reliability: Vec::new(),
             coins: vec!["a".into()],
             rows: cards
                 .iter()

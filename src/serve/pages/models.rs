@@ -97,6 +97,38 @@ pub struct HorizonScore {
     pub interval_score: f64,
 }
 
+/// A point of a reliability diagram: the nominal level against the share of outcomes covered.
+#[derive(Debug, Serialize)]
+pub struct ReliabilityPoint {
+    pub level: f64,
+    pub coverage: f64,
+    pub n: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CoinReliability {
+    pub coin_id: String,
+    /// The walk-forward's test outcomes, over every horizon.
+    pub walk_forward: Vec<ReliabilityPoint>,
+}
+
+/// A bin of the PIT histogram: outcomes whose conformal level (the smallest level whose
+/// interval covers them) falls in [from, to). Calibrated intervals give a density near 1.
+#[derive(Debug, Serialize)]
+pub struct PitBin {
+    pub from: f64,
+    pub to: f64,
+    pub count: i64,
+    /// count / outcomes / (to - from).
+    pub density: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CoinPit {
+    pub coin_id: String,
+    pub bins: Vec<PitBin>,
+}
+
 #[derive(Debug, Serialize)]
 pub struct ModelsPage {
     pub registry: Vec<ModelRow>,
@@ -110,6 +142,11 @@ pub struct ModelsPage {
     /// Per coin and horizon: the selected model's interval score and persistence's with
     /// constant width, on the same walk-forward.
     pub interval_score_by_horizon: Vec<HorizonScore>,
+    /// Per coin: nominal level against realized coverage in the walk-forward.
+    pub reliability: Vec<CoinReliability>,
+    /// Per coin: the PIT histogram's bins, from the calibrated grid of levels: [0, 0.50), then
+    /// between consecutive tested levels, then [0.995, 1].
+    pub pit: Vec<CoinPit>,
     pub registration: Registration,
 }
 
@@ -162,6 +199,7 @@ pub async fn load(state: &Arc<AppState>, q: ModelsQuery) -> Result<ModelsPage, A
         let mut learning_curve: Vec<(i64, f64, f64)> = Vec::new();
         let mut walk_forward = Vec::new();
         let mut interval_score_by_horizon = Vec::new();
+        let mut reliability_rows: Vec<LevelRow> = Vec::new();
         let mut registration = Registration::default();
         if let Some(model_id) = &selected {
             let run_id = experiments
@@ -220,6 +258,18 @@ pub async fn load(state: &Arc<AppState>, q: ModelsQuery) -> Result<ModelsPage, A
                 let mut stmt = conn.prepare(include_str!(
                     "../../../sql/reports/dash_interval_score_by_horizon.sql"
                 ))?;
+                let mut reliability_stmt =
+                    conn.prepare(include_str!("../../../sql/reports/dash_reliability.sql"))?;
+                reliability_rows = reliability_stmt
+                    .query_map(params![model_id, family], |r| {
+                        Ok(LevelRow {
+                            coin_id: r.get(0)?,
+                            level: r.get(1)?,
+                            covered: r.get(2)?,
+                            n: r.get(3)?,
+                        })
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
                 interval_score_by_horizon = stmt
                     .query_map(params![model_id, family], |r| {
                         Ok(HorizonScore {
@@ -255,6 +305,8 @@ pub async fn load(state: &Arc<AppState>, q: ModelsQuery) -> Result<ModelsPage, A
             learning_curve,
             walk_forward,
             interval_score_by_horizon,
+            reliability: reliability_of(&reliability_rows),
+            pit: pit_of(&reliability_rows),
             registration,
         })
     })
@@ -300,6 +352,8 @@ struct ModelsHtml {
     horizons: Vec<i64>,
     /// Per coin: the interval score by horizon against persistence (SVG).
     by_horizon: Vec<(String, String)>,
+    /// Per coin: the reliability diagram and the PIT histogram (SVG).
+    calibration: Vec<(String, String, String)>,
 }
 
 impl ModelsHtml {
@@ -352,6 +406,7 @@ pub async fn html(
         "no learning curve: only a network has one (a champion LSTM's training loss per epoch of its refit on all data)",
     );
     let by_horizon = horizon_charts(&page.interval_score_by_horizon);
+    let calibration = calibration_charts(&page);
     let mut horizons: Vec<i64> = page.walk_forward.iter().map(|r| r.horizon).collect();
     horizons.dedup();
     horizons.retain(|h| [1, 3, 6, 12, 24].contains(h));
@@ -361,7 +416,132 @@ pub async fn html(
         curve,
         horizons,
         by_horizon,
+        calibration,
     }))
+}
+
+/// A coin's walk-forward outcomes covered at one tested level.
+struct LevelRow {
+    coin_id: String,
+    level: f64,
+    covered: i64,
+    n: i64,
+}
+
+/// Rows by coin, in level order (as the query sorts them).
+fn by_coin(rows: &[LevelRow]) -> Vec<(&str, Vec<&LevelRow>)> {
+    let mut out: Vec<(&str, Vec<&LevelRow>)> = Vec::new();
+    for row in rows {
+        match out.last_mut() {
+            Some((coin, points)) if *coin == row.coin_id.as_str() => points.push(row),
+            _ => out.push((row.coin_id.as_str(), vec![row])),
+        }
+    }
+    out
+}
+
+fn reliability_of(rows: &[LevelRow]) -> Vec<CoinReliability> {
+    by_coin(rows)
+        .into_iter()
+        .map(|(coin, points)| CoinReliability {
+            coin_id: coin.to_string(),
+            walk_forward: points
+                .iter()
+                .map(|p| ReliabilityPoint {
+                    level: p.level,
+                    coverage: if p.n > 0 {
+                        p.covered as f64 / p.n as f64
+                    } else {
+                        f64::NAN
+                    },
+                    n: p.n,
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// The PIT bins from coverage at consecutive levels: an outcome covered at level b but not at
+/// a lies in [a, b).
+fn pit_of(rows: &[LevelRow]) -> Vec<CoinPit> {
+    by_coin(rows)
+        .into_iter()
+        .map(|(coin, points)| {
+            let n = points.first().map_or(0, |p| p.n);
+            let mut edges: Vec<(f64, i64)> = vec![(0.0, 0)];
+            edges.extend(points.iter().map(|p| (p.level, p.covered)));
+            edges.push((1.0, n));
+            let bins = edges
+                .windows(2)
+                .map(|w| {
+                    let (from, below) = w[0];
+                    let (to, upto) = w[1];
+                    let count = (upto - below).max(0);
+                    let density = if n > 0 && to > from {
+                        count as f64 / n as f64 / (to - from)
+                    } else {
+                        f64::NAN
+                    };
+                    PitBin {
+                        from,
+                        to,
+                        count,
+                        density,
+                    }
+                })
+                .collect();
+            CoinPit {
+                coin_id: coin.to_string(),
+                bins,
+            }
+        })
+        .collect()
+}
+
+/// Per coin: the reliability diagram (nominal level against realized coverage, with the
+/// diagonal) and the PIT histogram (density per bin, 1 when calibrated), as SVG.
+fn calibration_charts(page: &ModelsPage) -> Vec<(String, String, String)> {
+    page.reliability
+        .iter()
+        .map(|r| {
+            let mut chart = Chart::new(380.0, 220.0, svg::percent_label);
+            chart.series.push(Series {
+                name: "walk-forward".into(),
+                color: svg::PALETTE[0],
+                points: r
+                    .walk_forward
+                    .iter()
+                    .map(|p| (p.level, p.coverage))
+                    .collect(),
+                markers: true,
+            });
+            chart.series.push(Series {
+                name: "calibrated".into(),
+                color: svg::PALETTE[7],
+                points: r.walk_forward.iter().map(|p| (p.level, p.level)).collect(),
+                markers: false,
+            });
+            let diagram = chart.render("no reliability rows");
+            let bins: Vec<(String, f64)> = page
+                .pit
+                .iter()
+                .find(|p| p.coin_id == r.coin_id)
+                .map(|p| {
+                    p.bins
+                        .iter()
+                        .map(|b| {
+                            (
+                                format!("{:.1}-{:.1}%", b.from * 100.0, b.to * 100.0),
+                                b.density,
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let pit = svg::bars(&bins, 380.0, Some(1.0), "no PIT bins");
+            (r.coin_id.clone(), diagram, pit)
+        })
+        .collect()
 }
 
 /// Per coin, the interval score at each horizon: the model's forecaster against persistence

@@ -424,6 +424,11 @@ pub fn plain_label(x: f64) -> String {
     format!("{x:.0}")
 }
 
+/// A share as a percent label (levels, coverage).
+pub fn percent_label(x: f64) -> String {
+    format!("{:.0}%", x * 100.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -197,6 +197,34 @@ fn named_tokens_scope_rotate_and_are_audited_over_https_and_the_postgres_wire() 
         .filter_map(|r| r["horizon"].as_i64())
         .collect();
     assert_eq!(persistence, (1..=24).collect::<Vec<_>>(), "{}", models.1);
+    // Its reliability diagram and PIT histogram from the walk-forward: coverage grows with the
+    // level, and the PIT's bins hold every outcome once.
+    let solana = page["reliability"]
+        .as_array()
+        .and_then(|r| r.iter().find(|c| c["coin_id"] == "solana"))
+        .expect("reliability for solana");
+    let points = solana["walk_forward"].as_array().expect("points");
+    assert_eq!(points.len(), 12, "{solana}");
+    let coverage: Vec<f64> = points
+        .iter()
+        .filter_map(|p| p["coverage"].as_f64())
+        .collect();
+    assert!(
+        coverage.windows(2).all(|w| w[0] <= w[1] + 1e-12),
+        "{coverage:?}"
+    );
+    let n = points[0]["n"].as_i64().expect("n");
+    let pit = page["pit"]
+        .as_array()
+        .and_then(|p| p.iter().find(|c| c["coin_id"] == "solana"))
+        .expect("pit for solana");
+    let counted: i64 = pit["bins"]
+        .as_array()
+        .expect("bins")
+        .iter()
+        .filter_map(|b| b["count"].as_i64())
+        .sum();
+    assert!(n > 0 && counted == n, "{pit}");
     let html = https(
         &cert,
         "GET",
@@ -204,6 +232,7 @@ fn named_tokens_scope_rotate_and_are_audited_over_https_and_the_postgres_wire() 
         &[&bearer(&ops)],
         None,
     );
+    assert!(html.1.contains("id=\"calibration\"") && html.1.contains("PIT histogram"));
     assert!(
         html.1.contains("interval-score-by-horizon")
             && html.1.contains("persistence, constant width")
