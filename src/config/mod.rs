@@ -353,6 +353,8 @@ pub struct RetentionSettings {
     /// Served predictions stay raw this many days after their target hour (at least 7, the
     /// live-accuracy window), then are rolled up into `prediction_daily`.
     pub prediction_days: u32,
+    /// Audit events older than this are deleted by cleanup (0: kept forever).
+    pub audit_days: u32,
 }
 
 /// An S3-compatible object store for `lake.data_path = "s3://..."`. Credentials come from

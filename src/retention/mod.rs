@@ -117,6 +117,8 @@ pub struct CleanupReport {
     pub bucket: Option<lake::PrunedBucket>,
     /// Served predictions rolled up into `prediction_daily` (in a dry run: those that would be).
     pub predictions: RolledUp,
+    /// Audit events older than `retention.audit_days` deleted (in a dry run: that would be).
+    pub audit_events_expired: i64,
     pub file_before: FileSpace,
     pub file_after: FileSpace,
 }
@@ -149,6 +151,7 @@ pub fn cleanup(
         lake: None,
         bucket: None,
         predictions: RolledUp::default(),
+        audit_events_expired: 0,
         file_before,
         file_after: file_before,
     };
@@ -160,6 +163,13 @@ pub fn cleanup(
     match mode {
         Mode::DryRun => {
             report.predictions = predictions::rollable(conn, now, r.prediction_days)?;
+            if let Some(cut) = audit_cutoff(r.audit_days) {
+                report.audit_events_expired = conn.query_row(
+                    include_str!("../../sql/access/expirable_audit.sql"),
+                    [cut],
+                    |row| row.get(0),
+                )?;
+            }
             if lake_on {
                 report.bodies = lake::bodies_to_move(conn, &bodies_cutoff)?;
                 let files = lake::files(conn)?;
@@ -182,6 +192,10 @@ pub fn cleanup(
                 report.bodies = lake::move_bodies(conn, &bodies_cutoff)?;
             }
             report.predictions = predictions::roll_up(conn, now, r.prediction_days)?;
+            if let Some(cut) = audit_cutoff(r.audit_days) {
+                report.audit_events_expired =
+                    conn.execute(include_str!("../../sql/access/expire_audit.sql"), [cut])? as i64;
+            }
             report.models_retired = retire_models(conn, store.data_dir(), &retire)?;
             if let Some(bucket) = lake::Bucket::of(settings)? {
                 let retired: Vec<String> = report
@@ -202,6 +216,11 @@ pub fn cleanup(
         }
     }
     Ok(report)
+}
+
+/// Where audit events expire (None: `audit_days` = 0, kept forever).
+fn audit_cutoff(days: u32) -> Option<chrono::DateTime<Utc>> {
+    (days > 0).then(|| Utc::now() - Duration::days(i64::from(days)))
 }
 
 /// The models to keep (with their reasons) and those to retire, among the registered ones not
@@ -420,6 +439,14 @@ pub fn describe(r: &CleanupReport) -> String {
             m.reasons.join(", ")
         ));
     }
+    out.push_str(&format!(
+        "audit trail: {} {} event(s) older than retention.audit_days\n",
+        match r.mode {
+            Mode::DryRun => "would delete",
+            Mode::Apply => "deleted",
+        },
+        r.audit_events_expired
+    ));
     match &r.lake {
         None => out.push_str("lake: off\n"),
         Some(l) => {

@@ -120,6 +120,26 @@ fn cleanup_moves_expires_and_retires_only_what_nothing_keeps() {
     assert!(before_versions.len() >= 4, "{before_versions:?}");
     let first_version = before_versions[0];
 
+    // The audit trail: an event past retention.audit_days (365 by default) and a recent one.
+    {
+        let store = coincast::store::Store::open(&dir).expect("open");
+        store
+            .conn()
+            .execute_batch(
+                "INSERT INTO audit_log VALUES
+                   (now() - INTERVAL 400 DAY, 'w', 'ops', 'http', 'POST /api/models/rollback', NULL, '200', 1.0, NULL),
+                   (now() - INTERVAL 1 DAY, 'w', 'ops', 'http', 'POST /api/models/rollback', NULL, '200', 1.0, NULL);",
+            )
+            .expect("audit rows");
+    }
+    let audit_rows = || -> i64 {
+        let store = coincast::store::Store::open(&dir).expect("open");
+        store
+            .conn()
+            .query_row("SELECT count(*) FROM audit_log", [], |r| r.get(0))
+            .expect("count")
+    };
+
     // A dry run says what it would do and does none of it.
     let plan = f.run(&["cleanup", "--dry-run", "--json"]);
     let plan: serde_json::Value = serde_json::from_str(&plan).expect("json");
@@ -133,10 +153,14 @@ fn cleanup_moves_expires_and_retires_only_what_nothing_keeps() {
     assert!(plan["bodies"]["batches"].as_i64() >= Some(3), "{plan}");
     assert_eq!(f.versions(), before_versions);
     assert_eq!(f.bodies(), before_bodies);
+    assert_eq!(plan["audit_events_expired"], 1, "{plan}");
+    assert_eq!(audit_rows(), 2);
     assert!(dir.join("models").join(&m1).is_dir());
 
     let done = f.run(&["cleanup", "--json"]);
     let done: serde_json::Value = serde_json::from_str(&done).expect("json");
+    assert_eq!(done["audit_events_expired"], 1, "{done}");
+    assert_eq!(audit_rows(), 1, "the recent event stays");
 
     // Models: the first retired (artifact gone, row kept), the champion and the rollback target
     // kept with their artifacts.
