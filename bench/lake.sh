@@ -10,6 +10,7 @@ BIN=$1; DATA=$2; DUCKDB=$3; WEED=$4
 WORK=$(mktemp -d); WEED_PID=""
 trap '[ -n "$WEED_PID" ] && kill $WEED_PID 2>/dev/null; rm -rf "$WORK"' EXIT
 export COINCAST__COINGECKO__BASE_URL=http://127.0.0.1:9/api/v3   # nothing leaves loopback
+. "$(dirname "$0")/lib/seaweedfs.sh"
 
 # The version task's seconds in the newest run of a data folder.
 version_seconds() {
@@ -88,17 +89,8 @@ scenario local-5 "$DATA"
 scenario local-100 "$WORK/synth"
 
 # The same on S3.
-ports=(); for _ in $(seq 10); do ports+=("$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"); done
-mkdir -p "$WORK/s3/data"
-echo '{"identities":[{"name":"bench","credentials":[{"accessKey":"bench","secretKey":"bench-secret"}],"actions":["Admin","Read","Write","List","Tagging"]}]}' > "$WORK/s3/s3.json"
-"$WEED" mini -dir="$WORK/s3/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.telemetry=false -webdav=false \
-  -admin.ui=false -s3.port.iceberg=0 -s3.port.lance=0 -s3.config="$WORK/s3/s3.json" -bucket=lake \
-  -master.port="${ports[0]}" -master.port.grpc="${ports[1]}" -volume.port="${ports[2]}" -volume.port.grpc="${ports[3]}" \
-  -filer.port="${ports[4]}" -filer.port.grpc="${ports[5]}" -s3.port="${ports[6]}" -s3.port.grpc="${ports[7]}" \
-  -admin.port="${ports[8]}" -admin.port.grpc="${ports[9]}" >"$WORK/s3/weed.log" 2>&1 &
-WEED_PID=$!
-until curl -s -H 'Accept: application/json' "http://127.0.0.1:${ports[4]}/buckets/" | grep -q '/buckets/lake"'; do sleep 0.2; done
-export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret COINCAST__S3__ENDPOINT="http://127.0.0.1:${ports[6]}" \
+start_seaweedfs "$WEED" "$WORK/s3"
+export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret COINCAST__S3__ENDPOINT="http://127.0.0.1:$S3_PORT" \
   COINCAST__S3__URL_STYLE=path COINCAST__S3__ALLOW_HTTP=true
 LAKE_BYTES_S3="$WORK/s3/data"
 COINCAST__LAKE__DATA_PATH=s3://lake/five scenario s3-5 "$DATA"

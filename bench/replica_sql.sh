@@ -9,6 +9,7 @@ set -euo pipefail
 BIN=$1; DATA=$2; WEED=$3; COINS=${4:-bitcoin,ethereum,cardano,solana,ripple}
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | tail -1)
 WORK=$(mktemp -d); chmod 755 "$WORK"; PIDS=()
+. "$(dirname "$0")/lib/seaweedfs.sh"
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -26,20 +27,12 @@ as_pg "$PGBIN/pg_ctl" -D "$WORK/pg" -o "-p $PGPORT -k $WORK/pg -c listen_address
   -l "$WORK/pg/log" -w start >/dev/null
 psql -h 127.0.0.1 -p "$PGPORT" -U postgres -qc "CREATE DATABASE lake"
 
-S3=$(port); P=(); for _ in $(seq 9); do P+=("$(port)"); done
-mkdir -p "$WORK/s3"
-echo '{"identities":[{"name":"b","credentials":[{"accessKey":"bench","secretKey":"bench-secret"}],"actions":["Admin","Read","Write","List","Tagging"]}]}' >"$WORK/s3.json"
-"$WEED" mini -dir="$WORK/s3" -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.telemetry=false -webdav=false \
-  -admin.ui=false -s3.port.iceberg=0 -s3.port.lance=0 -s3.config="$WORK/s3.json" -bucket=lake \
-  -master.port="${P[0]}" -master.port.grpc="${P[1]}" -volume.port="${P[2]}" -volume.port.grpc="${P[3]}" \
-  -filer.port="${P[4]}" -filer.port.grpc="${P[5]}" -s3.port="$S3" -s3.port.grpc="${P[6]}" \
-  -admin.port="${P[7]}" -admin.port.grpc="${P[8]}" >"$WORK/weed.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 600); do curl -s "127.0.0.1:${P[4]}/buckets/" 2>/dev/null | grep -q '"lake"' && break; sleep 0.1; done
+start_seaweedfs "$WEED" "$WORK/s3"
+PIDS+=("$WEED_PID")
 
 export COINCAST__COINS=$COINS AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret
 export COINCAST__LAKE__CATALOG="postgres:dbname=lake host=127.0.0.1 port=$PGPORT user=postgres"
-export COINCAST__LAKE__DATA_PATH=s3://lake/data COINCAST__S3__ENDPOINT=http://127.0.0.1:$S3
+export COINCAST__LAKE__DATA_PATH=s3://lake/data COINCAST__S3__ENDPOINT=http://127.0.0.1:$S3_PORT
 export COINCAST__S3__URL_STYLE=path COINCAST__S3__ALLOW_HTTP=true
 export COINCAST__PUBLISH__URL=file://$WORK/publication COINCAST__PUBLISH__POLL_SECS=1
 export COINCAST__SERVE__PIPELINE_SCHEDULE="" COINCAST__SERVE__RETRAIN_SCHEDULE=""

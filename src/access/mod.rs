@@ -103,8 +103,6 @@ impl Access {
     /// The tokens of `serve.tokens_file` (when set) and of the three settings. A file that does
     /// not parse is an error naming its line (the server then exits 2).
     pub fn load(serve: &ServeSettings) -> Result<Self, AccessError> {
-        let settings = settings_tokens(serve);
-        let default_rate = default_rate(serve);
         let file = serve.tokens_file();
         let (parsed, fingerprint) = match &file {
             Some(path) => {
@@ -113,39 +111,44 @@ impl Access {
             }
             None => (None, Fingerprint::default()),
         };
-        let set = TokenSet::new(parsed.as_ref(), &settings, default_rate);
-        Ok(Self {
-            file,
-            settings,
-            default_rate,
-            current: ArcSwap::from_pointee(set),
-            state: Mutex::new(FileState {
+        Ok(Self::with(
+            serve,
+            parsed.as_ref(),
+            FileState {
                 fingerprint,
                 problem: None,
                 reloads: 0,
                 failures: 0,
-            }),
-            limiters: Mutex::new(HashMap::new()),
-        })
+            },
+        ))
     }
 
     /// The settings' tokens alone, with `problem` said (a file that broke between the check at
     /// start-up and the load).
     pub fn settings_only(serve: &ServeSettings, problem: String) -> Self {
+        Self::with(
+            serve,
+            Some(&TokensFile::default()),
+            FileState {
+                fingerprint: Fingerprint::default(),
+                problem: Some(problem),
+                reloads: 0,
+                failures: 1,
+            },
+        )
+    }
+
+    /// The settings' tokens and `file`'s (None: no tokens file), with the file's state.
+    fn with(serve: &ServeSettings, file: Option<&TokensFile>, state: FileState) -> Self {
         let settings = settings_tokens(serve);
         let default_rate = default_rate(serve);
-        let set = TokenSet::new(Some(&TokensFile::default()), &settings, default_rate);
+        let set = TokenSet::new(file, &settings, default_rate);
         Self {
             file: serve.tokens_file(),
             settings,
             default_rate,
             current: ArcSwap::from_pointee(set),
-            state: Mutex::new(FileState {
-                fingerprint: Fingerprint::default(),
-                problem: Some(problem),
-                reloads: 0,
-                failures: 1,
-            }),
+            state: Mutex::new(state),
             limiters: Mutex::new(HashMap::new()),
         }
     }

@@ -94,7 +94,9 @@ pub(super) fn serve(mut settings: Settings, args: ServeArgs) -> anyhow::Result<E
     };
     // A tokens file that does not parse stops the start (exit 2, naming its line); later, a
     // broken change leaves the last good one in force.
-    coincast::access::Access::load(&settings.serve)?;
+    let reading_guarded = coincast::access::Access::load(&settings.serve)?
+        .tokens()
+        .guards(coincast::access::Scope::Read);
     let metrics = std::sync::Arc::new(coincast::runtime::Metrics::new()?);
     let (backend, runtime) = match role {
         ServeRole::Writer => {
@@ -143,9 +145,9 @@ pub(super) fn serve(mut settings: Settings, args: ServeArgs) -> anyhow::Result<E
     let state = std::sync::Arc::new(coincast::serve::state::AppState::new(runtime));
     let scheme = if tls.is_some() { "https" } else { "http" };
     let url_file = ServeUrl::write(&settings.data_dir, scheme, local);
-    if !local.ip().is_loopback() && settings.serve.read_token().is_none() {
+    if !local.ip().is_loopback() && !reading_guarded {
         tracing::warn!(
-            "serving on {local} without serve.read_token: anyone who can reach this port can read the forecasts, pages and data"
+            "serving on {local} without serve.read_token or serve.tokens_file: anyone who can reach this port can read the forecasts, pages and data"
         );
     }
     let schedule = match (role, settings.serve.pipeline_schedule.trim()) {

@@ -107,16 +107,7 @@ impl Queries {
     /// finish on the previous one, which closes after them.
     pub fn open(&self, path: &Path, version: &str) -> Result<(), QueryError> {
         let sandbox = Sandbox::open(path, &self.limits)?;
-        let mut current = self
-            .current
-            .lock()
-            .map_err(|_| QueryError::Sandbox("the sandbox slot is poisoned".into()))?;
-        *current = Some(Current {
-            sandbox: Arc::new(Mutex::new(sandbox)),
-            version: version.to_string(),
-            source: Source::Copy,
-        });
-        Ok(())
+        self.install(sandbox, version, Source::Copy)
     }
 
     /// Opens a sandbox over the lake (its catalog shared in PostgreSQL), for a server with no
@@ -131,16 +122,22 @@ impl Queries {
         if let Ok(mut problem) = self.lake_problem.lock() {
             *problem = None;
         }
+        let source = Source::Lake {
+            elsewhere: elsewhere.to_string(),
+        };
+        self.install(sandbox, "lake", source)
+    }
+
+    /// Makes `sandbox` the one new queries run on; queries in flight finish on the previous one.
+    fn install(&self, sandbox: Sandbox, version: &str, source: Source) -> Result<(), QueryError> {
         let mut current = self
             .current
             .lock()
             .map_err(|_| QueryError::Sandbox("the sandbox slot is poisoned".into()))?;
         *current = Some(Current {
             sandbox: Arc::new(Mutex::new(sandbox)),
-            version: "lake".into(),
-            source: Source::Lake {
-                elsewhere: elsewhere.to_string(),
-            },
+            version: version.to_string(),
+            source,
         });
         Ok(())
     }

@@ -95,7 +95,7 @@ impl Sandbox {
         let readable = prepare(&conn)?;
         let allowed = readable
             .iter()
-            .map(|dir| format!("'{}'", dir.replace('\'', "''")))
+            .map(|dir| crate::lake::literal(dir))
             .collect::<Vec<_>>()
             .join(", ");
         conn.execute_batch(&format!(

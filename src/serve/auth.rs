@@ -100,6 +100,7 @@ async fn guard(state: &AppState, scope: Scope, req: Request, next: Next) -> Resp
                     scope,
                     requests_per_minute: None,
                 };
+                note(&req, &anonymous);
                 pass(req, next, anonymous).await
             }
         };
@@ -112,6 +113,7 @@ async fn guard(state: &AppState, scope: Scope, req: Request, next: Next) -> Resp
         Err(Refusal::Unknown) => return refuse(scope, "the token is not known"),
         Err(Refusal::Expired) => return refuse(scope, "the token has expired"),
     };
+    // Noted before the scope check, so a refused attempt is audited under its name too.
     note(&req, &who);
     if who.scope < scope {
         return ApiError::new(
@@ -137,15 +139,15 @@ async fn guard(state: &AppState, scope: Scope, req: Request, next: Next) -> Resp
     pass(req, next, who).await
 }
 
-/// Tells the audit layer who asked.
+/// Tells the audit layer who asked (once: a second note changes nothing).
 fn note(req: &Request, who: &Identity) {
     if let Some(slot) = req.extensions().get::<Who>() {
         let _ = slot.0.set(who.clone());
     }
 }
 
+/// Hands the identity to the handlers (those that audit, as SQL does, read it).
 async fn pass(mut req: Request, next: Next, who: Identity) -> Response {
-    note(&req, &who);
     req.extensions_mut().insert(who);
     next.run(req).await
 }

@@ -240,12 +240,17 @@ pub async fn load(state: &Arc<AppState>) -> Result<OverviewPage, ApiError> {
         }
     }
     let serve = &state.runtime.settings().serve;
-    if serve.read_token().is_none() && !serve.binds_loopback_only() {
+    let reading_guarded = state
+        .runtime
+        .access()
+        .tokens()
+        .guards(crate::access::Scope::Read);
+    if !reading_guarded && !serve.binds_loopback_only() {
         alerts.push(Alert {
             alert: "OpenToReaders",
             severity: "warning",
             message: format!(
-                "serving on {} without serve.read_token: anyone who can reach this port can read the forecasts, pages and data",
+                "serving on {} without serve.read_token or serve.tokens_file: anyone who can reach this port can read the forecasts, pages and data",
                 serve.bind
             ),
         });

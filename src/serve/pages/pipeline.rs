@@ -96,7 +96,11 @@ pub async fn load(state: &Arc<AppState>) -> Result<PipelinePage, ApiError> {
         runs,
         ingest_schedule: serve.pipeline_schedule.clone(),
         retrain_schedule: serve.retrain_schedule.clone(),
-        trigger_enabled: serve.api_token().is_some(),
+        trigger_enabled: state
+            .runtime
+            .access()
+            .tokens()
+            .guards(crate::access::Scope::Admin),
         orphan_artifacts,
         orphan_grace_hours: grace,
     })
