@@ -102,6 +102,7 @@ bench: deps venv torch-venv seaweedfs
 	bench/replicas.sh $(BIN) $(REAL_DATA)/coingecko
 	bench/replica_sql.sh $(BIN) $(REAL_DATA)/coingecko $(CACHE)/seaweedfs-4.48/weed
 	bench/access.sh $(BIN) $(REAL_DATA)/coingecko
+	bench/retrain_latency.sh $(BIN) $(REAL_DATA)/coingecko
 	bench/thousand.sh $(BIN) $(VENV)/bin/python
 	bench/retention.sh $(BIN) $(REAL_DATA)/coingecko
 
