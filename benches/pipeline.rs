@@ -261,17 +261,12 @@ fn print_selection_table(e: &Evaluation) {
         "dir",
         "shrink"
     );
-    let aci_shown = ["lstm_quantile", "persistence_ewma"];
+    // Every candidate twice: plain conformal, and as served (+aci: what the gate judges).
     let rows = e
         .rows
         .iter()
         .map(|r| (r, ""))
-        .chain(
-            e.aci_rows
-                .iter()
-                .filter(|r| aci_shown.contains(&r.model.as_str()))
-                .map(|r| (r, "+aci")),
-        )
+        .chain(e.aci_rows.iter().map(|r| (r, "+aci")))
         .filter(|(r, _)| [1, 6, 24].contains(&r.metrics.horizon));
     let mut rows: Vec<_> = rows.collect();
     rows.sort_by_key(|(r, tag)| (r.coin_id.clone(), r.model.clone(), *tag, r.metrics.horizon));
@@ -532,16 +527,22 @@ fn main() {
     let total = secs(t.elapsed());
     let e = &trained.evaluation;
     print_selection_table(e);
-    println!("  the gate, per candidate (mean over coins and horizons 1-24):");
+    println!("  the gate, per candidate (mean over coins and horizons 1-24): served = with ACI by the live rule (judged), plain = conformal at the nominal level (beside):");
     for c in &trained.selection.scorecards {
         let run = e.run(&c.label);
-        let (lo, hi) = c.coverage_range();
+        let (lo, hi) = c.served.coverage_range();
+        let (plain_lo, plain_hi) = c.plain.coverage_range();
         println!(
-            "  {:<18} IS {:>8.4}  coverage {:>5.1}-{:>5.1}%  MSE/persistence {:>7.4}  fit {:>6.1} s in {} refits  {}",
+            "  {:<18} served IS {:>8.4} coverage {:>5.1}-{:>5.1}% width {:.4} pinned {:>4.1}% | plain IS {:>8.4} coverage {:>5.1}-{:>5.1}% | MSE/persistence {:>7.4}  fit {:>6.1} s in {} refits  {}",
             c.label,
-            c.interval_score,
+            c.interval_score(),
             lo * 100.0,
             hi * 100.0,
+            c.served.width,
+            100.0 * c.most_pinned(),
+            c.plain.interval_score,
+            plain_lo * 100.0,
+            plain_hi * 100.0,
             c.mse_ratio,
             run.map_or(0.0, |r| r.fit_seconds),
             run.map_or(0, |r| r.refits),

@@ -34,6 +34,7 @@ INSERT INTO serving.dataset_pins SELECT * FROM dataset_pins;
 
 -- Coverage control and drift: the levels served now, and their recent history.
 INSERT INTO serving.aci_state SELECT * FROM aci_state;
+INSERT INTO serving.live_reliability SELECT * FROM live_reliability;
 INSERT INTO serving.aci_log
 SELECT * FROM aci_log WHERE logged_at >= getvariable('pages_from');
 INSERT INTO serving.feature_psi

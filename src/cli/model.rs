@@ -577,13 +577,13 @@ fn print_evaluation(eval: &evaluate::Evaluation, p: &evaluate::Protocol) {
         );
     }
     outln!(
-        "the same forecasts with online coverage control (ACI, gamma {}): the level moves with each outcome once it is known",
+        "the same forecasts as served, with online coverage control (ACI, gamma {}) by the live rule: one level per recipe through every refit, moved by each outcome once it is known; pinned = share of forecasts with the level at a bound",
         eval.aci_gamma
     );
     for r in &eval.aci_rows {
         let m = &r.metrics;
         outln!(
-            "{:<10} {:<18} {:>3} {:>6} {:>8.4} {:>8.4} {:>6.3} {:>7.4}",
+            "{:<10} {:<18} {:>3} {:>6} {:>8.4} {:>8.4} {:>6.3} {:>7.4} pinned {:>5.3}",
             r.coin_id,
             r.model,
             m.horizon,
@@ -591,7 +591,8 @@ fn print_evaluation(eval: &evaluate::Evaluation, p: &evaluate::Protocol) {
             m.interval_score,
             m.pinball,
             m.coverage,
-            m.width
+            m.width,
+            r.pinned_share.unwrap_or(0.0)
         );
     }
     for c in &eval.candidates {
@@ -625,23 +626,31 @@ fn print_selection(o: &train::TrainOutcome) {
         e.refit_every_folds
     );
     outln!(
-        "{:<20} {:>9} {:>13} {:>9} {:>7} {:>8}  verdict",
+        "{:<20} {:>9} {:>13} {:>7} {:>9} {:>13} {:>9} {:>7} {:>8}  verdict",
         "candidate",
         "IS%",
         "coverage",
+        "pinned",
+        "plain IS%",
+        "plain cover",
         "MSE/pers",
         "refits",
         "fit s"
     );
     for c in &o.selection.scorecards {
         let run = e.candidates.iter().find(|r| r.label == c.label);
-        let (lo, hi) = c.coverage_range();
+        let (lo, hi) = c.served.coverage_range();
+        let (plain_lo, plain_hi) = c.plain.coverage_range();
         outln!(
-            "{:<20} {:>9.4} {:>5.1}-{:>5.1}% {:>9.4} {:>7} {:>8.1}  {}",
+            "{:<20} {:>9.4} {:>5.1}-{:>5.1}% {:>6.1}% {:>9.4} {:>5.1}-{:>5.1}% {:>9.4} {:>7} {:>8.1}  {}",
             c.label,
-            c.interval_score,
+            c.interval_score(),
             100.0 * lo,
             100.0 * hi,
+            100.0 * c.most_pinned(),
+            c.plain.interval_score,
+            100.0 * plain_lo,
+            100.0 * plain_hi,
             c.mse_ratio,
             run.map_or(0, |r| r.refits),
             run.map_or(0.0, |r| r.fit_seconds),
@@ -658,6 +667,7 @@ fn print_selection(o: &train::TrainOutcome) {
             c.error.as_deref().unwrap_or_default()
         );
     }
+    outln!("IS% and coverage: the intervals as served (ACI levels by the live rule), which the gate judges; pinned: the largest share of a coin's hours with the ACI level at a bound; plain: conformal at the nominal level, without ACI");
     outln!("\n{}", o.selection.summary);
     outln!(
         "registered {} ({}) as champion, refit on every origin up to {} UTC ({} h before the newest hour, {} UTC){}",

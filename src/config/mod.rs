@@ -381,6 +381,9 @@ pub struct GateRules {
     pub max_mse_ratio: f64,
     /// Share by which the interval score must improve on the champion's to replace it.
     pub min_improvement: f64,
+    /// Largest share of a coin's served forecasts drawn with the ACI level pinned at a bound
+    /// (0.05 = 5%).
+    pub max_pinned_share: f64,
 }
 
 /// The serving publication (`crate::publish`): what a writer puts out for replicas.

@@ -316,6 +316,11 @@ impl Settings {
                 gate.min_improvement,
                 0.0..=0.5,
             ),
+            (
+                "model.gate.max_pinned_share",
+                gate.max_pinned_share,
+                0.0..=1.0,
+            ),
         ] {
             if !range.contains(&value) {
                 return Err(invalid(

@@ -144,7 +144,6 @@ impl ClassicalCard {
             .zip(scales)
             .map(|(&r, scale)| Anchor::point(r, scale))
             .collect();
-        let bounds = self.calibration.bounds(&s.coin_id, &anchors, levels);
         Ok(interval_forecast(
             &s.coin_id,
             s.hour_of(i),
@@ -152,7 +151,7 @@ impl ClassicalCard {
             &self.calibration,
             levels,
             &returns,
-            &bounds,
+            &anchors,
         ))
     }
 }

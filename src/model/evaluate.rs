@@ -11,11 +11,13 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::baselines::{Forecaster, RefitHints};
+use super::baselines::{FitReport, Forecaster, RefitHints};
 use super::dataset::CoinSeries;
-use super::forecast::{Aci, Anchor, Calibration, CalibrationMode};
+use super::forecast::{
+    anchor_of, Aci, Anchor, BandMix, Calibration, CalibrationMode, ACI_ALPHA_RANGE,
+};
 use super::metrics::{horizon_metrics, HorizonMetrics, Scored};
-use super::recipe::Recipe;
+use super::recipe::{PointRecipe, Recipe};
 use super::volatility::ScaleModel;
 use super::windows::Fold;
 use super::ModelError;
@@ -45,6 +47,9 @@ pub struct EvalRow {
     pub model: String,
     #[serde(flatten)]
     pub metrics: HorizonMetrics,
+    /// With ACI: the share of forecasts drawn with the level pinned at a bound.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pinned_share: Option<f64>,
 }
 
 /// How a candidate went: its refits, their cost, and what validation chose.
@@ -134,11 +139,11 @@ pub struct Evaluation {
     pub test_from_hour: i64,
     pub test_to_hour: i64,
     pub coins: Vec<String>,
-    /// Intervals at the nominal level of each refit's conformal calibration: what the gate
-    /// judges.
+    /// Intervals at the nominal level of each refit's conformal calibration (plain conformal):
+    /// the point metrics, and the interval figures shown beside the served ones.
     pub rows: Vec<EvalRow>,
-    /// The same forecasts with intervals at the level online coverage control (ACI) would have
-    /// set, fed each outcome once it was known (h hours after its origin).
+    /// The same forecasts with intervals as they are served: at the level online coverage
+    /// control (ACI) sets by the live rule (`aci_scored`). What the gate judges intervals by.
     pub aci_rows: Vec<EvalRow>,
     pub candidates: Vec<CandidateRun>,
     /// Per candidate, coin and tested level: the share of test outcomes inside the interval
@@ -217,14 +222,15 @@ pub fn walk_forward(
     let mut reliability = Vec::new();
     let mut runs = Vec::new();
     let mut scores = Vec::new();
+    let mut point_fits = PointFits::default();
     for (k, candidate) in candidates.iter().enumerate() {
         on_candidate(&candidate.label, k, candidates.len())?;
         let mut run = CandidateRun::new(candidate);
-        match evaluate_candidate(series, &folds, candidate, p, &mut run) {
+        match evaluate_candidate(series, &folds, candidate, p, &mut run, &mut point_fits) {
             Ok(outcome) => {
                 for (c, s) in series.iter().enumerate() {
                     for (h, &naive_mae) in naive[c].iter().enumerate() {
-                        let row = |scored: &[Scored]| EvalRow {
+                        let row = |scored: &[Scored], pinned_share| EvalRow {
                             coin_id: s.coin_id.clone(),
                             model: candidate.label.clone(),
                             metrics: horizon_metrics(
@@ -233,9 +239,12 @@ pub fn walk_forward(
                                 naive_mae,
                                 p.interval_level,
                             ),
+                            pinned_share,
                         };
-                        rows.push(row(&outcome.nominal[c][h]));
-                        aci_rows.push(row(&outcome.aci[c][h]));
+                        rows.push(row(&outcome.nominal[c][h], None));
+                        let served = &outcome.aci[c][h];
+                        let share = served.pinned() as f64 / served.levels.len().max(1) as f64;
+                        aci_rows.push(row(&served.scored, Some(share)));
                     }
                 }
                 for (s, points) in series.iter().zip(&outcome.reliability) {
@@ -300,6 +309,14 @@ fn naive_mae(series: &[CoinSeries], folds: &[Fold], p: &Protocol) -> Vec<Vec<f64
 
 type PerCoinHorizon<T> = Vec<Vec<Vec<T>>>;
 
+/// How a candidate's intervals are drawn: its calibration mode and, for a quantile band averaged
+/// with classical scales, the mix.
+#[derive(Debug, Clone, Copy)]
+struct Drawing {
+    mode: CalibrationMode,
+    mix: Option<BandMix>,
+}
+
 /// One test forecast, before its interval is drawn.
 struct TestForecast {
     origin_hour: i64,
@@ -316,21 +333,72 @@ struct TestForecast {
 /// A candidate's test forecasts scored with nominal and with ACI intervals, and its scores.
 struct CandidateOutcome {
     nominal: PerCoinHorizon<Scored>,
-    aci: PerCoinHorizon<Scored>,
+    /// With ACI, as served.
+    aci: Vec<Vec<Served>>,
     scores: PerCoinHorizon<f64>,
     /// Per coin, at each of `RELIABILITY_LEVELS`: (outcomes covered, outcomes).
     reliability: Vec<Vec<(usize, usize)>>,
 }
 
-/// One candidate over every fold: each refit fits the point model and the scale on the proper
-/// training slice and calibrates on the newest `calibration_share`; the test windows until the
-/// next refit are forecast with that fit.
+/// The point models fitted so far, per point recipe and refit: candidates that differ only in
+/// their interval method (`lstm_quantile` and `lstm_quantile_mix`) share one fit per refit, since
+/// a point fit never sees the scale. A recipe whose fit failed is not kept: the next candidate
+/// with it fails on its own.
+#[derive(Default)]
+struct PointFits {
+    fits: Vec<(PointRecipe, Vec<FittedPoint>)>,
+}
+
+/// A point model fitted at one refit, and what its fit reported.
+type FittedPoint = (Box<dyn Forecaster>, FitReport);
+
+impl PointFits {
+    /// The fit of `recipe` at refit `k`, fitted now by `fit` unless an earlier candidate did.
+    fn get_or_fit(
+        &mut self,
+        recipe: &Recipe,
+        k: usize,
+        fit: impl FnOnce(&mut dyn Forecaster) -> Result<FitReport, ModelError>,
+    ) -> Result<(&dyn Forecaster, &FitReport), ModelError> {
+        let slot = match self.fits.iter().position(|(r, _)| *r == recipe.point) {
+            Some(i) => i,
+            None => {
+                self.fits.push((recipe.point.clone(), Vec::new()));
+                self.fits.len() - 1
+            }
+        };
+        let refits = &mut self.fits[slot].1;
+        if refits.len() == k {
+            let mut point = recipe.build(None);
+            let report = fit(&mut *point)?;
+            refits.push((point, report));
+        }
+        let (point, report) = refits.get(k).ok_or_else(|| {
+            ModelError::Numeric(format!("refit {k} of {} out of order", recipe.name()))
+        })?;
+        Ok((&**point, report))
+    }
+
+    fn at(&self, recipe: &Recipe, k: usize) -> Option<&dyn Forecaster> {
+        self.fits
+            .iter()
+            .find(|(r, _)| *r == recipe.point)
+            .and_then(|(_, refits)| refits.get(k))
+            .map(|(point, _)| &**point)
+    }
+}
+
+/// One candidate over every fold: each refit fits the point model (or reuses the fit of an earlier
+/// candidate with the same point recipe) and the scale on the proper training slice and
+/// calibrates on the newest `calibration_share`; the test windows until the next refit are
+/// forecast with that fit.
 fn evaluate_candidate(
     series: &[CoinSeries],
     folds: &[Fold],
     candidate: &Candidate,
     p: &Protocol,
     run: &mut CandidateRun,
+    point_fits: &mut PointFits,
 ) -> Result<CandidateOutcome, ModelError> {
     let (l, hz) = (p.lookback_hours, p.horizon);
     let mode = candidate.recipe.calibration_mode();
@@ -338,15 +406,22 @@ fn evaluate_candidate(
         .map(|_| (0..hz).map(|_| Vec::new()).collect())
         .collect();
     let mut calibrations: Vec<Calibration> = Vec::new();
-    let mut point = candidate.recipe.build(None);
     let mut scale = ScaleModel::new(candidate.recipe.scale);
+    let drawing = Drawing {
+        mode,
+        mix: BandMix::new(scale.band_members(), p.interval_level),
+    };
     for (k, fold) in folds.iter().enumerate() {
         if k % p.refit_every_folds as usize == 0 {
             let started = Instant::now();
             let train_len = fold.train.end - fold.train.start;
             let cal_start = fold.train.end - (train_len as f64 * p.calibration_share) as i64;
             let proper = fold.train.start..cal_start - p.gap();
-            let fitted = point.fit(series, &proper, l, hz)?;
+            let refit = calibrations.len();
+            let (point, fitted) = point_fits.get_or_fit(&candidate.recipe, refit, |point| {
+                point.fit(series, &proper, l, hz)
+            })?;
+            let fitted = fitted.clone();
             scale.fit(series, &proper, hz)?;
             run.refits += 1;
             run.chosen_epochs.extend(fitted.epochs);
@@ -364,7 +439,7 @@ fn evaluate_candidate(
             let mut by_coin = Vec::with_capacity(series.len());
             for s in series {
                 let origins = s.origins_in(&calibration, l, hz);
-                let forecasts = test_forecasts(&*point, &scale, mode, s, &origins, hz, k)?;
+                let forecasts = test_forecasts(point, &scale, drawing, s, &origins, hz, refit)?;
                 let scores = forecasts
                     .iter()
                     .map(|by_h| {
@@ -385,9 +460,12 @@ fn evaluate_candidate(
         }
         let started = Instant::now();
         let refit = calibrations.len() - 1;
+        let point = point_fits
+            .at(&candidate.recipe, refit)
+            .ok_or_else(|| ModelError::Numeric(format!("no fit of {}", candidate.label)))?;
         for (c, s) in series.iter().enumerate() {
             let origins = s.origins_in(&fold.test, l, hz);
-            let forecasts = test_forecasts(&*point, &scale, mode, s, &origins, hz, refit)?;
+            let forecasts = test_forecasts(point, &scale, drawing, s, &origins, hz, refit)?;
             for (h, by_h) in forecasts.into_iter().enumerate() {
                 tests[c][h].extend(by_h);
             }
@@ -460,7 +538,7 @@ fn reliability_of(
 fn test_forecasts(
     point: &dyn Forecaster,
     scale: &ScaleModel,
-    mode: CalibrationMode,
+    drawing: Drawing,
     s: &CoinSeries,
     origins: &[usize],
     hz: usize,
@@ -472,7 +550,7 @@ fn test_forecasts(
         return Ok(out);
     }
     let predictions = point.predict_full(s, origins, hz)?;
-    let band = match (mode, &predictions.band) {
+    let band = match (drawing.mode, &predictions.band) {
         (CalibrationMode::Cqr, None) => {
             return Err(ModelError::Numeric(
                 "CQR calibration needs a quantile band, and the model forecasts none".into(),
@@ -486,10 +564,7 @@ fn test_forecasts(
         scale.scales(s, i, &mut sigma);
         for (h, forecasts) in out.iter_mut().enumerate() {
             let actual = s.target(i, h + 1);
-            let anchor = match band {
-                Some(b) => Anchor::band(b[k][h].0, b[k][h].1, sigma[h]),
-                None => Anchor::point(pred[h], sigma[h]),
-            };
+            let anchor = anchor_of(band.map(|b| b[k][h]), pred[h], sigma[h], drawing.mix);
             forecasts.push(TestForecast {
                 origin_hour: s.hour_of(i),
                 price: s.price[i],
@@ -530,36 +605,72 @@ fn nominal_scored(
         .collect()
 }
 
-/// Intervals at the level ACI sets, in time order: the outcome of an origin is known, and moves
-/// the level, h hours later (h = the horizon, 1-based).
+/// A coin's and horizon's test forecasts as served: each drawn at the ACI level in force at its
+/// origin.
+struct Served {
+    scored: Vec<Scored>,
+    levels: Vec<f64>,
+}
+
+impl Served {
+    /// Forecasts drawn with the level pinned at a bound of [`ACI_ALPHA_RANGE`].
+    fn pinned(&self) -> usize {
+        let (lowest, highest) = (1.0 - ACI_ALPHA_RANGE.1, 1.0 - ACI_ALPHA_RANGE.0);
+        self.levels
+            .iter()
+            .filter(|&&l| l <= lowest || l >= highest)
+            .count()
+    }
+}
+
+/// Intervals at the level ACI sets, by the live rule (`monitor::coverage`): one state for the
+/// recipe through every refit, starting at nominal; an outcome is known h hours after its origin
+/// (h = the horizon, 1-based) and judged then, at the level in force then; an outcome whose
+/// origin came before a refit that is in force when it is known is judged by no one (a version
+/// judges only origins after its training).
 fn aci_scored(
     tests: &[TestForecast],
     calibrations: &[Calibration],
     coin: &str,
     h: usize,
     gamma: f64,
-) -> Vec<Scored> {
+) -> Served {
     let level = calibrations.first().map_or(0.9, |c| c.level);
     let mut aci = Aci::for_horizon(level, gamma, h + 1);
-    let mut pending: VecDeque<(i64, bool)> = VecDeque::new();
     let delay = h as i64 + 1;
-    tests
-        .iter()
-        .map(|t| {
-            while let Some(&(known_at, missed)) = pending.front() {
-                if known_at > t.origin_hour {
-                    break;
-                }
-                aci.update(missed);
-                pending.pop_front();
+    // Forecasts whose outcome is not known yet: (known at, conformity score, refit).
+    let mut pending: VecDeque<(i64, f64, usize)> = VecDeque::new();
+    // The first test origin of each refit: from there it is the version in force.
+    let mut refit_from: Vec<i64> = Vec::new();
+    let mut served = Served {
+        scored: Vec::with_capacity(tests.len()),
+        levels: Vec::with_capacity(tests.len()),
+    };
+    for t in tests {
+        if refit_from.len() <= t.refit {
+            refit_from.resize(t.refit + 1, t.origin_hour);
+        }
+        while let Some(&(known_at, score, refit)) = pending.front() {
+            if known_at > t.origin_hour {
+                break;
             }
-            let q = calibrations[t.refit].quantile(coin, h, aci.level());
-            if t.score.is_finite() && q.is_finite() {
-                pending.push_back((t.origin_hour + delay, t.score > q));
+            pending.pop_front();
+            let judged = refit_from
+                .get(refit + 1)
+                .is_none_or(|&next| known_at < next);
+            let q = calibrations[refit].quantile(coin, h, aci.level());
+            if judged && q.is_finite() {
+                aci.update(score > q);
             }
-            scored_at(t, q)
-        })
-        .collect()
+        }
+        let q = calibrations[t.refit].quantile(coin, h, aci.level());
+        if t.score.is_finite() {
+            pending.push_back((t.origin_hour + delay, t.score, t.refit));
+        }
+        served.scored.push(scored_at(t, q));
+        served.levels.push(aci.level());
+    }
+    served
 }
 
 #[cfg(test)]
@@ -679,6 +790,55 @@ mod tests {
         assert!(score("persistence_ewma") < score("persistence"));
         let cover = eval.row("persistence_garch", "g", 1).expect("row").coverage;
         assert!((cover - 0.9).abs() < 0.04, "{cover}");
+    }
+
+    /// The live rule, replayed: outcomes judged when known (2 h after their origin here), one
+    /// level through the refit, and the outcomes in flight when the refit takes over dropped.
+    #[test]
+    fn aci_replays_the_live_rule_across_a_refit() {
+        let calibration = || {
+            let scores: Vec<f64> = (1..=200).map(f64::from).collect();
+            Calibration::from_scores(
+                0.9,
+                CalibrationMode::Scaled,
+                &[("c".into(), vec![scores.clone(), scores])],
+                String::new(),
+            )
+        };
+        let calibrations = [calibration(), calibration()];
+        // Every outcome falls far outside: each judged one is a miss.
+        let tests: Vec<TestForecast> = (0..20)
+            .map(|hour| TestForecast {
+                origin_hour: hour,
+                price: 1.0,
+                actual: 0.5,
+                predicted: 0.0,
+                anchor: Anchor::point(0.0, 1.0),
+                score: 1e6,
+                refit: usize::from(hour >= 10),
+            })
+            .collect();
+        let gamma = 0.01;
+        let served = aci_scored(&tests, &calibrations, "c", 1, gamma);
+        // Origin o is known at o + 2. Refit 1 is in force from hour 10: origins 8 and 9 (known
+        // at 10 and 11) are judged by no one; origin 10 is judged at 12 by refit 1.
+        let judged_before = |t: i64| match t {
+            0..=9 => (t - 1).max(0),
+            10 | 11 => 8,
+            _ => 8 + (t - 11),
+        };
+        for (t, level) in (0..20).zip(&served.levels) {
+            let expected = 0.9 + (gamma / 2.0) * 0.9 * judged_before(t) as f64;
+            assert!(
+                (level - expected).abs() < 1e-12,
+                "hour {t}: {level} vs {expected}"
+            );
+        }
+        assert_eq!(served.pinned(), 0);
+        // A step large enough pins the level at 99.5% after the first misses.
+        let pinned = aci_scored(&tests, &calibrations, "c", 1, 0.1);
+        assert!(pinned.pinned() > 10, "{:?}", pinned.levels);
+        assert!(pinned.levels.iter().all(|l| *l <= 0.995 + 1e-12));
     }
 
     #[test]

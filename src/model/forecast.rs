@@ -35,6 +35,10 @@ pub struct HorizonForecast {
     /// The conformal level the interval is drawn at: the nominal one, or where online coverage
     /// control (ACI) has moved it for this coin and horizon.
     pub drawn_at_level: f64,
+    /// What the interval is drawn around: with the calibration, it tells at which levels an
+    /// outcome would have been covered (the live reliability diagram).
+    #[serde(skip)]
+    pub anchor: Anchor,
 }
 
 /// The levels intervals are drawn at.
@@ -72,12 +76,14 @@ pub fn interval_forecast(
     calibration: &Calibration,
     levels: Levels<'_>,
     returns: &[f64],
-    bounds: &[(f64, f64)],
+    anchors: &[Anchor],
 ) -> Forecast {
+    let bounds = calibration.bounds(coin_id, anchors, levels);
     let horizons = returns
         .iter()
+        .zip(anchors)
         .enumerate()
-        .map(|(h, &r)| {
+        .map(|(h, (&r, &anchor))| {
             let (lo, hi) = bounds.get(h).copied().unwrap_or((f64::NAN, f64::NAN));
             HorizonForecast {
                 hours_ahead: h + 1,
@@ -86,6 +92,7 @@ pub fn interval_forecast(
                 lower: price * lo.exp(),
                 upper: price * hi.exp(),
                 drawn_at_level: levels.at(h, calibration.level),
+                anchor,
             }
         })
         .collect();
@@ -140,6 +147,44 @@ impl Anchor {
     /// The interval for a calibrated quantile `q` of the scores.
     pub fn bounds(&self, q: f64) -> (f64, f64) {
         (self.lo - q * self.scale, self.hi + q * self.scale)
+    }
+}
+
+/// A quantile band averaged with `members` Gaussian bands r̂ ± z·σ̄ of classical scales (σ̄ their
+/// mean scale): an equal-weight quantile average, calibrated by CQR like the band itself.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BandMix {
+    pub members: usize,
+    /// The Gaussian quantile of the band's level (1.645 for 90%).
+    pub z: f64,
+}
+
+impl BandMix {
+    /// For a band of central level `level` averaged with `members` scales; None without members.
+    pub fn new(members: usize, level: f64) -> Option<Self> {
+        (members > 0).then(|| Self {
+            members,
+            z: normal_quantile((1.0 + level) / 2.0),
+        })
+    }
+}
+
+/// One horizon's anchor: around the point r̂ with scale σ̂ (scaled calibration), or around the
+/// quantile band (CQR) normalized by σ̂, or, with a [`BandMix`], around the averaged band, not
+/// normalized (σ̂ is already in it).
+pub fn anchor_of(band: Option<(f64, f64)>, point: f64, sigma: f64, mix: Option<BandMix>) -> Anchor {
+    match (band, mix) {
+        (None, _) => Anchor::point(point, sigma),
+        (Some((lo, hi)), None) => Anchor::band(lo, hi, sigma),
+        (Some((lo, hi)), Some(m)) => {
+            let k = m.members as f64;
+            let average = |end: f64, classical: f64| (end + k * classical) / (k + 1.0);
+            Anchor::band(
+                average(lo, point - m.z * sigma),
+                average(hi, point + m.z * sigma),
+                1.0,
+            )
+        }
     }
 }
 
@@ -445,6 +490,28 @@ mod tests {
         assert_eq!(c.quantile("a", 0, 0.905), 91.5);
         assert_eq!(c.quantile("b", 0, 0.9), c.quantile("unknown", 0, 0.9));
         assert_eq!(c.residuals["b"], 10);
+    }
+
+    #[test]
+    fn a_band_mix_averages_the_band_with_the_gaussian_bands_of_its_members() {
+        let mix = BandMix::new(3, 0.9).expect("members");
+        assert!((mix.z - 1.644_853_626_951).abs() < 1e-8);
+        assert_eq!(BandMix::new(0, 0.9), None);
+        // Band [-1, 1], point 0, mean scale 0.5: each member's band is ±0.822.
+        let a = anchor_of(Some((-1.0, 1.0)), 0.0, 0.5, Some(mix));
+        let member = mix.z * 0.5;
+        assert!((a.lo - (-1.0 - 3.0 * member) / 4.0).abs() < 1e-12, "{a:?}");
+        assert!((a.hi - (1.0 + 3.0 * member) / 4.0).abs() < 1e-12, "{a:?}");
+        assert_eq!(a.scale, 1.0);
+        // Without a mix: the band normalized by the scale; without a band: the point.
+        assert_eq!(
+            anchor_of(Some((-1.0, 1.0)), 0.0, 0.5, None),
+            Anchor::band(-1.0, 1.0, 0.5)
+        );
+        assert_eq!(
+            anchor_of(None, 0.1, 0.5, Some(mix)),
+            Anchor::point(0.1, 0.5)
+        );
     }
 
     #[test]

@@ -3,10 +3,11 @@
 //! again by re-running its recipe on today's folds, and every model card keeps its recipe.
 //!
 //! Names: the point model (`persistence`, `drift`, `sma_trend`, `ema_trend`, `linear`, `lstm`),
-//! then `_ewma`, `_garch` or `_har` when the interval scales with volatility instead of having a
-//! constant width: `persistence_ewma`, `persistence_garch`, `persistence_har`. The quantile LSTM's
-//! interval is its own quantile band, conformalized (CQR): `lstm_quantile`, or with a suffix,
-//! normalized by that scale (`lstm_quantile_ewma`: scores in units of the EWMA volatility).
+//! then `_ewma`, `_ewma_coin` (λ chosen per coin), `_garch`, `_har` or `_mix` (the three
+//! averaged) when the interval scales with volatility instead of having a constant width:
+//! `persistence_ewma`, `persistence_garch`, `persistence_har`. The quantile LSTM's interval is its own quantile band, conformalized (CQR):
+//! `lstm_quantile`, or with a suffix, normalized by that scale (`lstm_quantile_ewma`: scores in
+//! units of the EWMA volatility).
 
 use serde::{Deserialize, Serialize};
 
@@ -71,12 +72,21 @@ impl Recipe {
     /// The recipe a candidate name stands for, with the hyperparameters of the protocol and the
     /// LSTM spec.
     pub fn from_name(name: &str, protocol: &Protocol, spec: &LstmSpec) -> Result<Self, ModelError> {
-        let (base, suffix) = match name.rsplit_once('_') {
-            Some((b, s @ ("ewma" | "garch" | "har"))) => (b, s),
-            _ => (name, ""),
+        let (base, suffix) = match name.strip_suffix("_ewma_coin") {
+            Some(b) => (b, "ewma_coin"),
+            None => match name.rsplit_once('_') {
+                Some((b, s @ ("ewma" | "garch" | "har" | "mix"))) => (b, s),
+                _ => (name, ""),
+            },
         };
         let scale = match suffix {
             "ewma" => ScaleRecipe::Ewma {
+                lambda: protocol.ewma_lambda,
+            },
+            "ewma_coin" => ScaleRecipe::EwmaPerCoin {
+                lambda: protocol.ewma_lambda,
+            },
+            "mix" => ScaleRecipe::Mix {
                 lambda: protocol.ewma_lambda,
             },
             "garch" => ScaleRecipe::Garch,
@@ -104,7 +114,7 @@ impl Recipe {
                 return Err(ModelError::Definition {
                     origin: "candidates".into(),
                     message: format!(
-                        "unknown forecaster `{name}`: use persistence, drift, sma_trend, ema_trend, linear, lstm or lstm_quantile, optionally with _ewma, _garch or _har"
+                        "unknown forecaster `{name}`: use persistence, drift, sma_trend, ema_trend, linear, lstm or lstm_quantile, optionally with _ewma, _ewma_coin, _garch, _har or _mix"
                     ),
                 })
             }

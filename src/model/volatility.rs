@@ -4,6 +4,12 @@
 //!
 //! - `Constant`: σ̂ = 1, split-conformal with a constant width.
 //! - `Ewma`: RiskMetrics, σ̂²_{t+1} = λ·σ̂²_t + (1−λ)·r_t², and σ̂_h = σ̂_1·√h.
+//! - `EwmaPerCoin`: the same with λ chosen per coin from [`LAMBDA_GRID`] on the training hours,
+//!   by the Gaussian quasi-likelihood (QLIKE) of the next hour's return.
+//! - `Mix`: the equal-weight mean of the EWMA, GARCH and HAR scales (all three are σ̂ in units of
+//!   the log return, so they average as they are). With a quantile band (CQR) it is a quantile
+//!   average instead: the band's ends averaged with the members' Gaussian bands
+//!   (`forecast::BandMix`).
 //! - `Garch`: GARCH(1,1) per coin by Gaussian quasi-maximum likelihood with variance targeting;
 //!   σ̂²_h = Σ_{k=1..h} σ̂²_{t+k|t}.
 //! - `Har`: Corsi's (2009) HAR of realized variance, direct per horizon: the next h hours' summed
@@ -29,15 +35,27 @@ const WINDOW: usize = 720;
 const FIT_LIMIT: usize = 20_000;
 /// HAR components: mean squared return over the last 1, 24 and 168 hours.
 const HAR_LAGS: [usize; 3] = [1, 24, 168];
+/// The λs a per-coin EWMA chooses from (half-lives of 6.6 hours to 5.8 days).
+pub const LAMBDA_GRID: [f64; 9] = [0.90, 0.93, 0.95, 0.96, 0.97, 0.98, 0.985, 0.99, 0.995];
 
 /// The scale part of a recipe (what to fit).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ScaleRecipe {
     Constant,
-    Ewma { lambda: f64 },
+    Ewma {
+        lambda: f64,
+    },
+    /// λ per coin from [`LAMBDA_GRID`]; `lambda` for a coin it was not fitted on.
+    EwmaPerCoin {
+        lambda: f64,
+    },
     Garch,
     Har,
+    /// EWMA (at `lambda`), GARCH and HAR, equal weights.
+    Mix {
+        lambda: f64,
+    },
 }
 
 impl ScaleRecipe {
@@ -46,8 +64,10 @@ impl ScaleRecipe {
         match self {
             ScaleRecipe::Constant => "",
             ScaleRecipe::Ewma { .. } => "ewma",
+            ScaleRecipe::EwmaPerCoin { .. } => "ewma_coin",
             ScaleRecipe::Garch => "garch",
             ScaleRecipe::Har => "har",
+            ScaleRecipe::Mix { .. } => "mix",
         }
     }
 }
@@ -76,6 +96,11 @@ pub enum ScaleModel {
     Ewma {
         lambda: f64,
     },
+    EwmaPerCoin {
+        coins: BTreeMap<String, f64>,
+        /// For a coin it was not fitted on.
+        lambda: f64,
+    },
     Garch {
         coins: BTreeMap<String, Garch11>,
         pooled: Option<Garch11>,
@@ -83,6 +108,10 @@ pub enum ScaleModel {
     Har {
         coins: BTreeMap<String, HarFit>,
         pooled: Option<HarFit>,
+    },
+    Mix {
+        /// EWMA, GARCH and HAR, fitted.
+        members: Vec<ScaleModel>,
     },
 }
 
@@ -92,8 +121,18 @@ impl ScaleModel {
         match self {
             ScaleModel::Constant => ScaleRecipe::Constant,
             ScaleModel::Ewma { lambda } => ScaleRecipe::Ewma { lambda: *lambda },
+            ScaleModel::EwmaPerCoin { lambda, .. } => ScaleRecipe::EwmaPerCoin { lambda: *lambda },
             ScaleModel::Garch { .. } => ScaleRecipe::Garch,
             ScaleModel::Har { .. } => ScaleRecipe::Har,
+            ScaleModel::Mix { members } => ScaleRecipe::Mix {
+                lambda: members
+                    .iter()
+                    .find_map(|m| match m {
+                        ScaleModel::Ewma { lambda } => Some(*lambda),
+                        _ => None,
+                    })
+                    .unwrap_or(f64::NAN),
+            },
         }
     }
 
@@ -102,6 +141,10 @@ impl ScaleModel {
         match recipe {
             ScaleRecipe::Constant => ScaleModel::Constant,
             ScaleRecipe::Ewma { lambda } => ScaleModel::Ewma { lambda },
+            ScaleRecipe::EwmaPerCoin { lambda } => ScaleModel::EwmaPerCoin {
+                coins: BTreeMap::new(),
+                lambda,
+            },
             ScaleRecipe::Garch => ScaleModel::Garch {
                 coins: BTreeMap::new(),
                 pooled: None,
@@ -110,6 +153,24 @@ impl ScaleModel {
                 coins: BTreeMap::new(),
                 pooled: None,
             },
+            ScaleRecipe::Mix { lambda } => ScaleModel::Mix {
+                members: [
+                    ScaleRecipe::Ewma { lambda },
+                    ScaleRecipe::Garch,
+                    ScaleRecipe::Har,
+                ]
+                .into_iter()
+                .map(ScaleModel::new)
+                .collect(),
+            },
+        }
+    }
+
+    /// How many classical scales a quantile band is averaged with (`Mix`); 0 for the others.
+    pub fn band_members(&self) -> usize {
+        match self {
+            ScaleModel::Mix { members } => members.len(),
+            _ => 0,
         }
     }
 
@@ -122,6 +183,15 @@ impl ScaleModel {
     ) -> Result<(), ModelError> {
         match self {
             ScaleModel::Constant | ScaleModel::Ewma { .. } => Ok(()),
+            ScaleModel::EwmaPerCoin { coins, .. } => {
+                coins.clear();
+                for s in series {
+                    if let Some(lambda) = fit_ewma_lambda(s, train) {
+                        coins.insert(s.coin_id.clone(), lambda);
+                    }
+                }
+                Ok(())
+            }
             ScaleModel::Garch { coins, pooled } => {
                 coins.clear();
                 for s in series {
@@ -148,6 +218,9 @@ impl ScaleModel {
                 }
                 Ok(())
             }
+            ScaleModel::Mix { members } => members
+                .iter_mut()
+                .try_for_each(|m| m.fit(series, train, horizon)),
         }
     }
 
@@ -156,11 +229,9 @@ impl ScaleModel {
     pub fn scales(&self, s: &CoinSeries, i: usize, out: &mut [f64]) {
         match self {
             ScaleModel::Constant => out.fill(1.0),
-            ScaleModel::Ewma { lambda } => {
-                let v = ewma_variance(s, i, *lambda);
-                for (k, o) in out.iter_mut().enumerate() {
-                    *o = (v * (k + 1) as f64).sqrt();
-                }
+            ScaleModel::Ewma { lambda } => ewma_scales(s, i, *lambda, out),
+            ScaleModel::EwmaPerCoin { coins, lambda } => {
+                ewma_scales(s, i, coins.get(&s.coin_id).copied().unwrap_or(*lambda), out)
             }
             ScaleModel::Garch { coins, pooled } => {
                 let params = coins.get(&s.coin_id).copied().or_else(|| {
@@ -179,8 +250,60 @@ impl ScaleModel {
                 Some(f) => har_scales(s, i, f, out),
                 None => out.fill(f64::NAN),
             },
+            ScaleModel::Mix { members } => {
+                let mut each = vec![0.0; out.len()];
+                out.fill(0.0);
+                for m in members {
+                    m.scales(s, i, &mut each);
+                    for (o, v) in out.iter_mut().zip(&each) {
+                        // A member without a scale here makes the mean NaN: no interval.
+                        *o += v / members.len() as f64;
+                    }
+                }
+            }
         }
     }
+}
+
+fn ewma_scales(s: &CoinSeries, i: usize, lambda: f64, out: &mut [f64]) {
+    let v = ewma_variance(s, i, lambda);
+    for (k, o) in out.iter_mut().enumerate() {
+        *o = (v * (k + 1) as f64).sqrt();
+    }
+}
+
+/// The λ of [`LAMBDA_GRID`] whose one-hour-ahead variance best explains the coin's returns
+/// before `train.end` (the newest [`FIT_LIMIT`]), by QLIKE: Σ ln σ̂² + r²/σ̂².
+fn fit_ewma_lambda(s: &CoinSeries, train: &Range<i64>) -> Option<f64> {
+    let end = usize::try_from(train.end - s.first_hour).ok()?.min(s.len());
+    let returns: Vec<f64> = (1..end)
+        .map(|j| s.hourly_return(j))
+        .filter(|r| r.is_finite())
+        .collect();
+    // The first week starts the filter; the rest is scored.
+    let warm_up = 168;
+    if returns.len() < warm_up + 10 * MIN_RETURNS {
+        return None;
+    }
+    let returns = &returns[returns.len().saturating_sub(FIT_LIMIT + warm_up)..];
+    let start = returns[..warm_up].iter().map(|r| r * r).sum::<f64>() / warm_up as f64;
+    let qlike = |lambda: f64| {
+        let mut v = start;
+        let mut loss = 0.0;
+        for (k, &r) in returns.iter().enumerate() {
+            if k >= warm_up && v > 0.0 {
+                loss += v.ln() + r * r / v;
+            }
+            v = lambda * v + (1.0 - lambda) * r * r;
+        }
+        loss
+    };
+    LAMBDA_GRID
+        .iter()
+        .map(|&l| (qlike(l), l))
+        .filter(|(loss, _)| loss.is_finite())
+        .min_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, l)| l)
 }
 
 /// The EWMA of squared returns after hour i, started from the window's mean square.
@@ -471,6 +594,28 @@ pub(crate) mod tests {
         assert!(out.windows(2).all(|w| w[1] > w[0]));
     }
 
+    /// Constant volatility: the smoothest λ explains it best. Volatility that switches tenfold
+    /// every 10 days: a faster λ.
+    #[test]
+    fn the_per_coin_lambda_follows_how_fast_volatility_moves() {
+        let path = |sigma: &dyn Fn(usize) -> f64, seed| {
+            let mut gauss = crate::model::noise::gaussian(seed);
+            let mut price = vec![100.0];
+            for i in 1..6000 {
+                let last = price[i - 1];
+                price.push(last * (sigma(i) * gauss()).exp());
+            }
+            series(price)
+        };
+        let calm = path(&|_| 0.01, 3);
+        assert_eq!(fit_ewma_lambda(&calm, &(0..6000)), Some(0.995));
+        let switching = path(&|i| if (i / 240) % 2 == 0 { 0.003 } else { 0.03 }, 4);
+        let fast = fit_ewma_lambda(&switching, &(0..6000)).expect("fits");
+        assert!(fast <= 0.97, "{fast}");
+        // Too few returns before the training range ends: no fit (the fallback λ serves).
+        assert_eq!(fit_ewma_lambda(&calm, &(0..200)), None);
+    }
+
     #[test]
     fn every_scale_ranks_a_calm_hour_below_a_turbulent_one() {
         // 2000 calm hours (σ 0.2 %), then 200 turbulent ones (σ 3 %).
@@ -484,8 +629,10 @@ pub(crate) mod tests {
         let s = series(price);
         for recipe in [
             ScaleRecipe::Ewma { lambda: 0.97 },
+            ScaleRecipe::EwmaPerCoin { lambda: 0.97 },
             ScaleRecipe::Garch,
             ScaleRecipe::Har,
+            ScaleRecipe::Mix { lambda: 0.97 },
         ] {
             let mut m = ScaleModel::new(recipe);
             m.fit(std::slice::from_ref(&s), &(0..2200), 24)

@@ -6,8 +6,13 @@
 //! are then drawn at the conformal level 1 − α_t, so coverage returns to nominal when the world
 //! shifts. It does not depend on which requests clients happened to make.
 //!
-//! Each outcome is judged at the level in force when it is processed (the state does not keep
-//! the level of every past hour); with γ = 0.005 the two differ by at most γ·h.
+//! The rule, which the walk-forward replays exactly (`model::evaluate`, `aci_scored`):
+//! - the state belongs to the recipe (`model_recipe_keys`), not the version: a refit of the same
+//!   recipe goes on from the level the recipe reached, and a new recipe starts at nominal;
+//! - a version judges only origins after its training (`trained_until_hour`), so the outcomes of
+//!   origins still in flight when a refit takes over move nothing;
+//! - each outcome is judged at the level in force when it is known (the state does not keep the
+//!   level of every past hour); with γ/h per outcome the two differ by at most γ.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -17,7 +22,8 @@ use serde::Serialize;
 
 use super::MonitorError;
 use crate::model::dataset::CoinSeries;
-use crate::model::forecast::{Aci, Levels};
+use crate::model::evaluate::RELIABILITY_LEVELS;
+use crate::model::forecast::{Aci, Calibration, Levels};
 use crate::model::registry::ModelRow;
 use crate::model::served::ServedModel;
 
@@ -45,7 +51,7 @@ impl AciRow {
     }
 }
 
-/// A model's ACI state, per coin and horizon.
+/// The ACI state a model's intervals are drawn with (its recipe's), per coin and horizon.
 pub fn load_state(conn: &Connection, model_id: &str) -> Result<Vec<AciRow>, duckdb::Error> {
     let mut stmt = conn.prepare(include_str!("../../sql/monitor/aci_state.sql"))?;
     let rows = stmt.query_map([model_id], |r| {
@@ -86,6 +92,33 @@ pub struct CoverageUpdate {
     pub missed: usize,
     /// The largest distance of any coin's horizon from the nominal miss rate, after the update.
     pub max_alpha_shift: f64,
+}
+
+/// A coin's new outcomes at each of [`RELIABILITY_LEVELS`], over every horizon: inside the
+/// interval the version's calibration draws at that level (the live reliability diagram).
+struct LevelCounts {
+    covered: [i64; RELIABILITY_LEVELS.len()],
+    outcomes: i64,
+}
+
+impl LevelCounts {
+    fn new() -> Self {
+        Self {
+            covered: [0; RELIABILITY_LEVELS.len()],
+            outcomes: 0,
+        }
+    }
+
+    /// One outcome with conformity score `score` at horizon `h` (0-based).
+    fn add(&mut self, calibration: &Calibration, coin: &str, h: usize, score: f64) {
+        if !score.is_finite() {
+            return;
+        }
+        self.outcomes += 1;
+        for (covered, &level) in self.covered.iter_mut().zip(&RELIABILITY_LEVELS) {
+            *covered += i64::from(score <= calibration.quantile(coin, h, level));
+        }
+    }
 }
 
 /// Per (coin, horizon) while an update runs.
@@ -148,7 +181,8 @@ pub fn update(
                 }
             })
             .collect();
-        check_new_outcomes(&model, &series, model.trained_until_hour(), &mut trackers);
+        let mut levels = LevelCounts::new();
+        check_new_outcomes(&model, &series, &mut trackers, &mut levels);
         for (h, t) in trackers.iter().enumerate() {
             if t.scored == 0 {
                 continue;
@@ -159,13 +193,13 @@ pub fn update(
             conn.execute(
                 include_str!("../../sql/monitor/aci_upsert.sql"),
                 params![
-                    row.model_id,
-                    coin,
-                    (h + 1) as i32,
                     t.aci.alpha,
                     t.updates,
                     t.misses,
-                    last as f64
+                    coin,
+                    (h + 1) as i32,
+                    last as f64,
+                    row.model_id
                 ],
             )?;
             conn.execute(
@@ -187,19 +221,29 @@ pub fn update(
                 .max_alpha_shift
                 .max((t.aci.alpha - t.aci.target).abs());
         }
+        if levels.outcomes > 0 {
+            for (covered, level) in levels.covered.iter().zip(RELIABILITY_LEVELS) {
+                conn.execute(
+                    include_str!("../../sql/monitor/live_reliability_add.sql"),
+                    params![covered, levels.outcomes, coin, level, row.model_id],
+                )?;
+            }
+        }
     }
     Ok(report)
 }
 
 /// Forecasts from every origin after the model's training (at most [`MAX_CATCH_UP_HOURS`] back)
 /// whose target has arrived and was not yet taken into account, at the levels in force, and
-/// feeds each outcome to its horizon's tracker.
+/// feeds each outcome to its horizon's tracker and to the coin's reliability counts.
 fn check_new_outcomes(
     model: &ServedModel,
     s: &CoinSeries,
-    trained_until_hour: i64,
     trackers: &mut [Tracker],
+    reliability: &mut LevelCounts,
 ) {
+    let trained_until_hour = model.trained_until_hour();
+    let calibration = model.calibration();
     let newest = s.first_hour + s.last_index() as i64;
     let first_origin = trackers
         .iter()
@@ -227,6 +271,12 @@ fn check_new_outcomes(
                 continue;
             }
             let missed = !(f.lower..=f.upper).contains(&actual);
+            reliability.add(
+                calibration,
+                &s.coin_id,
+                h,
+                f.anchor.score(s.target(i, h + 1)),
+            );
             t.aci.update(missed);
             t.updates += 1;
             t.misses += i64::from(missed);

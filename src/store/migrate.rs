@@ -81,6 +81,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0012_audit_log",
         sql: include_str!("../../sql/schema/0012_audit_log.sql"),
     },
+    Migration {
+        version: 13,
+        name: "0013_coverage_per_recipe",
+        sql: include_str!("../../sql/schema/0013_coverage_per_recipe.sql"),
+    },
 ];
 
 /// The schema version this binary writes.

@@ -383,14 +383,15 @@ fn evaluate_prints_the_walk_forward_table_of_every_baseline() {
     let rows = eval["rows"].as_array().expect("rows");
     assert_eq!(
         rows.len(),
-        8 * 2,
-        "the eight classical candidates x two horizons"
+        9 * 2,
+        "the nine classical candidates x two horizons"
     );
     for model in [
         "persistence",
         "persistence_ewma",
         "persistence_garch",
         "persistence_har",
+        "persistence_mix",
         "drift",
         "sma_trend",
         "ema_trend",

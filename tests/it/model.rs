@@ -37,6 +37,7 @@ async fn a_selection_run_judges_every_candidate_alike_and_registers_the_winner_r
                 "linear",
                 "lstm",
                 "lstm_quantile",
+                "lstm_quantile_mix",
             ],
             small_spec(),
             RegisterPolicy::Winner,
@@ -103,6 +104,21 @@ async fn a_selection_run_judges_every_candidate_alike_and_registers_the_winner_r
     for run in [lstm, quantile] {
         assert!(run.samples_per_second.iter().all(|s| *s > 0.0));
         assert_eq!(run.devices, vec!["cpu".to_string()]);
+    }
+    // The quantile average with the classical scales shares the quantile LSTM's network (one fit
+    // per refit): the same point forecasts, other intervals.
+    let mixed = o.evaluation.run("lstm_quantile_mix").expect("the mix ran");
+    assert!(mixed.error.is_none(), "{:?}", mixed.error);
+    assert_eq!(mixed.shrinkage, quantile.shrinkage);
+    assert_eq!(mixed.chosen_epochs, quantile.chosen_epochs);
+    for h in 1..=24 {
+        let plain = o.evaluation.row("lstm_quantile", "solana", h).expect("row");
+        let mix = o
+            .evaluation
+            .row("lstm_quantile_mix", "solana", h)
+            .expect("row");
+        assert_eq!(plain.mae, mix.mae, "h{h}: the same point forecasts");
+        assert_ne!(plain.width, mix.width, "h{h}: other intervals");
     }
     // Every candidate has a verdict that names its numbers.
     for v in &o.selection.verdicts {
@@ -186,7 +202,7 @@ async fn volatility_clusters_promote_a_scaled_interval_over_constant_width_then_
             RegisterPolicy::Winner,
         )
         .expect("selection");
-    let score = |m: &str| o.selection.scorecard(m).expect("card").interval_score;
+    let score = |m: &str| o.selection.scorecard(m).expect("card").interval_score();
     assert!(
         score("persistence_garch") < score("persistence")
             && score("persistence_ewma") < score("persistence"),

@@ -151,6 +151,63 @@ async fn predictions_are_logged_then_scored_when_their_hour_arrives() {
         coincast::monitor::coverage::load_state(app.store.conn(), &champion).expect("state"),
         aci
     );
+    // The live reliability diagram of the champion's recipe: every outcome checked, at each
+    // tested level, covered more often at higher levels.
+    let live: Vec<(f64, i64, i64)> = {
+        let conn = app.store.conn();
+        let mut stmt = conn
+            .prepare(include_str!("../../sql/reports/dash_live_reliability.sql"))
+            .expect("query");
+        stmt.query_map([&champion], |r| Ok((r.get(1)?, r.get(2)?, r.get(3)?)))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    };
+    assert_eq!(live.len(), 12, "{live:?}");
+    assert!(live.iter().all(|&(_, _, n)| n == expected), "{live:?}");
+    assert!(live.windows(2).all(|w| w[0].1 <= w[1].1), "{live:?}");
+    let at_90 = live
+        .iter()
+        .find(|(l, ..)| (l - 0.9).abs() < 1e-9)
+        .expect("90%");
+    assert!(at_90.1 > 0 && at_90.1 < expected, "{at_90:?}");
+
+    // A refit of the same recipe (the daily retrain) goes on at the level the recipe reached,
+    // and sees its reliability counts; a new recipe starts at nominal.
+    let mut same = small_spec();
+    same.epochs = 1;
+    same.samples_per_epoch = 1000;
+    let refit = app.lstm_champion(&["solana"], same.clone());
+    assert_ne!(refit, champion);
+    assert_eq!(
+        coincast::monitor::coverage::load_state(app.store.conn(), &refit).expect("state"),
+        aci
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) FROM live_reliability r JOIN model_recipe_keys k USING (recipe_key)
+             WHERE k.model_id = '{refit}' AND r.outcomes = {expected}"
+        )),
+        12
+    );
+    let other = app.lstm_champion(
+        &["solana"],
+        coincast::model::lstm::LstmSpec {
+            hidden_size: same.hidden_size + 1,
+            ..same
+        },
+    );
+    assert!(
+        coincast::monitor::coverage::load_state(app.store.conn(), &other)
+            .expect("state")
+            .is_empty()
+    );
+    coincast::model::registry::promote(
+        app.store.conn(),
+        &champion,
+        coincast::model::registry::GateCheck::Force,
+    )
+    .expect("the first champion back");
 
     // Live accuracy 24 h after as_of: both distinct forecasts (h1 and h24) are in both windows.
     let as_of = DateTime::parse_from_rfc3339("2023-12-27T23:00:00Z")
@@ -286,5 +343,14 @@ async fn without_a_champion_the_floor_is_registered_and_its_monitored_features_g
             report.run_id
         )),
         1
+    );
+    // Its Gaussian intervals are not what a trained floor of the same recipe serves: its ACI
+    // state is its own.
+    assert_eq!(
+        app.string(&format!(
+            "SELECT recipe_key FROM model_recipe_keys WHERE model_id = '{}'",
+            floor.model_id
+        )),
+        format!("model:{}", floor.model_id)
     );
 }

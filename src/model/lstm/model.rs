@@ -16,7 +16,7 @@ use crate::model::baselines::Predictions;
 use crate::model::card::{check_card_format, FeatureStats};
 use crate::model::dataset::CoinSeries;
 use crate::model::forecast::{
-    interval_forecast, Anchor, Calibration, CalibrationMode, Forecast, Levels,
+    anchor_of, interval_forecast, Anchor, BandMix, Calibration, CalibrationMode, Forecast, Levels,
 };
 use crate::model::volatility::ScaleModel;
 use crate::model::ModelError;
@@ -426,19 +426,17 @@ impl TrainedLstm {
         let point = &predictions.point[k];
         let mut sigma = vec![0.0; point.len()];
         self.card.scale.scales(s, i, &mut sigma);
-        let anchors: Vec<Anchor> = match (self.calibration.mode, &predictions.band) {
-            (CalibrationMode::Cqr, Some(band)) => band[k]
-                .iter()
-                .zip(sigma)
-                .map(|(&(lo, hi), scale)| Anchor::band(lo, hi, scale))
-                .collect(),
-            _ => point
-                .iter()
-                .zip(sigma)
-                .map(|(&r, scale)| Anchor::point(r, scale))
-                .collect(),
+        let band = match (self.calibration.mode, &predictions.band) {
+            (CalibrationMode::Cqr, Some(band)) => Some(&band[k]),
+            _ => None,
         };
-        let bounds = self.calibration.bounds(&s.coin_id, &anchors, levels);
+        let mix = BandMix::new(self.card.scale.band_members(), self.calibration.level);
+        let anchors: Vec<Anchor> = point
+            .iter()
+            .zip(sigma)
+            .enumerate()
+            .map(|(h, (&r, scale))| anchor_of(band.map(|b| b[h]), r, scale, mix))
+            .collect();
         interval_forecast(
             &s.coin_id,
             s.hour_of(i),
@@ -446,7 +444,7 @@ impl TrainedLstm {
             &self.calibration,
             levels,
             point,
-            &bounds,
+            &anchors,
         )
     }
 }

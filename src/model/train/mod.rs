@@ -451,7 +451,7 @@ fn fit(
     let score = |label: &str| {
         selection
             .scorecard(label)
-            .map(|c| c.interval_score)
+            .map(|c| c.interval_score())
             .filter(|s| s.is_finite())
     };
     let mut models = vec![ModelRecord {

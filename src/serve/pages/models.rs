@@ -110,6 +110,9 @@ pub struct CoinReliability {
     pub coin_id: String,
     /// The walk-forward's test outcomes, over every horizon.
     pub walk_forward: Vec<ReliabilityPoint>,
+    /// The monitor's outcomes of the model's recipe as served, every hour, over every horizon
+    /// (empty until its first outcomes arrive).
+    pub live: Vec<ReliabilityPoint>,
 }
 
 /// A bin of the PIT histogram: outcomes whose conformal level (the smallest level whose
@@ -142,7 +145,7 @@ pub struct ModelsPage {
     /// Per coin and horizon: the selected model's interval score and persistence's with
     /// constant width, on the same walk-forward.
     pub interval_score_by_horizon: Vec<HorizonScore>,
-    /// Per coin: nominal level against realized coverage in the walk-forward.
+    /// Per coin: nominal level against realized coverage in the walk-forward and live.
     pub reliability: Vec<CoinReliability>,
     /// Per coin: the PIT histogram's bins, from the calibrated grid of levels: [0, 0.50), then
     /// between consecutive tested levels, then [0.995, 1].
@@ -200,6 +203,7 @@ pub async fn load(state: &Arc<AppState>, q: ModelsQuery) -> Result<ModelsPage, A
         let mut walk_forward = Vec::new();
         let mut interval_score_by_horizon = Vec::new();
         let mut reliability_rows: Vec<LevelRow> = Vec::new();
+        let mut live_rows: Vec<LevelRow> = Vec::new();
         let mut registration = Registration::default();
         if let Some(model_id) = &selected {
             let run_id = experiments
@@ -261,14 +265,7 @@ pub async fn load(state: &Arc<AppState>, q: ModelsQuery) -> Result<ModelsPage, A
                 let mut reliability_stmt =
                     conn.prepare(include_str!("../../../sql/reports/dash_reliability.sql"))?;
                 reliability_rows = reliability_stmt
-                    .query_map(params![model_id, family], |r| {
-                        Ok(LevelRow {
-                            coin_id: r.get(0)?,
-                            level: r.get(1)?,
-                            covered: r.get(2)?,
-                            n: r.get(3)?,
-                        })
-                    })?
+                    .query_map(params![model_id, family], level_row)?
                     .collect::<Result<Vec<_>, _>>()?;
                 interval_score_by_horizon = stmt
                     .query_map(params![model_id, family], |r| {
@@ -281,6 +278,12 @@ pub async fn load(state: &Arc<AppState>, q: ModelsQuery) -> Result<ModelsPage, A
                     })?
                     .collect::<Result<Vec<_>, _>>()?;
             }
+            live_rows = conn
+                .prepare(include_str!(
+                    "../../../sql/reports/dash_live_reliability.sql"
+                ))?
+                .query_map([model_id], level_row)?
+                .collect::<Result<Vec<_>, _>>()?;
             registration = conn
                 .query_row(
                     include_str!("../../../sql/reports/dash_model_verdict.sql"),
@@ -305,7 +308,7 @@ pub async fn load(state: &Arc<AppState>, q: ModelsQuery) -> Result<ModelsPage, A
             learning_curve,
             walk_forward,
             interval_score_by_horizon,
-            reliability: reliability_of(&reliability_rows),
+            reliability: reliability_of(&reliability_rows, &live_rows),
             pit: pit_of(&reliability_rows),
             registration,
         })
@@ -440,23 +443,46 @@ fn by_coin(rows: &[LevelRow]) -> Vec<(&str, Vec<&LevelRow>)> {
     out
 }
 
-fn reliability_of(rows: &[LevelRow]) -> Vec<CoinReliability> {
-    by_coin(rows)
+fn level_row(r: &duckdb::Row<'_>) -> duckdb::Result<LevelRow> {
+    Ok(LevelRow {
+        coin_id: r.get(0)?,
+        level: r.get(1)?,
+        covered: r.get(2)?,
+        n: r.get(3)?,
+    })
+}
+
+/// Per coin of either source, its walk-forward and live diagrams.
+fn reliability_of(walk_forward: &[LevelRow], live: &[LevelRow]) -> Vec<CoinReliability> {
+    let points = |rows: &[&LevelRow]| -> Vec<ReliabilityPoint> {
+        rows.iter()
+            .map(|p| ReliabilityPoint {
+                level: p.level,
+                coverage: if p.n > 0 {
+                    p.covered as f64 / p.n as f64
+                } else {
+                    f64::NAN
+                },
+                n: p.n,
+            })
+            .collect()
+    };
+    let (walk_forward, live) = (by_coin(walk_forward), by_coin(live));
+    let mut coins: Vec<&str> = walk_forward.iter().chain(&live).map(|(c, _)| *c).collect();
+    coins.sort_unstable();
+    coins.dedup();
+    let of = |source: &[(&str, Vec<&LevelRow>)], coin: &str| {
+        source
+            .iter()
+            .find(|(c, _)| *c == coin)
+            .map_or_else(Vec::new, |(_, rows)| points(rows))
+    };
+    coins
         .into_iter()
-        .map(|(coin, points)| CoinReliability {
+        .map(|coin| CoinReliability {
             coin_id: coin.to_string(),
-            walk_forward: points
-                .iter()
-                .map(|p| ReliabilityPoint {
-                    level: p.level,
-                    coverage: if p.n > 0 {
-                        p.covered as f64 / p.n as f64
-                    } else {
-                        f64::NAN
-                    },
-                    n: p.n,
-                })
-                .collect(),
+            walk_forward: of(&walk_forward, coin),
+            live: of(&live, coin),
         })
         .collect()
 }
@@ -515,10 +541,24 @@ fn calibration_charts(page: &ModelsPage) -> Vec<(String, String, String)> {
                     .collect(),
                 markers: true,
             });
+            if !r.live.is_empty() {
+                let outcomes = r.live.first().map_or(0, |p| p.n);
+                chart.series.push(Series {
+                    name: format!("live ({outcomes} outcomes)"),
+                    color: svg::PALETTE[1],
+                    points: r.live.iter().map(|p| (p.level, p.coverage)).collect(),
+                    markers: true,
+                });
+            }
+            let levels = if r.walk_forward.is_empty() {
+                &r.live
+            } else {
+                &r.walk_forward
+            };
             chart.series.push(Series {
                 name: "calibrated".into(),
                 color: svg::PALETTE[7],
-                points: r.walk_forward.iter().map(|p| (p.level, p.level)).collect(),
+                points: levels.iter().map(|p| (p.level, p.level)).collect(),
                 markers: false,
             });
             let diagram = chart.render("no reliability rows");
