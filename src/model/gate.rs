@@ -477,11 +477,12 @@ pub fn select(eval: &Evaluation, champion: Option<&str>, rules: &GateRules) -> O
             }
         ),
         _ if pick_qualified => format!(
-            "{} is champion: the best served interval score among the candidates that pass the gate ({:.4}; coverage with ACI {}; MSE {:.4} × persistence){}",
+            "{} is champion: the best served interval score among the candidates that pass the gate ({:.4}; coverage with ACI {}; MSE {:.4} × persistence){}{}",
             pick.label,
             pick.interval_score(),
             coverage_range(&pick),
             pick.mse_ratio,
+            runner_up(&cards, &pick, &qualifies),
             demotion(&outcome)
         ),
         _ => format!(
@@ -500,6 +501,23 @@ pub fn select(eval: &Evaluation, champion: Option<&str>, rules: &GateRules) -> O
         scorecards: cards.clone(),
         summary,
     })
+}
+
+/// By how much the pick beats the next qualified candidate, when there is one.
+fn runner_up(cards: &[Scorecard], pick: &Scorecard, qualifies: &dyn Fn(&str) -> bool) -> String {
+    cards
+        .iter()
+        .filter(|c| c.label != pick.label && qualifies(&c.label))
+        .min_by(|a, b| a.rank(b))
+        .map(|next| {
+            format!(
+                "; {:.2}% better than the next, {} ({:.4})",
+                100.0 * (1.0 - pick.interval_score() / next.interval_score()),
+                next.label,
+                next.interval_score()
+            )
+        })
+        .unwrap_or_default()
 }
 
 fn demotion(outcome: &ChampionOutcome) -> String {
@@ -760,6 +778,13 @@ mod tests {
         assert!(!s.verdict("linear").expect("verdict").qualifies());
         assert!(
             s.summary.contains("coverage with ACI 90.5%–90.5%"),
+            "{}",
+            s.summary
+        );
+        // 9.5 against persistence_ewma's 9.8 (linear does not qualify).
+        assert!(
+            s.summary
+                .contains("3.06% better than the next, persistence_ewma (9.8000)"),
             "{}",
             s.summary
         );
