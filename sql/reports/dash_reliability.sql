@@ -1,5 +1,5 @@
 -- A model's reliability diagram from the walk-forward of its training run: per coin and tested
--- level, the test outcomes inside the interval drawn at that level (src/model/evaluate.rs,
+-- level, the test outcomes inside the interval drawn at that level (src/model/evaluate/,
 -- RELIABILITY_LEVELS). Parameters: model_id, then its forecaster's name.
 WITH r AS (
     SELECT unnest(from_json(metrics -> 'reliability', '["JSON"]')) AS row

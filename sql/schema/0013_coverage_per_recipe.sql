@@ -2,7 +2,7 @@
 -- 1. ACI follows the recipe, not the version: the daily retrain registers a new version of the
 --    same recipe, and its intervals go on at the level the recipe reached instead of starting
 --    again at nominal (the walk-forward runs one ACI through every refit the same way,
---    src/model/evaluate.rs). A recipe is its JSON (model_versions.recipe): a changed
+--    src/model/evaluate/). A recipe is its JSON (model_versions.recipe): a changed
 --    hyperparameter is a new recipe and starts at nominal. A registration without a recipe, and
 --    the cold floor, are their own keys.
 -- 2. The live reliability diagram, counted by the monitor task per recipe (below).
@@ -43,7 +43,7 @@ DROP TABLE aci_state;
 ALTER TABLE aci_recipe_state RENAME TO aci_state;
 
 -- The live reliability diagram: the monitor task's every-hour forecasts of the served models,
--- per recipe, coin and tested level (src/model/evaluate.rs, RELIABILITY_LEVELS), over every
+-- per recipe, coin and tested level (src/model/evaluate/, RELIABILITY_LEVELS), over every
 -- horizon: outcomes inside the interval the version's calibration draws at that level. Counts
 -- only grow; the models page draws them beside the walk-forward's.
 CREATE TABLE live_reliability (

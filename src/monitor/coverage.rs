@@ -6,7 +6,7 @@
 //! are then drawn at the conformal level 1 − α_t, so coverage returns to nominal when the world
 //! shifts. It does not depend on which requests clients happened to make.
 //!
-//! The rule, which the walk-forward replays exactly (`model::evaluate`, `aci_scored`):
+//! The rule, which the walk-forward replays exactly (`model/evaluate/served.rs`, `aci_scored`):
 //! - the state belongs to the recipe (`model_recipe_keys`), not the version: a refit of the same
 //!   recipe goes on from the level the recipe reached, and a new recipe starts at nominal;
 //! - a version judges only origins after its training (`trained_until_hour`), so the outcomes of

@@ -1,26 +1,29 @@
 //! Walk-forward evaluation: every candidate on the same folds and the same origins, refit by the
 //! same rule (at the first fold and every `refit_every_folds` folds after), with intervals from
 //! split-conformal calibration on the newest part of each refit's training data (scores scaled by
-//! the candidate's σ̂, or CQR on a quantile band). The test forecasts are scored twice: at the
-//! nominal level (what the gate judges), and at the level online coverage control (ACI) would have
-//! set. The out-of-sample scores of the test windows are kept: the winner's final intervals are
-//! calibrated on them.
+//! the candidate's σ̂, or CQR on a quantile band). The test forecasts are scored twice
+//! (`served`): at the nominal level (plain conformal, shown beside), and as served, at the level
+//! online coverage control (ACI) sets by the live rule (what the gate judges). Candidates with the
+//! same point recipe share its fits (`fits`). The out-of-sample scores of the test windows are
+//! kept: the winner's final intervals are calibrated on them.
 
-use std::collections::VecDeque;
+mod fits;
+mod served;
+
 use std::time::Instant;
 
 use serde::Serialize;
 
-use super::baselines::{FitReport, Forecaster, RefitHints};
+use super::baselines::{Forecaster, RefitHints};
 use super::dataset::CoinSeries;
-use super::forecast::{
-    anchor_of, Aci, Anchor, BandMix, Calibration, CalibrationMode, ACI_ALPHA_RANGE,
-};
+use super::forecast::{anchor_of, Anchor, BandMix, Calibration, CalibrationMode};
 use super::metrics::{horizon_metrics, HorizonMetrics, Scored};
-use super::recipe::{PointRecipe, Recipe};
+use super::recipe::Recipe;
 use super::volatility::ScaleModel;
 use super::windows::Fold;
 use super::ModelError;
+use fits::PointFits;
+use served::{aci_scored, nominal_scored, Served};
 
 pub use super::protocol::{calendar, Protocol, DEFAULT_PROTOCOL};
 
@@ -340,54 +343,6 @@ struct CandidateOutcome {
     reliability: Vec<Vec<(usize, usize)>>,
 }
 
-/// The point models fitted so far, per point recipe and refit: candidates that differ only in
-/// their interval method (`lstm_quantile` and `lstm_quantile_mix`) share one fit per refit, since
-/// a point fit never sees the scale. A recipe whose fit failed is not kept: the next candidate
-/// with it fails on its own.
-#[derive(Default)]
-struct PointFits {
-    fits: Vec<(PointRecipe, Vec<FittedPoint>)>,
-}
-
-/// A point model fitted at one refit, and what its fit reported.
-type FittedPoint = (Box<dyn Forecaster>, FitReport);
-
-impl PointFits {
-    /// The fit of `recipe` at refit `k`, fitted now by `fit` unless an earlier candidate did.
-    fn get_or_fit(
-        &mut self,
-        recipe: &Recipe,
-        k: usize,
-        fit: impl FnOnce(&mut dyn Forecaster) -> Result<FitReport, ModelError>,
-    ) -> Result<(&dyn Forecaster, &FitReport), ModelError> {
-        let slot = match self.fits.iter().position(|(r, _)| *r == recipe.point) {
-            Some(i) => i,
-            None => {
-                self.fits.push((recipe.point.clone(), Vec::new()));
-                self.fits.len() - 1
-            }
-        };
-        let refits = &mut self.fits[slot].1;
-        if refits.len() == k {
-            let mut point = recipe.build(None);
-            let report = fit(&mut *point)?;
-            refits.push((point, report));
-        }
-        let (point, report) = refits.get(k).ok_or_else(|| {
-            ModelError::Numeric(format!("refit {k} of {} out of order", recipe.name()))
-        })?;
-        Ok((&**point, report))
-    }
-
-    fn at(&self, recipe: &Recipe, k: usize) -> Option<&dyn Forecaster> {
-        self.fits
-            .iter()
-            .find(|(r, _)| *r == recipe.point)
-            .and_then(|(_, refits)| refits.get(k))
-            .map(|(point, _)| &**point)
-    }
-}
-
 /// One candidate over every fold: each refit fits the point model (or reuses the fit of an earlier
 /// candidate with the same point recipe) and the scale on the proper training slice and
 /// calibrates on the newest `calibration_share`; the test windows until the next refit are
@@ -579,283 +534,5 @@ fn test_forecasts(
     Ok(out)
 }
 
-fn scored_at(t: &TestForecast, q: f64) -> Scored {
-    let (lo, hi) = t.anchor.bounds(q);
-    Scored {
-        price: t.price,
-        actual: t.actual,
-        predicted: t.predicted,
-        interval: (lo.is_finite() && hi.is_finite()).then_some((lo, hi)),
-    }
-}
-
-/// Intervals at the nominal level of the refit's calibration.
-fn nominal_scored(
-    tests: &[TestForecast],
-    calibrations: &[Calibration],
-    coin: &str,
-    h: usize,
-) -> Vec<Scored> {
-    tests
-        .iter()
-        .map(|t| {
-            let cal = &calibrations[t.refit];
-            scored_at(t, cal.quantile(coin, h, cal.level))
-        })
-        .collect()
-}
-
-/// A coin's and horizon's test forecasts as served: each drawn at the ACI level in force at its
-/// origin.
-struct Served {
-    scored: Vec<Scored>,
-    levels: Vec<f64>,
-}
-
-impl Served {
-    /// Forecasts drawn with the level pinned at a bound of [`ACI_ALPHA_RANGE`].
-    fn pinned(&self) -> usize {
-        let (lowest, highest) = (1.0 - ACI_ALPHA_RANGE.1, 1.0 - ACI_ALPHA_RANGE.0);
-        self.levels
-            .iter()
-            .filter(|&&l| l <= lowest || l >= highest)
-            .count()
-    }
-}
-
-/// Intervals at the level ACI sets, by the live rule (`monitor::coverage`): one state for the
-/// recipe through every refit, starting at nominal; an outcome is known h hours after its origin
-/// (h = the horizon, 1-based) and judged then, at the level in force then; an outcome whose
-/// origin came before a refit that is in force when it is known is judged by no one (a version
-/// judges only origins after its training).
-fn aci_scored(
-    tests: &[TestForecast],
-    calibrations: &[Calibration],
-    coin: &str,
-    h: usize,
-    gamma: f64,
-) -> Served {
-    let level = calibrations.first().map_or(0.9, |c| c.level);
-    let mut aci = Aci::for_horizon(level, gamma, h + 1);
-    let delay = h as i64 + 1;
-    // Forecasts whose outcome is not known yet: (known at, conformity score, refit).
-    let mut pending: VecDeque<(i64, f64, usize)> = VecDeque::new();
-    // The first test origin of each refit: from there it is the version in force.
-    let mut refit_from: Vec<i64> = Vec::new();
-    let mut served = Served {
-        scored: Vec::with_capacity(tests.len()),
-        levels: Vec::with_capacity(tests.len()),
-    };
-    for t in tests {
-        if refit_from.len() <= t.refit {
-            refit_from.resize(t.refit + 1, t.origin_hour);
-        }
-        while let Some(&(known_at, score, refit)) = pending.front() {
-            if known_at > t.origin_hour {
-                break;
-            }
-            pending.pop_front();
-            let judged = refit_from
-                .get(refit + 1)
-                .is_none_or(|&next| known_at < next);
-            let q = calibrations[refit].quantile(coin, h, aci.level());
-            if judged && q.is_finite() {
-                aci.update(score > q);
-            }
-        }
-        let q = calibrations[t.refit].quantile(coin, h, aci.level());
-        if t.score.is_finite() {
-            pending.push_back((t.origin_hour + delay, t.score, t.refit));
-        }
-        served.scored.push(scored_at(t, q));
-        served.levels.push(aci.level());
-    }
-    served
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_shipped_protocol_parses() {
-        let p = Protocol::parse("models/baselines.toml", DEFAULT_PROTOCOL).expect("valid");
-        assert_eq!(p.horizon, 24);
-        assert_eq!(p.gap(), 72);
-        let err = Protocol::parse(
-            "x.toml",
-            &DEFAULT_PROTOCOL.replace("horizon = 24", "horizon = 48"),
-        )
-        .expect_err("out of range")
-        .to_string();
-        assert!(err.contains("x.toml") && err.contains("horizon"), "{err}");
-        let err = Protocol::parse("y.toml", &format!("{DEFAULT_PROTOCOL}\nwindow = 3\n"))
-            .expect_err("unknown key")
-            .to_string();
-        assert!(err.contains("window"), "{err}");
-    }
-
-    fn candidates(names: &[&str], p: &Protocol) -> Vec<Candidate> {
-        let spec = crate::model::lstm::LstmSpec::parse(
-            "models/lstm.toml",
-            crate::model::lstm::DEFAULT_SPEC,
-        )
-        .expect("spec");
-        names
-            .iter()
-            .map(|n| Candidate::new(Recipe::from_name(n, p, &spec).expect("recipe")))
-            .collect()
-    }
-
-    /// A random walk with drift-free noise: no baseline can beat persistence by much, the
-    /// intervals cover close to their level, and a drifting walk is caught by `drift`.
-    #[test]
-    fn walk_forward_on_synthetic_walks() {
-        let mut noise = crate::model::noise::gaussian(42);
-        let n = 6000;
-        let make = |name: &str, drift: f64, noise: &mut dyn FnMut() -> f64| {
-            let mut price = vec![100.0];
-            for i in 1..n {
-                let last: f64 = price[i - 1];
-                price.push(last * (drift + 0.01 * noise()).exp());
-            }
-            let feature: Vec<f64> = (0..n).map(|i| (i % 24) as f64).collect();
-            CoinSeries::from_arrays(name, 400_000, price, feature, vec!["hour".into()])
-        };
-        let walk = make("walk", 0.0, &mut noise);
-        let trend = make("trend", 0.002, &mut noise);
-        let mut p = Protocol::parse("t", DEFAULT_PROTOCOL).expect("protocol");
-        p.windows = 10;
-        p.features = vec!["hour".into()];
-        let cands = candidates(&["persistence", "drift", "linear"], &p);
-        let mut seen = Vec::new();
-        let eval = walk_forward(&[walk, trend], &cands, &p, |label, _, _| {
-            seen.push(label.to_string());
-            Ok(())
-        })
-        .expect("evaluates");
-        assert_eq!(seen, vec!["persistence", "drift", "linear"]);
-        assert_eq!(eval.folds, 10);
-        // Refit at folds 0, 4 and 8.
-        assert!(
-            eval.candidates.iter().all(|c| c.refits == 3),
-            "{:?}",
-            eval.candidates
-        );
-        let get = |coin: &str, model: &str, h: u32| *eval.row(model, coin, h).expect("row");
-        let persistence = get("walk", "persistence", 1);
-        assert_eq!(persistence.n, 10 * 168);
-        assert!(persistence.skill.abs() < 1e-12);
-        assert!(
-            (persistence.coverage - 0.9).abs() < 0.05,
-            "{}",
-            persistence.coverage
-        );
-        assert!(persistence.interval_score.is_finite() && persistence.pinball > 0.0);
-        assert!(get("walk", "linear", 1).skill < 0.02);
-        // On a drifting walk, 24 h ahead, the drift baseline beats persistence.
-        assert!(
-            get("trend", "drift", 24).skill > 0.05,
-            "{:?}",
-            get("trend", "drift", 24)
-        );
-        // The test windows' scores are kept for the final calibration.
-        let oos = eval.scores_of("persistence");
-        assert_eq!(oos.len(), 2);
-        assert_eq!(oos[0].1[0].len(), 10 * 168);
-    }
-
-    /// Volatility clusters (GARCH): intervals that scale with it beat constant ones on the
-    /// interval score at 1 h, while covering as well.
-    #[test]
-    fn volatility_scaled_intervals_win_when_volatility_clusters() {
-        let price = crate::model::volatility::tests::garch_path(12_000, 11);
-        let n = price.len();
-        let s = CoinSeries::from_arrays("g", 400_000, price, vec![0.0; n], vec!["f".into()]);
-        let mut p = Protocol::parse("t", DEFAULT_PROTOCOL).expect("protocol");
-        p.windows = 8;
-        p.features = vec!["f".into()];
-        let cands = candidates(
-            &["persistence", "persistence_ewma", "persistence_garch"],
-            &p,
-        );
-        let eval = walk_forward(&[s], &cands, &p, |_, _, _| Ok(())).expect("evaluates");
-        let score = |m: &str| eval.row(m, "g", 1).expect("row").interval_score;
-        assert!(
-            score("persistence_garch") < 0.95 * score("persistence"),
-            "garch {} vs constant {}",
-            score("persistence_garch"),
-            score("persistence")
-        );
-        assert!(score("persistence_ewma") < score("persistence"));
-        let cover = eval.row("persistence_garch", "g", 1).expect("row").coverage;
-        assert!((cover - 0.9).abs() < 0.04, "{cover}");
-    }
-
-    /// The live rule, replayed: outcomes judged when known (2 h after their origin here), one
-    /// level through the refit, and the outcomes in flight when the refit takes over dropped.
-    #[test]
-    fn aci_replays_the_live_rule_across_a_refit() {
-        let calibration = || {
-            let scores: Vec<f64> = (1..=200).map(f64::from).collect();
-            Calibration::from_scores(
-                0.9,
-                CalibrationMode::Scaled,
-                &[("c".into(), vec![scores.clone(), scores])],
-                String::new(),
-            )
-        };
-        let calibrations = [calibration(), calibration()];
-        // Every outcome falls far outside: each judged one is a miss.
-        let tests: Vec<TestForecast> = (0..20)
-            .map(|hour| TestForecast {
-                origin_hour: hour,
-                price: 1.0,
-                actual: 0.5,
-                predicted: 0.0,
-                anchor: Anchor::point(0.0, 1.0),
-                score: 1e6,
-                refit: usize::from(hour >= 10),
-            })
-            .collect();
-        let gamma = 0.01;
-        let served = aci_scored(&tests, &calibrations, "c", 1, gamma);
-        // Origin o is known at o + 2. Refit 1 is in force from hour 10: origins 8 and 9 (known
-        // at 10 and 11) are judged by no one; origin 10 is judged at 12 by refit 1.
-        let judged_before = |t: i64| match t {
-            0..=9 => (t - 1).max(0),
-            10 | 11 => 8,
-            _ => 8 + (t - 11),
-        };
-        for (t, level) in (0..20).zip(&served.levels) {
-            let expected = 0.9 + (gamma / 2.0) * 0.9 * judged_before(t) as f64;
-            assert!(
-                (level - expected).abs() < 1e-12,
-                "hour {t}: {level} vs {expected}"
-            );
-        }
-        assert_eq!(served.pinned(), 0);
-        // A step large enough pins the level at 99.5% after the first misses.
-        let pinned = aci_scored(&tests, &calibrations, "c", 1, 0.1);
-        assert!(pinned.pinned() > 10, "{:?}", pinned.levels);
-        assert!(pinned.levels.iter().all(|l| *l <= 0.995 + 1e-12));
-    }
-
-    #[test]
-    fn the_windows_fit_the_history_and_too_little_says_how_much_is_missing() {
-        let p = Protocol::parse("t", DEFAULT_PROTOCOL).expect("protocol");
-        let walk = |hours: usize| {
-            let price: Vec<f64> = (0..hours).map(|i| 100.0 + (i % 7) as f64).collect();
-            CoinSeries::from_arrays("w", 0, price, vec![0.0; hours], vec!["f".into()])
-        };
-        // 120 days: (2880 - 24 - 72 - 720) / 168 = 12 windows.
-        assert_eq!(p.folds(&[walk(2880)]).expect("folds").len(), 12);
-        assert_eq!(p.folds(&[walk(60_000)]).expect("folds").len(), 26);
-        let err = p.folds(&[walk(900)]).expect_err("too short").to_string();
-        // 720 + 72 + 168 = 960 hours of origins needed, 876 there: 84 missing.
-        assert!(
-            err.contains("960") && err.contains("876") && err.contains("84 missing"),
-            "{err}"
-        );
-    }
-}
+mod tests;
